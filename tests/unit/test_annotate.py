@@ -1,0 +1,134 @@
+"""Marker-based annotation on synthetic clusters with known identities."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tmeflow import annotate, integrate
+
+from ._synthetic import clustered_counts
+
+REPO = Path(__file__).resolve().parents[2]
+
+PANEL = {
+    "cell_types": {
+        "tumor": {"species": "human", "markers": ["g100"], "source": "test"},
+        "CAF": {
+            "species": "mouse",
+            "markers": ["g0", "g1", "g2", "g3", "g4"],
+            "source": "test",
+            "subtypes": {
+                "myCAF": {"markers": ["g30", "g31", "g32"], "source": "test"},
+                "iCAF": {"markers": ["g40", "g41", "g42"], "source": "test"},
+            },
+        },
+        "TAM": {"species": "mouse", "markers": ["g10", "g11", "g12", "g13"], "source": "test"},
+        "B": {"species": "mouse", "markers": ["g20", "g21", "g22", "absent1"], "source": "test"},
+        "T": {"species": "mouse", "markers": ["absent2", "absent3"], "source": "test"},
+    }
+}
+
+
+def labelled(seed=0):
+    """Groups A/B/C carry the CAF/TAM/B markers; CAF splits into myCAF/iCAF halves."""
+    adata = clustered_counts(n_per_group=120, n_genes=150, seed=seed)
+    x = adata.X.toarray()
+    rng = np.random.default_rng(seed)
+    caf = np.flatnonzero(adata.obs["group"] == "A")
+    my, ic = caf[: len(caf) // 2], caf[len(caf) // 2 :]
+    x[np.ix_(my, [30, 31, 32])] += rng.poisson(40, (len(my), 3))
+    x[np.ix_(ic, [40, 41, 42])] += rng.poisson(40, (len(ic), 3))
+    adata.X = x.astype(np.float32)
+    adata.obs["true_subtype"] = adata.obs["group"].map({"A": "CAF", "B": "TAM", "C": "B"})
+    adata.obs.loc[adata.obs_names[my], "true_subtype"] = "myCAF"
+    adata.obs.loc[adata.obs_names[ic], "true_subtype"] = "iCAF"
+    integrate.normalise(adata)
+    adata.obs["leiden"] = adata.obs["group"].map({"A": "0", "B": "1", "C": "2"}).astype("category")
+    # a 2-d embedding where the CAF subtypes are apart, for the re-clustering
+    emb = rng.normal(0, 0.3, (adata.n_obs, 2))
+    emb[my] += [5, 0]
+    emb[ic] += [0, 5]
+    adata.obsm["X_scVI"] = emb.astype(np.float32)
+    adata.obs["species"] = "mouse"
+    return adata
+
+
+def test_clusters_get_their_marker_labels_and_subtypes():
+    adata = labelled()
+    table = annotate.annotate(adata, PANEL, species_mode="mouse", subcluster_resolution=0.3)
+    truth = adata.obs["group"].map({"A": "CAF", "B": "TAM", "C": "B"})
+    assert (adata.obs["cell_type"].astype(str) == truth).all()
+    caf = adata.obs["cell_type"] == "CAF"
+    acc = (adata.obs.loc[caf, "cell_subtype"] == adata.obs.loc[caf, "true_subtype"]).mean()
+    assert acc >= 0.95
+    top = table[table["level"] == "cell_type"].set_index("group")
+    assert top.loc["0", "label"] == "CAF" and top.loc["0", "margin"] > 0.5
+    assert "score_T" not in adata.obs or adata.obs["score_T"].isna().all()
+    assert set(adata.obs.columns) >= {"score_CAF", "score_TAM", "score_myCAF"}
+    assert adata.uns["annotation"]["sources"]["CAF"] == "test"
+
+
+def test_low_confidence_cluster_is_unassigned():
+    adata = labelled()
+    # a cluster mixing TAM and B cells half and half has no clear winner
+    mixed = adata.obs["group"].isin(["B", "C"])
+    adata.obs["leiden"] = np.where(mixed, "1", "0")
+    annotate.annotate(adata, PANEL, species_mode="mouse", min_margin=0.3)
+    assert (adata.obs.loc[mixed, "cell_type"] == "unassigned").all()
+
+
+def test_xenograft_human_cells_are_tumour():
+    adata = labelled()
+    human = adata.obs_names[:10]
+    adata.obs.loc[human, "species"] = "human"
+    annotate.annotate(adata, PANEL, species_mode="xenograft")
+    assert (adata.obs.loc[human, "cell_type"] == "tumor").all()
+    assert (adata.obs.loc[adata.obs_names[10:], "cell_type"] != "tumor").all()
+
+
+def test_xenograft_requires_species():
+    adata = labelled()
+    del adata.obs["species"]
+    with pytest.raises(ValueError, match="species assignment"):
+        annotate.annotate(adata, PANEL, species_mode="xenograft")
+
+
+def test_score_cells_zscores_within_mask():
+    adata = labelled()
+    mask = (adata.obs["group"] != "C").to_numpy()
+    scores = annotate.score_cells(adata, {"B": ["g20"], "none": ["absent"]}, mask=mask)
+    assert scores.loc[~mask].isna().all().all()
+    assert scores["none"].isna().all()
+    assert abs(scores.loc[mask, "B"].mean()) < 1e-9
+
+
+def test_shipped_panel_loads_with_sources():
+    panel = annotate.load_panel(REPO / "config/markers/mouse_tme.yaml")
+    vocab = {"tumor", "CAF", "TAM", "monocyte", "neutrophil", "NK", "B", "endothelial", "pericyte"}
+    assert vocab <= set(panel["cell_types"])
+    assert set(annotate.subtype_markers(panel, "TAM")) >= {"TAM_Mrc1", "TAM_Spp1"}
+    assert set(annotate.subtype_markers(panel, "CAF")) >= {"myCAF", "iCAF"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [({"markers": ["a"]}, "needs a 'source'"), ({"source": "x"}, "needs a 'markers'"),
+     ({"markers": ["a"], "source": "x", "colour": "red"}, "unknown keys")],
+)  # fmt: skip
+def test_bad_panel_entries_refused(tmp_path, entry, message):
+    path = tmp_path / "panel.yaml"
+    path.write_text(yaml.safe_dump({"cell_types": {"X": entry}}))
+    with pytest.raises(ValueError, match=message):
+        annotate.load_panel(path)
+
+
+def test_assign_groups_reports_margin():
+    scores = pd.DataFrame({"a": [2.0, 2.0, 0.0], "b": [0.0, 0.5, 0.1]}, index=["x", "y", "z"])
+    groups = pd.Series(["1", "1", "2"], index=scores.index)
+    table = annotate.assign_groups(scores, groups, min_score=0.5, min_margin=0.1).set_index("group")
+    assert table.loc["1", "label"] == "a"
+    assert table.loc["1", "margin"] == pytest.approx(2.0 - 0.25)
+    assert table.loc["2", "label"] == "unassigned"  # best score 0.1 < min_score

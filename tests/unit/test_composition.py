@@ -1,0 +1,123 @@
+"""Tests of tmeflow.composition: per-sample proportions and the replicate-aware test."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from anndata import AnnData
+from scipy import stats
+
+from tmeflow import composition
+
+REF, TEST = "ctrl", "alectinib"
+
+# cells per sample: TAMs double under alectinib (12% -> 24%); NK absent from ctrl_1
+COUNTS = {
+    ("ctrl_0", REF): {"tumor": 150, "CAF": 60, "TAM": 30, "NK": 10},
+    ("ctrl_1", REF): {"tumor": 170, "CAF": 50, "TAM": 36, "NK": 0},
+    ("ctrl_2", REF): {"tumor": 140, "CAF": 70, "TAM": 27, "NK": 8},
+    ("alec_0", TEST): {"tumor": 125, "CAF": 55, "TAM": 60, "NK": 10},
+    ("alec_1", TEST): {"tumor": 134, "CAF": 50, "TAM": 64, "NK": 12},
+    ("alec_2", TEST): {"tumor": 119, "CAF": 60, "TAM": 62, "NK": 9},
+}
+
+
+def make_adata(counts: dict = COUNTS) -> AnnData:
+    rows = [
+        {"sample": s, "condition": c, "cell_type": t}
+        for (s, c), per in counts.items()
+        for t, n in per.items()
+        for _ in range(n)
+    ]
+    obs = pd.DataFrame(rows, index=[f"cell{i}" for i in range(len(rows))])
+    return AnnData(obs=obs)
+
+
+@pytest.fixture(scope="module")
+def props() -> pd.DataFrame:
+    return composition.proportions(make_adata())
+
+
+def test_proportions_every_sample_by_type(props: pd.DataFrame) -> None:
+    assert list(props.columns) == ["sample", "condition", "cell_type", "n_cells", "fraction"]
+    assert len(props) == 6 * 4  # zeros included
+    zero = props[(props["sample"] == "ctrl_1") & (props["cell_type"] == "NK")]
+    assert zero["n_cells"].item() == 0 and zero["fraction"].item() == 0.0
+    np.testing.assert_allclose(props.groupby("sample")["fraction"].sum(), 1.0)
+    row = props[(props["sample"] == "alec_0") & (props["cell_type"] == "TAM")]
+    assert row["n_cells"].item() == 60
+    assert row["fraction"].item() == pytest.approx(60 / 250)
+    assert row["condition"].item() == TEST
+    # deterministic order: sample, then type (sorted)
+    assert list(props["sample"].unique()) == sorted(s for s, _ in COUNTS)
+    assert list(props["cell_type"].iloc[:4]) == ["CAF", "NK", "TAM", "tumor"]
+
+
+def test_proportions_rejects_condition_varying_within_sample() -> None:
+    adata = make_adata()
+    adata.obs.loc[adata.obs_names[0], "condition"] = TEST
+    with pytest.raises(ValueError, match="sample-level"):
+        composition.proportions(adata)
+
+
+def test_doubled_fraction_detected_with_right_sign(props: pd.DataFrame) -> None:
+    res = composition.test_composition(props, reference=REF, test=TEST)
+    assert list(res.columns) == composition.COMPOSITION_COLUMNS
+    tam = res.set_index("cell_type").loc["TAM"]
+    assert tam["effect"] > 0 and tam["ci_low"] > 0
+    assert tam["pvalue"] < 0.01 and tam["padj"] < 0.05
+    assert tam["log2_ratio"] == pytest.approx(1.0, abs=0.15)
+    assert tam["method"] == "logit_lm"
+    assert (tam["n_samples_reference"], tam["n_samples_test"]) == (3, 3)
+    tumor = res.set_index("cell_type").loc["tumor"]
+    assert tumor["effect"] < 0  # compositional: tumour share falls
+
+
+def test_logit_effect_matches_pooled_t_test(props: pd.DataFrame) -> None:
+    res = composition.test_composition(props, reference=REF, test=TEST).set_index("cell_type")
+    tam = props[props["cell_type"] == "TAM"]
+    n = props.groupby("sample")["n_cells"].sum().reindex(tam["sample"]).to_numpy()
+    k = tam["n_cells"].to_numpy()
+    y = np.log((k + 0.5) / (n - k + 0.5))
+    is_test = (tam["condition"] == TEST).to_numpy()
+    expected = stats.ttest_ind(y[is_test], y[~is_test], equal_var=True)
+    assert res.loc["TAM", "effect"] == pytest.approx(y[is_test].mean() - y[~is_test].mean())
+    assert res.loc["TAM", "pvalue"] == pytest.approx(expected.pvalue)
+    ci = expected.confidence_interval(0.95)
+    assert (res.loc["TAM", "ci_low"], res.loc["TAM", "ci_high"]) == pytest.approx((ci.low, ci.high))
+    # BH over the four types
+    np.testing.assert_allclose(
+        res["padj"], stats.false_discovery_control(res["pvalue"].to_numpy(), method="bh")
+    )
+    assert res.loc["TAM", "fraction_reference"] == pytest.approx(
+        np.mean([30 / 250, 36 / 256, 27 / 245])
+    )
+
+
+def test_arcsine_method(props: pd.DataFrame) -> None:
+    res = composition.test_composition(props, reference=REF, test=TEST, method="arcsine_lm")
+    tam = res.set_index("cell_type").loc["TAM"]
+    assert tam["method"] == "arcsine_lm" and tam["effect"] > 0 and tam["pvalue"] < 0.01
+    with pytest.raises(ValueError, match="not one of"):
+        composition.test_composition(props, reference=REF, test=TEST, method="sccoda")
+
+
+def test_one_sample_per_arm_is_descriptive(
+    props: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    one = props[props["sample"].isin(["ctrl_0", "alec_0"])]
+    with caplog.at_level(logging.WARNING, logger="tmeflow.composition"):
+        res = composition.test_composition(one, reference=REF, test=TEST)
+    assert (res["method"] == "descriptive_only").all()
+    assert res["pvalue"].isna().all() and res["padj"].isna().all()
+    assert res["note"].str.contains("at least 2 per arm").all()
+    tam = res.set_index("cell_type").loc["TAM"]
+    assert tam["fraction_test"] == pytest.approx(60 / 250)
+    assert tam["fraction_reference"] == pytest.approx(30 / 250)
+    assert "descriptive" in caplog.text
+
+
+def test_unknown_level_raises(props: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="'placebo' not in"):
+        composition.test_composition(props, reference="placebo", test=TEST)

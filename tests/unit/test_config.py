@@ -1,0 +1,146 @@
+"""Parse-time validation of config and sample sheet: every message names the key and the fix."""
+
+import copy
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tmeflow import config as tmc
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+SAMPLES_SCHEMA = REPO / "workflow/schemas/samples.schema.yaml"
+CONTRAST = {"column": "condition", "reference": "control", "test": "alectinib"}
+
+
+@pytest.fixture()
+def config() -> dict:
+    return yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
+def sheet(rows, columns=("sample", "condition", "path")) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+def test_shipped_config_is_valid_and_defaults_fill(config):
+    minimal = {k: copy.deepcopy(config[k]) for k in ("samples", "species", "contrast",
+                                                      "genes_of_interest", "seed")}  # fmt: skip
+    tmc.validate_config(minimal, CONFIG_SCHEMA)
+    assert minimal["qc"]["nmads_mito"] == 3
+    assert minimal["scvi"]["max_epochs"] is None
+    assert minimal["de"]["min_replicates"] == 2
+
+
+def test_every_schema_key_has_description_and_default():
+    schema = yaml.safe_load(CONFIG_SCHEMA.read_text())
+
+    def walk(node, path):
+        assert node.get("additionalProperties") is False, path
+        for key, sub in node["properties"].items():
+            assert sub.get("description"), f"{path}.{key} lacks a description"
+            assert "default" in sub, f"{path}.{key} lacks a default"
+            if sub.get("type") == "object" and "properties" in sub:
+                walk(sub, f"{path}.{key}")
+
+    walk(schema, "config")
+    assert schema["$schema"].endswith("2020-12/schema")
+
+
+def test_unknown_key_is_named(config):
+    config["qc"]["nmad_mito"] = 3
+    with pytest.raises(tmc.ConfigError, match=r"unknown key\(s\) \['nmad_mito'\] under 'qc'"):
+        tmc.validate_config(config, CONFIG_SCHEMA)
+
+
+def test_bad_value_names_key_and_meaning(config):
+    config["species"] = "rat"
+    with pytest.raises(tmc.ConfigError, match=r"key 'species'.*combined human\+mouse"):
+        tmc.validate_config(config, CONFIG_SCHEMA)
+
+
+def test_same_reference_and_test_refused(config):
+    config["contrast"]["test"] = "control"
+    with pytest.raises(tmc.ConfigError, match="reference and test are both"):
+        tmc.validate_config(config, CONFIG_SCHEMA)
+
+
+def validate(df, tmp_path, **kw):
+    return tmc.validate_sample_sheet(
+        df, SAMPLES_SCHEMA, contrast=CONTRAST, base_dir=tmp_path, sheet_path="s.tsv", **kw
+    )
+
+
+@pytest.fixture()
+def files(tmp_path):
+    for name in ("a.h5", "b.h5"):
+        (tmp_path / name).write_bytes(b"x")
+    return tmp_path
+
+
+def test_good_sheet_indexed_by_sample(files):
+    out = validate(sheet([["a", "control", "a.h5"], ["b", "alectinib", "b.h5"]]), files)
+    assert list(out.index) == ["a", "b"]
+
+
+def test_misspelled_column_gets_a_hint(files):
+    df = sheet([["a", "control", "a.h5"]], columns=("sample", "conditon", "path"))
+    with pytest.raises(tmc.ConfigError, match="found 'conditon': a misspelling"):
+        validate(df, files)
+
+
+@pytest.mark.parametrize("bad", ["my sample", "a/b", "a;rm", "$(x)", "-a"])
+def test_sample_ids_with_spaces_slashes_or_metacharacters_refused(files, bad):
+    df = sheet([[bad, "control", "a.h5"], ["b", "alectinib", "b.h5"]])
+    with pytest.raises(tmc.ConfigError, match="column 'sample'"):
+        validate(df, files)
+
+
+def test_duplicate_ids_refused(files):
+    df = sheet([["a", "control", "a.h5"], ["a", "alectinib", "b.h5"]])
+    with pytest.raises(tmc.ConfigError, match=r"duplicate sample id\(s\) \['a'\]"):
+        validate(df, files)
+
+
+def test_condition_outside_contrast_refused(files):
+    df = sheet([["a", "control", "a.h5"], ["b", "alectnib", "b.h5"]])
+    with pytest.raises(tmc.ConfigError, match="b='alectnib'"):
+        validate(df, files)
+
+
+def test_missing_arm_refused(files):
+    df = sheet([["a", "control", "a.h5"], ["b", "control", "b.h5"]])
+    with pytest.raises(tmc.ConfigError, match="no sample has condition = 'alectinib'"):
+        validate(df, files)
+
+
+def test_missing_file_names_sample_and_path(files):
+    df = sheet([["a", "control", "a.h5"], ["b", "alectinib", "missing.h5"]])
+    with pytest.raises(tmc.ConfigError, match=r"sample .b.: input .missing\.h5. does not exist"):
+        validate(df, files)
+
+
+def test_producible_paths_and_urls_accepted(files):
+    df = sheet([["a", "control", "resources/demo/a"], ["b", "alectinib", "https://x.org/b.h5"]])
+    out = validate(df, files, producible=["resources/demo/a/matrix.mtx.gz"])
+    assert len(out) == 2
+
+
+def test_unknown_covariate_refused(files):
+    df = sheet([["a", "control", "a.h5"], ["b", "alectinib", "b.h5"]])
+    with pytest.raises(tmc.ConfigError, match=r"de\.covariates"):
+        validate(df, files, covariates=["sex"])
+
+
+def test_missing_sheet_names_the_key(tmp_path):
+    with pytest.raises(tmc.ConfigError, match="config key 'samples'"):
+        tmc.read_sample_sheet(tmp_path / "nope.tsv")
+
+
+def test_mtx_files_lists_existing(tmp_path):
+    for name in ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"):
+        (tmp_path / name).write_bytes(b"")
+    assert [Path(p).name for p in tmc.mtx_files(tmp_path)] == [
+        "matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz",
+    ]  # fmt: skip

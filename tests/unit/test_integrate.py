@@ -1,0 +1,91 @@
+"""Merging, normalisation, HVGs and scVI on small synthetic data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from tmeflow import integrate
+
+from ._synthetic import clustered_counts
+
+
+def per_sample(adata):
+    out = []
+    for s in sorted(adata.obs["sample"].unique()):
+        a = adata[adata.obs["sample"] == s].copy()
+        a.var["species"] = "mouse"
+        out.append(a)
+    return out
+
+
+def test_merge_keeps_integer_counts_and_lognormalises():
+    adata = clustered_counts()
+    merged = integrate.merge_samples(per_sample(adata))
+    assert merged.n_obs == adata.n_obs
+    counts = merged.layers["counts"]
+    assert counts.dtype == np.int32
+    assert counts.sum() == int(adata.X.sum())
+    row = 0
+    expected = np.log1p(counts[row].toarray().ravel() / counts[row].sum() * 1e4)
+    np.testing.assert_allclose(merged.X[row].toarray().ravel(), expected, rtol=1e-5)
+    assert (merged.var["species"] == "mouse").all()
+
+
+def test_merge_outer_join_fills_zeros():
+    adata = clustered_counts()
+    a, b = per_sample(adata)
+    b = b[:, b.var_names[5:]].copy()
+    merged = integrate.merge_samples([a, b])
+    assert merged.n_vars == adata.n_vars
+    in_b = merged.obs["sample"] == "s1"
+    assert merged[in_b.to_numpy(), "g0"].layers["counts"].sum() == 0
+
+
+def test_merge_refuses_non_integer():
+    adata = clustered_counts()
+    a, b = per_sample(adata)
+    b.X = b.X * 0.5
+    with pytest.raises(ValueError, match="not integers"):
+        integrate.merge_samples([a, b])
+
+
+def test_hvgs_prefer_marker_genes_and_skip_mito():
+    adata = clustered_counts(n_genes=400, markers_per_group=5)
+    adata.var_names = ["mt-Co1", *list(adata.var_names[1:])]
+    adata.X = sp.csr_matrix(adata.X)
+    integrate.normalise(adata)
+    integrate.select_hvgs(adata, n_top_genes=30, batch_key="sample")
+    hv = adata.var_names[adata.var["highly_variable"]]
+    assert len(hv) == 30
+    assert "mt-Co1" not in hv
+    markers = {f"g{i}" for i in range(1, 15)}
+    assert len(markers & set(hv)) >= 8  # ~1 expected by chance (14 markers, 30 of 400)
+    assert adata.uns["hvg"]["batch_key"] == "sample"
+
+
+def test_default_epochs_heuristic():
+    assert integrate.default_max_epochs(1000) == 400
+    assert integrate.default_max_epochs(100_000) == 80
+
+
+def test_scvi_latent_is_deterministic_and_separates_groups():
+    adata = clustered_counts(n_per_group=80)
+    integrate.normalise(adata)
+    runs = []
+    for _ in range(2):
+        a = adata.copy()
+        history = integrate.train_scvi(
+            a, n_latent=4, n_hidden=32, max_epochs=15, early_stopping=False, seed=3, threads=1
+        )
+        runs.append(a.obsm["X_scVI"])
+    assert runs[0].shape == (adata.n_obs, 4)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert len(history) == 15
+    assert a.uns["scvi"]["epochs_run"] == 15 and a.uns["scvi"]["seed"] == 3
+    # groups separate in the latent space: nearest centroid recovers the group labels
+    z = pd.DataFrame(runs[0], index=adata.obs_names)
+    centroids = z.groupby(adata.obs["group"].to_numpy()).mean()
+    dist = ((z.to_numpy()[:, None, :] - centroids.to_numpy()[None]) ** 2).sum(-1)
+    predicted = centroids.index.to_numpy()[dist.argmin(1)]
+    assert (predicted == adata.obs["group"].to_numpy()).mean() > 0.95

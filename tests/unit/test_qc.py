@@ -1,0 +1,230 @@
+"""Unit tests for tmeflow.qc: metrics, MAD thresholds, per-group filtering, doublets."""
+
+import logging
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from tmeflow import io, qc, species
+
+MAD_NORMAL = 1.482602218505602  # 1 / Phi^-1(3/4)
+
+
+def _obs_adata(obs: pd.DataFrame, n_vars: int = 3) -> ad.AnnData:
+    X = sp.csr_matrix((len(obs), n_vars), dtype=np.float32)
+    return ad.AnnData(X, obs=obs)
+
+
+# ---------------------------------------------------------------------------- metrics
+def test_qc_metrics_values_both_species_mito() -> None:
+    names = ["GRCh38_MT-ND1", "GRCh38_AXL", "mm10_mt-Co1", "mm10_Axl", "GRCh38_MTOR"]
+    X = np.array([[10, 90, 0, 0, 0], [0, 1, 30, 70, 0], [0, 0, 0, 0, 0], [5, 5, 5, 5, 80]])
+    a = ad.AnnData(
+        sp.csr_matrix(X.astype(np.float32)),
+        obs=pd.DataFrame({"sample": "s"}, index=list("abcd")),
+        var=pd.DataFrame(index=names),
+    )
+    species.assign_species(a, mode="xenograft")
+    qc.qc_metrics(a)
+    assert sp.issparse(a.X)
+    assert a.var["mt"].tolist() == [True, False, True, False, False]  # MTOR is not mito
+    assert a.obs["total_counts"].tolist() == [100, 101, 0, 100]
+    assert a.obs["n_genes_by_counts"].tolist() == [2, 3, 0, 5]
+    np.testing.assert_allclose(a.obs["pct_counts_mt"], [10.0, 100 * 30 / 101, 0.0, 10.0])
+
+
+# ---------------------------------------------------------------------------- MAD
+def test_mad_thresholds_known_numbers() -> None:
+    v = np.array([1.0, 2.0, 3.0, 4.0, 100.0])  # median 3, raw MAD 1
+    assert qc.mad_thresholds(v, nmads=2, side="lower") == pytest.approx(3 - 2 * MAD_NORMAL)
+    assert qc.mad_thresholds(v, nmads=3, side="upper") == pytest.approx(3 + 3 * MAD_NORMAL)
+    assert qc.mad_thresholds(v, nmads=3, side="upper", scale=1.0) == pytest.approx(6.0)
+    # a zero MAD gives no bound instead of flagging every cell off the median
+    assert qc.mad_thresholds(np.zeros(10), nmads=3, side="upper") == np.inf
+    assert qc.mad_thresholds(np.ones(10), nmads=3, side="lower") == -np.inf
+    with pytest.raises(ValueError, match="side"):
+        qc.mad_thresholds(v, nmads=3, side="both")
+
+
+# ---------------------------------------------------------------------------- filtering
+def _healthy(n: int, rng: np.random.Generator, *, counts: float, sp_name: str) -> pd.DataFrame:
+    total = np.round(np.exp(rng.normal(np.log(counts), 0.1, n)))
+    return pd.DataFrame(
+        {
+            "sample": "s1",
+            "species": sp_name,
+            "total_counts": total,
+            "n_genes_by_counts": np.round(total * 0.3),
+            "pct_counts_mt": rng.uniform(2, 6, n),
+            "predicted_doublet": False,
+        }
+    )
+
+
+def test_filter_reasons_counting() -> None:
+    rng = np.random.default_rng(0)
+    obs = _healthy(40, rng, counts=10_000, sp_name="human")
+    obs.loc[0, "total_counts"] = 300  # low counts only (genes stay high)
+    obs.loc[1, "n_genes_by_counts"] = 150  # low genes only
+    obs.loc[2, "pct_counts_mt"] = 30.0  # high mito only
+    obs.loc[3, ["total_counts", "n_genes_by_counts", "pct_counts_mt"]] = [400, 100, 40.0]
+    obs.loc[4, "predicted_doublet"] = True
+    obs.loc[5, "species"] = "mixed"
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    a = _obs_adata(obs)
+    kept, m = qc.filter_cells(a, nmads_counts=100, nmads_genes=100, nmads_mito=100)
+    assert m["sample"] == "s1"
+    assert m["n_cells_in"] == 40
+    assert m["removed_low_counts"] == 2
+    assert m["removed_low_genes"] == 2
+    assert m["removed_high_mito"] == 2
+    assert m["removed_doublet"] == 1
+    assert m["removed_mixed_species"] == 1
+    assert m["n_removed"] == 6 and m["n_kept"] == 34
+    assert m["n_human_kept"] == 34 and m["n_mouse_kept"] == 0
+    assert m["min_counts_human"] == 500.0 and m["max_pct_mito_human"] == 25.0
+    assert a.obs.loc["c3", ["qc_low_counts", "qc_low_genes", "qc_high_mito"]].tolist() == [
+        True,
+        True,
+        True,
+    ]
+    assert not a.obs.loc["c3", "qc_doublet"]
+    assert a.obs["qc_pass"].sum() == 34
+    assert sorted(set(a.obs_names) - set(kept.obs_names)) == [f"c{i}" for i in range(6)]
+    assert kept.uns["qc"]["params"]["min_counts"] == 500
+    assert kept.uns["qc"]["metrics"]["n_kept"] == 34
+    # switching reasons off keeps those cells
+    _, m2 = qc.filter_cells(
+        a,
+        nmads_counts=100,
+        nmads_genes=100,
+        nmads_mito=100,
+        remove_doublets=False,
+        remove_mixed=False,
+    )
+    assert m2["removed_doublet"] == 0 and m2["removed_mixed_species"] == 0 and m2["n_kept"] == 36
+
+
+def test_thresholds_per_species_group(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    human = _healthy(60, rng, counts=20_000, sp_name="human")
+    mouse = _healthy(60, rng, counts=2_000, sp_name="mouse")
+    human.loc[0, ["total_counts", "n_genes_by_counts"]] = [3000, 900]  # small for a human cell
+    obs = pd.concat([human, mouse], ignore_index=True)
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    floors = {"min_counts": 0, "min_genes": 0, "max_pct_mito": 100.0, "remove_doublets": False}
+    a = _obs_adata(obs)
+    kept, m = qc.filter_cells(a, **floors)
+    x = np.log1p(human["total_counts"].to_numpy())
+    med = np.median(x)
+    expect = np.expm1(med - 5 * MAD_NORMAL * np.median(np.abs(x - med)))
+    assert m["min_counts_human"] == pytest.approx(expect)
+    assert m["min_counts_mouse"] < 2000 * 0.7 < m["min_counts_human"]
+    assert a.obs["qc_low_counts"].tolist() == [True] + [False] * 119
+    assert m["removed_low_counts"] == 1 and m["n_kept"] == 119
+    assert m["n_human_kept"] == 59 and m["n_mouse_kept"] == 60
+    assert set(kept.uns["qc"]["thresholds"]) == {"human", "mouse"}
+    # pooled thresholds (no grouping) miss the small human cell
+    _, pooled = qc.filter_cells(_obs_adata(obs), group_key=None, **floors)
+    assert pooled["removed_low_counts"] == 0
+    assert "min_counts_all" in pooled
+    io.write_h5ad(kept, tmp_path / "qc.h5ad")  # uns["qc"] must be writable
+    assert io.read_h5ad(tmp_path / "qc.h5ad").uns["qc"]["params"]["nmads_counts"] == 5.0
+
+
+def test_zero_cells_kept_names_sample_reason_and_key() -> None:
+    rng = np.random.default_rng(2)
+    obs = _healthy(30, rng, counts=300, sp_name="mouse")  # every cell below min_counts=500
+    obs["sample"] = "tumour_3"
+    obs.index = [f"c{i}" for i in range(30)]
+    with pytest.raises(ValueError) as exc:
+        qc.filter_cells(_obs_adata(obs))
+    msg = str(exc.value)
+    assert "tumour_3" in msg and "low_counts" in msg and "qc.min_counts" in msg
+
+
+def test_remove_doublets_needs_scores() -> None:
+    obs = _healthy(30, np.random.default_rng(3), counts=5000, sp_name="mouse")
+    obs = obs.drop(columns="predicted_doublet")
+    obs.index = [f"c{i}" for i in range(30)]
+    with pytest.raises(ValueError, match="detect_doublets"):
+        qc.filter_cells(_obs_adata(obs))
+    _, m = qc.filter_cells(_obs_adata(obs), remove_doublets=False)
+    assert m["n_kept"] == 30
+
+
+def test_filter_computes_metrics_when_missing() -> None:
+    X = np.zeros((3, 300), dtype=np.float32)
+    X[0, :250] = 4  # 1000 counts, 250 genes: passes the floors
+    X[1, :100] = 10  # 1000 counts but 100 genes: low genes
+    X[2, :250] = 1  # 250 counts: low counts
+    a = ad.AnnData(sp.csr_matrix(X), obs=pd.DataFrame({"sample": "s"}, index=list("abc")))
+    kept, m = qc.filter_cells(a, remove_doublets=False, min_group_cells=100)
+    assert a.obs["total_counts"].tolist() == [1000, 1000, 250]
+    assert list(kept.obs_names) == ["a"]
+    assert m["removed_low_genes"] == 1 and m["removed_low_counts"] == 1
+
+
+# ---------------------------------------------------------------------------- doublets
+def test_detect_doublets_skips_tiny_samples(caplog: pytest.LogCaptureFixture) -> None:
+    a = ad.AnnData(
+        sp.csr_matrix(np.ones((20, 50), dtype=np.float32)),
+        obs=pd.DataFrame({"sample": "tiny"}, index=[f"c{i}" for i in range(20)]),
+    )
+    with caplog.at_level(logging.WARNING, logger="tmeflow.qc"):
+        qc.detect_doublets(a, seed=0)
+    assert "doublet detection skipped" in caplog.text and "tiny" in caplog.text
+    assert not a.obs["predicted_doublet"].any()
+    assert a.obs["doublet_score"].tolist() == [0.0] * 20
+    assert a.uns["doublets"]["skipped"] is True
+    assert a.uns["doublets"]["expected_rate"] == 0.05  # Scrublet's default is the floor
+
+
+def _with_planted_doublets(seed: int = 1) -> tuple[ad.AnnData, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n_types, n_cells, n_genes, n_dbl = 4, 300, 500, 30
+    profiles = []
+    for k in range(n_types):
+        p = rng.gamma(0.5, 1, n_genes)
+        p[k * 30 : (k + 1) * 30] *= 10
+        profiles.append(p / p.sum())
+    types = np.arange(n_cells) % n_types
+    X = np.array([rng.poisson(profiles[k] * rng.uniform(2100, 3900)) for k in types])
+    dbl = []
+    for _ in range(n_dbl):
+        i = rng.integers(n_cells)
+        j = rng.choice(np.flatnonzero(types != types[i]))
+        dbl.append(X[i] + X[j])
+    X = np.vstack([X, np.array(dbl)])
+    truth = np.r_[np.zeros(n_cells, bool), np.ones(n_dbl, bool)]
+    obs = pd.DataFrame({"sample": "s"}, index=[f"c{i}" for i in range(len(X))])
+    return ad.AnnData(sp.csr_matrix(X.astype(np.float32)), obs=obs), truth
+
+
+def test_detect_doublets_finds_planted_doublets() -> None:
+    a, truth = _with_planted_doublets()
+    X_before = a.X.copy()
+    qc.detect_doublets(a, seed=0, expected_rate=0.1)
+    pred = a.obs["predicted_doublet"].to_numpy()
+    score = a.obs["doublet_score"].to_numpy()
+    assert pred[truth].mean() >= 0.9  # planted heterotypic doublets are found
+    assert pred[~truth].mean() <= 0.05  # few singlets called
+    assert score[truth].min() > np.median(score[~truth])
+    assert (a.X != X_before).nnz == 0  # counts untouched
+    assert a.uns["doublets"]["seed"] == 0 and a.uns["doublets"]["expected_rate"] == 0.1
+    b, _ = _with_planted_doublets()
+    qc.detect_doublets(b, seed=0, expected_rate=0.1)
+    np.testing.assert_array_equal(b.obs["doublet_score"], a.obs["doublet_score"])
+
+
+def test_threshold_minimum_between_modes() -> None:
+    rng = np.random.default_rng(0)
+    v = np.r_[rng.normal(0.1, 0.03, 2000), rng.normal(0.6, 0.05, 1000)]
+    t = qc.threshold_minimum(v)
+    assert 0.2 < t < 0.5
+    with pytest.raises(RuntimeError):
+        qc.threshold_minimum(np.full(10, 0.3))

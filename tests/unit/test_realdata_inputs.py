@@ -1,0 +1,103 @@
+"""Readers, species calls and QC on the real public data sets in ../shared/data.
+
+Skipped (with the reason) when ../shared/data is absent, as in a fresh clone.
+"""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+from tmeflow import io, qc, species
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}"),
+]
+
+
+def _is_integer(X: sp.spmatrix) -> bool:
+    return bool(np.array_equal(X.data, np.round(X.data)) and (X.data >= 0).all())
+
+
+def test_hgmm_species_calls_match_majority_species() -> None:
+    folder = DATA / "hgmm_100_filtered_mtx"
+    a = io.ingest_sample(folder, sample="hgmm", condition="mix")
+    assert a.shape == (123, 60736)
+    species.assign_species(a, mode="xenograft", min_fraction=0.8)
+
+    # independent truth straight from the files: the genome holding most UMIs of each cell
+    M = sp.csr_matrix(scipy.io.mmread(str(folder / "matrix.mtx.gz")))  # genes x cells
+    with gzip.open(folder / "features.tsv.gz", "rt") as fh:
+        ids = np.array([line.split("\t")[0] for line in fh])
+    human = np.asarray(M[np.char.startswith(ids, "hg19_")].sum(axis=0)).ravel()
+    mouse = np.asarray(M[np.char.startswith(ids, "mm10_")].sum(axis=0)).ravel()
+    truth = np.where(human > mouse, "human", "mouse")
+    calls = a.obs["species"].astype(str).to_numpy()
+    assert (calls == truth).mean() >= 0.99
+    assert 60 <= (calls == "human").sum() <= 72 and 50 <= (calls == "mouse").sum() <= 62
+    assert a.uns["species"]["prefixes"] == {"human": ["hg19_"], "mouse": ["mm10_"]}
+    # prefixes stripped; both species' mito genes recognised
+    assert "ACTB" in a.var_names and "Actb" in a.var_names
+    qc.qc_metrics(a)
+    mito = set(a.var_names[a.var["mt"].to_numpy()])
+    assert {"MT-CO1", "mt-Co1"} <= mito and len(mito) == 26
+    cont = species.contamination(a)
+    assert cont["mouse_in_human_median"] < 0.02 and cont["human_in_mouse_median"] < 0.02
+    _, m = qc.filter_cells(a, remove_doublets=False)
+    assert m["n_human_kept"] > 40 and m["n_mouse_kept"] > 40
+    assert m["min_counts_human"] > 500 and m["min_counts_mouse"] > 500
+
+
+def test_hgmm_raw_h5ad_holds_filtered_counts() -> None:
+    raw = io.read_counts(DATA / "hgmm_100_raw_nonzero.h5ad", sample="hgmm_raw")
+    filt = io.read_counts(DATA / "hgmm_100_filtered_mtx", sample="hgmm")
+    assert raw.shape == (118_098, 60_736)
+    assert list(raw.var_names) == list(filt.var_names)
+    sub = raw[filt.obs_names]
+    assert (sub.X != filt.X).nnz == 0
+
+
+def test_heart_cellranger2_h5() -> None:
+    a = io.ingest_sample(
+        DATA / "heart_1k_v2" / "filtered_gene_bc_matrices_h5.h5", sample="heart", condition="e18"
+    )
+    assert a.shape == (712, 31053)
+    assert isinstance(a.X, sp.csr_matrix) and a.X.dtype == np.float32
+    assert _is_integer(a.X)
+    assert a.X.sum() > 1e6
+    assert set(a.var["genome"]) == {"mm10"}
+    assert a.var["gene_ids"].str.startswith("ENSMUSG").all()
+    assert {"Col1a1", "Postn", "Dcn"} <= set(a.var_names)
+    assert a.var_names.is_unique
+    species.assign_species(a, mode="mouse")
+    assert list(a.var_names) == list(a.var["feature_name"])  # nothing to strip
+
+
+def test_tabula_muris_symbol_only_features() -> None:
+    a = io.ingest_sample(DATA / "tabula_muris_lung_P7_8", sample="lung", condition="normal")
+    assert a.shape == (625, 23433)
+    assert {"Gas6", "Mmp11", "Col1a1", "Pdgfra"} <= set(a.var_names)
+    assert (a.var["gene_ids"] == a.var["gene_symbols"]).all()
+    assert _is_integer(a.X)
+    assert a.obs_names[0].startswith("lung_")
+
+
+def test_zilionis_h5ad() -> None:
+    a = io.ingest_sample(
+        DATA / "zilionis_lung_cd45" / "zilionis_lung_cd45_800.h5ad",
+        sample="zil",
+        condition="tumour",
+        extra={"animal_group": "KP"},
+    )
+    assert a.shape == (800, 24248)
+    assert _is_integer(a.X)
+    assert a.obs["major_cell_type"].value_counts().tolist() == [200, 200, 200, 200]
+    assert a.obs["barcode"].iat[0] == "h_1_1_bc0165"  # the h5ad's obs name
+    assert "barcode_input" in a.obs  # its own 'barcode' column is kept, renamed
+    assert set(a.obs["animal_group"]) == {"KP"}

@@ -1,0 +1,107 @@
+"""Tests of tmeflow.sources: which cell types contribute a gene's UMIs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from anndata import AnnData
+
+from tmeflow import sources
+
+REF, TEST = "ctrl", "alectinib"
+GENES = ["Gas6", "GAS6", "Axl", "AXL", "Actb", "ACTB"]
+SPECIES = ["mouse", "human", "mouse", "human", "mouse", "human"]
+
+
+def make_adata() -> AnnData:
+    """Per sample 10 tumour, 6 CAF, 4 TAM cells; mouse Gas6 per cell: half the CAFs 8 (the
+    others 0), TAMs 1 (3 in alectinib_2 only), tumour 0; human GAS6 only in tumour cells."""
+    rows, obs = [], []
+    for arm in (REF, TEST):
+        for s in range(3):
+            sample = f"{arm}_{s}"
+            for t, n in (("tumor", 10), ("CAF", 6), ("TAM", 4)):
+                for i in range(n):
+                    x = np.zeros(len(GENES), dtype=np.int32)
+                    if t == "CAF":
+                        x[0] = 8 if i % 2 == 0 else 0  # half the CAFs express, 24 UMIs
+                    if t == "TAM":
+                        x[0] = 3 if (arm == TEST and s == 2) else 1  # 4 or 12 UMIs
+                    if t == "tumor":
+                        x[1] = 5  # human GAS6, a different gene
+                        x[5] = 20
+                    else:
+                        x[4] = 20
+                    rows.append(x)
+                    obs.append({"sample": sample, "condition": arm, "cell_type": t})
+    counts = sp.csr_matrix(np.vstack(rows))
+    obs_df = pd.DataFrame(obs, index=[f"c{i}" for i in range(len(obs))])
+    adata = AnnData(
+        X=counts.astype(np.float32),
+        obs=obs_df,
+        var=pd.DataFrame({"species": SPECIES}, index=GENES),
+    )
+    adata.layers["counts"] = counts
+    return adata
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return sources.expression_sources(make_adata(), "Gas6")
+
+
+def test_shares_sum_to_one_and_rank_planted_source_first(table: pd.DataFrame) -> None:
+    assert list(table.columns) == sources.SOURCE_COLUMNS
+    assert len(table) == 2 * 3
+    np.testing.assert_allclose(table.groupby("condition")["share"].sum(), 1.0)
+    top = table[table["rank"] == 1].set_index("condition")["cell_type"]
+    assert top.to_dict() == {REF: "CAF", TEST: "CAF"}
+    t = table.set_index(["condition", "cell_type"])
+    # ctrl: CAF 3 x 24 = 72, TAM 3 x 4 = 12 -> 72 / 84
+    assert t.loc[(REF, "CAF"), "umis"] == 72
+    assert t.loc[(REF, "CAF"), "share"] == pytest.approx(72 / 84)
+    # alectinib: TAM 4 + 4 + 12 = 20 -> 20 / 92
+    assert t.loc[(TEST, "TAM"), "share"] == pytest.approx(20 / 92)
+    assert t.loc[(TEST, "tumor"), "share"] == 0.0  # human GAS6 is another gene
+    assert t.loc[(TEST, "tumor"), "rank"] == 3
+
+
+def test_share_sd_and_descriptives(table: pd.DataFrame) -> None:
+    t = table.set_index(["condition", "cell_type"])
+    assert t.loc[(REF, "CAF"), "share_sd"] == pytest.approx(0.0)
+    per_sample_tam = [4 / 28, 4 / 28, 12 / 36]
+    assert t.loc[(TEST, "TAM"), "share_sd"] == pytest.approx(np.std(per_sample_tam, ddof=1))
+    assert t.loc[(TEST, "TAM"), "n_samples"] == 3
+    assert t.loc[(REF, "CAF"), "n_cells"] == 18
+    assert t.loc[(REF, "CAF"), "frac_expressing"] == pytest.approx(0.5)
+    # half the CAFs: log1p(8 / 28 * 1e4), the other half 0
+    assert t.loc[(REF, "CAF"), "mean_norm"] == pytest.approx(np.log1p(8 / 28 * 1e4) / 2)
+    assert t.loc[(REF, "tumor"), "mean_norm"] == 0.0
+
+
+def test_absent_gene_raises_with_case_hint() -> None:
+    adata = make_adata()
+    with pytest.raises(ValueError, match="'Mmp11' is not in the data"):
+        sources.expression_sources(adata, "Mmp11")
+    with pytest.raises(ValueError, match=r"'Gas6' \(mouse\), 'GAS6' \(human\)"):
+        sources.expression_sources(adata, "gas6")
+
+
+def test_case_sensitive_gene_choice() -> None:
+    human = sources.expression_sources(make_adata(), "GAS6")
+    top = human[human["rank"] == 1]
+    assert set(top["cell_type"]) == {"tumor"}
+    assert top["share"].tolist() == [1.0, 1.0]
+
+
+def test_primary_sources(table: pd.DataFrame) -> None:
+    prim = sources.primary_sources(table, min_share=0.2)
+    got = prim.groupby("condition")["cell_type"].apply(list).to_dict()
+    # TAM share 12/84 = 0.14 in ctrl, 20/92 = 0.22 under alectinib
+    assert got == {REF: ["CAF"], TEST: ["CAF", "TAM"]}
+    assert (prim["primary_reason"] == "share >= 0.2").all()
+    strict = sources.primary_sources(table, min_share=0.95)
+    assert strict["cell_type"].tolist() == ["CAF", "CAF"]
+    assert (strict["primary_reason"] == "top group").all()
+    with pytest.raises(ValueError, match="min_share"):
+        sources.primary_sources(table, min_share=0)

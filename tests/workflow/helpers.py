@@ -1,0 +1,60 @@
+"""Run the workflow on a copy of the repository in a temporary folder."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COPY = ("Snakefile", "workflow", "config", "envs", "profiles")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy what a user's clone holds (not results) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPY:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def write_config(dest: Path, overrides: dict, name: str = "test.yaml") -> Path:
+    path = dest / name
+    path.write_text(yaml.safe_dump(overrides, sort_keys=False))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run Snakemake from the venv (the interpreter running the tests) in ``workdir``."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        logs = (
+            "\n".join(
+                f"--- {p}\n{p.read_text()[-3000:]}"
+                for p in sorted((workdir / "logs").rglob("*.log"))
+            )
+            if (workdir / "logs").exists()
+            else ""
+        )
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stderr[-6000:]}\n{logs[-12000:]}"
+        )
+    return proc
+
+
+# A small demo that keeps the default design (3 + 3 animals) but fewer cells and epochs.
+SMALL_DEMO = {
+    "demo": {
+        "n_replicates": 3,
+        "cells_per_sample": 700,
+        "n_genes_mouse": 1500,
+        "n_genes_human": 600,
+    },
+    "scvi": {"max_epochs": 40},
+}

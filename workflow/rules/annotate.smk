@@ -1,0 +1,30 @@
+# Marker-based annotation of clusters (cell types) and re-clustered CAF/TAM (subtypes).
+
+
+rule annotate_cells:
+    input:
+        h5ad="results/cluster/clustered.h5ad",
+        panel=config["annotation"]["panel"],
+    output:
+        h5ad="results/annotate/annotated.h5ad",
+        scores="results/annotate/cluster_scores.tsv",
+        labels="results/annotate/labels.tsv.gz",
+    params:
+        species=config["species"],
+        min_score=config["annotation"]["min_score"],
+        min_margin=config["annotation"]["min_margin"],
+        subcluster_resolution=config["annotation"]["subcluster_resolution"],
+        n_neighbors=config["cluster"]["n_neighbors"],
+        seed=config["seed"],
+    log:
+        "logs/annotate_cells/annotate_cells.log",
+    benchmark:
+        "benchmarks/annotate_cells/annotate_cells.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=mem_mb_for(3000, 20),
+        runtime=60,
+    conda:
+        ENVS
+    script:
+        "../scripts/annotate_cells.py"

@@ -1,0 +1,83 @@
+# Figures (PDF + PNG, deterministic bytes) in results/figures/.
+
+UMAP_KEYS = ["cell_type", "cell_subtype", "condition", "sample", "species"]
+FMT = ["pdf", "png"]
+FIGURES = (
+    expand("results/figures/umap_{key}.{ext}", key=UMAP_KEYS, ext=FMT)
+    + expand("results/figures/{name}.{ext}", name=["marker_dotplot", "composition", "qc"], ext=FMT)
+    + expand("results/figures/goi_{gene}.{ext}", gene=GENES, ext=FMT)
+    + expand("results/figures/sources_{gene}.{ext}", gene=GENES, ext=FMT)
+    + ["results/figures/volcano"]
+)
+
+
+rule figures_umap:
+    input:
+        "results/annotate/annotated.h5ad",
+    output:
+        expand("results/figures/umap_{key}.{ext}", key=UMAP_KEYS, ext=FMT),
+    params:
+        umap_keys=UMAP_KEYS,
+        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+        outdir="results/figures",
+    log:
+        "logs/figures_umap/figures_umap.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(2000, 10),
+        runtime=20,
+    conda:
+        ENVS
+    script:
+        "../scripts/figures_umap.py"
+
+
+rule figures_markers:
+    input:
+        h5ad="results/annotate/annotated.h5ad",
+        panel=config["annotation"]["panel"],
+    output:
+        expand("results/figures/marker_dotplot.{ext}", ext=FMT),
+    params:
+        stem="results/figures/marker_dotplot",
+    log:
+        "logs/figures_markers/figures_markers.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(2000, 10),
+        runtime=20,
+    conda:
+        ENVS
+    script:
+        "../scripts/figures_markers.py"
+
+
+rule figures_stats:
+    input:
+        values="results/de/pseudobulk_values.tsv",
+        proportions="results/composition/proportions.tsv",
+        sources=expand("results/sources/{gene}.tsv", gene=GENES),
+        de="results/de/pseudobulk",
+        qc=expand("results/qc/{sample}.cells.tsv.gz", sample=SAMPLE_IDS),
+        summary="results/qc/summary.tsv",
+    output:
+        goi=expand("results/figures/goi_{gene}.{ext}", gene=GENES, ext=FMT),
+        sources=expand("results/figures/sources_{gene}.{ext}", gene=GENES, ext=FMT),
+        composition=expand("results/figures/composition.{ext}", ext=FMT),
+        qc=expand("results/figures/qc.{ext}", ext=FMT),
+        volcano=directory("results/figures/volcano"),
+    params:
+        genes=GENES,
+        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+        alpha=config["de"]["alpha"],
+        outdir="results/figures",
+    log:
+        "logs/figures_stats/figures_stats.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        ENVS
+    script:
+        "../scripts/figures_stats.py"

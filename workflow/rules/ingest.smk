@@ -1,0 +1,23 @@
+# Read each sample's count matrix (10x HDF5, 10x mtx, h5ad, tables) into a per-sample AnnData.
+
+
+rule ingest_sample:
+    input:
+        ingest_input,
+    output:
+        "results/ingest/{sample}.h5ad",
+    params:
+        path=lambda wc: SAMPLES.loc[wc.sample, "path"],
+        condition=lambda wc: SAMPLES.loc[wc.sample, config["contrast"]["column"]],
+        meta=sample_meta,
+        fmt=sample_format,
+    log:
+        "logs/ingest_sample/{sample}.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(2000, 20),
+        runtime=20,
+    conda:
+        ENVS
+    script:
+        "../scripts/ingest_sample.py"

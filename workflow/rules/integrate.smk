@@ -1,0 +1,52 @@
+# Merge samples, highly variable genes (seurat_v3, batch-aware) and scVI (batch = sample).
+
+
+rule integrate_merge:
+    input:
+        expand("results/qc/{sample}.h5ad", sample=SAMPLE_IDS),
+    output:
+        "results/integrate/merged.h5ad",
+    params:
+        n_top_genes=config["hvg"]["n_top_genes"],
+    log:
+        "logs/integrate_merge/integrate_merge.log",
+    benchmark:
+        "benchmarks/integrate_merge/integrate_merge.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(3000, 20),
+        runtime=30,
+    conda:
+        ENVS
+    script:
+        "../scripts/integrate_merge.py"
+
+
+rule integrate_scvi:
+    input:
+        "results/integrate/merged.h5ad",
+    output:
+        h5ad="results/integrate/integrated.h5ad",
+        history="results/integrate/scvi_history.tsv",
+    params:
+        n_latent=config["scvi"]["n_latent"],
+        n_hidden=config["scvi"]["n_hidden"],
+        n_layers=config["scvi"]["n_layers"],
+        max_epochs=config["scvi"]["max_epochs"],
+        early_stopping=config["scvi"]["early_stopping"],
+        patience=config["scvi"]["early_stopping_patience"],
+        batch_size=config["scvi"]["batch_size"],
+        accelerator=config["scvi"]["accelerator"],
+        seed=config["seed"],
+    log:
+        "logs/integrate_scvi/integrate_scvi.log",
+    benchmark:
+        "benchmarks/integrate_scvi/integrate_scvi.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=mem_mb_for(4000, 20),
+        runtime=240,
+    conda:
+        ENVS
+    script:
+        "../scripts/integrate_scvi.py"

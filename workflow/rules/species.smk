@@ -1,0 +1,22 @@
+# Per-cell species (human tumour / mouse stroma / mixed) from the combined reference.
+
+
+rule species_assign:
+    input:
+        "results/ingest/{sample}.h5ad",
+    output:
+        h5ad="results/species/{sample}.h5ad",
+        table="results/species/{sample}.tsv",
+    params:
+        mode=config["species"],
+        min_fraction=config["species_calling"]["min_fraction"],
+    log:
+        "logs/species_assign/{sample}.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(2000, 20),
+        runtime=20,
+    conda:
+        ENVS
+    script:
+        "../scripts/species_assign.py"

@@ -1,0 +1,21 @@
+"""Snakemake adapter: per-sample proportions and a replicate-aware composition test.
+
+The logic lives in tmeflow.composition.
+"""
+
+from tmeflow import composition, io, runtime, tables
+
+
+def main(smk) -> None:
+    log = runtime.setup(smk.log[0], threads=smk.threads)
+    p = smk.params
+    adata = io.read_h5ad(smk.input[0])
+    props = composition.proportions(adata, group_key="cell_type", condition_key=p.condition_key)
+    test = composition.test_composition(props, reference=p.reference, test=p.test)
+    log.info("composition test:\n%s", test.to_string())
+    tables.write_tsv(props, smk.output.proportions)
+    tables.write_tsv(test, smk.output.test)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

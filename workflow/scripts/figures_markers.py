@@ -1,0 +1,16 @@
+"""Snakemake adapter: marker dotplot of the panel's cell types over the annotated labels."""
+
+from tmeflow import annotate, figures, io, runtime
+
+
+def main(smk) -> None:
+    runtime.setup(smk.log[0], threads=smk.threads)
+    adata = io.read_h5ad(smk.input.h5ad)
+    markers = annotate.panel_markers(annotate.load_panel(smk.input.panel))
+    present = set(adata.obs["cell_type"].astype(str))
+    markers = {k: v for k, v in markers.items() if k in present}
+    figures.marker_dotplot(adata, markers=markers, groupby="cell_type", stem=smk.params.stem)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

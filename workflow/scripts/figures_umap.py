@@ -1,0 +1,19 @@
+"""Snakemake adapter: UMAPs coloured by cell type, subtype, condition, sample and species."""
+
+from pathlib import Path
+
+from tmeflow import figures, io, runtime
+
+
+def main(smk) -> None:
+    runtime.setup(smk.log[0], threads=smk.threads)
+    adata = io.read_h5ad(smk.input[0])
+    for key in smk.params.umap_keys:
+        order = list(smk.params.conditions) if key == "condition" else None
+        figures.umap_plot(
+            adata, color=key, stem=Path(smk.params.outdir) / f"umap_{key}", order=order
+        )
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

@@ -1,0 +1,29 @@
+"""Snakemake adapter: scVI integration (batch = sample); logic in tmeflow.integrate."""
+
+from tmeflow import integrate, io, runtime, tables
+
+
+def main(smk) -> None:
+    log = runtime.setup(smk.log[0], threads=smk.threads)
+    p = smk.params
+    adata = io.read_h5ad(smk.input[0])
+    history = integrate.train_scvi(
+        adata,
+        n_latent=p.n_latent,
+        n_hidden=p.n_hidden,
+        n_layers=p.n_layers,
+        max_epochs=p.max_epochs,
+        early_stopping=p.early_stopping,
+        patience=p.patience,
+        batch_size=p.batch_size,
+        accelerator=p.accelerator,
+        seed=p.seed,
+        threads=smk.threads,
+    )
+    log.info("scVI: %s", adata.uns["scvi"])
+    tables.write_tsv(history, smk.output.history)
+    io.write_h5ad(adata, smk.output.h5ad)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

@@ -1,0 +1,41 @@
+"""Snakemake adapter: per-sample QC and doublet removal; the logic lives in tmeflow.qc."""
+
+import pandas as pd
+
+from tmeflow import io, qc, runtime, tables
+
+CELL_COLUMNS = [
+    "sample", "barcode", "species", "total_counts", "n_genes_by_counts", "pct_counts_mt",
+    "doublet_score", "predicted_doublet", "qc_pass",
+]  # fmt: skip
+
+
+def main(smk) -> None:
+    log = runtime.setup(smk.log[0], threads=smk.threads)
+    p = smk.params
+    adata = io.read_h5ad(smk.input[0])
+    qc.qc_metrics(adata)
+    if p.doublets:
+        qc.detect_doublets(adata, seed=p.seed)
+    kept, metrics = qc.filter_cells(
+        adata,
+        nmads_counts=p.nmads_counts,
+        nmads_genes=p.nmads_genes,
+        nmads_mito=p.nmads_mito,
+        min_counts=p.min_counts,
+        min_genes=p.min_genes,
+        max_pct_mito=p.max_pct_mito,
+        remove_doublets=p.doublets,
+    )
+    obs = adata.obs.copy()
+    obs["qc_pass"] = obs.index.isin(kept.obs_names)
+    cols = [c for c in CELL_COLUMNS if c in obs.columns]
+    cols += sorted(c for c in obs.columns if c.startswith("qc_") and c not in cols)
+    tables.write_tsv(obs[cols], smk.output.cells, index=True, index_label="cell")
+    tables.write_tsv(pd.DataFrame([metrics]), smk.output.metrics)
+    log.info("QC %s: %s", smk.wildcards.sample, metrics)
+    io.write_h5ad(kept, smk.output.h5ad)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

@@ -1,0 +1,279 @@
+"""Marker-based annotation: clusters scored against a shipped panel, subtypes by re-clustering.
+
+Scoring: for each label, a cell's score is the mean over the label's markers (those present in
+the data) of the z-scored log-normalised expression, z-scores taken within the cells of the
+label's species. A cluster's score is the mean of its cells' scores; the best label is kept
+when it reaches ``min_score`` and beats the runner-up by ``min_margin``, otherwise the cluster
+is ``unassigned``. In xenograft mode every human cell is tumour (species is measured, not
+inferred) and the mouse cells of each cluster are labelled from the mouse entries.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scipy.sparse as sp
+import yaml
+from anndata import AnnData
+
+from tmeflow.cluster import leiden
+
+log = logging.getLogger(__name__)
+
+UNASSIGNED = "unassigned"
+TUMOR = "tumor"
+
+
+def load_panel(path: str | Path) -> dict:
+    """Read and check a marker panel YAML (``cell_types: {label: {markers, source, ...}}``)."""
+    with open(path) as fh:
+        panel = yaml.safe_load(fh)
+    if not isinstance(panel, dict) or not isinstance(panel.get("cell_types"), dict):
+        raise ValueError(f"marker panel {str(path)!r}: expected a top-level 'cell_types' mapping")
+    for label, entry in panel["cell_types"].items():
+        _check_entry(path, label, entry)
+        for sub, sub_entry in (entry.get("subtypes") or {}).items():
+            _check_entry(path, f"{label}.{sub}", sub_entry)
+    return panel
+
+
+def _check_entry(path, label: str, entry) -> None:
+    if not isinstance(entry, dict) or not entry.get("markers"):
+        raise ValueError(f"marker panel {str(path)!r}: entry {label!r} needs a 'markers' list")
+    if not entry.get("source"):
+        raise ValueError(
+            f"marker panel {str(path)!r}: entry {label!r} needs a 'source' (paper or database)"
+        )
+    unknown = set(entry) - {"markers", "source", "species", "subtypes", "description"}
+    if unknown:
+        raise ValueError(f"marker panel {str(path)!r}: entry {label!r} has unknown keys {unknown}")
+
+
+def panel_markers(panel: dict, *, species: str | None = None) -> dict[str, list[str]]:
+    """Label -> markers for the panel's cell types (optionally of one species only)."""
+    return {
+        label: list(entry["markers"])
+        for label, entry in panel["cell_types"].items()
+        if species is None or entry.get("species", "mouse") == species
+    }
+
+
+def subtype_markers(panel: dict, cell_type: str) -> dict[str, list[str]]:
+    """Subtype -> markers of one cell type ({} when it has no subtypes)."""
+    entry = panel["cell_types"].get(cell_type, {})
+    return {k: list(v["markers"]) for k, v in (entry.get("subtypes") or {}).items()}
+
+
+def score_cells(
+    adata: AnnData, markers: dict[str, list[str]], *, mask: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Per-cell marker scores (mean z-score of log-normalised ``X`` over present markers).
+
+    Only the cells in ``mask`` are scored (z-scores use their mean and SD); other cells get NaN.
+    Labels with no marker in the data get NaN everywhere.
+    """
+    mask = np.ones(adata.n_obs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    scores = pd.DataFrame(np.nan, index=adata.obs_names, columns=list(markers), dtype=float)
+    genes = sorted({g for gs in markers.values() for g in gs if g in adata.var_names})
+    if not genes or not mask.any():
+        return scores
+    x = adata[mask, genes].X
+    x = x.toarray() if sp.issparse(x) else np.asarray(x)
+    x = x.astype(np.float64)
+    sd = x.std(axis=0)
+    z = np.divide(x - x.mean(axis=0), sd, out=np.zeros_like(x), where=sd > 0)
+    col = {g: i for i, g in enumerate(genes)}
+    for label, gs in markers.items():
+        idx = [col[g] for g in gs if g in col]
+        if idx:
+            scores.loc[mask, label] = z[:, idx].mean(axis=1)
+    return scores
+
+
+def assign_groups(
+    scores: pd.DataFrame, groups: pd.Series, *, min_score: float, min_margin: float
+) -> pd.DataFrame:
+    """Label each group (cluster) from the mean of its cells' scores.
+
+    Returns one row per group: group, n_cells, label, score, runner_up, runner_up_score,
+    margin, confident, and the mean score of every label (``score_<label>``).
+    """
+    rows = []
+    usable = scores.dropna(axis=1, how="all")
+    for group in sorted(groups.dropna().unique(), key=_natural):
+        members = groups.index[groups == group]
+        means = usable.loc[members].mean(axis=0).sort_values(ascending=False, kind="stable")
+        best, best_score = (means.index[0], float(means.iloc[0])) if len(means) else ("", np.nan)
+        second, second_score = (
+            (means.index[1], float(means.iloc[1])) if len(means) > 1 else ("", -np.inf)
+        )
+        margin = best_score - second_score
+        confident = bool(len(means) and best_score >= min_score and margin >= min_margin)
+        row = {
+            "group": str(group),
+            "n_cells": len(members),
+            "label": best if confident else UNASSIGNED,
+            "best_label": best,
+            "score": best_score,
+            "runner_up": second,
+            "runner_up_score": second_score if np.isfinite(second_score) else np.nan,
+            "margin": margin if np.isfinite(margin) else np.nan,
+            "confident": confident,
+        }
+        row.update({f"score_{k}": float(v) for k, v in means.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _natural(value):
+    s = str(value)
+    return (0, int(s), s) if s.isdigit() else (1, 0, s)
+
+
+def annotate(
+    adata: AnnData,
+    panel: dict,
+    *,
+    species_mode: str,
+    cluster_key: str = "leiden",
+    min_score: float = 0.5,
+    min_margin: float = 0.1,
+    subcluster_resolution: float = 0.5,
+    n_neighbors: int = 15,
+    seed: int = 0,
+    min_subcluster_cells: int = 20,
+) -> pd.DataFrame:
+    """Label cells with ``obs["cell_type"]`` and ``obs["cell_subtype"]``.
+
+    Also writes per-cell ``obs["score_<label>"]``, ``obs["annotation_confident"]`` and
+    ``uns["annotation"]`` (parameters and the panel's sources). Returns the per-cluster score
+    table (one row per cluster and species group, then one per subcluster).
+    """
+    species = _cell_species(adata, species_mode)
+    cell_type = pd.Series(UNASSIGNED, index=adata.obs_names, dtype=object)
+    confident = pd.Series(False, index=adata.obs_names)
+    tables = []
+    for sp_name in ("mouse", "human"):
+        mask = (species == sp_name).to_numpy()
+        if not mask.any():
+            continue
+        if species_mode == "xenograft" and sp_name == "human":
+            cell_type[mask] = TUMOR
+            confident[mask] = True
+            continue
+        markers = panel_markers(panel, species=sp_name)
+        if not markers:
+            log.warning(
+                "panel has no %s entries: %d %s cells left unassigned", sp_name, mask.sum(), sp_name
+            )
+            continue
+        scores = score_cells(adata, markers, mask=mask)
+        for label in scores.columns:
+            adata.obs[f"score_{label}"] = scores[label].to_numpy()
+        table = assign_groups(
+            scores.loc[mask],
+            adata.obs.loc[mask, cluster_key].astype(str),
+            min_score=min_score,
+            min_margin=min_margin,
+        )
+        table.insert(0, "level", "cell_type")
+        table.insert(1, "species", sp_name)
+        tables.append(table)
+        label_of = dict(zip(table["group"], table["label"], strict=True))
+        conf_of = dict(zip(table["group"], table["confident"], strict=True))
+        clusters = adata.obs.loc[mask, cluster_key].astype(str)
+        cell_type[mask] = clusters.map(label_of).to_numpy()
+        confident[mask] = clusters.map(conf_of).astype(bool).to_numpy()
+
+    adata.obs["cell_type"] = pd.Categorical(cell_type)
+    adata.obs["annotation_confident"] = confident.to_numpy()
+    subtype = cell_type.copy()
+    for parent in panel["cell_types"]:
+        markers = subtype_markers(panel, parent)
+        members = (cell_type == parent).to_numpy()
+        if not markers or members.sum() == 0:
+            continue
+        sub_labels, sub_table = _subtypes(
+            adata,
+            members,
+            markers,
+            parent=parent,
+            resolution=subcluster_resolution,
+            n_neighbors=n_neighbors,
+            seed=seed,
+            min_score=min_score,
+            min_margin=min_margin,
+            min_cells=min_subcluster_cells,
+        )
+        subtype[members] = sub_labels
+        if sub_table is not None:
+            tables.append(sub_table)
+    adata.obs["cell_subtype"] = pd.Categorical(subtype)
+    adata.uns["annotation"] = {
+        "panel": panel.get("name", ""),
+        "species_mode": species_mode,
+        "cluster_key": cluster_key,
+        "min_score": min_score,
+        "min_margin": min_margin,
+        "subcluster_resolution": subcluster_resolution,
+        "seed": seed,
+        "sources": {k: str(v.get("source", "")) for k, v in panel["cell_types"].items()},
+    }
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _cell_species(adata: AnnData, species_mode: str) -> pd.Series:
+    if species_mode == "xenograft":
+        if "species" not in adata.obs:
+            raise ValueError("xenograft annotation needs obs['species']; run species assignment")
+        return adata.obs["species"].astype(str)
+    return pd.Series(species_mode, index=adata.obs_names)
+
+
+def _subtypes(
+    adata: AnnData,
+    members: np.ndarray,
+    markers: dict[str, list[str]],
+    *,
+    parent: str,
+    resolution: float,
+    n_neighbors: int,
+    seed: int,
+    min_score: float,
+    min_margin: float,
+    min_cells: int,
+) -> tuple[np.ndarray, pd.DataFrame | None]:
+    """Re-cluster one cell type on its own neighbour graph and label the subclusters."""
+    fallback = np.full(members.sum(), f"{parent}_{UNASSIGNED}", dtype=object)
+    if members.sum() < min_cells:
+        log.info("%s: %d cells, too few to re-cluster for subtypes", parent, members.sum())
+        return fallback, None
+    sub = adata[members].copy()
+    rep = "X_scVI" if "X_scVI" in sub.obsm else None
+    sc.pp.neighbors(
+        sub, use_rep=rep, n_neighbors=int(min(n_neighbors, sub.n_obs - 1)), random_state=seed
+    )
+    leiden(sub, resolution=resolution, seed=seed, key_added="subcluster")
+    scores = score_cells(sub, markers)
+    table = assign_groups(
+        scores, sub.obs["subcluster"].astype(str), min_score=min_score, min_margin=min_margin
+    )
+    table["label"] = [
+        lab if lab != UNASSIGNED else f"{parent}_{UNASSIGNED}" for lab in table["label"]
+    ]
+    table.insert(0, "level", f"subtype:{parent}")
+    table.insert(1, "species", "")
+    label_of = dict(zip(table["group"], table["label"], strict=True))
+    labels = sub.obs["subcluster"].astype(str).map(label_of).to_numpy(dtype=object)
+    for label in scores.columns:
+        col = np.full(adata.n_obs, np.nan)
+        if f"score_{label}" in adata.obs:
+            col = adata.obs[f"score_{label}"].to_numpy(dtype=float).copy()
+        col[members] = scores[label].to_numpy()
+        adata.obs[f"score_{label}"] = col
+    adata.obs.loc[members, "subcluster"] = (
+        parent + ":" + sub.obs["subcluster"].astype(str)
+    ).to_numpy()
+    return labels, table

@@ -1,0 +1,215 @@
+"""Parse-time validation of the configuration and the sample sheet.
+
+Called from ``workflow/rules/common.smk`` so that a bad config or sheet fails before any job
+runs, with a message that names the key (or the sample and column) and the fix.
+"""
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import yaml
+
+REQUIRED_COLUMNS = ("sample", "condition", "path")
+
+
+class ConfigError(ValueError):
+    """A configuration or sample-sheet problem found before any job runs."""
+
+
+def _load_schema(path: str | Path) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _extend_with_default(validator_class):
+    """A validator that fills ``default`` values of absent keys (jsonschema FAQ recipe)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    default = subschema["default"]
+                    instance[name] = (
+                        dict(default)
+                        if isinstance(default, dict)
+                        else list(default)
+                        if isinstance(default, list)
+                        else default
+                    )
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _extend_with_default(jsonschema.Draft202012Validator)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def _describe(schema: dict, path: Iterable[Any]) -> str:
+    node = schema
+    for part in path:
+        props = node.get("properties", {})
+        if isinstance(part, str) and part in props:
+            node = props[part]
+        else:
+            return ""
+    return node.get("description", "")
+
+
+def _format_error(error: jsonschema.ValidationError, schema: dict, what: str) -> str:
+    key = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return (
+            f"{what}: unknown key(s) {extra} under '{key}'. Allowed keys: {allowed}. "
+            "Check the spelling (see workflow/schemas/ for every key and its default)."
+        )
+    desc = _describe(schema, error.absolute_path)
+    hint = f" ({desc.strip()})" if desc else ""
+    return f"{what}: key '{key}': {error.message}{hint}"
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    """Validate ``config`` in place against the JSON schema, filling defaults.
+
+    Raises
+    ------
+    ConfigError
+        naming the offending key, what is wrong and what the key means.
+    """
+    schema = _load_schema(schema_path)
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        msgs = [_format_error(e, schema, "config") for e in errors]
+        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(msgs))
+    contrast = config["contrast"]
+    if contrast["reference"] == contrast["test"]:
+        raise ConfigError(
+            "config: key 'contrast': reference and test are both "
+            f"{contrast['reference']!r}; set two different condition levels."
+        )
+    return config
+
+
+def read_sample_sheet(path: str | Path) -> pd.DataFrame:
+    """Read the TSV sample sheet as strings (comment lines starting with '#' skipped)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(
+            f"sample sheet {str(path)!r} does not exist; set the config key 'samples' to your "
+            "TSV with columns sample, condition, path."
+        )
+    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False)
+    sheet.columns = [c.strip() for c in sheet.columns]
+    return sheet
+
+
+def validate_sample_sheet(
+    sheet: pd.DataFrame,
+    schema_path: str | Path,
+    *,
+    contrast: dict,
+    covariates: Iterable[str] = (),
+    sheet_path: str = "the sample sheet",
+    base_dir: str | Path = ".",
+    producible: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Check the sample sheet before any job runs and return it indexed by sample.
+
+    Checks: required columns (with a spelling hint), the per-row schema (sample-id pattern),
+    duplicate ids, conditions outside the contrast, an arm without samples, covariate
+    columns, and that every ``path`` exists (or is produced by the workflow, e.g. the demo).
+    URLs (http/https) are accepted and checked at download time.
+    """
+    import difflib
+
+    missing = [c for c in REQUIRED_COLUMNS if c not in sheet.columns]
+    if missing:
+        hints = []
+        for col in missing:
+            close = difflib.get_close_matches(col, list(sheet.columns), n=1, cutoff=0.6)
+            hints.append(f"'{col}'" + (f" (found '{close[0]}': a misspelling?)" if close else ""))
+        raise ConfigError(
+            f"{sheet_path}: missing required column(s) {', '.join(hints)}. Required columns are "
+            f"{list(REQUIRED_COLUMNS)}; extra metadata columns are allowed."
+        )
+    schema = _load_schema(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    for i, row in enumerate(sheet.to_dict(orient="records"), start=2):
+        for error in validator.iter_errors(row):
+            key = _key_path(error)
+            raise ConfigError(
+                f"{sheet_path}, line {i}, column '{key}': {error.message}. "
+                f"{_describe(schema, error.absolute_path)}"
+            )
+    dups = sorted(sheet["sample"][sheet["sample"].duplicated()].unique())
+    if dups:
+        raise ConfigError(
+            f"{sheet_path}: duplicate sample id(s) {dups}; every sample needs its own id."
+        )
+    column = contrast["column"]
+    if column not in sheet.columns:
+        raise ConfigError(
+            f"config key 'contrast.column' is {column!r} but {sheet_path} has no such column "
+            f"(columns: {list(sheet.columns)})."
+        )
+    levels = {contrast["reference"], contrast["test"]}
+    bad = sheet.loc[~sheet[column].isin(levels), ["sample", column]]
+    if len(bad):
+        pairs = ", ".join(f"{s}={c!r}" for s, c in bad.itertuples(index=False))
+        raise ConfigError(
+            f"{sheet_path}: {column} value(s) not in the contrast ({pairs}); every sample must be "
+            f"{contrast['reference']!r} (reference) or {contrast['test']!r} (test). "
+            "Fix the sheet or the config key 'contrast'."
+        )
+    for level in sorted(levels):
+        if not (sheet[column] == level).any():
+            raise ConfigError(
+                f"{sheet_path}: no sample has {column} = {level!r}; the contrast needs both arms."
+            )
+    for cov in covariates:
+        if cov not in sheet.columns:
+            raise ConfigError(
+                f"config key 'de.covariates' names {cov!r}, which is not a column of {sheet_path}."
+            )
+    producible = {str(Path(p)) for p in producible}
+    base_dir = Path(base_dir)
+    for sample, path in zip(sheet["sample"], sheet["path"], strict=True):
+        if is_url(path):
+            continue
+        p = Path(path) if Path(path).is_absolute() else base_dir / path
+        if p.exists():
+            continue
+        norm = str(Path(path))
+        if norm in producible or any(q.startswith(norm + "/") for q in producible):
+            continue
+        raise ConfigError(
+            f"sample {sample!r}: input {path!r} does not exist. Fix the 'path' column of "
+            f"{sheet_path} (paths are relative to the working directory)."
+        )
+    return sheet.set_index("sample", drop=False)
+
+
+def is_url(path: str) -> bool:
+    """True for http(s) paths, which are downloaded through Snakemake's HTTP storage."""
+    return path.startswith(("http://", "https://"))
+
+
+def mtx_files(folder: str | Path) -> list[str]:
+    """The files of a 10x mtx folder that exist (matrix, features/genes, barcodes)."""
+    folder = Path(folder)
+    found = []
+    for stem in ("matrix.mtx", "features.tsv", "genes.tsv", "barcodes.tsv"):
+        for suffix in ("", ".gz"):
+            f = folder / (stem + suffix)
+            if f.exists():
+                found.append(str(f))
+    return found

@@ -1,0 +1,201 @@
+"""Merge per-sample objects, normalise, select highly variable genes and integrate with scVI."""
+
+import logging
+import os
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scipy.sparse as sp
+from anndata import AnnData
+
+log = logging.getLogger(__name__)
+
+TARGET_SUM = 1e4
+
+
+def set_threads(threads: int) -> None:
+    """Pin the thread pools of BLAS, numba and torch to ``threads`` (set before heavy work)."""
+    threads = max(1, int(threads))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    sc.settings.n_jobs = threads
+    try:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:  # pragma: no cover - numba ships with scanpy
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch only in the scVI step
+        pass
+
+
+def merge_samples(adatas: list[AnnData]) -> AnnData:
+    """Concatenate per-sample QC'd objects (outer join on genes, zeros filled).
+
+    Writes ``layers["counts"]`` (CSR int32 raw counts) and ``X`` (log1p of counts normalised to
+    10,000 per cell, float32). ``var["species"]`` is kept when the samples agree on it.
+    """
+    if not adatas:
+        raise ValueError("no samples to merge: every sample was empty after QC")
+    merged = ad.concat(adatas, join="outer", merge="same", uns_merge=None, fill_value=0)
+    if merged.obs_names.has_duplicates:
+        raise ValueError("duplicate cell names across samples; sample ids must be unique")
+    counts = sp.csr_matrix(merged.X)
+    if counts.data.size and not np.all(np.equal(np.mod(counts.data, 1), 0)):
+        raise ValueError("merged counts are not integers; an upstream step altered X")
+    counts = counts.astype(np.int32)
+    merged.X = counts
+    for col in ("species",):
+        if col not in merged.var.columns:
+            species = pd.Series(pd.NA, index=merged.var_names, dtype=object)
+            for a in adatas:
+                if col in a.var.columns:
+                    species = species.fillna(a.var[col].reindex(merged.var_names))
+            merged.var[col] = species.fillna("unknown").astype(str)
+    merged.obs_names_make_unique()
+    normalise(merged)
+    return merged
+
+
+def normalise(adata: AnnData, *, target_sum: float = TARGET_SUM) -> None:
+    """Keep raw counts in ``layers["counts"]`` and put log1p(CP10k) in ``X`` (float32)."""
+    counts = sp.csr_matrix(adata.X) if "counts" not in adata.layers else adata.layers["counts"]
+    adata.layers["counts"] = sp.csr_matrix(counts, dtype=np.int32)
+    x = adata.layers["counts"].astype(np.float32)
+    totals = np.asarray(x.sum(axis=1)).ravel()
+    scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+    x = sp.diags(scale.astype(np.float32)) @ x
+    x.data = np.log1p(x.data)
+    adata.X = sp.csr_matrix(x, dtype=np.float32)
+    adata.uns["normalisation"] = {"target_sum": target_sum, "log1p": True}
+
+
+def select_hvgs(adata: AnnData, *, n_top_genes: int, batch_key: str = "sample") -> None:
+    """Flag highly variable genes (seurat_v3 on raw counts, batch-aware) in ``var``.
+
+    Writes ``var["highly_variable"]`` (and scanpy's ranking columns) and ``uns["hvg"]``.
+    Mitochondrial genes are never selected. Batches with fewer than 2 cells are ignored.
+    """
+    n_top = int(min(n_top_genes, adata.n_vars))
+    counts = adata.layers["counts"]
+    expressed = np.asarray((counts > 0).sum(axis=0)).ravel() > 0
+    is_mito = adata.var_names.str.lower().str.startswith("mt-")
+    candidates = expressed & ~np.asarray(is_mito)
+    sub = adata[:, candidates].copy()
+    sizes = sub.obs[batch_key].value_counts()
+    use_batch = batch_key if (sizes.size > 1 and sizes.min() >= 2) else None
+    sc.pp.highly_variable_genes(
+        sub,
+        n_top_genes=min(n_top, sub.n_vars),
+        flavor="seurat_v3",
+        layer="counts",
+        batch_key=use_batch,
+        subset=False,
+        span=0.3,
+    )
+    hv = pd.Series(False, index=adata.var_names)
+    hv[sub.var_names] = sub.var["highly_variable"].to_numpy()
+    adata.var["highly_variable"] = hv.to_numpy()
+    adata.uns["hvg"] = {
+        "flavor": "seurat_v3",
+        "n_top_genes": int(n_top),
+        "batch_key": use_batch or "",
+        "n_selected": int(hv.sum()),
+    }
+
+
+def default_max_epochs(n_cells: int) -> int:
+    """scvi-tools' heuristic: min(400, round(20000 / n_cells * 400))."""
+    return int(min(400, round(20000 / max(n_cells, 1) * 400)))
+
+
+def train_scvi(
+    adata: AnnData,
+    *,
+    batch_key: str = "sample",
+    n_latent: int = 10,
+    n_hidden: int = 128,
+    n_layers: int = 1,
+    max_epochs: int | None = None,
+    early_stopping: bool = True,
+    patience: int = 10,
+    batch_size: int = 128,
+    accelerator: str = "auto",
+    seed: int = 0,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Train scVI on the highly variable genes' raw counts with ``batch = sample``.
+
+    Writes ``obsm["X_scVI"]`` (float32) and ``uns["scvi"]`` (parameters, epochs run, device).
+    Returns the training history (epoch, train/validation ELBO).
+    """
+    import scvi
+    import torch
+
+    set_threads(threads)
+    scvi.settings.seed = seed
+    scvi.settings.num_threads = max(1, int(threads))
+    scvi.settings.dl_num_workers = 0
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    if "highly_variable" in adata.var.columns:
+        genes = adata.var_names[adata.var["highly_variable"].to_numpy()]
+    else:
+        genes = adata.var_names
+    sub = AnnData(
+        X=None,
+        obs=adata.obs[[batch_key]].copy(),
+        var=pd.DataFrame(index=genes),
+        layers={"counts": adata[:, genes].layers["counts"].astype(np.float32)},
+    )
+    n_batches = sub.obs[batch_key].nunique()
+    scvi.model.SCVI.setup_anndata(
+        sub, layer="counts", batch_key=batch_key if n_batches > 1 else None
+    )
+    model = scvi.model.SCVI(sub, n_latent=n_latent, n_hidden=n_hidden, n_layers=n_layers)
+    epochs = int(max_epochs) if max_epochs else default_max_epochs(sub.n_obs)
+    model.train(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=1,
+        batch_size=batch_size,
+        early_stopping=early_stopping,
+        early_stopping_patience=patience,
+        check_val_every_n_epoch=1 if early_stopping else None,
+        enable_progress_bar=False,
+        deterministic=accelerator == "cpu",
+    )
+    adata.obsm["X_scVI"] = np.asarray(model.get_latent_representation(), dtype=np.float32)
+    history = _history_table(model.history)
+    adata.uns["scvi"] = {
+        "n_latent": n_latent,
+        "n_hidden": n_hidden,
+        "n_layers": n_layers,
+        "max_epochs": epochs,
+        "epochs_run": len(history),
+        "early_stopping": bool(early_stopping),
+        "patience": patience,
+        "batch_size": batch_size,
+        "batch_key": batch_key,
+        "accelerator": accelerator,
+        "seed": seed,
+        "n_genes": len(genes),
+        "scvi_version": scvi.__version__,
+    }
+    return history
+
+
+def _history_table(history: dict) -> pd.DataFrame:
+    cols = {}
+    for key in ("elbo_train", "elbo_validation", "reconstruction_loss_train", "kl_local_train"):
+        if key in history:
+            cols[key] = history[key][key].astype(float)
+    table = pd.DataFrame(cols)
+    table.index.name = "epoch"
+    return table.reset_index()

@@ -1,0 +1,324 @@
+"""Species of features and cells in mouse, human and xenograft (mixed-reference) libraries.
+
+A xenograft library is counted against a combined human + mouse reference whose features
+carry a genome prefix (``GRCh38_AXL``, ``mm10_Axl``, ``hg19_``...). Each cell's species is
+called from the fraction of its UMIs on human features; the prefixes are then stripped so that
+downstream stages see plain symbols.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+logger = logging.getLogger(__name__)
+
+SPECIES: tuple[str, ...] = ("human", "mouse")
+MODES: tuple[str, ...] = ("mouse", "human", "xenograft")
+
+PREFIXES: dict[str, tuple[str, ...]] = {
+    "human": ("GRCh38_", "GRCh38-", "hg19_", "hg19-", "hg38_", "hg38-", "GRCh37_", "GRCh37-"),
+    "mouse": ("mm10_", "mm10-", "mm39_", "mm39-", "GRCm39_", "GRCm39-", "GRCm38_", "GRCm38-"),
+}
+"""Genome prefixes of mixed-reference feature names, per species (extend here)."""
+
+
+def _prefix_table(
+    prefixes: Mapping[str, Iterable[str]] | None = None,
+) -> list[tuple[str, str]]:
+    """(prefix, species) pairs, longest prefix first so the most specific one wins."""
+    table = prefixes if prefixes is not None else PREFIXES
+    pairs = [(p, sp_) for sp_, ps in table.items() for p in ps]
+    return sorted(pairs, key=lambda x: -len(x[0]))
+
+
+def split_prefix(
+    name: str, *, prefixes: Mapping[str, Iterable[str]] | None = None
+) -> tuple[str, str | None, str]:
+    """Split a feature name into ``(prefix, species, symbol)``.
+
+    ``("", None, name)`` when the name carries no known prefix.
+    """
+    for p, sp_ in _prefix_table(prefixes):
+        if name.startswith(p) and len(name) > len(p):
+            return p, sp_, name[len(p) :]
+    return "", None, name
+
+
+def strip_prefix(name: str, *, prefixes: Mapping[str, Iterable[str]] | None = None) -> str:
+    """The feature name without a known genome prefix (unchanged when it has none)."""
+    return split_prefix(name, prefixes=prefixes)[2]
+
+
+def genome_species(
+    genome: str, *, prefixes: Mapping[str, Iterable[str]] | None = None
+) -> str | None:
+    """Species of a genome label such as ``"hg19"`` or ``"GRCm39"`` (``None`` if unknown)."""
+    g = str(genome).lower()
+    for p, sp_ in _prefix_table(prefixes):
+        if g == p.rstrip("_-").lower():
+            return sp_
+    return None
+
+
+def detect_prefixes(
+    var_names: Iterable[str], *, prefixes: Mapping[str, Iterable[str]] | None = None
+) -> dict[str, list[str]]:
+    """Which known genome prefixes occur in ``var_names``.
+
+    Returns
+    -------
+    dict
+        ``{"human": [...], "mouse": [...]}``: the prefixes found per species, sorted (empty
+        lists when none).
+    """
+    table = prefixes if prefixes is not None else PREFIXES
+    found: dict[str, set[str]] = {s: set() for s in table}
+    for name in var_names:
+        p, sp_, _ = split_prefix(str(name), prefixes=table)
+        if sp_ is not None:
+            found[sp_].add(p)
+    return {s: sorted(v) for s, v in found.items()}
+
+
+def _feature_species(adata: AnnData) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Per feature: species (or ""), prefix (or "") and symbol; and where species came from.
+
+    Looks at, in order, the feature name, ``var["gene_ids"]`` and ``var["genome"]``; the first
+    that carries a recognised prefix for any feature is used for all features.
+    """
+    names = adata.var_names.astype(str).to_numpy()
+    symbols = (
+        adata.var["gene_symbols"].astype(str).to_numpy() if "gene_symbols" in adata.var else names
+    )
+    n = len(names)
+    species = np.full(n, "", dtype=object)
+    prefix = np.full(n, "", dtype=object)
+    symbol = names.astype(object).copy()
+
+    split = [split_prefix(x) for x in names]
+    if any(s is not None for _, s, _ in split):
+        for i, (p, s, rest) in enumerate(split):
+            if s is not None:
+                species[i], prefix[i], symbol[i] = s, p, rest
+        return species, prefix, symbol, "var_names"
+
+    if "gene_ids" in adata.var:
+        split = [split_prefix(x) for x in adata.var["gene_ids"].astype(str)]
+        if any(s is not None for _, s, _ in split):
+            for i, (p, s, _) in enumerate(split):
+                if s is not None:
+                    species[i], prefix[i], symbol[i] = s, p, symbols[i]
+            return species, prefix, symbol, "gene_ids"
+
+    if "genome" in adata.var:
+        genomes = adata.var["genome"].astype(str).to_numpy()
+        gs = {g: genome_species(g) for g in pd.unique(genomes)}
+        if any(v is not None for v in gs.values()):
+            for i, g in enumerate(genomes):
+                if gs[g] is not None:
+                    species[i], prefix[i], symbol[i] = gs[g], f"{g}_", symbols[i]
+            return species, prefix, symbol, "genome"
+    return species, prefix, symbol, "none"
+
+
+def _new_names(prefix: np.ndarray, symbol: np.ndarray) -> tuple[list[str], int]:
+    """Stripped names; a symbol found under several prefixes keeps ``prefix + symbol``.
+
+    Symbols repeated under one prefix (or none) are made unique with ``-N`` suffixes.
+    """
+    from tmeflow.io import make_unique
+
+    df = pd.DataFrame({"prefix": prefix.astype(str), "symbol": symbol.astype(str)})
+    n_prefixes = df.groupby("symbol", sort=False)["prefix"].transform("nunique").to_numpy()
+    collide = (n_prefixes > 1) & (df["prefix"].to_numpy() != "")
+    out = np.where(collide, df["prefix"] + df["symbol"], df["symbol"])
+    return make_unique(out.tolist()), int(collide.sum())
+
+
+def _row_sums(X: Any, mask: np.ndarray) -> np.ndarray:
+    if not mask.any():
+        return np.zeros(X.shape[0], dtype=np.float64)
+    sub = X[:, np.flatnonzero(mask)]
+    return np.asarray(sub.sum(axis=1), dtype=np.float64).ravel()
+
+
+def assign_species(adata: AnnData, *, mode: str, min_fraction: float = 0.8) -> AnnData:
+    """Call each cell's species and strip genome prefixes from the feature names.
+
+    Parameters
+    ----------
+    adata
+        Raw counts as written by ingest (prefixed ``var_names``), modified in place.
+    mode
+        ``"xenograft"`` (mixed human + mouse reference), ``"mouse"`` or ``"human"``.
+    min_fraction
+        Xenograft mode: a cell is ``human`` if ``human_fraction >= min_fraction``, ``mouse`` if
+        ``human_fraction <= 1 - min_fraction``, else ``mixed``. Must be in (0.5, 1].
+
+    Returns
+    -------
+    AnnData
+        The same object, with
+
+        - ``obs["n_counts_human"]``, ``obs["n_counts_mouse"]``: UMIs on features of each
+          species; ``obs["human_fraction"]`` = human / (human + mouse) (NaN for a cell with
+          neither, which is called ``mixed``); ``obs["species"]`` (categorical
+          ``human``/``mouse``/``mixed``). In single-species mode every cell and feature gets
+          that species and all its UMIs count for it.
+        - ``var["species"]``: ``human``/``mouse`` per feature (``unknown`` for a feature
+          without a recognised prefix in xenograft mode, e.g. a transgene; it counts for
+          neither species), ``var["feature_name"]``: the name before stripping.
+        - ``var_names`` without prefixes. Where stripping would make features of different
+          genomes collide (e.g. ``hg19_DHRSX`` and ``mm10_DHRSX``), *all* features sharing
+          that stripped name keep their prefixed name; names still duplicated (a symbol
+          repeated within one genome) get ``-N`` suffixes, as at ingest.
+        - ``uns["species"]``: ``mode``, ``min_fraction``, ``prefixes`` found per species,
+          ``source`` of the species of features (``var_names``, ``gene_ids``, ``genome``),
+          and cell counts per call.
+
+        Species come from the feature names' prefixes; when the names carry none (symbols
+        repeated across genomes) from the prefixes of ``var["gene_ids"]``, else from
+        ``var["genome"]`` (``hg19``, ``mm10``...).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``mode``, ``min_fraction`` out of range, or xenograft mode with no human or no
+        mouse features recognised.
+    """
+    if mode not in MODES:
+        msg = f"species mode {mode!r} unknown; set `species:` to one of {', '.join(MODES)}."
+        raise ValueError(msg)
+    if not 0.5 < min_fraction <= 1.0:
+        msg = f"min_fraction={min_fraction} must be in (0.5, 1]; 0.8 is a common choice."
+        raise ValueError(msg)
+    sample = (
+        str(adata.obs["sample"].iat[0]) if "sample" in adata.obs and adata.n_obs else "<unknown>"
+    )
+    feat_sp, prefix, symbol, source = _feature_species(adata)
+    found: dict[str, list[str]] = {s: [] for s in PREFIXES}
+    for s in SPECIES:
+        found[s] = sorted(set(prefix[feat_sp == s].tolist()))
+
+    X = adata.X
+    if not sp.issparse(X):
+        X = np.asarray(X)
+    if mode == "xenograft":
+        missing = [s for s in SPECIES if not (feat_sp == s).any()]
+        if missing:
+            msg = (
+                f"sample {sample!r}: species mode 'xenograft' but no {' or '.join(missing)} "
+                f"features were recognised (looked for prefixes {PREFIXES} in var_names, "
+                "var['gene_ids'] and var['genome']). If the library was counted against a "
+                "single-species reference set `species: mouse` or `species: human` in the "
+                "config; otherwise check the reference (a combined human+mouse one is needed) "
+                "or extend tmeflow.species.PREFIXES."
+            )
+            raise ValueError(msg)
+        n_h = _row_sums(X, feat_sp == "human")
+        n_m = _row_sums(X, feat_sp == "mouse")
+        tot = n_h + n_m
+        safe = np.where(tot > 0, tot, 1)
+        frac = np.where(tot > 0, n_h / safe, np.nan)
+        mouse_frac = np.where(tot > 0, n_m / safe, np.nan)
+        call = np.full(adata.n_obs, "mixed", dtype=object)
+        call[frac >= min_fraction] = "human"
+        # compare the mouse fraction itself: 1 - min_fraction is inexact in floating point
+        call[mouse_frac >= min_fraction] = "mouse"
+        var_sp = np.where(feat_sp == "", "unknown", feat_sp)
+        n_unknown = int((feat_sp == "").sum())
+        if n_unknown:
+            logger.info(
+                "sample %s: %d features without a species prefix count for neither species",
+                sample,
+                n_unknown,
+            )
+    else:
+        other = "human" if mode == "mouse" else "mouse"
+        if (feat_sp == other).any():
+            logger.warning(
+                "sample %s: species mode %r but %d %s-prefixed features found; "
+                "is this a xenograft (`species: xenograft`)?",
+                sample,
+                mode,
+                int((feat_sp == other).sum()),
+                other,
+            )
+        total = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+        zeros = np.zeros(adata.n_obs)
+        n_h, n_m = (total, zeros) if mode == "human" else (zeros, total)
+        frac = np.full(adata.n_obs, 1.0 if mode == "human" else 0.0)
+        call = np.full(adata.n_obs, mode, dtype=object)
+        var_sp = np.full(adata.n_vars, mode, dtype=object)
+
+    adata.obs["n_counts_human"] = n_h
+    adata.obs["n_counts_mouse"] = n_m
+    adata.obs["human_fraction"] = frac
+    adata.obs["species"] = pd.Categorical(call, categories=["human", "mouse", "mixed"])
+
+    original = adata.var_names.astype(str).to_numpy()
+    new_names, n_kept_prefixed = _new_names(prefix, symbol)
+    adata.var["species"] = pd.Categorical(var_sp.astype(str))
+    adata.var["feature_name"] = original
+    adata.var_names = pd.Index(new_names)
+    counts = adata.obs["species"].value_counts()
+    adata.uns["species"] = {
+        "mode": mode,
+        "min_fraction": float(min_fraction),
+        "prefixes": {s: list(v) for s, v in found.items()},
+        "source": source,
+        "n_features_kept_prefixed": n_kept_prefixed,
+        "n_cells": {k: int(counts.get(k, 0)) for k in ("human", "mouse", "mixed")},
+    }
+    logger.info(
+        "sample %s: species mode %s (features from %s, prefixes %s): %s; "
+        "%d features kept their prefix to avoid collisions",
+        sample,
+        mode,
+        source,
+        found,
+        adata.uns["species"]["n_cells"],
+        n_kept_prefixed,
+    )
+    return adata
+
+
+def contamination(adata: AnnData) -> dict[str, float | int]:
+    """Estimate ambient (cross-species) contamination; for reporting only.
+
+    Needs the ``obs`` columns written by :func:`assign_species`.
+
+    Returns
+    -------
+    dict
+        ``mouse_in_human_median``/``_mean``: fraction of mouse UMIs in cells called human;
+        ``human_in_mouse_median``/``_mean``: fraction of human UMIs in mouse cells (NaN when
+        there are no such cells); ``n_human``, ``n_mouse``, ``n_mixed``.
+    """
+    need = ("species", "human_fraction")
+    if any(c not in adata.obs for c in need):
+        msg = "contamination() needs obs 'species' and 'human_fraction'; run assign_species first."
+        raise ValueError(msg)
+    sp_ = adata.obs["species"].astype(str).to_numpy()
+    frac = adata.obs["human_fraction"].to_numpy(dtype=float)
+    h, m = sp_ == "human", sp_ == "mouse"
+
+    def _stat(x: np.ndarray, f: Any) -> float:
+        return float(f(x)) if x.size else float("nan")
+
+    return {
+        "mouse_in_human_median": _stat(1 - frac[h], np.median),
+        "mouse_in_human_mean": _stat(1 - frac[h], np.mean),
+        "human_in_mouse_median": _stat(frac[m], np.median),
+        "human_in_mouse_mean": _stat(frac[m], np.mean),
+        "n_human": int(h.sum()),
+        "n_mouse": int(m.sum()),
+        "n_mixed": int((sp_ == "mixed").sum()),
+    }

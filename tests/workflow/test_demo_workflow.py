@@ -1,7 +1,5 @@
 """End to end: the whole DAG on a small simulated xenograft demo, checked against its truth."""
 
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -9,17 +7,9 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from .helpers import SMALL_DEMO, copy_workflow, snakemake, write_config
+from .helpers import snakemake
 
 pytestmark = pytest.mark.workflow
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> Path:
-    work = copy_workflow(tmp_path_factory.mktemp("demo"))
-    cfg = write_config(work, SMALL_DEMO)
-    snakemake(work, "--configfile", str(cfg))
-    return work
 
 
 @pytest.fixture(scope="module")

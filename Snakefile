@@ -22,6 +22,6 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
-    input:
-        all_outputs(),
     default_target: True
+    input:
+        FINAL_TARGETS,

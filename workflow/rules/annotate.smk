@@ -1,5 +1,10 @@
 # Marker-based annotation of clusters (cell types) and re-clustered CAF/TAM (subtypes).
 
+FINAL_TARGETS += [
+    "results/annotate/annotated.h5ad",
+    "results/annotate/cluster_scores.tsv",
+]
+
 
 rule annotate_cells:
     input:
@@ -9,6 +14,16 @@ rule annotate_cells:
         h5ad="results/annotate/annotated.h5ad",
         scores="results/annotate/cluster_scores.tsv",
         labels="results/annotate/labels.tsv.gz",
+    log:
+        "logs/annotate_cells/annotate_cells.log",
+    benchmark:
+        "benchmarks/annotate_cells/annotate_cells.tsv"
+    conda:
+        ENVS
+    threads: workflow.cores
+    resources:
+        mem_mb=mem_mb_for(3000, 20),
+        runtime=60,
     params:
         species=config["species"],
         min_score=config["annotation"]["min_score"],
@@ -16,15 +31,5 @@ rule annotate_cells:
         subcluster_resolution=config["annotation"]["subcluster_resolution"],
         n_neighbors=config["cluster"]["n_neighbors"],
         seed=config["seed"],
-    log:
-        "logs/annotate_cells/annotate_cells.log",
-    benchmark:
-        "benchmarks/annotate_cells/annotate_cells.tsv"
-    threads: workflow.cores
-    resources:
-        mem_mb=mem_mb_for(3000, 20),
-        runtime=60,
-    conda:
-        ENVS
     script:
         "../scripts/annotate_cells.py"

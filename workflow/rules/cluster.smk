@@ -6,19 +6,19 @@ rule cluster_leiden:
         "results/integrate/integrated.h5ad",
     output:
         "results/cluster/clustered.h5ad",
-    params:
-        n_neighbors=config["cluster"]["n_neighbors"],
-        resolution=config["cluster"]["resolution"],
-        seed=config["seed"],
     log:
         "logs/cluster_leiden/cluster_leiden.log",
     benchmark:
         "benchmarks/cluster_leiden/cluster_leiden.tsv"
+    conda:
+        ENVS
     threads: workflow.cores
     resources:
         mem_mb=mem_mb_for(3000, 20),
         runtime=60,
-    conda:
-        ENVS
+    params:
+        n_neighbors=config["cluster"]["n_neighbors"],
+        resolution=config["cluster"]["resolution"],
+        seed=config["seed"],
     script:
         "../scripts/cluster_leiden.py"

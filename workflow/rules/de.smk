@@ -1,5 +1,13 @@
 # Condition statistics: pseudobulk DE, genes of interest, composition, expression sources.
 
+FINAL_TARGETS += [
+    "results/de/genes_of_interest.tsv",
+    "results/de/pseudobulk_values.tsv",
+    "results/composition/proportions.tsv",
+    "results/composition/test.tsv",
+]
+FINAL_TARGETS += expand("results/sources/{gene}.tsv", gene=GENES)
+
 
 rule de_pseudobulk:
     input:
@@ -8,6 +16,16 @@ rule de_pseudobulk:
         tables=directory("results/de/pseudobulk"),
         goi="results/de/genes_of_interest.tsv",
         values="results/de/pseudobulk_values.tsv",
+    log:
+        "logs/de_pseudobulk/de_pseudobulk.log",
+    benchmark:
+        "benchmarks/de_pseudobulk/de_pseudobulk.tsv"
+    conda:
+        ENVS
+    threads: workflow.cores
+    resources:
+        mem_mb=mem_mb_for(3000, 20),
+        runtime=60,
     params:
         condition_key=config["contrast"]["column"],
         reference=config["contrast"]["reference"],
@@ -18,16 +36,6 @@ rule de_pseudobulk:
         covariates=config["de"]["covariates"],
         alpha=config["de"]["alpha"],
         seed=config["seed"],
-    log:
-        "logs/de_pseudobulk/de_pseudobulk.log",
-    benchmark:
-        "benchmarks/de_pseudobulk/de_pseudobulk.tsv"
-    threads: workflow.cores
-    resources:
-        mem_mb=mem_mb_for(3000, 20),
-        runtime=60,
-    conda:
-        ENVS
     script:
         "../scripts/de_pseudobulk.py"
 
@@ -38,18 +46,18 @@ rule composition_test:
     output:
         proportions="results/composition/proportions.tsv",
         test="results/composition/test.tsv",
-    params:
-        condition_key=config["contrast"]["column"],
-        reference=config["contrast"]["reference"],
-        test=config["contrast"]["test"],
     log:
         "logs/composition_test/composition_test.log",
+    conda:
+        ENVS
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 10),
         runtime=20,
-    conda:
-        ENVS
+    params:
+        condition_key=config["contrast"]["column"],
+        reference=config["contrast"]["reference"],
+        test=config["contrast"]["test"],
     script:
         "../scripts/composition_test.py"
 
@@ -60,15 +68,15 @@ rule sources_gene:
     output:
         table="results/sources/{gene}.tsv",
         subtypes="results/sources/{gene}.subtypes.tsv",
-    params:
-        condition_key=config["contrast"]["column"],
     log:
         "logs/sources_gene/{gene}.log",
+    conda:
+        ENVS
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 10),
         runtime=20,
-    conda:
-        ENVS
+    params:
+        condition_key=config["contrast"]["column"],
     script:
         "../scripts/sources_gene.py"

@@ -7,23 +7,22 @@ rule demo_simulate:
         panel=config["annotation"]["panel"],
     output:
         DEMO_OUTPUTS,
+    log:
+        "logs/demo_simulate/demo_simulate.log",
+    benchmark:
+        "benchmarks/demo_simulate/demo_simulate.tsv"
+    conda:
+        ENVS
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
-        outdir=DEMO_DIR,
         n_replicates=config["demo"]["n_replicates"],
         cells_per_sample=config["demo"]["cells_per_sample"],
         n_genes_mouse=config["demo"]["n_genes_mouse"],
         n_genes_human=config["demo"]["n_genes_human"],
         conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
         seed=config["seed"],
-    log:
-        "logs/demo_simulate/demo_simulate.log",
-    benchmark:
-        "benchmarks/demo_simulate/demo_simulate.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        ENVS
     script:
         "../scripts/demo_simulate.py"

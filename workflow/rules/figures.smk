@@ -1,14 +1,20 @@
 # Figures (PDF + PNG, deterministic bytes) in results/figures/.
 
+
 UMAP_KEYS = ["cell_type", "cell_subtype", "condition", "sample", "species"]
 FMT = ["pdf", "png"]
 FIGURES = (
     expand("results/figures/umap_{key}.{ext}", key=UMAP_KEYS, ext=FMT)
-    + expand("results/figures/{name}.{ext}", name=["marker_dotplot", "composition", "qc"], ext=FMT)
+    + expand(
+        "results/figures/{name}.{ext}",
+        name=["marker_dotplot", "composition", "qc"],
+        ext=FMT,
+    )
     + expand("results/figures/goi_{gene}.{ext}", gene=GENES, ext=FMT)
     + expand("results/figures/sources_{gene}.{ext}", gene=GENES, ext=FMT)
     + ["results/figures/volcano"]
 )
+FINAL_TARGETS += FIGURES
 
 
 rule figures_umap:
@@ -16,18 +22,17 @@ rule figures_umap:
         "results/annotate/annotated.h5ad",
     output:
         expand("results/figures/umap_{key}.{ext}", key=UMAP_KEYS, ext=FMT),
-    params:
-        umap_keys=UMAP_KEYS,
-        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
-        outdir="results/figures",
     log:
         "logs/figures_umap/figures_umap.log",
+    conda:
+        ENVS
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 10),
         runtime=20,
-    conda:
-        ENVS
+    params:
+        umap_keys=UMAP_KEYS,
+        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
     script:
         "../scripts/figures_umap.py"
 
@@ -38,16 +43,14 @@ rule figures_markers:
         panel=config["annotation"]["panel"],
     output:
         expand("results/figures/marker_dotplot.{ext}", ext=FMT),
-    params:
-        stem="results/figures/marker_dotplot",
     log:
         "logs/figures_markers/figures_markers.log",
+    conda:
+        ENVS
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 10),
         runtime=20,
-    conda:
-        ENVS
     script:
         "../scripts/figures_markers.py"
 
@@ -66,18 +69,17 @@ rule figures_stats:
         composition=expand("results/figures/composition.{ext}", ext=FMT),
         qc=expand("results/figures/qc.{ext}", ext=FMT),
         volcano=directory("results/figures/volcano"),
-    params:
-        genes=GENES,
-        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
-        alpha=config["de"]["alpha"],
-        outdir="results/figures",
     log:
         "logs/figures_stats/figures_stats.log",
+    conda:
+        ENVS
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        ENVS
+    params:
+        genes=GENES,
+        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+        alpha=config["de"]["alpha"],
     script:
         "../scripts/figures_stats.py"

@@ -6,18 +6,18 @@ rule integrate_merge:
         expand("results/qc/{sample}.h5ad", sample=SAMPLE_IDS),
     output:
         "results/integrate/merged.h5ad",
-    params:
-        n_top_genes=config["hvg"]["n_top_genes"],
     log:
         "logs/integrate_merge/integrate_merge.log",
     benchmark:
         "benchmarks/integrate_merge/integrate_merge.tsv"
+    conda:
+        ENVS
     threads: 1
     resources:
         mem_mb=mem_mb_for(3000, 20),
         runtime=30,
-    conda:
-        ENVS
+    params:
+        n_top_genes=config["hvg"]["n_top_genes"],
     script:
         "../scripts/integrate_merge.py"
 
@@ -28,6 +28,16 @@ rule integrate_scvi:
     output:
         h5ad="results/integrate/integrated.h5ad",
         history="results/integrate/scvi_history.tsv",
+    log:
+        "logs/integrate_scvi/integrate_scvi.log",
+    benchmark:
+        "benchmarks/integrate_scvi/integrate_scvi.tsv"
+    conda:
+        ENVS
+    threads: workflow.cores
+    resources:
+        mem_mb=mem_mb_for(4000, 20),
+        runtime=240,
     params:
         n_latent=config["scvi"]["n_latent"],
         n_hidden=config["scvi"]["n_hidden"],
@@ -38,15 +48,5 @@ rule integrate_scvi:
         batch_size=config["scvi"]["batch_size"],
         accelerator=config["scvi"]["accelerator"],
         seed=config["seed"],
-    log:
-        "logs/integrate_scvi/integrate_scvi.log",
-    benchmark:
-        "benchmarks/integrate_scvi/integrate_scvi.tsv"
-    threads: workflow.cores
-    resources:
-        mem_mb=mem_mb_for(4000, 20),
-        runtime=240,
-    conda:
-        ENVS
     script:
         "../scripts/integrate_scvi.py"

@@ -1,5 +1,7 @@
 # Per-sample QC: MAD thresholds per sample and species, hard floors, scrublet doublets.
 
+FINAL_TARGETS += ["results/qc/summary.tsv"]
+
 
 rule qc_filter:
     input:
@@ -8,6 +10,16 @@ rule qc_filter:
         h5ad="results/qc/{sample}.h5ad",
         metrics="results/qc/{sample}.metrics.tsv",
         cells="results/qc/{sample}.cells.tsv.gz",
+    log:
+        "logs/qc_filter/{sample}.log",
+    benchmark:
+        "benchmarks/qc_filter/{sample}.tsv"
+    conda:
+        ENVS
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(2000, 30),
+        runtime=30,
     params:
         nmads_counts=config["qc"]["nmads_counts"],
         nmads_genes=config["qc"]["nmads_genes"],
@@ -17,16 +29,6 @@ rule qc_filter:
         max_pct_mito=config["qc"]["max_pct_mito"],
         doublets=config["qc"]["doublets"],
         seed=config["seed"],
-    log:
-        "logs/qc_filter/{sample}.log",
-    benchmark:
-        "benchmarks/qc_filter/{sample}.tsv"
-    threads: 1
-    resources:
-        mem_mb=mem_mb_for(2000, 30),
-        runtime=30,
-    conda:
-        ENVS
     script:
         "../scripts/qc_filter.py"
 
@@ -39,11 +41,11 @@ rule qc_summary:
         "results/qc/summary.tsv",
     log:
         "logs/qc_summary/qc_summary.log",
+    conda:
+        ENVS
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENVS
     script:
         "../scripts/qc_summary.py"

@@ -7,16 +7,16 @@ rule species_assign:
     output:
         h5ad="results/species/{sample}.h5ad",
         table="results/species/{sample}.tsv",
-    params:
-        mode=config["species"],
-        min_fraction=config["species_calling"]["min_fraction"],
     log:
         "logs/species_assign/{sample}.log",
+    conda:
+        ENVS
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 20),
         runtime=20,
-    conda:
-        ENVS
+    params:
+        mode=config["species"],
+        min_fraction=config["species_calling"]["min_fraction"],
     script:
         "../scripts/species_assign.py"

@@ -1,5 +1,7 @@
 """Snakemake adapter: write the simulated xenograft demo; the logic lives in tmeflow.simulate."""
 
+from pathlib import Path
+
 from tmeflow import annotate, runtime, simulate
 
 
@@ -22,8 +24,9 @@ def main(smk) -> None:
         gene_pool=pool,
         seed=smk.params.seed,
     )
-    simulate.write_demo(smk.params.outdir, experiment)
-    log.info("demo written to %s: %d cells", smk.params.outdir, len(experiment.truth))
+    outdir = Path(next(f for f in smk.output if Path(f).name == "truth.tsv")).parent
+    simulate.write_demo(outdir, experiment)
+    log.info("demo written to %s: %d cells", outdir, len(experiment.truth))
 
 
 if __name__ == "__main__":

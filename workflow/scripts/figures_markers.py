@@ -1,5 +1,7 @@
 """Snakemake adapter: marker dotplot of the panel's cell types over the annotated labels."""
 
+from pathlib import Path
+
 from tmeflow import annotate, figures, io, runtime
 
 
@@ -9,7 +11,9 @@ def main(smk) -> None:
     markers = annotate.panel_markers(annotate.load_panel(smk.input.panel))
     present = set(adata.obs["cell_type"].astype(str))
     markers = {k: v for k, v in markers.items() if k in present}
-    figures.marker_dotplot(adata, markers=markers, groupby="cell_type", stem=smk.params.stem)
+    figures.marker_dotplot(
+        adata, markers=markers, groupby="cell_type", stem=Path(smk.output[0]).with_suffix("")
+    )
 
 
 if __name__ == "__main__":

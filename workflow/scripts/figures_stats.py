@@ -10,7 +10,7 @@ from tmeflow import figures, runtime
 def main(smk) -> None:
     runtime.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    out = Path(p.outdir)
+    out = Path(smk.output.composition[0]).parent
     conditions = list(p.conditions)
     values = pd.read_csv(smk.input.values, sep="\t")
     for gene, table in zip(p.genes, smk.input.sources, strict=True):

@@ -11,7 +11,7 @@ def main(smk) -> None:
     for key in smk.params.umap_keys:
         order = list(smk.params.conditions) if key == "condition" else None
         figures.umap_plot(
-            adata, color=key, stem=Path(smk.params.outdir) / f"umap_{key}", order=order
+            adata, color=key, stem=Path(smk.output[0]).parent / f"umap_{key}", order=order
         )
 
 

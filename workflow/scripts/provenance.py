@@ -1,0 +1,33 @@
+"""Snakemake adapter: results/provenance.json and provenance_times.json; logic in tmeflow.provenance."""
+
+from pathlib import Path
+
+from tmeflow import provenance, runtime
+
+
+def main(smk) -> None:
+    log = runtime.setup(smk.log[0], threads=smk.threads)
+    p = smk.params
+    record = provenance.build_provenance(
+        config=p.config,
+        inputs=list(smk.input.matrices),
+        repo_dir=p.repo_dir,
+        packages=p.packages,
+    )
+    provenance.write_json(record, smk.output.record)
+    log.info(
+        "provenance: workflow %s, %d input file(s) hashed, seeds %s",
+        record["workflow"]["version"],
+        len(record["inputs"]),
+        record["seeds"],
+    )
+    # Times of every job whose output is present under results/ (not byte-compared).
+    skip = {str(Path(f)) for f in smk.output}
+    present = sorted(
+        str(f) for f in Path(p.results_dir).rglob("*") if str(f) not in skip and ".tmp" not in f.name
+    )
+    provenance.write_json(provenance.run_times(present), smk.output.times)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

@@ -136,11 +136,3 @@ def test_unknown_covariate_refused(files):
 def test_missing_sheet_names_the_key(tmp_path):
     with pytest.raises(tmc.ConfigError, match="config key 'samples'"):
         tmc.read_sample_sheet(tmp_path / "nope.tsv")
-
-
-def test_mtx_files_lists_existing(tmp_path):
-    for name in ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"):
-        (tmp_path / name).write_bytes(b"")
-    assert [Path(p).name for p in tmc.mtx_files(tmp_path)] == [
-        "matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz",
-    ]  # fmt: skip

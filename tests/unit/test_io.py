@@ -448,3 +448,94 @@ def test_write_h5ad_roundtrip_and_atomic(tmp_path: Path) -> None:
 
 def test_make_unique_is_deterministic() -> None:
     assert io.make_unique(["a", "b", "a", "a-1", "a"]) == ["a", "b", "a-2", "a-1", "a-3"]
+
+
+# ---------------------------------------------------------------------------- GEO deposits
+def _geo_set(folder: Path, prefix: str, X: np.ndarray, feats: list[list[str]]) -> Path:
+    """Write a GEO-style prefixed triplet (``<prefix>matrix.mtx.gz`` ...) into ``folder``."""
+    tmp = write_mtx(folder / f"_{prefix}", X, BARCODES, feats, gz=True, features_name="genes.tsv")
+    for f in sorted(tmp.iterdir()):
+        f.rename(folder / f"{prefix}{f.name}")
+    tmp.rmdir()
+    return folder / f"{prefix}matrix.mtx.gz"
+
+
+def test_geo_prefixed_mtx_file_and_folder(tmp_path: Path) -> None:
+    feats = [[i, n] for i, n in zip(IDS, NAMES, strict=True)]
+    one = tmp_path / "one"
+    one.mkdir()
+    m = _geo_set(one, "GSM100_ctrl_", COUNTS, feats)
+    assert io.detect_format(m) == "10x_mtx" and io.detect_format(one) == "10x_mtx"
+    for path in (m, one):
+        a = io.ingest_sample(path, sample="ctrl", condition="control")
+        np.testing.assert_array_equal(a.X.toarray(), _expected(COUNTS))
+        assert list(a.var_names) == ["Gas6", "Axl", "Gas6-1", "Mmp11", "mt-Co1"]
+        assert list(a.obs["barcode"]) == BARCODES
+    assert io.input_files(m) == [
+        str(one / f"GSM100_ctrl_{n}") for n in ("matrix.mtx.gz", "genes.tsv.gz", "barcodes.tsv.gz")
+    ]
+    # two deposits in one folder: the file picks its own set, the folder is ambiguous
+    m2 = _geo_set(one, "GSM101_trt_", 2 * COUNTS, feats)
+    b = io.read_counts(m2, sample="trt")
+    np.testing.assert_array_equal(b.X.toarray(), _expected(2 * COUNTS))
+    pattern = r"sample 'trt': folder holds 2 matrix sets .*Set the sheet's path to one of"
+    with pytest.raises(io.InputError, match=pattern):
+        io.read_counts(one, sample="trt")
+    assert io.input_files(one) == [str(one)]  # never raises in an input function
+
+
+def test_geo_matrix_without_its_lists(tmp_path: Path) -> None:
+    m = tmp_path / "GSM9_matrix.mtx"
+    scipy.io.mmwrite(str(m), sp.coo_matrix(COUNTS.T), field="integer")
+    with pytest.raises(io.InputError, match=r"sample 's9': matrix file without its feature.*"
+                       r"Put GSM9_features.tsv"):  # fmt: skip
+        io.read_counts(m, sample="s9")
+
+
+def test_ensembl_only_features_keep_their_ids(tmp_path: Path) -> None:
+    feats = [[i] for i in IDS]
+    d = write_mtx(tmp_path / "ens", COUNTS, BARCODES, feats, gz=True, features_name="features.tsv")
+    a = io.read_counts(d, sample="s1")
+    assert list(a.var_names) == IDS and list(a.var["gene_ids"]) == IDS
+    # a v2 file with an empty symbol column keeps the id for that feature
+    feats2 = [[i, n if k != 1 else ""] for k, (i, n) in enumerate(zip(IDS, NAMES, strict=True))]
+    d2 = write_mtx(tmp_path / "half", COUNTS, BARCODES, feats2, gz=False, features_name="genes.tsv")
+    b = io.read_counts(d2, sample="s1")
+    assert list(b.var_names) == ["Gas6", "ENSMUSG02", "Gas6-1", "Mmp11", "mt-Co1"]
+
+
+def test_duplicate_symbols_unique_in_file_order() -> None:
+    assert io.make_unique(["A", "B", "A", "A-1", "A"]) == ["A", "B", "A-2", "A-1", "A-3"]
+
+
+def test_format_column_overrides_detection(tmp_path: Path) -> None:
+    p = tmp_path / "counts.dat"  # an extension detection does not know
+    pd.DataFrame(COUNTS.T, index=[*NAMES[:2], "Xkr4", "Mmp11", "Col1a1"], columns=BARCODES).to_csv(
+        p, sep="\t"
+    )
+    with pytest.raises(io.InputError, match="unrecognised count format"):
+        io.ingest_sample(p, sample="s1", condition="c")
+    a = io.ingest_sample(p, sample="s1", condition="c", fmt="table")
+    assert a.shape == (4, 5)
+    assert a.uns["ingest"]["orientation"] == {
+        "read_as": "genes x cells",
+        "why": "column labels look like barcodes",
+    }
+    assert io.ingest_report(a)["orientation"] == "genes x cells"
+
+
+def test_verify_download(tmp_path: Path) -> None:
+    src = tmp_path / "src.h5"
+    src.write_bytes(b"counts")
+    good = io.sha256sum(src)
+    dest = tmp_path / "resources" / "x" / "src.h5"
+    assert io.verify_download(src, dest, sha256=good.upper(), sample="x", url="http://h/src.h5")
+    assert dest.read_bytes() == b"counts"
+    dest2 = tmp_path / "bad" / "src.h5"
+    with pytest.raises(io.InputError) as exc:
+        io.verify_download(src, dest2, sha256="0" * 64, sample="x", url="http://h/src.h5")
+    msg = str(exc.value)
+    assert msg.startswith("sample 'x': checksum mismatch") and good in msg
+    assert "'http://h/src.h5'" in msg and "sha256 column" in msg
+    assert not dest2.exists() and not any(dest2.parent.glob("*"))
+    assert io.is_url("https://a/b.h5") and not io.is_url("data/b.h5")

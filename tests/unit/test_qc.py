@@ -86,7 +86,7 @@ def test_filter_reasons_counting() -> None:
     assert m["removed_mixed_species"] == 1
     assert m["n_removed"] == 6 and m["n_kept"] == 34
     assert m["n_human_kept"] == 34 and m["n_mouse_kept"] == 0
-    assert m["min_counts_human"] == 500.0 and m["max_pct_mito_human"] == 25.0
+    assert m["threshold_min_counts_human"] == 500.0 and m["threshold_max_pct_mito_human"] == 25.0
     assert a.obs.loc["c3", ["qc_low_counts", "qc_low_genes", "qc_high_mito"]].tolist() == [
         True,
         True,
@@ -122,8 +122,8 @@ def test_thresholds_per_species_group(tmp_path: Path) -> None:
     x = np.log1p(human["total_counts"].to_numpy())
     med = np.median(x)
     expect = np.expm1(med - 5 * MAD_NORMAL * np.median(np.abs(x - med)))
-    assert m["min_counts_human"] == pytest.approx(expect)
-    assert m["min_counts_mouse"] < 2000 * 0.7 < m["min_counts_human"]
+    assert m["threshold_min_counts_human"] == pytest.approx(expect)
+    assert m["threshold_min_counts_mouse"] < 2000 * 0.7 < m["threshold_min_counts_human"]
     assert a.obs["qc_low_counts"].tolist() == [True] + [False] * 119
     assert m["removed_low_counts"] == 1 and m["n_kept"] == 119
     assert m["n_human_kept"] == 59 and m["n_mouse_kept"] == 60
@@ -131,7 +131,7 @@ def test_thresholds_per_species_group(tmp_path: Path) -> None:
     # pooled thresholds (no grouping) miss the small human cell
     _, pooled = qc.filter_cells(_obs_adata(obs), group_key=None, **floors)
     assert pooled["removed_low_counts"] == 0
-    assert "min_counts_all" in pooled
+    assert "threshold_min_counts_all" in pooled
     io.write_h5ad(kept, tmp_path / "qc.h5ad")  # uns["qc"] must be writable
     assert io.read_h5ad(tmp_path / "qc.h5ad").uns["qc"]["params"]["nmads_counts"] == 5.0
 
@@ -228,3 +228,53 @@ def test_threshold_minimum_between_modes() -> None:
     assert 0.2 < t < 0.5
     with pytest.raises(RuntimeError):
         qc.threshold_minimum(np.full(10, 0.3))
+
+
+def test_zero_cells_allowed_is_reported_with_a_note(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(2)
+    obs = _healthy(30, rng, counts=300, sp_name="mouse")
+    obs["sample"] = "tumour_3"
+    obs.index = [f"c{i}" for i in range(30)]
+    a = _obs_adata(obs)
+    a.uns["ingest"] = {"path": "data/tumour_3.h5"}
+    with caplog.at_level(logging.WARNING, logger="tmeflow.qc"):
+        kept, m = qc.filter_cells(a, remove_doublets=False, allow_empty=True)
+    assert kept.n_obs == 0 and m["n_kept"] == 0 and m["removed_low_counts"] == 30
+    assert m["note"].startswith("sample 'tumour_3' (input 'data/tumour_3.h5'): QC removed all 30")
+    assert "Relax qc.min_counts / qc.nmads_counts" in m["note"]
+    assert "left out of the analysis" in caplog.text
+    assert a.uns["qc"]["metrics"]["note"] == m["note"]
+
+
+def test_check_conditions_names_the_empty_condition() -> None:
+    summary = pd.DataFrame(
+        {"sample": ["c1", "c2", "t1", "t2"], "n_kept": [10, 0, 0, 0],
+         "note": ["", "sample 'c2': QC removed all", "sample 't1': QC removed all", ""]}
+    )  # fmt: skip
+    cond = {"c1": "control", "c2": "control", "t1": "alectinib", "t2": "alectinib"}
+    with pytest.raises(ValueError) as exc:
+        qc.check_conditions(summary, cond)
+    msg = str(exc.value)
+    assert msg.startswith("condition 'alectinib' has no cells after QC in any of its samples")
+    assert "(t1, t2)" in msg and "sample 't1': QC removed all" in msg
+    assert "sample 't2': no cells" in msg
+    qc.check_conditions(summary.assign(n_kept=[10, 0, 0, 5]), cond)  # one empty sample is fine
+
+
+def test_summary_table_one_column_per_reason_in_order() -> None:
+    ingest = pd.DataFrame([{"sample": "s1", "format": "10x_h5", "n_barcodes": 90_000,
+                            "looks_raw": True, "cells_called": True,
+                            "cell_calling_cutoff_umi": 812.0, "n_cells": 100}])  # fmt: skip
+    sp_row = pd.DataFrame([{"sample": "s1", "n_human": 60, "n_mouse": 38, "n_mixed": 2}])
+    metrics = pd.DataFrame([{"sample": "s1", "n_cells_in": 100, "removed_low_counts": 3,
+                             "removed_low_genes": 1, "removed_high_mito": 2, "removed_doublet": 4,
+                             "removed_mixed_species": 2, "n_removed": 9, "n_kept": 91,
+                             "threshold_min_counts_human": 700.0, "n_cells_human": 60,
+                             "note": ""}])  # fmt: skip
+    out = qc.summary_table(ingest=ingest, species=sp_row, metrics=metrics, conditions={"s1": "c"})
+    cols = list(out.columns)
+    assert cols[:3] == ["sample", "condition", "format"]
+    assert [c for c in cols if c.startswith("removed_")] == [f"removed_{r}" for r in qc.REASONS]
+    assert cols.index("n_barcodes") < cols.index("n_cells_in") < cols.index("n_kept")
+    assert cols[-1] == "note" and cols.count("n_cells_in") == 1 and "n_cells" not in cols
+    assert out["cell_calling_cutoff_umi"].iat[0] == 812.0 and out["condition"].iat[0] == "c"

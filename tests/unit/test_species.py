@@ -171,3 +171,23 @@ def test_contamination() -> None:
     assert c["human_in_mouse_median"] == pytest.approx(0.03)
     with pytest.raises(ValueError, match="run assign_species"):
         species.contamination(_adata(X, names))
+
+
+def test_species_report_composition_prefixes_contamination() -> None:
+    names = ["GRCh38_AXL", "GRCh38_GAS6", "mm10_Axl", "mm10_Gas6"]
+    X = np.array([[95, 0, 5, 0], [90, 0, 0, 10], [0, 2, 98, 0], [50, 0, 50, 0]])
+    a = species.assign_species(_adata(X, names), mode="xenograft", min_fraction=0.8)
+    row = species.species_report(a, mode="xenograft")
+    assert (row["n_human"], row["n_mouse"], row["n_mixed"]) == (2, 1, 1)
+    assert (row["pct_human"], row["pct_mouse"], row["pct_mixed"]) == (50.0, 25.0, 25.0)
+    assert row["prefixes"] == "human:GRCh38_;mouse:mm10_"
+    assert row["contamination_mouse_in_human_median"] == pytest.approx(0.075)
+    assert row["contamination_human_in_mouse_median"] == pytest.approx(0.02)
+    assert "contamination_n_human" not in row
+    # prefixes stripped after assignment, the species kept in var
+    assert list(a.var_names) == ["AXL", "GAS6", "Axl", "Gas6"]
+    assert a.var["species"].astype(str).tolist() == ["human", "human", "mouse", "mouse"]
+    b = species.assign_species(_adata(X, ["A", "B", "C", "D"]), mode="mouse")
+    row_b = species.species_report(b, mode="mouse")
+    assert row_b["prefixes"] == "" and row_b["pct_mouse"] == 100.0
+    assert not any(k.startswith("contamination_") for k in row_b)

@@ -41,15 +41,84 @@ wildcard_constraints:
     gene="|".join(GENES) if GENES else "NONE",
 
 
+def _sheet_value(sample, column):
+    """A sample-sheet cell, "" when the column is absent (optional columns)."""
+    return str(SAMPLES.loc[sample].get(column, "") or "").strip()
+
+
+def download_path(sample):
+    """Where the download of a sample whose sheet path is a URL is kept."""
+    url = SAMPLES.loc[sample, "path"]
+    name = Path(url.split("?", 1)[0].split("#", 1)[0]).name
+    return f"resources/download/{sample}/{name}"
+
+
+def _check_urls():
+    """Parse-time checks of URL rows: a readable file name and a well-formed sha256."""
+    from tmeflow.io import FORMATS
+
+    for sample in SAMPLE_IDS:
+        path = SAMPLES.loc[sample, "path"]
+        sha = _sheet_value(sample, "sha256")
+        if sha and not tmc.is_url(path):
+            raise tmc.ConfigError(
+                f"sample {sample!r}: a sha256 is given but path {path!r} is not an http(s) "
+                "URL; checksums are verified for downloads only. Clear the sha256 cell."
+            )
+        if not tmc.is_url(path):
+            continue
+        name = Path(download_path(sample)).name
+        fmt = _sheet_value(sample, "format")
+        if not name:
+            raise tmc.ConfigError(
+                f"sample {sample!r}: URL {path!r} does not end in a file name. Point it at one "
+                f"file (.h5, .h5ad, .csv/.tsv[.gz]); an mtx folder must be downloaded by hand."
+            )
+        lowered = name.lower()
+        if lowered.endswith((".mtx", ".mtx.gz")) or fmt == "10x_mtx":
+            raise tmc.ConfigError(
+                f"sample {sample!r}: URL {path!r} is a Matrix Market input; its barcode and "
+                "feature lists cannot come with it. Download the three files into one folder "
+                "and point 'path' at the matrix file."
+            )
+        if fmt in ("", "auto"):
+            if not lowered.removesuffix(".gz").endswith(
+                (".h5", ".hdf5", ".h5ad", ".csv", ".tsv", ".txt")
+            ):
+                raise tmc.ConfigError(
+                    f"sample {sample!r}: cannot tell the format of {name!r} from its name. "
+                    f"Add a 'format' column to the sample sheet ({', '.join(FORMATS)})."
+                )
+
+
+_check_urls()
+
+
 def ingest_input(wildcards):
-    """The file(s) a sample's ingest job depends on: a file, or a 10x mtx folder's files."""
+    """The file(s) a sample's ingest job depends on.
+
+    A URL: the download (rule download_sample); a 10x/GEO mtx input: its three files; the
+    demo: the files the demo rule writes; otherwise the file itself.
+    """
+    from tmeflow.io import input_files
+
     path = SAMPLES.loc[wildcards.sample, "path"]
-    folder = Path(path)
-    if folder.is_dir():
-        return tmc.mtx_files(folder)
-    prefix = str(folder) + "/"
+    if tmc.is_url(path):
+        return [download_path(wildcards.sample)]
+    prefix = str(Path(path)) + "/"
     inside = [p for p in DEMO_OUTPUTS if p.startswith(prefix)]
-    return inside or [path]
+    return inside or input_files(path)
+
+
+def download_source(wildcards):
+    """The URL of a sample, through Snakemake's HTTP storage plugin."""
+    return storage.http(SAMPLES.loc[wildcards.sample, "path"])
+
+
+def sample_conditions():
+    """{sample: condition} for every sample of the sheet."""
+    column = config["contrast"]["column"]
+    return {s: str(SAMPLES.loc[s, column]) for s in SAMPLE_IDS}
 
 
 def sample_meta(wildcards):

@@ -7,7 +7,7 @@ FIGURES = (
     expand("results/figures/umap_{key}.{ext}", key=UMAP_KEYS, ext=FMT)
     + expand(
         "results/figures/{name}.{ext}",
-        name=["marker_dotplot", "composition", "qc"],
+        name=["marker_dotplot", "composition"],
         ext=FMT,
     )
     + expand("results/figures/goi_{gene}.{ext}", gene=GENES, ext=FMT)
@@ -61,13 +61,10 @@ rule figures_stats:
         proportions="results/composition/proportions.tsv",
         sources=expand("results/sources/{gene}.tsv", gene=GENES),
         de="results/de/pseudobulk",
-        qc=expand("results/qc/{sample}.cells.tsv.gz", sample=SAMPLE_IDS),
-        summary="results/qc/summary.tsv",
     output:
         goi=expand("results/figures/goi_{gene}.{ext}", gene=GENES, ext=FMT),
         sources=expand("results/figures/sources_{gene}.{ext}", gene=GENES, ext=FMT),
         composition=expand("results/figures/composition.{ext}", ext=FMT),
-        qc=expand("results/figures/qc.{ext}", ext=FMT),
         volcano=directory("results/figures/volcano"),
     log:
         "logs/figures_stats/figures_stats.log",

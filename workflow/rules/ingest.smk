@@ -1,11 +1,33 @@
-# Read each sample's count matrix (10x HDF5, 10x mtx, h5ad, tables) into a per-sample AnnData.
+# Read each sample's count matrix (10x HDF5, 10x/GEO mtx, h5ad, tables; local or http(s))
+# into a per-sample AnnData; call cells in unfiltered (raw) droplet matrices.
+
+
+rule download_sample:
+    input:
+        download_source,
+    output:
+        "resources/download/{sample}/{filename}",
+    log:
+        "logs/download_sample/{sample}/{filename}.log",
+    conda:
+        ENVS
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=60,
+    params:
+        url=lambda wc: SAMPLES.loc[wc.sample, "path"],
+        sha256=lambda wc: _sheet_value(wc.sample, "sha256"),
+    script:
+        "../scripts/download_sample.py"
 
 
 rule ingest_sample:
     input:
         ingest_input,
     output:
-        "results/ingest/{sample}.h5ad",
+        h5ad="results/ingest/{sample}.h5ad",
+        table="results/ingest/{sample}.tsv",
     log:
         "logs/ingest_sample/{sample}.log",
     conda:
@@ -19,5 +41,8 @@ rule ingest_sample:
         condition=lambda wc: SAMPLES.loc[wc.sample, config["contrast"]["column"]],
         meta=sample_meta,
         fmt=sample_format,
+        cell_calling=config["ingest"]["cell_calling"],
+        raw_min_barcodes=config["ingest"]["raw_min_barcodes"],
+        min_umi=config["ingest"]["min_umi"],
     script:
         "../scripts/ingest_sample.py"

@@ -3,7 +3,9 @@
 
 rule integrate_merge:
     input:
-        expand("results/qc/{sample}.h5ad", sample=SAMPLE_IDS),
+        h5ads=expand("results/qc/{sample}.h5ad", sample=SAMPLE_IDS),
+        # the summary fails when a whole condition has no cells: merge only after it
+        summary="results/qc/summary.tsv",
     output:
         "results/integrate/merged.h5ad",
     log:

@@ -1,6 +1,11 @@
-# Per-sample QC: MAD thresholds per sample and species, hard floors, scrublet doublets.
+# Per-sample QC: MAD thresholds per sample and species, hard floors, scrublet doublets;
+# the summary explains every barcode; per-sample QC and contamination figures.
 
 FINAL_TARGETS += ["results/qc/summary.tsv"]
+FINAL_TARGETS += expand(
+    "results/qc/plots/{sample}.{ext}", sample=SAMPLE_IDS, ext=["pdf", "png"]
+)
+FINAL_TARGETS += expand("results/figures/qc_contamination.{ext}", ext=["pdf", "png"])
 
 
 rule qc_filter:
@@ -35,8 +40,9 @@ rule qc_filter:
 
 rule qc_summary:
     input:
-        metrics=expand("results/qc/{sample}.metrics.tsv", sample=SAMPLE_IDS),
+        ingest=expand("results/ingest/{sample}.tsv", sample=SAMPLE_IDS),
         species=expand("results/species/{sample}.tsv", sample=SAMPLE_IDS),
+        metrics=expand("results/qc/{sample}.metrics.tsv", sample=SAMPLE_IDS),
     output:
         "results/qc/summary.tsv",
     log:
@@ -47,5 +53,42 @@ rule qc_summary:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        conditions=sample_conditions(),
     script:
         "../scripts/qc_summary.py"
+
+
+rule qc_plots:
+    input:
+        cells="results/qc/{sample}.cells.tsv.gz",
+        metrics="results/qc/{sample}.metrics.tsv",
+    output:
+        expand("results/qc/plots/{{sample}}.{ext}", ext=["pdf", "png"]),
+    log:
+        "logs/qc_plots/{sample}.log",
+    conda:
+        ENVS
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/qc_plots.py"
+
+
+rule qc_contamination_plot:
+    input:
+        "results/qc/summary.tsv",
+    output:
+        expand("results/figures/qc_contamination.{ext}", ext=["pdf", "png"]),
+    log:
+        "logs/qc_contamination_plot/qc_contamination_plot.log",
+    conda:
+        ENVS
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/qc_contamination_plot.py"

@@ -1,4 +1,4 @@
-"""Snakemake adapter: figures of the condition statistics and of QC."""
+"""Snakemake adapter: figures of the condition statistics (GOI, sources, composition, volcano)."""
 
 from pathlib import Path
 
@@ -13,6 +13,8 @@ def main(smk) -> None:
     out = Path(smk.output.composition[0]).parent
     conditions = list(p.conditions)
     values = pd.read_csv(smk.input.values, sep="\t")
+    if "level" in values.columns:  # cell types here; subtypes are in the same table
+        values = values[values["level"] == "cell_type"]
     for gene, table in zip(p.genes, smk.input.sources, strict=True):
         figures.genes_of_interest_plot(
             values, gene=gene, stem=out / f"goi_{gene}", conditions=conditions
@@ -20,9 +22,6 @@ def main(smk) -> None:
         figures.sources_plot(pd.read_csv(table, sep="\t"), gene=gene, stem=out / f"sources_{gene}")
     props = pd.read_csv(smk.input.proportions, sep="\t")
     figures.composition_plot(props, stem=out / "composition", conditions=conditions)
-    cells = pd.concat([pd.read_csv(f, sep="\t") for f in smk.input.qc], ignore_index=True)
-    summary = pd.read_csv(smk.input.summary, sep="\t")
-    figures.qc_violin_plot(cells, stem=out / "qc", thresholds=_thresholds(summary))
     volcano_dir = Path(smk.output.volcano)
     volcano_dir.mkdir(parents=True, exist_ok=True)
     for table in sorted(Path(smk.input.de).glob("*.tsv")):
@@ -34,12 +33,6 @@ def main(smk) -> None:
             highlight=list(p.genes),
             alpha=p.alpha,
         )
-
-
-def _thresholds(summary: pd.DataFrame) -> dict:
-    """Per-sample thresholds from the QC summary's threshold columns."""
-    cols = [c for c in summary.columns if c.startswith("threshold_")]
-    return {row["sample"]: {c: row[c] for c in cols} for _, row in summary.iterrows()}
 
 
 if __name__ == "__main__":

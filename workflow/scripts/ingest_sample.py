@@ -1,22 +1,33 @@
 """Snakemake adapter: read one sample's count matrix; the logic lives in tmeflow.io."""
 
-from tmeflow import io, runtime
+import pandas as pd
+
+from tmeflow import io, runtime, tables
 
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     path = smk.params.path
-    if len(smk.input) == 1 and not str(smk.input[0]).startswith(str(path).rstrip("/") + "/"):
-        path = smk.input[0]  # a file (possibly downloaded from a URL by Snakemake's storage)
-    adata = io.ingest_sample(
-        path,
-        sample=smk.wildcards.sample,
-        condition=smk.params.condition,
-        extra=dict(smk.params.meta),
-        fmt=smk.params.fmt,
-    )
+    if io.is_url(path):
+        path = smk.input[0]  # the verified download (rule download_sample)
+    p = smk.params
+    try:
+        adata = io.ingest_sample(
+            path,
+            sample=smk.wildcards.sample,
+            condition=p.condition,
+            extra=dict(p.meta),
+            fmt=p.fmt,
+            cell_calling=p.cell_calling,
+            raw_min_barcodes=p.raw_min_barcodes,
+            min_umi=p.min_umi,
+        )
+    except io.InputError as exc:
+        log.error("%s", exc)  # the message in the rule's log, not only in Snakemake's output
+        raise
     log.info("%s: %d cells x %d features from %s", smk.wildcards.sample, *adata.shape, path)
-    io.write_h5ad(adata, smk.output[0])
+    tables.write_tsv(pd.DataFrame([io.ingest_report(adata)]), smk.output.table)
+    io.write_h5ad(adata, smk.output.h5ad)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ def main(smk) -> None:
     qc.qc_metrics(adata)
     if p.doublets:
         qc.detect_doublets(adata, seed=p.seed)
+    # A sample that loses every cell is reported (metrics "note", warning) and left out;
+    # qc_summary fails when a whole condition is left without cells.
     kept, metrics = qc.filter_cells(
         adata,
         nmads_counts=p.nmads_counts,
@@ -26,9 +28,9 @@ def main(smk) -> None:
         min_genes=p.min_genes,
         max_pct_mito=p.max_pct_mito,
         remove_doublets=p.doublets,
+        allow_empty=True,
     )
     obs = adata.obs.copy()
-    obs["qc_pass"] = obs.index.isin(kept.obs_names)
     cols = [c for c in CELL_COLUMNS if c in obs.columns]
     cols += sorted(c for c in obs.columns if c.startswith("qc_") and c not in cols)
     tables.write_tsv(obs[cols], smk.output.cells, index=True, index_label="cell")

@@ -1,15 +1,31 @@
-"""Snakemake adapter: one QC row per sample in results/qc/summary.tsv."""
+"""Snakemake adapter: one QC row per sample in results/qc/summary.tsv; the checks live in
+tmeflow.qc (a condition without cells fails here, before integration)."""
 
 import pandas as pd
 
-from tmeflow import runtime, tables
+from tmeflow import qc, runtime, tables
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
-    metrics = pd.concat([pd.read_csv(f, sep="\t") for f in smk.input.metrics], ignore_index=True)
-    species = pd.concat([pd.read_csv(f, sep="\t") for f in smk.input.species], ignore_index=True)
-    summary = metrics.merge(species, on="sample", how="left", validate="one_to_one")
+    log = runtime.setup(smk.log[0], threads=smk.threads)
+
+    def _read(files):
+        return pd.concat([pd.read_csv(f, sep="\t") for f in files], ignore_index=True)
+
+    summary = qc.summary_table(
+        ingest=_read(smk.input.ingest),
+        species=_read(smk.input.species),
+        metrics=_read(smk.input.metrics),
+        conditions=dict(smk.params.conditions),
+    )
+    for note in summary["note"].fillna("").astype(str):
+        if note:
+            log.warning(note)
+    try:
+        qc.check_conditions(summary, dict(smk.params.conditions))
+    except ValueError as exc:
+        log.error("%s", exc)  # the message in the rule's log, not only in Snakemake's output
+        raise
     tables.write_tsv(summary, smk.output[0])
 
 

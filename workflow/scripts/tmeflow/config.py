@@ -201,15 +201,3 @@ def validate_sample_sheet(
 def is_url(path: str) -> bool:
     """True for http(s) paths, which are downloaded through Snakemake's HTTP storage."""
     return path.startswith(("http://", "https://"))
-
-
-def mtx_files(folder: str | Path) -> list[str]:
-    """The files of a 10x mtx folder that exist (matrix, features/genes, barcodes)."""
-    folder = Path(folder)
-    found = []
-    for stem in ("matrix.mtx", "features.tsv", "genes.tsv", "barcodes.tsv"):
-        for suffix in ("", ".gz"):
-            f = folder / (stem + suffix)
-            if f.exists():
-                found.append(str(f))
-    return found

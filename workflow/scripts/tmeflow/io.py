@@ -9,8 +9,11 @@ Formats (see :func:`detect_format`):
     genes are concatenated).
 ``10x_mtx``
     A folder with ``matrix.mtx[.gz]``, ``features.tsv[.gz]`` (v3: id, name, type) or
-    ``genes.tsv[.gz]`` (v2: id, name; or a symbol-only single column) and
-    ``barcodes.tsv[.gz]``.
+    ``genes.tsv[.gz]`` (v2: id, name; or a single column of symbols or of Ensembl ids) and
+    ``barcodes.tsv[.gz]``. GEO deposits name the three files with a common prefix
+    (``GSM123_matrix.mtx.gz``, ``GSM123_genes.tsv.gz``, ``GSM123_barcodes.tsv.gz``), often
+    several samples in one folder: point the sheet's ``path`` at the ``..._matrix.mtx[.gz]``
+    file (or at the folder when it holds a single set).
 ``h5ad``
     AnnData; raw counts are taken from ``layers["counts"]``, else ``raw.X``, else ``X``: the
     first that holds non-negative integers.
@@ -77,13 +80,76 @@ def _first_existing(folder: Path, names: Iterable[str]) -> Path | None:
     return None
 
 
-def _mtx_files(folder: Path) -> tuple[Path, Path, Path] | None:
-    mtx = _first_existing(folder, _MTX_NAMES)
-    feats = _first_existing(folder, _FEATURE_NAMES)
-    bcs = _first_existing(folder, _BARCODE_NAMES)
+def _mtx_files(folder: Path, prefix: str = "") -> tuple[Path, Path, Path] | None:
+    mtx = _first_existing(folder, [prefix + n for n in _MTX_NAMES])
+    feats = _first_existing(folder, [prefix + n for n in _FEATURE_NAMES])
+    bcs = _first_existing(folder, [prefix + n for n in _BARCODE_NAMES])
     if mtx is None or feats is None or bcs is None:
         return None
     return mtx, feats, bcs
+
+
+def _mtx_prefix(name: str) -> str | None:
+    """``"GSM1_"`` for ``GSM1_matrix.mtx.gz``, ``""`` for ``matrix.mtx``; None otherwise."""
+    low = name.lower()
+    for n in _MTX_NAMES:
+        if low.endswith(n):
+            return name[: len(name) - len(n)]
+    return None
+
+
+def mtx_triplet(
+    path: str | os.PathLike[str], *, sample: str | None = None
+) -> tuple[Path, Path, Path] | None:
+    """The (matrix, features/genes, barcodes) files of a 10x/GEO mtx input, or None.
+
+    ``path`` is a folder holding one set (plain ``matrix.mtx[.gz]`` names, or a single set of
+    GEO-prefixed ``<prefix>matrix.mtx[.gz]`` names), or one ``[<prefix>]matrix.mtx[.gz]`` file
+    whose siblings carry the same prefix.
+
+    Raises
+    ------
+    InputError
+        A folder with several prefixed sets (the sheet must name one matrix file).
+    """
+    p = Path(path)
+    if p.is_file():
+        prefix = _mtx_prefix(p.name)
+        return None if prefix is None else _mtx_files(p.parent, prefix)
+    if not p.is_dir():
+        return None
+    plain = _mtx_files(p)
+    if plain is not None:
+        return plain
+    sets = {}
+    for f in sorted(p.iterdir()):
+        prefix = _mtx_prefix(f.name)
+        if prefix and f.is_file():
+            found = _mtx_files(p, prefix)
+            if found is not None:
+                sets[prefix] = found
+    if len(sets) > 1:
+        names = sorted(t[0].name for t in sets.values())
+        raise _err(
+            sample,
+            p,
+            f"folder holds {len(sets)} matrix sets ({', '.join(names[:4])})",
+            "Set the sheet's path to one of the *matrix.mtx[.gz] files.",
+        )
+    return next(iter(sets.values()), None)
+
+
+def input_files(path: str | os.PathLike[str]) -> list[str]:
+    """The files a count input consists of (for Snakemake's input functions).
+
+    The three files of an mtx input, or ``[path]`` for anything else (including paths that
+    do not exist yet). Never raises: problems are reported when the input is read.
+    """
+    try:
+        trip = mtx_triplet(path)
+    except InputError:
+        trip = None
+    return [os.fspath(f) for f in trip] if trip is not None else [os.fspath(path)]
 
 
 def detect_format(path: str | os.PathLike[str], *, sample: str | None = None) -> str:
@@ -111,7 +177,7 @@ def detect_format(path: str | os.PathLike[str], *, sample: str | None = None) ->
     if not p.exists():
         raise _err(sample, p, "file not found", "Check the path in the sample sheet (samples.tsv).")
     if p.is_dir():
-        if _mtx_files(p) is not None:
+        if mtx_triplet(p, sample=sample) is not None:
             return "10x_mtx"
         present = sorted(x.name for x in p.iterdir())[:10]
         raise _err(
@@ -119,11 +185,20 @@ def detect_format(path: str | os.PathLike[str], *, sample: str | None = None) ->
             p,
             f"folder is not a 10x mtx folder (has {present})",
             "A 10x mtx folder needs matrix.mtx[.gz], features.tsv[.gz] or genes.tsv[.gz], "
-            "and barcodes.tsv[.gz].",
+            "and barcodes.tsv[.gz] (GEO names may share a prefix, e.g. GSM1_matrix.mtx.gz).",
         )
     name = p.name.lower()
-    if name in _MTX_NAMES and _mtx_files(p.parent) is not None:
-        return "10x_mtx"
+    if _mtx_prefix(p.name) is not None:
+        if mtx_triplet(p, sample=sample) is not None:
+            return "10x_mtx"
+        prefix = _mtx_prefix(p.name)
+        raise _err(
+            sample,
+            p,
+            "matrix file without its feature and barcode lists",
+            f"Put {prefix}features.tsv[.gz] (or {prefix}genes.tsv[.gz]) and "
+            f"{prefix}barcodes.tsv[.gz] beside it.",
+        )
     if name.endswith(".h5") or name.endswith(".hdf5"):
         return "10x_h5"
     if name.endswith(".h5ad"):
@@ -427,13 +502,14 @@ def _read_lines_table(path: Path) -> pd.DataFrame:
 
 def _read_10x_mtx(path: Path, *, sample: str | None) -> ad.AnnData:
     folder = path if path.is_dir() else path.parent
-    files = _mtx_files(folder)
+    files = mtx_triplet(path, sample=sample)
     if files is None:
         raise _err(
             sample,
-            folder,
-            "incomplete 10x mtx folder",
-            "It needs matrix.mtx[.gz], features.tsv[.gz]/genes.tsv[.gz] and barcodes.tsv[.gz].",
+            path,
+            "incomplete 10x mtx input",
+            "It needs matrix.mtx[.gz], features.tsv[.gz]/genes.tsv[.gz] and barcodes.tsv[.gz] "
+            "(with a common prefix for GEO names, e.g. GSM1_matrix.mtx.gz).",
         )
     mtx, feats_path, bc_path = files
     try:
@@ -460,6 +536,7 @@ def _read_10x_mtx(path: Path, *, sample: str | None) -> ad.AnnData:
     ncol = feats.shape[1]
     ids = feats.iloc[:, 0].to_numpy(dtype=str)
     names = feats.iloc[:, 1].to_numpy(dtype=str) if ncol >= 2 else ids
+    names = np.where(np.isin(names, ["", "NA", "nan"]), ids, names)  # no symbol: keep the id
     ftypes = feats.iloc[:, 2].to_numpy(dtype=str) if ncol >= 3 else None
     keep = _keep_gene_expression(ftypes, sample=sample, path=feats_path)
     if keep is not None:
@@ -576,7 +653,7 @@ def _read_table(path: Path, *, sample: str | None) -> ad.AnnData:
     )
     values = df.to_numpy()
     genes = df.columns.astype(str)
-    return _build(
+    out = _build(
         sp.csr_matrix(values),
         df.index.astype(str),
         ids=genes,
@@ -584,6 +661,11 @@ def _read_table(path: Path, *, sample: str | None) -> ad.AnnData:
         sample=sample,
         path=path,
     )
+    out.uns["orientation"] = {
+        "read_as": "genes x cells" if genes_by_cells else "cells x genes",
+        "why": why,
+    }
+    return out
 
 
 def read_counts(path: str | os.PathLike[str], *, sample: str, fmt: str | None = None) -> ad.AnnData:
@@ -638,24 +720,53 @@ def ingest_sample(
     condition: str,
     extra: Mapping[str, Any] | None = None,
     fmt: str | None = None,
+    cell_calling: str = "auto",
+    raw_min_barcodes: int = 20_000,
+    min_umi: int = 100,
 ) -> ad.AnnData:
-    """Read one sample's raw counts and annotate its cells.
+    """Read one sample's raw counts, call cells in an unfiltered matrix, annotate its cells.
 
     Writes ``obs["sample"]``, ``obs["condition"]``, ``obs["barcode"]`` (the barcode as in the
     input) and one ``obs`` column per ``extra`` item (the sample sheet's other columns);
     ``obs_names`` become ``f"{sample}_{barcode}"``. Columns of an h5ad input's ``obs`` that
     clash with these names are kept with an ``_input`` suffix. ``uns["ingest"]`` records the
-    input path and format.
+    input path, format, the orientation of a table, and ``cell_calling`` (see
+    :func:`tmeflow.cellcalling.call_cells`: whether the matrix looked raw, the UMI cut-off,
+    barcodes in and cells out).
+
+    Parameters
+    ----------
+    cell_calling, raw_min_barcodes, min_umi
+        Passed to :func:`tmeflow.cellcalling.call_cells` (config keys ``ingest.*``).
 
     Raises
     ------
     InputError
-        Missing or unreadable input, non-count values, zero cells or zero features, or an
-        ``extra`` column that would overwrite ``barcode`` or disagree with sample/condition.
+        Missing or unreadable input, non-count values, zero cells or zero features, a raw
+        matrix with ``cell_calling="never"``, or an ``extra`` column that would overwrite
+        ``barcode`` or disagree with sample/condition.
     """
+    from tmeflow import cellcalling
+
     p = Path(path)
     fmt = detect_format(p, sample=sample) if fmt in (None, "", "auto") else fmt
     adata = read_counts(p, sample=sample, fmt=fmt)
+    orientation = adata.uns.pop("orientation", None)
+    if adata.n_obs:
+        try:
+            adata, calling = cellcalling.call_cells(
+                adata,
+                mode=cell_calling,
+                raw_min_barcodes=raw_min_barcodes,
+                min_umi=min_umi,
+                sample=sample,
+                path=os.fspath(p),
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        adata.uns.pop("cell_calling", None)
+    else:
+        calling = {}
     if adata.n_obs == 0:
         raise _err(
             sample,
@@ -698,6 +809,9 @@ def ingest_sample(
     obs.index = pd.Index([f"{sample}_{b}" for b in barcodes])
     adata.obs = obs
     adata.uns["ingest"] = {"path": os.fspath(p), "format": fmt, "sample": str(sample)}
+    if orientation is not None:
+        adata.uns["ingest"]["orientation"] = orientation
+    adata.uns["ingest"]["cell_calling"] = calling
     logger.info(
         "sample %s: ingested %d cells x %d features from %s (%s)",
         sample,
@@ -707,6 +821,88 @@ def ingest_sample(
         fmt,
     )
     return adata
+
+
+def ingest_report(adata: ad.AnnData) -> dict[str, Any]:
+    """One row describing an ingested sample (for ``results/ingest/{sample}.tsv``).
+
+    Columns: ``sample``, ``format``, ``orientation`` (tables only, else empty),
+    ``n_barcodes`` (in the input), ``looks_raw``, ``cells_called``, ``cell_calling_cutoff_umi``
+    (NaN when no cell calling), ``n_cells``, ``n_features``.
+    """
+    info = adata.uns.get("ingest", {})
+    calling = info.get("cell_calling", {}) or {}
+    orient = info.get("orientation", {}) or {}
+    return {
+        "sample": info.get("sample", ""),
+        "format": info.get("format", ""),
+        "orientation": orient.get("read_as", ""),
+        "n_barcodes": int(calling.get("n_barcodes", adata.n_obs)),
+        "looks_raw": bool(calling.get("looks_raw", False)),
+        "cells_called": bool(calling.get("called", False)),
+        "cell_calling_cutoff_umi": float(calling.get("cutoff_umi", float("nan"))),
+        "n_cells": int(adata.n_obs),
+        "n_features": int(adata.n_vars),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# remote inputs
+# --------------------------------------------------------------------------------------------
+def is_url(path: str | os.PathLike[str]) -> bool:
+    """True for http(s) paths (downloaded by the workflow's ``download_sample`` rule)."""
+    return str(path).startswith(("http://", "https://"))
+
+
+def sha256sum(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_download(
+    src: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    sha256: str | None,
+    sample: str,
+    url: str,
+) -> str:
+    """Check a downloaded file and copy it to ``dest`` atomically; return its SHA-256.
+
+    Nothing is written to ``dest`` unless the file is non-empty and, when ``sha256`` is given,
+    its checksum matches (case-insensitive).
+
+    Raises
+    ------
+    InputError
+        Empty download, or a checksum mismatch (names sample, URL, both digests and the fix).
+    """
+    import shutil
+
+    src, dest = Path(src), Path(dest)
+    if src.stat().st_size == 0:
+        raise _err(sample, url, "the download is empty", "Check the URL (does it need a login?).")
+    digest = sha256sum(src)
+    if sha256 and digest.lower() != sha256.strip().lower():
+        raise _err(
+            sample,
+            url,
+            f"checksum mismatch: the downloaded file has sha256 {digest}, the sample sheet "
+            f"expects {sha256.strip().lower()}",
+            "The file changed upstream or the download is corrupt: check the URL and the "
+            "sha256 column of the sample sheet, then re-run (nothing was kept).",
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+    return digest
 
 
 # --------------------------------------------------------------------------------------------

@@ -156,6 +156,7 @@ def filter_cells(
     remove_mixed: bool = True,
     group_key: str | None = "species",
     min_group_cells: int = 30,
+    allow_empty: bool = False,
 ) -> tuple[AnnData, dict[str, Any]]:
     """Flag and remove low-quality cells with per-sample, per-species MAD thresholds.
 
@@ -178,16 +179,19 @@ def filter_cells(
     kept, metrics
         The kept cells (a copy) and a flat dict: ``sample``, ``n_cells_in``,
         ``removed_<reason>`` for each reason (a cell failing several reasons counts in each),
-        ``n_removed``, ``n_kept``, ``n_human_kept``, ``n_mouse_kept``, and per group
-        ``min_counts_<group>``, ``min_genes_<group>``, ``max_pct_mito_<group>``,
-        ``n_cells_<group>`` (group = the species, prefixed by ``<sample>.`` when ``adata``
-        holds several samples).
+        ``n_removed``, ``n_kept``, ``n_human_kept``, ``n_mouse_kept``, ``n_mixed_kept``, per
+        group ``threshold_min_counts_<group>``, ``threshold_min_genes_<group>``,
+        ``threshold_max_pct_mito_<group>`` (the thresholds applied) and ``n_cells_<group>``
+        (group = the species, prefixed by ``<sample>.`` when ``adata`` holds several samples),
+        and ``note``: empty, or the zero-cells message when ``allow_empty``.
 
     Raises
     ------
     ValueError
         ``remove_doublets`` without ``obs["predicted_doublet"]`` (run :func:`detect_doublets`
-        first), or no cell kept (names the reason that removed most and the config key).
+        first), or no cell kept and not ``allow_empty`` (names the reason that removed most
+        and the config key). With ``allow_empty`` the message is logged as a warning, stored
+        in ``metrics["note"]`` and an empty AnnData is returned.
     """
     sample = _sample_name(adata)
     if remove_doublets and "predicted_doublet" not in adata.obs:
@@ -268,9 +272,12 @@ def filter_cells(
     sp_kept = obs.loc[~fail, "species"].astype(str) if "species" in obs else pd.Series(dtype=str)
     metrics["n_human_kept"] = int((sp_kept == "human").sum())
     metrics["n_mouse_kept"] = int((sp_kept == "mouse").sum())
+    metrics["n_mixed_kept"] = int((sp_kept == "mixed").sum())
     for label, th in thresholds.items():
-        for key in ("min_counts", "min_genes", "max_pct_mito", "n_cells"):
-            metrics[f"{key}_{label}"] = th[key]
+        for key in ("min_counts", "min_genes", "max_pct_mito"):
+            metrics[f"threshold_{key}_{label}"] = th[key]
+        metrics[f"n_cells_{label}"] = th["n_cells"]
+    metrics["note"] = ""
 
     params = {
         "nmads_counts": float(nmads_counts),
@@ -285,19 +292,66 @@ def filter_cells(
         "min_group_cells": int(min_group_cells),
         "mad_scale": MAD_SCALE,
     }
-    adata.uns["qc"] = {"params": params, "thresholds": thresholds, "metrics": dict(metrics)}
-    logger.info("sample %s: QC %s", sample, metrics)
-
     if metrics["n_kept"] == 0:
         worst = max(REASONS, key=lambda r: metrics[f"removed_{r}"])
+        source = adata.uns.get("ingest", {}).get("path", "")
+        where = f" (input {source!r})" if source else ""
         msg = (
-            f"sample {sample!r}: QC removed all {adata.n_obs} cells; most were removed for "
-            f"{worst} ({metrics[f'removed_{worst}']} cells). Relax {CONFIG_KEYS[worst]} in the "
-            f"config, or check the input (thresholds: {thresholds})."
+            f"sample {sample!r}{where}: QC removed all {adata.n_obs} cells; most were removed "
+            f"for {worst} ({metrics[f'removed_{worst}']} cells). Relax {CONFIG_KEYS[worst]} in "
+            f"the config, or check the input (thresholds: {_fmt_thresholds(thresholds)})."
         )
-        raise ValueError(msg)
+        if not allow_empty:
+            raise ValueError(msg)
+        logger.warning("%s The sample is left out of the analysis.", msg)
+        metrics["note"] = msg
+    adata.uns["qc"] = {"params": params, "thresholds": thresholds, "metrics": dict(metrics)}
+    logger.info("sample %s: QC %s", sample, metrics)
     kept = adata[~fail].copy()
     return kept, metrics
+
+
+def _fmt_thresholds(thresholds: dict[str, dict[str, float]]) -> str:
+    keys = ("min_counts", "min_genes", "max_pct_mito")
+    return "; ".join(
+        f"{g}: " + ", ".join(f"{k} {th[k]:.4g}" for k in keys) for g, th in thresholds.items()
+    )
+
+
+def check_conditions(summary: pd.DataFrame, conditions: dict[str, str]) -> None:
+    """Fail before integration when every sample of a condition lost all its cells.
+
+    Parameters
+    ----------
+    summary
+        One row per sample with ``sample`` and ``n_kept`` (the QC summary).
+    conditions
+        ``{sample: condition}``.
+
+    Raises
+    ------
+    ValueError
+        Naming the condition, its samples with their QC notes, and what to do.
+    """
+    kept = summary.set_index("sample")["n_kept"].astype(int)
+    notes = (
+        summary.set_index("sample")["note"].fillna("").astype(str)
+        if "note" in summary
+        else pd.Series("", index=kept.index)
+    )
+    by_cond: dict[str, list[str]] = {}
+    for s, c in conditions.items():
+        by_cond.setdefault(str(c), []).append(str(s))
+    for cond in sorted(by_cond):
+        samples = by_cond[cond]
+        if all(int(kept.get(s, 0)) == 0 for s in samples):
+            detail = " | ".join(notes.get(s, "") or f"sample {s!r}: no cells" for s in samples)
+            msg = (
+                f"condition {cond!r} has no cells after QC in any of its samples "
+                f"({', '.join(samples)}); integration and the comparison need both conditions. "
+                f"Relax the QC thresholds named below or check these inputs. {detail}"
+            )
+            raise ValueError(msg)
 
 
 def detect_doublets(
@@ -438,3 +492,38 @@ def _local_maxima(hist: np.ndarray) -> list[int]:
         elif hist[i + 1] > hist[i]:
             direction = 1
     return out
+
+
+def summary_table(
+    *,
+    ingest: pd.DataFrame,
+    species: pd.DataFrame,
+    metrics: pd.DataFrame,
+    conditions: dict[str, str],
+) -> pd.DataFrame:
+    """The QC summary: one row per sample, explaining where every barcode went.
+
+    Joins the per-sample ingest rows (:func:`tmeflow.io.ingest_report`), species rows
+    (:func:`tmeflow.species.species_report`) and QC metrics (:func:`filter_cells`) on
+    ``sample``. Columns, in order: ``sample``, ``condition``; ingest (``format``,
+    ``orientation``, ``n_barcodes``, ``looks_raw``, ``cells_called``,
+    ``cell_calling_cutoff_umi``, ``n_features``); ``n_cells_in``; one ``removed_<reason>``
+    column per reason of :data:`REASONS`; ``n_removed``, ``n_kept`` and kept cells per species;
+    species composition and prefixes; contamination; thresholds (``threshold_*``) and group
+    sizes; ``note`` (non-empty for a sample left without cells).
+    """
+    ing = ingest.drop(columns=["n_cells"], errors="ignore")
+    out = metrics.merge(ing, on="sample", how="left", validate="one_to_one")
+    out = out.merge(species, on="sample", how="left", validate="one_to_one")
+    out.insert(1, "condition", out["sample"].map({str(k): str(v) for k, v in conditions.items()}))
+    first = ["sample", "condition"]
+    first += [c for c in ing.columns if c != "sample"]
+    first += ["n_cells_in"] + [f"removed_{r}" for r in REASONS]
+    first += ["n_removed", "n_kept", "n_human_kept", "n_mouse_kept", "n_mixed_kept"]
+    first += [c for c in species.columns if c != "sample"]
+    first = [c for c in first if c in out.columns]
+    last = [c for c in out.columns if c.startswith(("threshold_", "n_cells_")) and c not in first]
+    last += ["note"]
+    middle = [c for c in out.columns if c not in first and c not in last]
+    cols = first + middle + [c for c in last if c in out.columns]
+    return out[cols].sort_values("sample", kind="stable").reset_index(drop=True)

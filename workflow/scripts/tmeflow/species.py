@@ -293,6 +293,16 @@ def assign_species(adata: AnnData, *, mode: str, min_fraction: float = 0.8) -> A
 def contamination(adata: AnnData) -> dict[str, float | int]:
     """Estimate ambient (cross-species) contamination; for reporting only.
 
+    In a xenograft, human tumour cells cannot express mouse genes nor the reverse, so the
+    other species' UMIs in a cell called human (mouse) are ambient RNA (or barcode swapping).
+    The fraction measures the contamination of *that* cell by the other species' ambient
+    pool; the total ambient fraction is larger (ambient RNA of the cell's own species cannot
+    be told apart). It is reported per sample in ``results/qc/summary.tsv`` and plotted in
+    ``results/figures/qc_contamination``; the counts are **not corrected**. Species calls
+    already tolerate it (``species_calling.min_fraction``) and the mixed cells it cannot
+    explain are removed as cross-species doublets. A sample whose median exceeds a few
+    percent deserves SoupX/CellBender-style correction before this workflow.
+
     Needs the ``obs`` columns written by :func:`assign_species`.
 
     Returns
@@ -322,3 +332,26 @@ def contamination(adata: AnnData) -> dict[str, float | int]:
         "n_mouse": int(m.sum()),
         "n_mixed": int((sp_ == "mixed").sum()),
     }
+
+
+def species_report(adata: AnnData, *, mode: str) -> dict[str, Any]:
+    """One row per sample: species composition, prefixes found and contamination.
+
+    Needs :func:`assign_species` to have run. Columns: ``species_mode``, ``n_human``,
+    ``n_mouse``, ``n_mixed``, ``pct_human``/``pct_mouse``/``pct_mixed`` (of the cells before
+    QC), ``prefixes`` (``human:hg19_;mouse:mm10_``; empty without prefixes) and, in xenograft
+    mode, ``contamination_<stat>`` (the ``*_in_*`` statistics of :func:`contamination`).
+    """
+    calls = adata.obs["species"].astype(str).value_counts()
+    n = max(int(adata.n_obs), 1)
+    row: dict[str, Any] = {"species_mode": mode}
+    for s in ("human", "mouse", "mixed"):
+        row[f"n_{s}"] = int(calls.get(s, 0))
+    for s in ("human", "mouse", "mixed"):
+        row[f"pct_{s}"] = 100.0 * row[f"n_{s}"] / n
+    found = adata.uns.get("species", {}).get("prefixes", {})
+    row["prefixes"] = ";".join(f"{k}:{','.join(v)}" for k, v in sorted(found.items()) if len(v))
+    if mode == "xenograft":
+        cont = contamination(adata)
+        row.update({f"contamination_{k}": v for k, v in cont.items() if "_in_" in k})
+    return row

@@ -1,0 +1,64 @@
+"""Unit tests for tmeflow.qcplots: per-sample QC figure and the contamination figure."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tmeflow import qcplots
+
+
+def _cells(n: int = 80, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    sp_ = np.where(np.arange(n) % 2 == 0, "human", "mouse")
+    return pd.DataFrame(
+        {
+            "sample": "s1",
+            "species": sp_,
+            "total_counts": rng.lognormal(8, 0.5, n),
+            "n_genes_by_counts": rng.lognormal(7, 0.4, n),
+            "pct_counts_mt": rng.uniform(0, 20, n),
+            "qc_pass": rng.uniform(size=n) > 0.2,
+        }
+    )
+
+
+METRICS = {"sample": "s1", "n_cells_in": 80, "n_kept": 64, "removed_low_counts": 10,
+           "removed_doublet": 0, "removed_high_mito": 6, "threshold_min_counts_human": 900.0,
+           "threshold_min_counts_mouse": 700.0, "threshold_max_pct_mito_human": 15.0}  # fmt: skip
+
+
+def test_thresholds_and_explanation_from_metrics() -> None:
+    assert qcplots._thresholds(METRICS, "min_counts") == {"human": 900.0, "mouse": 700.0}
+    assert qcplots._thresholds(METRICS, "min_genes") == {}
+    text = qcplots._explanation(METRICS)
+    assert text == "80 cells in, 64 kept; removed: low counts 10, high mito 6"
+
+
+def test_qc_sample_plot_is_deterministic(tmp_path: Path) -> None:
+    a = qcplots.qc_sample_plot(_cells(), METRICS, sample="s1", stem=tmp_path / "a" / "s1")
+    b = qcplots.qc_sample_plot(_cells(), METRICS, sample="s1", stem=tmp_path / "b" / "s1")
+    assert [p.name for p in a] == ["s1.pdf", "s1.png"]
+    for x, y in zip(a, b, strict=True):
+        assert x.stat().st_size > 1000 and x.read_bytes() == y.read_bytes()
+    # a sample left without cells still gets its figure (all cells, none passing)
+    empty = _cells().assign(qc_pass=False)
+    qcplots.qc_sample_plot(empty, {**METRICS, "n_kept": 0}, sample="s1", stem=tmp_path / "e")
+    assert (tmp_path / "e.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="qc_pass"):
+        qcplots.qc_sample_plot(_cells().drop(columns="qc_pass"), METRICS, sample="s1",
+                               stem=tmp_path / "x")  # fmt: skip
+
+
+def test_contamination_plot_with_and_without_estimates(tmp_path: Path) -> None:
+    summary = pd.DataFrame(
+        {"sample": ["a", "b"], "contamination_mouse_in_human_median": [0.01, np.nan],
+         "contamination_mouse_in_human_mean": [0.02, np.nan],
+         "contamination_human_in_mouse_median": [0.03, 0.04],
+         "contamination_human_in_mouse_mean": [0.03, 0.05]}
+    )  # fmt: skip
+    out = qcplots.contamination_plot(summary, stem=tmp_path / "cont")
+    assert all(p.stat().st_size > 1000 for p in out)
+    none = qcplots.contamination_plot(pd.DataFrame({"sample": ["a"]}), stem=tmp_path / "none")
+    assert none[0].read_bytes() != out[0].read_bytes()

@@ -1,0 +1,17 @@
+"""Snakemake adapter: per-sample ambient contamination figure; logic in tmeflow.qcplots."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from tmeflow import qcplots, runtime
+
+
+def main(smk) -> None:
+    runtime.setup(smk.log[0], threads=smk.threads)
+    summary = pd.read_csv(smk.input[0], sep="\t")
+    qcplots.contamination_plot(summary, stem=Path(smk.output[0]).with_suffix(""))
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

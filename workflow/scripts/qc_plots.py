@@ -1,0 +1,19 @@
+"""Snakemake adapter: one sample's QC figure; the logic lives in tmeflow.qcplots."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from tmeflow import qcplots, runtime
+
+
+def main(smk) -> None:
+    runtime.setup(smk.log[0], threads=smk.threads)
+    cells = pd.read_csv(smk.input.cells, sep="\t")
+    metrics = pd.read_csv(smk.input.metrics, sep="\t").iloc[0].to_dict()
+    stem = Path(smk.output[0]).with_suffix("")
+    qcplots.qc_sample_plot(cells, metrics, sample=smk.wildcards.sample, stem=stem)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

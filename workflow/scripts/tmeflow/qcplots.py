@@ -1,0 +1,190 @@
+"""QC figures that explain themselves: per-sample metrics before/after with the thresholds
+applied, and the per-sample ambient (cross-species) contamination.
+
+Built on :mod:`tmeflow.figures` (house style, stable colours, deterministic PDF + PNG).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from tmeflow.figures import label_colors, save_figure, style
+
+logger = logging.getLogger(__name__)
+
+PANELS: tuple[tuple[str, str, str], ...] = (
+    ("total_counts", "min_counts", "UMIs per cell"),
+    ("n_genes_by_counts", "min_genes", "genes per cell"),
+    ("pct_counts_mt", "max_pct_mito", "% mitochondrial UMIs"),
+)
+"""(obs column, threshold name in the metrics, axis label) per panel."""
+_LOG = frozenset({"total_counts", "n_genes_by_counts"})
+_GROUPS = ("human", "mouse", "mixed", "all")
+_THRESHOLD_COLOR = "#D62728"
+
+
+def _thresholds(metrics: Mapping[str, Any], name: str) -> dict[str, float]:
+    """``{group: value}`` from ``threshold_<name>_<group>`` metrics columns."""
+    out = {}
+    pat = re.compile(rf"^threshold_{re.escape(name)}_(.+)$")
+    for key, value in metrics.items():
+        m = pat.match(str(key))
+        if m and value is not None and np.isfinite(float(value)):
+            out[m.group(1)] = float(value)
+    return out
+
+
+def _explanation(metrics: Mapping[str, Any]) -> str:
+    reasons = [
+        f"{k.removeprefix('removed_').replace('_', ' ')} {int(v)}"
+        for k, v in metrics.items()
+        if str(k).startswith("removed_") and int(v) > 0
+    ]
+    head = f"{int(metrics.get('n_cells_in', 0))} cells in, {int(metrics.get('n_kept', 0))} kept"
+    return head + ("; removed: " + ", ".join(reasons) if reasons else "; none removed")
+
+
+def qc_sample_plot(
+    cells: pd.DataFrame, metrics: Mapping[str, Any], *, sample: str, stem: str | Path
+) -> list[Path]:
+    """One sample's QC metrics before and after filtering, per species, thresholds drawn.
+
+    Parameters
+    ----------
+    cells
+        Per-cell table of the sample (``results/qc/<sample>.cells.tsv.gz``): the metric
+        columns of :data:`PANELS`, boolean ``qc_pass`` and, optionally, ``species``.
+    metrics
+        The sample's QC metrics row (``results/qc/<sample>.metrics.tsv``); its
+        ``threshold_<name>_<group>`` entries are drawn as dashed red lines over their group,
+        its ``removed_<reason>`` counts are written in the title.
+    sample
+        Sample name for the title.
+    stem
+        Output stem (``.pdf`` and ``.png`` are written).
+
+    Returns
+    -------
+    list of Path
+        The files written. Each panel shows, per species group, all cells (light) and the
+        cells passing QC (dark); a group without cells passing is drawn with its cells only.
+    """
+    missing = [c for c, _, _ in PANELS if c not in cells.columns]
+    if missing or "qc_pass" not in cells.columns:
+        msg = f"qc_sample_plot: sample {sample!r}: columns {missing or ['qc_pass']} missing"
+        raise ValueError(msg)
+    groups_col = (
+        cells["species"].astype(str)
+        if "species" in cells.columns
+        else pd.Series("all", index=cells.index)
+    )
+    present = [g for g in _GROUPS if (groups_col == g).any()]
+    present += sorted(set(groups_col) - set(present))
+    colors = label_colors(present)
+    passed = cells["qc_pass"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+    with style():
+        fig = Figure(figsize=(2.4 + 1.3 * max(len(present), 1), 6.2), layout="constrained")
+        axes = fig.subplots(len(PANELS), 1, squeeze=False)[:, 0]
+        rng = np.random.default_rng(0)
+        for ax, (col, tname, label) in zip(axes, PANELS, strict=True):
+            ths = _thresholds(metrics, tname)
+            log = col in _LOG
+            values = pd.to_numeric(cells[col], errors="coerce").to_numpy(dtype=float)
+            if log:
+                values = np.log10(1 + np.clip(values, 0, None))
+            for i, g in enumerate(present):
+                in_g = (groups_col == g).to_numpy()
+                for j, (mask, alpha) in enumerate(((in_g, 0.35), (in_g & passed, 0.9))):
+                    v = values[mask]
+                    v = v[np.isfinite(v)]
+                    pos = i - 0.2 + 0.4 * j
+                    if np.unique(v).size >= 2:
+                        parts = ax.violinplot(
+                            v, positions=[pos], widths=0.36, showextrema=False, showmedians=True
+                        )
+                        for body in parts["bodies"]:
+                            body.set_facecolor(colors[g])
+                            body.set_edgecolor("none")
+                            body.set_alpha(alpha)
+                        parts["cmedians"].set_color("0.15")
+                        parts["cmedians"].set_linewidth(0.8)
+                    elif v.size:
+                        jitter = rng.uniform(-0.05, 0.05, v.size)
+                        ax.scatter(pos + jitter, v, s=6, color=colors[g], alpha=alpha)
+                t = ths.get(g, ths.get("all"))
+                if t is not None:
+                    y = float(np.log10(1 + max(t, 0))) if log else t
+                    ax.plot([i - 0.45, i + 0.45], [y, y], color=_THRESHOLD_COLOR, lw=1, ls="--")
+            ax.set_ylabel(f"log10(1 + {label})" if log else label)
+            ax.set_xticks(np.arange(len(present)), present if ax is axes[-1] else [])
+            ax.set_xlim(-0.6, max(len(present), 1) - 0.4)
+        fig.suptitle(f"{sample}: {_explanation(metrics)}", fontsize=7, wrap=True)
+        handles = [
+            Patch(facecolor="0.6", alpha=0.35, label="before QC (left)"),
+            Patch(facecolor="0.3", alpha=0.9, label="after QC (right)"),
+            Line2D([], [], color=_THRESHOLD_COLOR, ls="--", label="threshold"),
+        ]
+        fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False, fontsize=6)
+    return save_figure(fig, stem)
+
+
+CONTAMINATION = (
+    ("mouse_in_human", "human", "mouse UMIs in human cells"),
+    ("human_in_mouse", "mouse", "human UMIs in mouse cells"),
+)
+
+
+def contamination_plot(summary: pd.DataFrame, *, stem: str | Path) -> list[Path]:
+    """Per-sample ambient contamination from the species-exclusive genes.
+
+    For each sample, the median (bar) and mean (black tick) percentage of the other species'
+    UMIs in cells called human (mouse UMIs) and in cells called mouse (human UMIs), from the
+    ``contamination_<kind>_median``/``_mean`` columns of ``results/qc/summary.tsv``. Without
+    those columns (not a xenograft) a panel says so. NaN (no cells of that species) is left
+    blank and labelled ``n/a``.
+
+    Returns
+    -------
+    list of Path
+    """
+    samples = summary["sample"].astype(str).tolist() if "sample" in summary else []
+    colors = label_colors(["human", "mouse"])
+    have = all(f"contamination_{k}_median" in summary for k, _, _ in CONTAMINATION)
+    with style():
+        fig = Figure(figsize=(2.4 + 0.5 * max(len(samples), 2), 3.0), layout="constrained")
+        ax = fig.subplots(1, 1)
+        if not have or not samples:
+            ax.text(0.5, 0.5, "no contamination estimate\n(not a xenograft run)",
+                    ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+            ax.set_axis_off()
+        else:
+            x = np.arange(len(samples))
+            for j, (kind, sp_, label) in enumerate(CONTAMINATION):
+                med = 100 * pd.to_numeric(summary[f"contamination_{kind}_median"]).to_numpy()
+                mean_col = f"contamination_{kind}_mean"
+                mean = (
+                    100 * pd.to_numeric(summary[mean_col]).to_numpy()
+                    if mean_col in summary
+                    else np.full(len(samples), np.nan)
+                )
+                pos = x - 0.2 + 0.4 * j
+                ax.bar(pos, np.nan_to_num(med), width=0.38, color=colors[sp_], label=label)
+                ax.scatter(pos, mean, marker="_", s=60, color="black", zorder=3)
+                for p_, m in zip(pos, med, strict=True):
+                    if not np.isfinite(m):
+                        ax.text(p_, 0, "n/a", ha="center", va="bottom", fontsize=5)
+            ax.set_xticks(x, samples, rotation=90)
+            ax.set_ylabel("% of the cell's UMIs (median; tick = mean)")
+            ax.set_title("ambient RNA: other-species UMIs per cell", fontsize=8)
+            ax.legend(frameon=False, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return save_figure(fig, stem)

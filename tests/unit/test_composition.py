@@ -121,3 +121,45 @@ def test_one_sample_per_arm_is_descriptive(
 def test_unknown_level_raises(props: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="'placebo' not in"):
         composition.test_composition(props, reference="placebo", test=TEST)
+
+
+def test_significant_rows_carry_closure_note(props: pd.DataFrame) -> None:
+    res = composition.test_composition(props, reference=REF, test=TEST)
+    sig = res["padj"] < 0.05
+    assert sig.any()
+    assert res.loc[sig, "note"].str.contains("closed proportions").all()
+    assert (res.loc[~sig & res["pvalue"].notna(), "note"] == "").all()
+
+
+def test_per_type_test_is_calibrated_under_the_demo_design() -> None:
+    """Monte Carlo of the demo's design: unchanged types are called at about the nominal rate.
+
+    Per animal: fractions ~ Dirichlet(300 x expected), 1300 cells multinomial; TAM and tumour
+    change, 7 types do not. This is why the default demo's neutrophil call (seed 0) is a type I
+    error of a calibrated test and not a bias of the method.
+    """
+    from tmeflow.simulate import COMPOSITION_REFERENCE, COMPOSITION_TEST
+
+    rng = np.random.default_rng(7)
+    types = list(COMPOSITION_REFERENCE)
+    null = [t for t in types if COMPOSITION_REFERENCE[t] == COMPOSITION_TEST[t]]
+    p_null = []
+    for _ in range(150):
+        rows = []
+        for arm, comp in (("control", COMPOSITION_REFERENCE), ("alectinib", COMPOSITION_TEST)):
+            expected = np.array([comp[t] for t in types])
+            for i in range(3):
+                k = rng.multinomial(1300, rng.dirichlet(300 * expected))
+                rows += [
+                    {"sample": f"{arm}{i}", "condition": arm, "cell_type": t, "n_cells": int(n),
+                     "fraction": n / 1300}
+                    for t, n in zip(types, k, strict=True)
+                ]  # fmt: skip
+        res = composition.test_composition(
+            pd.DataFrame(rows), reference="control", test="alectinib"
+        ).set_index("cell_type")
+        p_null.append(res.loc[null, "pvalue"].to_numpy())
+        assert res.loc["TAM", "effect"] > 0
+    p_null = np.concatenate(p_null)
+    rate = float((p_null < 0.05).mean())
+    assert 0.02 <= rate <= 0.08, rate

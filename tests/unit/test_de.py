@@ -263,3 +263,56 @@ def test_genes_of_interest_report(adata: AnnData, tables: dict[str, pd.DataFrame
         assert rec["cpm"] == pytest.approx(dense[cells, k].sum() / dense[cells].sum() * 1e6)
         assert rec["n_cells"] == cells.sum()
     assert list(one["condition"]) == [REF] * 3 + [TEST] * 3
+
+
+def _with_subtypes(adata: AnnData) -> AnnData:
+    """CAFs split into myCAF / iCAF (alternating cells), a few TAMs unassigned."""
+    out = adata.copy()
+    sub = out.obs["cell_type"].astype(str).to_numpy().copy()
+    caf = np.flatnonzero(sub == "CAF")
+    sub[caf[::2]], sub[caf[1::2]] = "myCAF", "iCAF"
+    tam = np.flatnonzero(sub == "TAM")
+    sub[tam[:5]] = "TAM_unassigned"
+    out.obs["cell_subtype"] = pd.Categorical(sub)
+    return out
+
+
+def test_subtype_groups_only_split_types_and_skips_unassigned(adata: AnnData) -> None:
+    tested, skipped = de.subtype_groups(_with_subtypes(adata))
+    assert sorted(tested) == ["iCAF", "myCAF"]  # tumor/TAM labels equal their type
+    assert list(skipped) == ["TAM_unassigned"]
+    assert "not tested" in skipped["TAM_unassigned"]
+
+
+def test_subtype_de_finds_planted_effect_in_both_caf_subtypes(adata: AnnData) -> None:
+    sub = _with_subtypes(adata)
+    tested, _ = de.subtype_groups(sub)
+    res = de.run_de(sub, group_key="cell_subtype", reference=REF, test=TEST, groups=tested)
+    for label in ("myCAF", "iCAF"):
+        row = res[label].set_index("gene").loc["Mmp11"]
+        assert row["method"] == "pydeseq2"
+        assert row["padj"] < 0.05
+        assert row["ci_low"] < 2.0 < row["ci_high"] or abs(row["log2FoldChange"] - 2) < 0.6
+    report, values = de.genes_of_interest(
+        sub, res, genes=["Mmp11"], group_key="cell_subtype", reference=REF, test=TEST,
+        groups=tested,
+    )  # fmt: skip
+    assert sorted(report["cell_type"]) == ["iCAF", "myCAF"]
+    assert set(values["cell_type"]) == {"iCAF", "myCAF"}
+    assert len(values) == 2 * 6  # 2 subtypes x 6 animals
+
+
+def test_de_summary_columns_and_exploratory_flag(tables: dict[str, pd.DataFrame]) -> None:
+    summary = de.de_summary(tables, level="cell_type")
+    assert list(summary.columns) == de.SUMMARY_COLUMNS
+    assert (summary["level"] == "cell_type").all()
+    assert not summary["exploratory"].any()
+    assert summary.set_index("cell_type").loc["CAF", "n_samples_test"] == 3
+    small = make_adata(samples_per_arm=1, cells_per_sample=200, seed=2)
+    res = de.run_de(small, group_key="cell_type", reference=REF, test=TEST, groups=["CAF"])
+    expl = de.de_summary(res)
+    assert expl["exploratory"].all()
+    assert "exploratory" in expl.loc[0, "note"]
+    empty = de.de_summary({"X": de.empty_table("not tested: because")})
+    assert empty.loc[0, "method"] == "not_tested" and not empty.loc[0, "exploratory"]
+    assert pd.isna(empty.loc[0, "n_samples_reference"])

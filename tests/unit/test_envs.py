@@ -1,5 +1,6 @@
 """The conda environment pins agree with the pip lock that CI installs from."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -36,7 +37,12 @@ def test_lock_is_fully_pinned_with_known_constraints():
     assert pins["scanpy"].startswith("1.11.")
 
 
-def test_every_rule_uses_the_env():
-    for smk in (REPO / "workflow/rules").glob("*.smk"):
+def test_every_rule_has_env_log_threads_and_resources():
+    for smk in sorted((REPO / "workflow/rules").glob("*.smk")):
         text = smk.read_text()
-        assert text.count("rule ") == text.count("conda:"), smk.name
+        n_rules = len(re.findall(r"^rule \w+:", text, flags=re.M))
+        for directive in ("conda:", "log:", "threads:", "resources:"):
+            n = len(re.findall(rf"^    {directive}", text, flags=re.M))
+            assert n == n_rules, f"{smk.name}: {n_rules} rules but {n} {directive}"
+        assert len(re.findall(r"^        mem_mb=", text, flags=re.M)) >= n_rules, smk.name
+        assert len(re.findall(r"^        runtime=", text, flags=re.M)) >= n_rules, smk.name

@@ -105,3 +105,36 @@ def test_primary_sources(table: pd.DataFrame) -> None:
     assert (strict["primary_reason"] == "top group").all()
     with pytest.raises(ValueError, match="min_share"):
         sources.primary_sources(table, min_share=0)
+
+
+def test_sample_shares_match_pooled_sd(table: pd.DataFrame) -> None:
+    per = sources.sample_shares(make_adata(), "Gas6")
+    assert list(per.columns) == sources.SAMPLE_SHARE_COLUMNS
+    assert len(per) == 6 * 3  # samples x cell types
+    np.testing.assert_allclose(per.groupby("sample")["share"].sum(), 1.0)
+    # alectinib_2: CAF 24 of 24 + 12 UMIs
+    row = per[(per["sample"] == f"{TEST}_2") & (per["cell_type"] == "CAF")].iloc[0]
+    assert row["umis"] == 24 and row["share"] == pytest.approx(24 / 36)
+    sd = per.groupby(["condition", "cell_type"])["share"].std(ddof=1)
+    t = table.set_index(["condition", "cell_type"])
+    np.testing.assert_allclose(t.loc[(TEST, "CAF"), "share_sd"], sd.loc[(TEST, "CAF")])
+
+
+def test_primary_summary_ranks_levels_with_per_sample_range(table: pd.DataFrame) -> None:
+    adata = make_adata()
+    per = sources.sample_shares(adata, "Gas6")
+    summary = sources.primary_summary({"cell_type": table}, {"cell_type": per}, min_share=0.2)
+    assert list(summary.columns) == sources.PRIMARY_COLUMNS
+    caf = summary[(summary["condition"] == TEST) & (summary["cell_type"] == "CAF")].iloc[0]
+    assert caf["rank"] == 1 and caf["level"] == "cell_type"
+    assert caf["share_min"] == pytest.approx(24 / 36)
+    assert caf["share_max"] == pytest.approx(24 / 28)
+    assert caf["share_min"] <= caf["share"] <= caf["share_max"]
+    pooled = summary[summary["condition"] == "all"].set_index("cell_type")
+    assert pooled.loc["CAF", "share"] == pytest.approx(144 / 176)  # 72 + 72 of 84 + 92 UMIs
+    assert pooled.loc["CAF", "rank"] == 1 and pooled.loc["CAF", "n_samples"] == 6
+    assert "TAM" not in pooled.index  # 32 / 176 < min_share 0.2
+    assert pooled.loc["CAF", "share_sd"] > 0
+    # a note-only table (absent gene) contributes nothing
+    none = sources.primary_summary({"cell_type": pd.DataFrame([{"gene": "X", "note": "absent"}])})
+    assert none.empty and list(none.columns) == sources.PRIMARY_COLUMNS

@@ -3,8 +3,12 @@
 FINAL_TARGETS += [
     "results/de/genes_of_interest.tsv",
     "results/de/pseudobulk_values.tsv",
+    "results/de/summary.tsv",
+    "results/de/pseudobulk_subtypes",
     "results/composition/proportions.tsv",
     "results/composition/test.tsv",
+    "results/sources/primary_sources.tsv",
+    "results/figures/primary_sources.pdf",
 ]
 FINAL_TARGETS += expand("results/sources/{gene}.tsv", gene=GENES)
 
@@ -14,8 +18,10 @@ rule de_pseudobulk:
         "results/annotate/annotated.h5ad",
     output:
         tables=directory("results/de/pseudobulk"),
+        subtypes=directory("results/de/pseudobulk_subtypes"),
         goi="results/de/genes_of_interest.tsv",
         values="results/de/pseudobulk_values.tsv",
+        summary="results/de/summary.tsv",
     log:
         "logs/de_pseudobulk/de_pseudobulk.log",
     benchmark:
@@ -35,6 +41,7 @@ rule de_pseudobulk:
         min_replicates=config["de"]["min_replicates"],
         covariates=config["de"]["covariates"],
         alpha=config["de"]["alpha"],
+        subtypes=config["de"]["subtypes"],
         seed=config["seed"],
     script:
         "../scripts/de_pseudobulk.py"
@@ -58,6 +65,8 @@ rule composition_test:
         condition_key=config["contrast"]["column"],
         reference=config["contrast"]["reference"],
         test=config["contrast"]["test"],
+        method=config["composition"]["method"],
+        alpha=config["de"]["alpha"],
     script:
         "../scripts/composition_test.py"
 
@@ -68,6 +77,7 @@ rule sources_gene:
     output:
         table="results/sources/{gene}.tsv",
         subtypes="results/sources/{gene}.subtypes.tsv",
+        samples="results/sources/{gene}.samples.tsv",
     log:
         "logs/sources_gene/{gene}.log",
     conda:
@@ -80,3 +90,45 @@ rule sources_gene:
         condition_key=config["contrast"]["column"],
     script:
         "../scripts/sources_gene.py"
+
+
+rule sources_primary:
+    input:
+        types=expand("results/sources/{gene}.tsv", gene=GENES),
+        subtypes=expand("results/sources/{gene}.subtypes.tsv", gene=GENES),
+        samples=expand("results/sources/{gene}.samples.tsv", gene=GENES),
+    output:
+        "results/sources/primary_sources.tsv",
+    log:
+        "logs/sources_primary/sources_primary.log",
+    conda:
+        ENVS
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        min_share=config["sources"]["min_share"],
+    script:
+        "../scripts/sources_primary.py"
+
+
+rule figures_sources:
+    input:
+        primary="results/sources/primary_sources.tsv",
+        samples=expand("results/sources/{gene}.samples.tsv", gene=GENES),
+    output:
+        expand("results/figures/primary_sources.{ext}", ext=["pdf", "png"]),
+    log:
+        "logs/figures_sources/figures_sources.log",
+    conda:
+        ENVS
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+        seed=config["seed"],
+    script:
+        "../scripts/figures_sources.py"

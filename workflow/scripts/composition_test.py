@@ -11,7 +11,9 @@ def main(smk) -> None:
     p = smk.params
     adata = io.read_h5ad(smk.input[0])
     props = composition.proportions(adata, group_key="cell_type", condition_key=p.condition_key)
-    test = composition.test_composition(props, reference=p.reference, test=p.test)
+    test = composition.test_composition(
+        props, reference=p.reference, test=p.test, method=p.method, alpha=p.alpha
+    )
     log.info("composition test:\n%s", test.to_string())
     tables.write_tsv(props, smk.output.proportions)
     tables.write_tsv(test, smk.output.test)

@@ -71,6 +71,20 @@ GOI_SAMPLE_COLUMNS: list[str] = [
     "cpm",
 ]
 
+#: Columns of :func:`de_summary`, in order.
+SUMMARY_COLUMNS: list[str] = [
+    "level",
+    "cell_type",
+    "method",
+    "exploratory",
+    "species",
+    "n_genes",
+    "n_significant",
+    "n_samples_reference",
+    "n_samples_test",
+    "note",
+]
+
 METHOD_PYDESEQ2 = "pydeseq2"
 METHOD_WILCOXON = "wilcoxon_exploratory"
 METHOD_NOT_TESTED = "not_tested"
@@ -172,7 +186,12 @@ def _sample_table(adata: AnnData, sample_key: str, columns: Sequence[str]) -> pd
     return table
 
 
-def _empty_table(note: str, *, species: str | None = None) -> pd.DataFrame:
+def empty_table(note: str, *, species: str | None = None) -> pd.DataFrame:
+    """An empty DE table (columns :data:`DE_COLUMNS`) for a group that was not tested.
+
+    ``attrs`` hold ``note``, ``method="not_tested"`` and ``species``, which
+    :func:`de_summary` reports.
+    """
     table = pd.DataFrame(
         {
             c: pd.Series(dtype=object if c in {"gene", "method", "note"} else float)
@@ -263,6 +282,49 @@ def pseudobulk(
     meta["kept"] = meta["n_cells"] >= min_cells
     lead = ["sample", "group", *extra, "n_cells", "kept"]
     return counts, meta[lead]
+
+
+def subtype_groups(
+    adata: AnnData,
+    *,
+    type_key: str = "cell_type",
+    subtype_key: str = "cell_subtype",
+    unassigned_suffix: str = "_unassigned",
+) -> tuple[list[str], dict[str, str]]:
+    """Subtypes worth a DE test of their own: those of cell types that were split.
+
+    A type without subtypes has ``cell_subtype == cell_type``; testing it again would repeat
+    the type-level test, so only labels that differ from their type are returned (in the
+    order of ``obs[subtype_key]``). Labels ending in ``unassigned_suffix`` (cells of a split
+    type matching no subtype) are not a biological group: they are returned in ``skipped``
+    with the reason, so the summary can list them.
+
+    Returns
+    -------
+    tested
+        Subtype labels to test.
+    skipped
+        Label -> reason it is not tested.
+    """
+    _check_obs(adata, [type_key, subtype_key])
+    obs = adata.obs
+    pairs = pd.DataFrame(
+        {"type": obs[type_key].astype(str).to_numpy(), "sub": obs[subtype_key].astype(str)}
+    ).drop_duplicates()
+    tested: list[str] = []
+    skipped: dict[str, str] = {}
+    for sub in _ordered_levels(obs[subtype_key]):
+        parents = sorted(set(pairs.loc[pairs["sub"] == sub, "type"]))
+        if parents == [sub]:
+            continue
+        if sub.endswith(unassigned_suffix):
+            skipped[sub] = (
+                f"not tested: {sub!r} holds cells of {'/'.join(parents)} matching no subtype "
+                "(not a biological group)"
+            )
+            continue
+        tested.append(sub)
+    return tested, skipped
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,7 +576,7 @@ def run_de(
                 f"{test!r} (at least 2 per arm needed)"
             )
             logger.warning("%s: %s", label, note)
-            tables[group] = _empty_table(note, species=species)
+            tables[group] = empty_table(note, species=species)
             continue
         gene_mask = np.ones(adata.n_vars, dtype=bool)
         if species is not None:
@@ -531,7 +593,7 @@ def run_de(
             if sub.shape[1] == 0:
                 note = "not tested: no counts in the kept pseudobulk samples"
                 logger.warning("%s: %s", label, note)
-                tables[group] = _empty_table(note, species=species)
+                tables[group] = empty_table(note, species=species)
                 continue
             res, note = _run_pydeseq2(
                 sub,
@@ -545,7 +607,7 @@ def run_de(
                 label=label,
             )
             if res is None:
-                tables[group] = _empty_table(note, species=species)
+                tables[group] = empty_table(note, species=species)
                 continue
             res = res.reindex(sub.columns)
             table = pd.DataFrame(
@@ -587,7 +649,7 @@ def run_de(
             if genes_idx.size == 0:
                 note = "not tested: no counts in this group"
                 logger.warning("%s: %s", label, note)
-                tables[group] = _empty_table(note, species=species)
+                tables[group] = empty_table(note, species=species)
                 continue
             arm = cond[cells]
             samples = adata.obs[sample_key].astype(str).to_numpy()[cells]
@@ -619,29 +681,44 @@ def run_de(
     return tables
 
 
-def de_summary(de_tables: dict[str, pd.DataFrame], *, alpha: float = 0.05) -> pd.DataFrame:
+def de_summary(
+    de_tables: dict[str, pd.DataFrame], *, alpha: float = 0.05, level: str | None = None
+) -> pd.DataFrame:
     """Summarise :func:`run_de` output, one row per group.
 
-    Columns ``cell_type``, ``method``, ``species`` (genes tested), ``n_genes``,
-    ``n_significant`` (``padj < alpha``) and ``note``: write this table next to the DE tables,
-    since the note of an empty (not tested) table lives only in its ``attrs``.
+    Columns :data:`SUMMARY_COLUMNS`: ``level`` (the ``level`` given, e.g. ``cell_type`` or
+    ``cell_subtype``), ``cell_type`` (the group), ``method``, ``exploratory`` (True for
+    ``wilcoxon_exploratory`` rows, whose p-values ignore animal-to-animal variation),
+    ``species`` (genes tested), ``n_genes``, ``n_significant`` (``padj < alpha``), animals per
+    arm and ``note``. Write this table next to the DE tables: the note of an empty (not
+    tested) table lives only in its ``attrs``.
     """
     rows = []
     for group, table in de_tables.items():
+        method = table.attrs.get(
+            "method", table["method"].iat[0] if len(table) else METHOD_NOT_TESTED
+        )
         rows.append(
             {
+                "level": level,
                 "cell_type": group,
-                "method": table.attrs.get(
-                    "method", table["method"].iat[0] if len(table) else METHOD_NOT_TESTED
-                ),
+                "method": method,
+                "exploratory": method == METHOD_WILCOXON,
                 "species": table.attrs.get("species"),
                 "n_genes": len(table),
                 "n_significant": int((table["padj"] < alpha).sum()),
+                "n_samples_reference": (
+                    int(table["n_samples_reference"].iat[0]) if len(table) else pd.NA
+                ),
+                "n_samples_test": int(table["n_samples_test"].iat[0]) if len(table) else pd.NA,
                 "note": table.attrs.get("note", ""),
             }
         )
-    cols = ["cell_type", "method", "species", "n_genes", "n_significant", "note"]
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    for col in ("n_samples_reference", "n_samples_test"):
+        out[col] = pd.to_numeric(out[col]).astype("Int64")
+    out["exploratory"] = out["exploratory"].astype(bool)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -673,6 +750,7 @@ def genes_of_interest(
     test: str,
     sample_key: str = "sample",
     layer: str | None = "counts",
+    groups: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Report the named genes in every group: DE result plus descriptive expression.
 
@@ -692,6 +770,9 @@ def genes_of_interest(
         As in :func:`run_de`.
     reference, test
         The contrast's levels.
+    groups
+        Groups to report (default: every observed level of ``group_key`` and every key of
+        ``de_tables``), e.g. only the subtypes that were tested.
 
     Returns
     -------
@@ -718,7 +799,11 @@ def genes_of_interest(
 
     cond = adata.obs[condition_key].astype(str).to_numpy()
     grp = adata.obs[group_key].astype(str).to_numpy()
-    groups = list(dict.fromkeys([*_ordered_levels(adata.obs[group_key]), *de_tables]))
+    groups = (
+        list(dict.fromkeys([*_ordered_levels(adata.obs[group_key]), *de_tables]))
+        if groups is None
+        else [str(g) for g in groups]
+    )
 
     rows = []
     for gene in genes:
@@ -777,6 +862,8 @@ def genes_of_interest(
         .first()
         .astype(str)
     )
+    in_groups = np.isin(pairs["group"].to_numpy().astype(str), groups)
+    pairs, pb, libsize = pairs[in_groups], pb[in_groups], libsize[in_groups]
     per = []
     for j, gene in enumerate(present):
         per.append(

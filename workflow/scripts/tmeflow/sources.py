@@ -219,3 +219,173 @@ def primary_sources(table: pd.DataFrame, *, min_share: float = 0.2) -> pd.DataFr
     if not parts:
         return pd.DataFrame(columns=[*table.columns, "primary_reason"])
     return pd.concat(parts, ignore_index=True)
+
+
+#: Columns of :func:`sample_shares`, in order.
+SAMPLE_SHARE_COLUMNS: list[str] = [
+    "gene",
+    "condition",
+    "sample",
+    "cell_type",
+    "umis",
+    "share",
+]
+
+#: Columns of :func:`primary_summary`, in order.
+PRIMARY_COLUMNS: list[str] = [
+    "gene",
+    "level",
+    "condition",
+    "rank",
+    "cell_type",
+    "share",
+    "share_sd",
+    "share_min",
+    "share_max",
+    "n_samples",
+    "frac_expressing",
+    "mean_norm",
+    "primary_reason",
+]
+
+
+def sample_shares(
+    adata: AnnData,
+    gene: str,
+    *,
+    group_key: str = "cell_type",
+    condition_key: str = "condition",
+    sample_key: str = "sample",
+    layer: str | None = "counts",
+) -> pd.DataFrame:
+    """Per-animal share of a gene's UMIs contributed by each group.
+
+    The per-sample companion of :func:`expression_sources` (whose ``share_sd`` is the
+    standard deviation of these shares): one row per sample x group (every observed group,
+    zeros included; columns :data:`SAMPLE_SHARE_COLUMNS`). ``share`` is NaN in a sample
+    without any count of the gene. Ordered by condition, sample, then group.
+
+    Raises
+    ------
+    ValueError
+        The gene is not in ``var_names``.
+    """
+    missing = [k for k in (group_key, condition_key, sample_key) if k not in adata.obs.columns]
+    if missing:
+        msg = f"obs lacks column(s) {missing}; available: {list(adata.obs.columns)}"
+        raise KeyError(msg)
+    col, _totals = _gene_column(adata, gene, layer)
+    obs = adata.obs
+    samples = _levels(obs[sample_key])
+    groups = _levels(obs[group_key])
+    conditions = _levels(obs[condition_key])
+    s = pd.Categorical(obs[sample_key].astype(str), categories=samples)
+    g = pd.Categorical(obs[group_key].astype(str), categories=groups)
+    umis = (
+        pd.Series(col)
+        .groupby([s, g], observed=False)
+        .sum()
+        .unstack()
+        .reindex(index=samples, columns=groups)
+        .fillna(0.0)
+    )
+    total = umis.sum(axis=1)
+    share = umis.div(total.where(total > 0), axis=0)
+    cond = obs[condition_key].astype(str).groupby(obs[sample_key].astype(str)).first()
+    long = pd.DataFrame(
+        {
+            "gene": gene,
+            "sample": np.repeat(samples, len(groups)),
+            "cell_type": np.tile(groups, len(samples)),
+            "umis": umis.to_numpy().ravel().astype(np.int64),
+            "share": share.to_numpy().ravel(),
+        }
+    )
+    long["condition"] = cond.reindex(long["sample"]).to_numpy()
+    c_rank = {c: i for i, c in enumerate(conditions)}
+    long["_c"] = long["condition"].map(c_rank)
+    long = long.sort_values(["_c"], kind="mergesort")  # samples, groups keep their level order
+    return long[SAMPLE_SHARE_COLUMNS].reset_index(drop=True)
+
+
+POOLED = "all"
+
+
+def _pooled(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of :func:`expression_sources` summed over conditions (``condition="all"``)."""
+    df = table.copy()
+    for col in ("frac_expressing", "mean_norm"):
+        df[col] = df[col].fillna(0.0) * df["n_cells"]
+    n_samples = df.groupby("condition", sort=False)["n_samples"].max().sum()
+    out = df.groupby("cell_type", sort=False)[
+        ["umis", "n_cells", "frac_expressing", "mean_norm"]
+    ].sum()
+    for col in ("frac_expressing", "mean_norm"):
+        out[col] = out[col] / out["n_cells"].where(out["n_cells"] > 0)
+    total = out["umis"].sum()
+    out["share"] = out["umis"] / total if total > 0 else np.nan
+    out = out.reset_index()
+    out["gene"] = table["gene"].iat[0]
+    out["condition"] = POOLED
+    out["share_sd"] = np.nan
+    out["n_samples"] = int(n_samples)
+    out = out.sort_values("share", ascending=False, kind="mergesort", na_position="last")
+    out["rank"] = np.arange(1, len(out) + 1)
+    return out[SOURCE_COLUMNS].reset_index(drop=True)
+
+
+def primary_summary(
+    tables: dict[str, pd.DataFrame],
+    samples: dict[str, pd.DataFrame] | None = None,
+    *,
+    min_share: float = 0.1,
+) -> pd.DataFrame:
+    """Ranked primary sources of one or more genes, at one or more annotation levels.
+
+    Per gene, level and condition, and pooled over conditions (``condition="all"``: every
+    cell of the data, the answer to "which cells make this gene"), the groups selected by
+    :func:`primary_sources`.
+
+    Parameters
+    ----------
+    tables
+        Level name (``"cell_type"``, ``"cell_subtype"``) -> output of
+        :func:`expression_sources` (any number of genes; a table without a ``share`` column,
+        e.g. the note written for an absent gene, contributes no rows).
+    samples
+        Level name -> output of :func:`sample_shares` for the same genes, for the per-animal
+        range ``share_min`` / ``share_max`` (and ``share_sd`` of the pooled rows); NaN
+        without it.
+    min_share
+        See :func:`primary_sources`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`PRIMARY_COLUMNS`, per gene and level: conditions in table order, then
+        ``all``; groups in rank order.
+    """
+    parts = []
+    for level, table in tables.items():
+        if "share" not in table.columns or table.empty:
+            continue
+        for gene, sub in table.groupby("gene", sort=False):
+            sub = pd.concat([sub, _pooled(sub)], ignore_index=True)
+            prim = primary_sources(sub, min_share=min_share)
+            if prim.empty:
+                continue
+            prim = prim.assign(level=level, share_min=np.nan, share_max=np.nan)
+            per = None if samples is None else samples.get(level)
+            if per is not None and len(per):
+                per = per[per["gene"] == gene]
+                both = pd.concat([per, per.assign(condition=POOLED)], ignore_index=True)
+                rng = both.groupby(["condition", "cell_type"])["share"].agg(["min", "max", "std"])
+                key = pd.MultiIndex.from_arrays([prim["condition"], prim["cell_type"]])
+                prim["share_min"] = rng["min"].reindex(key).to_numpy()
+                prim["share_max"] = rng["max"].reindex(key).to_numpy()
+                pooled = (prim["condition"] == POOLED).to_numpy()
+                prim.loc[pooled, "share_sd"] = rng["std"].reindex(key).to_numpy()[pooled]
+            parts.append(prim)
+    if not parts:
+        return pd.DataFrame(columns=PRIMARY_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[PRIMARY_COLUMNS]

@@ -1,0 +1,142 @@
+"""End to end: the condition statistics of the small demo answer its planted questions.
+
+Known answers (resources/demo/planted.yaml): Mmp11 up 4x in CAFs; Gas6 made by CAFs and the
+TAM_Mrc1 subset; TAMs double under treatment; HALLMARK_INTERFERON_ALPHA_RESPONSE up in TAMs;
+~300 documented null genes with no effect anywhere.
+"""
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.workflow
+
+ALPHA = 0.05
+
+
+@pytest.fixture(scope="module")
+def planted(demo_run) -> dict:
+    return yaml.safe_load((demo_run / "resources/demo/planted.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def de_tables(demo_run) -> dict[str, pd.DataFrame]:
+    folder = demo_run / "results/de/pseudobulk"
+    return {p.stem: pd.read_csv(p, sep="\t") for p in sorted(folder.glob("*.tsv"))}
+
+
+def test_mmp11_up_in_caf_with_ci_covering_the_planted_effect(demo_run, planted):
+    effect = next(e for e in planted["de"] if e["gene"] == "Mmp11")["log2fc"]
+    goi = pd.read_csv(demo_run / "results/de/genes_of_interest.tsv", sep="\t")
+    row = goi[
+        (goi["gene"] == "Mmp11") & (goi["cell_type"] == "CAF") & (goi["level"] == "cell_type")
+    ]
+    row = row.iloc[0]
+    assert row["method"] == "pydeseq2"
+    assert row["padj"] < ALPHA
+    assert abs(row["log2FoldChange"] - effect) <= 0.5, row["log2FoldChange"]
+    assert row["ci_low"] <= effect <= row["ci_high"], (row["ci_low"], row["ci_high"])
+    assert row["n_samples_reference"] == 3 and row["n_samples_test"] == 3
+    assert row["frac_expressing_test"] > row["frac_expressing_reference"]
+    assert row["mean_norm_test"] > row["mean_norm_reference"]
+
+
+def test_goi_companion_table_has_one_value_per_animal(demo_run):
+    values = pd.read_csv(demo_run / "results/de/pseudobulk_values.tsv", sep="\t")
+    caf = values[(values["gene"] == "Mmp11") & (values["cell_type"] == "CAF")]
+    assert len(caf) == 6 and caf["sample"].is_unique
+    cpm = caf.groupby("condition")["cpm"].mean()
+    assert cpm["alectinib"] > 2.5 * cpm["control"]
+    subtypes = values[values["level"] == "cell_subtype"]
+    assert {"myCAF", "iCAF", "TAM_Mrc1", "TAM_Spp1"} <= set(subtypes["cell_type"])
+
+
+def test_null_genes_false_positive_proportion(de_tables, planted):
+    """Over every (null gene, cell type) test, at most 5% reach padj < 0.05, and null genes
+    make up at most 5% of all discoveries."""
+    null = set(planted["null_genes"])
+    tested = called = all_called = 0
+    for table in de_tables.values():
+        is_null = table["gene"].isin(null)
+        sig = table["padj"] < ALPHA
+        tested += int((is_null & table["padj"].notna()).sum())
+        called += int((is_null & sig).sum())
+        all_called += int(sig.sum())
+    assert tested > 500, tested
+    assert called / tested <= 0.05, (called, tested)
+    assert called <= 0.05 * max(all_called, 1), (called, all_called)
+
+
+def test_de_summary_lists_every_group_and_method(demo_run, de_tables):
+    summary = pd.read_csv(demo_run / "results/de/summary.tsv", sep="\t")
+    types = summary[summary["level"] == "cell_type"]
+    assert set(types["cell_type"]) == set(de_tables)
+    assert (types["method"] == "pydeseq2").all()
+    assert not summary["exploratory"].any()
+    subs = summary[summary["level"] == "cell_subtype"].set_index("cell_type")
+    for label in ("myCAF", "iCAF", "TAM_Mrc1", "TAM_Spp1"):
+        assert subs.loc[label, "method"] == "pydeseq2", subs
+        assert (demo_run / f"results/de/pseudobulk_subtypes/{label}.tsv").stat().st_size > 0
+    # the planted effect is in both CAF subtypes
+    for label in ("myCAF", "iCAF"):
+        t = pd.read_csv(demo_run / f"results/de/pseudobulk_subtypes/{label}.tsv", sep="\t")
+        assert t.set_index("gene").loc["Mmp11", "log2FoldChange"] > 1.0
+
+
+def test_gas6_primary_sources_are_caf_and_the_mrc1_tam_subset(demo_run, planted):
+    """Pooled over all cells and in each arm: CAF is the top cell type; at subtype level the
+    primary sources (>= 10% of Gas6 UMIs) are the CAF subtypes and TAM_Mrc1, never TAM_Spp1."""
+    assert planted["gas6_sources"] == ["CAF", "TAM_Mrc1"]
+    prim = pd.read_csv(demo_run / "results/sources/primary_sources.tsv", sep="\t")
+    gas6 = prim[prim["gene"] == "Gas6"]
+    for condition in ("all", "control", "alectinib"):
+        types = gas6[(gas6["level"] == "cell_type") & (gas6["condition"] == condition)]
+        assert types.sort_values("rank")["cell_type"].iloc[0] == "CAF", types
+        assert set(types["cell_type"]) == {"CAF", "TAM"}, types
+        subs = gas6[(gas6["level"] == "cell_subtype") & (gas6["condition"] == condition)]
+        assert set(subs["cell_type"]) == {"myCAF", "iCAF", "TAM_Mrc1"}, subs
+        assert (subs["share_min"] <= subs["share"]).all()
+        assert (subs["share"] <= subs["share_max"]).all()
+    sub_table = pd.read_csv(demo_run / "results/sources/Gas6.subtypes.tsv", sep="\t")
+    tam = sub_table.groupby("cell_type")["share"].mean()
+    assert tam["TAM_Mrc1"] > 4 * tam["TAM_Spp1"]
+    per_animal = pd.read_csv(demo_run / "results/sources/Gas6.samples.tsv", sep="\t")
+    assert per_animal[per_animal["level"] == "cell_type"]["sample"].nunique() == 6
+
+
+def test_tam_increase_detected_by_composition_test(demo_run):
+    test = pd.read_csv(demo_run / "results/composition/test.tsv", sep="\t").set_index("cell_type")
+    tam = test.loc["TAM"]
+    assert tam["method"] == "logit_lm"
+    assert tam["effect"] > 0 and tam["ci_low"] > 0
+    assert tam["padj"] < ALPHA
+    assert tam["fraction_test"] > 1.5 * tam["fraction_reference"]
+    sig = test["padj"] < ALPHA
+    assert test.loc[sig, "note"].str.contains("closed proportions").all()
+
+
+def test_planted_pathway_enriched_up_in_tams(demo_run, planted):
+    name = planted["pathway"]["name"]
+    assert planted["pathway"]["cell_type"] == "TAM" and planted["pathway"]["log2fc"] > 0
+    tam = pd.read_csv(demo_run / "results/gsea/pseudobulk/TAM.tsv", sep="\t").set_index("Term")
+    assert tam.loc[name, "NES"] > 0
+    assert tam.loc[name, "FDR q-val"] < 0.05
+    assert tam.loc[name, "de_method"] == "pydeseq2"
+    # marker panels are tested as sets too
+    assert tam["collection"].eq("marker_panel").any()
+    summary = pd.read_csv(demo_run / "results/gsea/summary.tsv", sep="\t").set_index("cell_type")
+    assert summary.loc["TAM", "n_fdr_below"] >= 1
+
+
+def test_statistics_figures_written(demo_run, de_tables):
+    for rel in (
+        "results/figures/primary_sources.pdf",
+        "results/figures/primary_sources.png",
+        "results/figures/gsea_dotplot.pdf",
+        "results/figures/gsea_dotplot.png",
+        "results/figures/composition.pdf",
+        "results/figures/goi_Mmp11.pdf",
+    ):
+        assert (demo_run / rel).stat().st_size > 0, rel
+    volcano = {p.stem for p in (demo_run / "results/figures/volcano").glob("*.pdf")}
+    assert volcano == set(de_tables)

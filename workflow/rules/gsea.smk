@@ -1,0 +1,55 @@
+# Preranked GSEA of each cell type's pseudobulk statistic against shipped gene sets (offline).
+
+FINAL_TARGETS += [
+    "results/gsea/pseudobulk",
+    "results/gsea/summary.tsv",
+    "results/figures/gsea_dotplot.pdf",
+]
+
+
+rule gsea_prerank:
+    input:
+        de="results/de/pseudobulk",
+        gmts=config["gsea"]["gene_sets"],
+        panel=config["annotation"]["panel"],
+    output:
+        tables=directory("results/gsea/pseudobulk"),
+        summary="results/gsea/summary.tsv",
+    log:
+        "logs/gsea_prerank/gsea_prerank.log",
+    benchmark:
+        "benchmarks/gsea_prerank/gsea_prerank.tsv"
+    conda:
+        ENVS
+    threads: min(workflow.cores, 4)
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        marker_sets=config["gsea"]["marker_sets"],
+        permutations=config["gsea"]["permutations"],
+        min_size=config["gsea"]["min_size"],
+        max_size=config["gsea"]["max_size"],
+        fdr=config["gsea"]["fdr"],
+        seed=config["seed"],
+    script:
+        "../scripts/gsea_prerank.py"
+
+
+rule figures_gsea:
+    input:
+        "results/gsea/pseudobulk",
+    output:
+        expand("results/figures/gsea_dotplot.{ext}", ext=["pdf", "png"]),
+    log:
+        "logs/figures_gsea/figures_gsea.log",
+    conda:
+        ENVS
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        top=config["gsea"]["top_terms"],
+    script:
+        "../scripts/figures_gsea.py"

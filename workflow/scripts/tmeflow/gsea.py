@@ -1,0 +1,295 @@
+"""Gene-set enrichment of each cell type's pseudobulk statistic, fully offline.
+
+Genes of a cell type's DE table (:func:`tmeflow.de.run_de`) are ranked by their test
+statistic (PyDESeq2's Wald statistic; the Wilcoxon z of an exploratory table) and tested with
+gseapy's preranked GSEA against gene sets read from files shipped with the workflow: GMT files
+(the mouse MSigDB Hallmark collection by default) and the marker panel of the annotation,
+whose cell types and subtypes become sets ``MARKERS_<label>``. Gene sets always reach gseapy
+as a dict: a string would be read as the name of an Enrichr library and downloaded, which a
+workflow run must never do (:func:`load_gene_sets` refuses anything that is not a file).
+
+The table of a group holds gseapy's columns (``Term``, ``ES``, ``NES``, ``NOM p-val``,
+``FDR q-val``, ``FWER p-val``, ``Tag %``, ``Gene %``, ``Lead_genes``) plus ``cell_type``,
+``collection``, ``set_size``, ``de_method``, ``n_ranked`` and ``note`` (:data:`GSEA_COLUMNS`):
+positive NES means the set's genes are shifted up in the test arm. Tables of exploratory DE
+(``wilcoxon_exploratory``) rank by a statistic that ignores animal-to-animal variation; their
+rows say so in ``de_method`` and ``note``.
+"""
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+logger = logging.getLogger(__name__)
+
+GSEAPY_COLUMNS: list[str] = [
+    "Term",
+    "ES",
+    "NES",
+    "NOM p-val",
+    "FDR q-val",
+    "FWER p-val",
+    "Tag %",
+    "Gene %",
+    "Lead_genes",
+]
+#: Columns of every table returned by :func:`prerank`, in order.
+GSEA_COLUMNS: list[str] = [
+    "cell_type",
+    "Term",
+    "collection",
+    *GSEAPY_COLUMNS[1:],
+    "set_size",
+    "de_method",
+    "n_ranked",
+    "note",
+]
+#: Columns of :func:`gsea_summary`, in order.
+SUMMARY_COLUMNS: list[str] = [
+    "cell_type",
+    "de_method",
+    "n_ranked",
+    "n_sets",
+    "n_fdr_below",
+    "fdr_threshold",
+    "note",
+]
+_NUMERIC = ("ES", "NES", "NOM p-val", "FDR q-val", "FWER p-val")
+MARKER_PREFIX = "MARKERS_"
+
+
+def read_gmt(path: str | PathLike[str]) -> dict[str, list[str]]:
+    """Read a GMT file (name, description, genes...) into ``{name: genes}``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not an existing file (a library *name* is never looked up).
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = (
+            f"gene-set file {str(path)!r} not found; pass the path of a GMT file shipped with "
+            "the workflow (config/genesets/), never a library name (that would download it)"
+        )
+        raise FileNotFoundError(msg)
+    sets: dict[str, list[str]] = {}
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) < 3:
+            msg = f"{path}:{n}: a GMT line needs a name, a description and at least one gene"
+            raise ValueError(msg)
+        sets[fields[0]] = list(dict.fromkeys(g for g in fields[2:] if g))
+    return sets
+
+
+def marker_sets(panel: str | PathLike[str]) -> dict[str, list[str]]:
+    """The marker panel's cell types and subtypes as gene sets ``MARKERS_<label>``."""
+    path = Path(panel)
+    if not path.is_file():
+        msg = f"marker panel {str(path)!r} not found"
+        raise FileNotFoundError(msg)
+    doc = yaml.safe_load(path.read_text()) or {}
+    sets: dict[str, list[str]] = {}
+    for label, entry in (doc.get("cell_types") or {}).items():
+        sets[f"{MARKER_PREFIX}{label}"] = list(dict.fromkeys(entry.get("markers") or []))
+        for sub, sub_entry in (entry.get("subtypes") or {}).items():
+            sets[f"{MARKER_PREFIX}{sub}"] = list(dict.fromkeys(sub_entry.get("markers") or []))
+    return {k: v for k, v in sets.items() if v}
+
+
+def load_gene_sets(
+    gmts: Iterable[str | PathLike[str]] = (), panel: str | PathLike[str] | None = None
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Gene sets from GMT files and a marker panel, with the collection each came from.
+
+    Returns
+    -------
+    sets
+        Name -> genes (a later duplicate name replaces an earlier one, with a warning).
+    collection
+        Name -> file name of its source (or ``marker_panel``).
+    """
+    sets: dict[str, list[str]] = {}
+    collection: dict[str, str] = {}
+    sources = [(Path(g).name, read_gmt(g)) for g in gmts]
+    if panel is not None:
+        sources.append(("marker_panel", marker_sets(panel)))
+    for source, part in sources:
+        for name, genes in part.items():
+            if name in sets:
+                logger.warning("gene set %s defined twice; keeping the one from %s", name, source)
+            sets[name] = genes
+            collection[name] = source
+    if not sets:
+        msg = "no gene sets: give at least one GMT file or a marker panel"
+        raise ValueError(msg)
+    return sets, collection
+
+
+def ranking(de_table: pd.DataFrame) -> pd.Series:
+    """Gene -> ranking statistic (``stat``) of a DE table, finite values only, descending."""
+    missing = [c for c in ("gene", "stat") if c not in de_table.columns]
+    if missing:
+        msg = f"DE table lacks column(s) {missing}; pass a table of tmeflow.de.run_de"
+        raise KeyError(msg)
+    stat = pd.to_numeric(de_table["stat"], errors="coerce").to_numpy(float)
+    genes = de_table["gene"].astype(str).to_numpy()
+    keep = np.isfinite(stat)
+    rnk = pd.Series(stat[keep], index=pd.Index(genes[keep], name="gene"), name="stat")
+    rnk = rnk[~rnk.index.duplicated()]
+    # descending by statistic, ties by name, so the input order never matters
+    order = np.lexsort((rnk.index.to_numpy(), -rnk.to_numpy()))
+    return rnk.iloc[order]
+
+
+def _empty(cell_type: str, note: str, de_method: str, n_ranked: int) -> pd.DataFrame:
+    table = pd.DataFrame({c: pd.Series(dtype=object) for c in GSEA_COLUMNS})
+    table.attrs.update(note=note, cell_type=cell_type, de_method=de_method, n_ranked=n_ranked)
+    return table
+
+
+def prerank(
+    de_table: pd.DataFrame,
+    gene_sets: Mapping[str, Sequence[str]],
+    *,
+    cell_type: str,
+    collection: Mapping[str, str] | None = None,
+    permutations: int = 1000,
+    min_size: int = 5,
+    max_size: int = 500,
+    seed: int = 0,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Preranked GSEA of one DE table against in-memory gene sets.
+
+    Parameters
+    ----------
+    de_table
+        A table of :func:`tmeflow.de.run_de` (``gene``, ``stat``, ``method``).
+    gene_sets
+        Name -> genes, e.g. from :func:`load_gene_sets`. Must be a mapping: gseapy reads a
+        string as an Enrichr library name and downloads it.
+    cell_type
+        Group the table belongs to (written in ``cell_type``).
+    collection
+        Set name -> source collection (``collection`` column).
+    permutations
+        Gene-set permutations of gseapy (``permutation_num``); the smallest nominal p-value
+        is about ``1 / permutations``.
+    min_size, max_size
+        Sets with fewer / more genes among the ranked ones are skipped.
+    seed
+        gseapy's random seed.
+    threads
+        gseapy threads.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`GSEA_COLUMNS`, sorted by FDR, then p-value, then ``|NES|``
+        (descending), then term. Empty (with ``attrs["note"]``) when the table has fewer than
+        ``max(min_size, 10)`` ranked genes or no set has ``min_size`` of them (e.g. a human
+        tumour table against mouse sets).
+    """
+    import gseapy
+
+    if not isinstance(gene_sets, Mapping):
+        msg = (
+            "gene_sets must be a mapping name -> genes (see load_gene_sets); a string would "
+            "make gseapy download an Enrichr library"
+        )
+        raise TypeError(msg)
+    if permutations < 1:
+        msg = f"permutations={permutations} must be at least 1"
+        raise ValueError(msg)
+    de_method = (
+        str(de_table["method"].iat[0])
+        if "method" in de_table.columns and len(de_table)
+        else str(de_table.attrs.get("method", "not_tested"))
+    )
+    rnk = ranking(de_table)
+    if len(rnk) < max(min_size, 10):
+        note = f"not tested: {len(rnk)} genes with a statistic"
+        logger.warning("GSEA %s: %s", cell_type, note)
+        return _empty(cell_type, note, de_method, len(rnk))
+    ranked = set(rnk.index)
+    sets = {}
+    for name, genes in gene_sets.items():
+        hit = [g for g in dict.fromkeys(genes) if g in ranked]
+        if min_size <= len(hit) <= max_size and len(hit) < len(rnk):
+            sets[str(name)] = hit
+    if not sets:
+        note = (
+            f"not tested: no gene set has between {min_size} and {max_size} of the "
+            f"{len(rnk)} ranked genes (different species or symbols?)"
+        )
+        logger.warning("GSEA %s: %s", cell_type, note)
+        return _empty(cell_type, note, de_method, len(rnk))
+    res = gseapy.prerank(
+        rnk=rnk,
+        gene_sets=sets,  # a dict: gseapy never looks a name up online
+        outdir=None,
+        permutation_num=int(permutations),
+        min_size=int(min_size),
+        max_size=int(max_size),
+        seed=int(seed),
+        threads=int(threads),
+        no_plot=True,
+        verbose=False,
+    )
+    out = res.res2d.copy()
+    for col in _NUMERIC:
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+    out["Term"] = out["Term"].astype(str)
+    out["cell_type"] = cell_type
+    out["collection"] = out["Term"].map(dict(collection or {})).fillna("")
+    out["set_size"] = out["Term"].map({k: len(v) for k, v in sets.items()}).astype(np.int64)
+    out["de_method"] = de_method
+    out["n_ranked"] = len(rnk)
+    out["note"] = (
+        "exploratory: genes ranked by a cell-level Wilcoxon statistic (too few animals)"
+        if de_method == "wilcoxon_exploratory"
+        else ""
+    )
+    out["_abs"] = out["NES"].abs()
+    out = out.sort_values(
+        ["FDR q-val", "NOM p-val", "_abs", "Term"],
+        ascending=[True, True, False, True],
+        kind="mergesort",
+    )
+    out = out[GSEA_COLUMNS].reset_index(drop=True)
+    out.attrs.update(note="", cell_type=cell_type, de_method=de_method, n_ranked=len(rnk))
+    return out
+
+
+def gsea_summary(tables: Mapping[str, pd.DataFrame], *, fdr: float = 0.25) -> pd.DataFrame:
+    """One row per cell type: method, genes ranked, sets tested and with FDR < ``fdr``, note."""
+    rows = []
+    for cell_type, table in tables.items():
+        tested = len(table)
+        rows.append(
+            {
+                "cell_type": cell_type,
+                "de_method": table.attrs.get("de_method", ""),
+                "n_ranked": table.attrs.get("n_ranked", 0),
+                "n_sets": tested,
+                "n_fdr_below": int((pd.to_numeric(table["FDR q-val"]) < fdr).sum())
+                if tested
+                else 0,
+                "fdr_threshold": fdr,
+                "note": table.attrs.get("note", "")
+                or (str(table["note"].iat[0]) if tested else ""),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=SUMMARY_COLUMNS,
+    )

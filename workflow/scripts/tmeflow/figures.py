@@ -241,7 +241,7 @@ def _natural_key(label: str) -> tuple:
 
 
 def _clean_labels(labels: Iterable[Any]) -> list[str]:
-    out = {str(x) for x in labels if not (x is None or (isinstance(x, float) and np.isnan(x)))}
+    out = {str(x) for x in labels if not (pd.api.types.is_scalar(x) and pd.isna(x))}
     return sorted(out)
 
 
@@ -321,8 +321,8 @@ def _palette_for(column: str, labels: Iterable[Any], order: Sequence[str] | None
     present = set(labels)
     if present and present <= set(SPECIES_VOCAB) | {NA_LABEL}:
         colors = label_colors(present, vocabulary=SPECIES_VOCAB)
-    elif column == "condition" and order:
-        given = [str(c) for c in order]
+    elif column == "condition":
+        given = [str(c) for c in order or ()]
         extra = sorted((c for c in present if c not in given), key=_natural_key)
         colors = {c: v for c, v in condition_colors([*given, *extra]).items() if c in present}
     else:
@@ -392,7 +392,7 @@ def umap_plot(
 ) -> list[Path]:
     """Scatter of ``obsm["X_umap"]`` coloured by an ``obs`` column.
 
-    A categorical (or string/boolean) column is coloured with :func:`_palette_for`: cell types
+    A categorical (or string/boolean) column is coloured per label: cell types
     with :func:`label_colors`, species with :data:`SPECIES_COLORS`, ``condition`` with
     :func:`condition_colors` in ``order``. Missing values are drawn as ``NA``; ``NA`` and
     ``unassigned`` cells are drawn first, underneath, and the other cells in a seeded random
@@ -643,7 +643,7 @@ def _strip_plot(
     conditions: list[str],
     value: str,
     rng: np.random.Generator,
-    bars: bool,
+    mean_line: bool,
 ) -> None:
     offsets, step = _dodge(len(conditions))
     colors = condition_colors(conditions)
@@ -655,16 +655,7 @@ def _strip_plot(
             pos = i + offsets[j]
             if vals.size == 0:
                 continue
-            if bars:
-                ax.bar(
-                    pos,
-                    vals.mean(),
-                    width=step * 0.9,
-                    color=colors[cond],
-                    alpha=0.35,
-                    edgecolor="none",
-                )
-            else:
+            if mean_line:
                 ax.plot(
                     [pos - step * 0.35, pos + step * 0.35],
                     [vals.mean()] * 2,
@@ -756,7 +747,7 @@ def genes_of_interest_plot(
             conditions=conds,
             value="log1p_cpm",
             rng=np.random.default_rng(seed),
-            bars=False,
+            mean_line=False,
         )
         ax.set_ylabel(f"{gene} log1p(CPM)")
         ax.set_ylim(bottom=0)
@@ -859,7 +850,7 @@ def composition_plot(
             conditions=conds,
             value="fraction",
             rng=np.random.default_rng(seed),
-            bars=False,
+            mean_line=True,
         )
         ax_pt.set_ylabel("fraction of cells per sample")
         ax_pt.set_ylim(bottom=0)

@@ -132,3 +132,89 @@ def test_assign_groups_reports_margin():
     assert table.loc["1", "label"] == "a"
     assert table.loc["1", "margin"] == pytest.approx(2.0 - 0.25)
     assert table.loc["2", "label"] == "unassigned"  # best score 0.1 < min_score
+
+
+def state_panel():
+    panel = yaml.safe_load(yaml.safe_dump(PANEL))
+    panel["cell_types"]["CAF"]["subtypes"]["CAF_IFN"] = {
+        "markers": ["g50", "g51", "g52"],
+        "source": "test",
+        "state": True,
+    }
+    return panel
+
+
+def test_state_programme_does_not_steal_identity_subtypes():
+    """An interferon-like programme in half of each CAF subtype (one 'arm') marks those cells
+    in cell_state but leaves myCAF/iCAF as the subtype."""
+    adata = labelled()
+    caf = np.flatnonzero(adata.obs["group"] == "A")
+    arm = caf[::2]  # half of the myCAF and half of the iCAF cells
+    adata.X = adata.X.toarray()
+    adata.X[np.ix_(arm, [50, 51, 52])] += 4.0
+    # the arm's cells sit apart in a third embedding dimension, so they form own subclusters
+    arm_axis = np.zeros((adata.n_obs, 1), dtype=np.float32)
+    arm_axis[arm] = 5.0
+    adata.obsm["X_scVI"] = np.hstack([adata.obsm["X_scVI"], arm_axis])
+    table = annotate.annotate(adata, state_panel(), species_mode="mouse", subcluster_resolution=0.3)
+    cafs = adata.obs["cell_type"] == "CAF"
+    acc = (adata.obs.loc[cafs, "cell_subtype"] == adata.obs.loc[cafs, "true_subtype"]).mean()
+    assert acc >= 0.95
+    assert "CAF_IFN" not in set(adata.obs["cell_subtype"])
+    in_arm = adata.obs_names[arm]
+    assert (adata.obs.loc[in_arm, "cell_state"] == "CAF_IFN").mean() >= 0.9
+    rest = adata.obs_names[np.setdiff1d(caf, arm)]
+    assert (adata.obs.loc[rest, "cell_state"] == "none").mean() >= 0.9
+    assert "state:CAF" in set(table["level"])
+    assert adata.uns["annotation"]["sources"]["CAF_IFN"] == "test"
+
+
+def test_state_names_subcluster_only_without_identity():
+    panel = state_panel()
+    del panel["cell_types"]["CAF"]["subtypes"]["myCAF"]
+    del panel["cell_types"]["CAF"]["subtypes"]["iCAF"]
+    adata = labelled()
+    caf = np.flatnonzero(adata.obs["group"] == "A")
+    adata.X = adata.X.toarray()
+    half = caf[: len(caf) // 2]  # the 'myCAF' half of the embedding
+    adata.X[np.ix_(half, [50, 51, 52])] += 4.0
+    annotate.annotate(adata, panel, species_mode="mouse", subcluster_resolution=0.3)
+    assert (adata.obs.loc[adata.obs_names[half], "cell_subtype"] == "CAF_IFN").mean() >= 0.9
+
+
+def test_load_panels_merges_and_replaces(tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump({"name": "extra", "cell_types": {
+        "TAM": {"markers": ["g10"], "source": "mine"},
+        "mast": {"markers": ["Cpa3"], "source": "mine"},
+    }}))  # fmt: skip
+    panel = annotate.load_panels([REPO / "config/markers/mouse_tme.yaml", extra])
+    assert panel["cell_types"]["TAM"]["markers"] == ["g10"]
+    assert "mast" in panel["cell_types"] and "CAF" in panel["cell_types"]
+    assert panel["name"] == "mouse_tme+extra"
+    with pytest.raises(ValueError, match="state"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump({"cell_types": {"X": {"markers": ["a"], "source": "s",
+                                                             "state": "yes"}}}))  # fmt: skip
+        annotate.load_panel(bad)
+
+
+def test_shipped_panels_cover_the_tme_with_sources():
+    panel = annotate.load_panels(
+        [REPO / "config/markers/mouse_tme.yaml", REPO / "config/markers/human_tumor_states.yaml"]
+    )
+    want = {"CAF", "TAM", "monocyte", "neutrophil", "NK", "B", "T", "DC", "endothelial",
+            "pericyte", "epithelial", "erythroid", "tumor"}  # fmt: skip
+    assert want <= set(panel["cell_types"])
+    assert set(annotate.subtype_markers(panel, "CAF")) == {"myCAF", "iCAF", "apCAF"}
+    assert set(annotate.subtype_markers(panel, "TAM", kind="identity")) == {"TAM_Mrc1", "TAM_Spp1"}
+    assert set(annotate.subtype_markers(panel, "TAM", kind="state")) == {"TAM_IFN"}
+    assert annotate.subtype_markers(panel, "tumor", kind="state")
+    for label, entry in panel["cell_types"].items():
+        assert entry["source"], label
+        for sub in (entry.get("subtypes") or {}).values():
+            assert sub["source"]
+    # no marker is shared between two cell types of the mouse panel
+    mouse = annotate.panel_markers(panel, species="mouse")
+    seen = [g for gs in mouse.values() for g in gs]
+    assert len(seen) == len(set(seen))

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from anndata import AnnData
 
 from tmeflow import cluster
@@ -46,3 +47,41 @@ def test_missing_embedding_is_a_clear_error():
         assert "integration step" in str(err)
     else:  # pragma: no cover
         raise AssertionError("expected ValueError")
+
+
+def test_resolution_sweep_reports_clusters_and_stability():
+    a = blobs(n=150)
+    cluster.embed_and_cluster(a, n_neighbors=10, resolution=0.3, seed=0)
+    sweep = cluster.resolution_sweep(a, [0.1, 0.3, 3.0], n_seeds=3, seed=0)
+    assert list(sweep["resolution"]) == [0.1, 0.3, 3.0]
+    low = sweep.set_index("resolution").loc[0.3]
+    assert low["n_clusters"] == 3
+    assert low["stability"] == 1.0  # three clean blobs: every seed agrees
+    assert sweep.set_index("resolution").loc[3.0, "n_clusters"] > 3
+    assert np.isnan(sweep["ari_previous"].iloc[0])
+    assert 0 <= sweep["ari_previous"].iloc[2] < 1
+    assert "sweep" not in a.obs  # the input is left alone
+
+
+def test_choose_resolution_fixed_and_stability():
+    sweep = pd.DataFrame({"resolution": [0.2, 0.5, 1.0, 2.0], "stability": [1.0, 0.97, 0.96, 0.7]})
+    assert cluster.choose_resolution(sweep, method="fixed", resolution=0.8) == 0.8
+    # the finest resolution within the tolerance of the most stable one
+    assert cluster.choose_resolution(sweep, method="stability", resolution=0.8) == 1.0
+    assert (
+        cluster.choose_resolution(sweep, method="stability", resolution=0.8, tolerance=0.01) == 0.2
+    )
+    with pytest.raises(ValueError, match="fixed"):
+        cluster.choose_resolution(sweep, method="best", resolution=1.0)
+
+
+def test_embed_and_cluster_uses_stability_choice_and_marks_it():
+    a = blobs(n=150)
+    sweep = cluster.embed_and_cluster(
+        a, n_neighbors=10, resolution=3.0, seed=0, sweep_resolutions=[0.1, 0.3],
+        sweep_seeds=2, choice="stability", stability_tolerance=0.0,
+    )  # fmt: skip
+    assert a.uns["cluster"]["resolution"] in (0.1, 0.3)
+    assert a.uns["cluster"]["resolution_choice"] == "stability"
+    assert sweep["chosen"].sum() == 1
+    assert a.uns["cluster"]["n_clusters"] == 3

@@ -30,3 +30,16 @@ def test_setup_logs_to_file_and_captures_warnings(tmp_path, restore_logging):
         h.flush()
     text = path.read_text()
     assert "hello there" in text and "captured" in text
+
+
+def test_pin_threads_limits_numba_and_blas():
+    import numba
+    from threadpoolctl import threadpool_info
+
+    before = numba.get_num_threads()
+    try:
+        runtime.pin_threads(1)
+        assert numba.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    finally:
+        numba.set_num_threads(before)

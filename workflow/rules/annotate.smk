@@ -3,6 +3,7 @@
 FINAL_TARGETS += [
     "results/annotate/annotated.h5ad",
     "results/annotate/cluster_scores.tsv",
+    "results/figures/annotation_scores.pdf",
 ]
 
 
@@ -10,10 +11,12 @@ rule annotate_cells:
     input:
         h5ad="results/cluster/clustered.h5ad",
         panel=config["annotation"]["panel"],
+        extra_panels=config["annotation"]["extra_panels"],
     output:
         h5ad="results/annotate/annotated.h5ad",
         scores="results/annotate/cluster_scores.tsv",
         labels="results/annotate/labels.tsv.gz",
+        heatmap=multiext("results/figures/annotation_scores", ".pdf", ".png"),
     log:
         "logs/annotate_cells/annotate_cells.log",
     benchmark:
@@ -29,7 +32,9 @@ rule annotate_cells:
         min_score=config["annotation"]["min_score"],
         min_margin=config["annotation"]["min_margin"],
         subcluster_resolution=config["annotation"]["subcluster_resolution"],
+        min_subcluster_cells=config["annotation"]["min_subcluster_cells"],
         n_neighbors=config["cluster"]["n_neighbors"],
+        heatmap_stem="results/figures/annotation_scores",
         seed=config["seed"],
     script:
         "../scripts/annotate_cells.py"

@@ -1,11 +1,18 @@
-# Neighbours on X_scVI, UMAP and Leiden.
+# Neighbours on X_scVI, UMAP, a Leiden resolution sweep and Leiden at the chosen resolution.
+
+FINAL_TARGETS += [
+    "results/cluster/resolution_sweep.tsv",
+    "results/figures/resolution_sweep.pdf",
+]
 
 
 rule cluster_leiden:
     input:
         "results/integrate/integrated.h5ad",
     output:
-        "results/cluster/clustered.h5ad",
+        h5ad="results/cluster/clustered.h5ad",
+        sweep="results/cluster/resolution_sweep.tsv",
+        figure=multiext("results/figures/resolution_sweep", ".pdf", ".png"),
     log:
         "logs/cluster_leiden/cluster_leiden.log",
     benchmark:
@@ -19,6 +26,11 @@ rule cluster_leiden:
     params:
         n_neighbors=config["cluster"]["n_neighbors"],
         resolution=config["cluster"]["resolution"],
+        resolution_choice=config["cluster"]["resolution_choice"],
+        sweep_resolutions=config["cluster"]["sweep_resolutions"],
+        sweep_seeds=config["cluster"]["sweep_seeds"],
+        stability_tolerance=config["cluster"]["stability_tolerance"],
+        figure_stem="results/figures/resolution_sweep",
         seed=config["seed"],
     script:
         "../scripts/cluster_leiden.py"

@@ -52,3 +52,43 @@ rule integrate_scvi:
         seed=config["seed"],
     script:
         "../scripts/integrate_scvi.py"
+
+
+# Integration quality (scib-metrics) of scVI vs unintegrated PCA, labels from the annotation.
+FINAL_TARGETS += [
+    "results/integrate/metrics.tsv",
+    "results/integrate/condition_signal.tsv",
+]
+
+
+rule integrate_metrics:
+    input:
+        "results/annotate/annotated.h5ad",
+    output:
+        metrics="results/integrate/metrics.tsv",
+        condition="results/integrate/condition_signal.tsv",
+        figure=multiext("results/figures/integration_metrics", ".pdf", ".png"),
+    log:
+        "logs/integrate_metrics/integrate_metrics.log",
+    benchmark:
+        "benchmarks/integrate_metrics/integrate_metrics.tsv"
+    conda:
+        ENVS
+    threads: workflow.cores
+    resources:
+        mem_mb=mem_mb_for(4000, 30),
+        runtime=120,
+    params:
+        batch_key="sample",
+        label_key="cell_type",
+        condition_key=config["contrast"]["column"],
+        n_comps=config["integration_metrics"]["n_comps"],
+        min_cells=config["integration_metrics"]["min_cells"],
+        min_samples=config["integration_metrics"]["min_samples"],
+        min_signal=config["integration_metrics"]["min_signal"],
+        min_retained=config["integration_metrics"]["min_retained"],
+        kbet=config["integration_metrics"]["kbet"],
+        figure_stem="results/figures/integration_metrics",
+        seed=config["seed"],
+    script:
+        "../scripts/integrate_metrics.py"

@@ -1,6 +1,6 @@
 """Snakemake adapter: marker-based annotation; logic in tmeflow.annotate."""
 
-from tmeflow import annotate, integrate, io, runtime, tables
+from tmeflow import annotate, annotation_plots, integrate, io, runtime, tables
 
 
 def main(smk) -> None:
@@ -8,7 +8,7 @@ def main(smk) -> None:
     integrate.set_threads(smk.threads)
     p = smk.params
     adata = io.read_h5ad(smk.input.h5ad)
-    panel = annotate.load_panel(smk.input.panel)
+    panel = annotate.load_panels([smk.input.panel, *smk.input.extra_panels])
     table = annotate.annotate(
         adata,
         panel,
@@ -18,10 +18,13 @@ def main(smk) -> None:
         subcluster_resolution=p.subcluster_resolution,
         n_neighbors=p.n_neighbors,
         seed=p.seed,
+        min_subcluster_cells=p.min_subcluster_cells,
     )
     log.info("cell types: %s", adata.obs["cell_type"].value_counts().to_dict())
+    log.info("subtypes: %s", adata.obs["cell_subtype"].value_counts().to_dict())
     tables.write_tsv(table, smk.output.scores)
-    cols = ["sample", "barcode", "species", "leiden", "cell_type", "cell_subtype"]
+    annotation_plots.score_heatmap(table, stem=p.heatmap_stem)
+    cols = ["sample", "barcode", "species", "leiden", "cell_type", "cell_subtype", "cell_state"]
     tables.write_tsv(adata.obs[cols], smk.output.labels, index=True, index_label="cell")
     io.write_h5ad(adata, smk.output.h5ad)
 

@@ -1,20 +1,28 @@
-"""Snakemake adapter: neighbours, UMAP and Leiden on X_scVI; logic in tmeflow.cluster."""
+"""Snakemake adapter: neighbours, UMAP, resolution sweep and Leiden on X_scVI; logic in
+tmeflow.cluster."""
 
-from tmeflow import cluster, integrate, io, runtime
+from tmeflow import annotation_plots, cluster, integrate, io, runtime, tables
 
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     integrate.set_threads(smk.threads)
+    p = smk.params
     adata = io.read_h5ad(smk.input[0])
-    cluster.embed_and_cluster(
+    sweep = cluster.embed_and_cluster(
         adata,
-        n_neighbors=smk.params.n_neighbors,
-        resolution=smk.params.resolution,
-        seed=smk.params.seed,
+        n_neighbors=p.n_neighbors,
+        resolution=p.resolution,
+        seed=p.seed,
+        sweep_resolutions=p.sweep_resolutions,
+        sweep_seeds=p.sweep_seeds,
+        choice=p.resolution_choice,
+        stability_tolerance=p.stability_tolerance,
     )
     log.info("clustering: %s", adata.uns["cluster"])
-    io.write_h5ad(adata, smk.output[0])
+    tables.write_tsv(sweep, smk.output.sweep)
+    annotation_plots.resolution_sweep_plot(sweep, stem=smk.params.figure_stem)
+    io.write_h5ad(adata, smk.output.h5ad)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,13 @@ label's species. A cluster's score is the mean of its cells' scores; the best la
 when it reaches ``min_score`` and beats the runner-up by ``min_margin``, otherwise the cluster
 is ``unassigned``. In xenograft mode every human cell is tumour (species is measured, not
 inferred) and the mouse cells of each cluster are labelled from the mouse entries.
+
+Subtypes come in two kinds. *Identity* subtypes (myCAF/iCAF, TAM_Mrc1/TAM_Spp1) are mutually
+exclusive and label a re-clustered subcluster. *State* subtypes (``state: true``, e.g.
+interferon-high TAMs) are programmes a cell of any identity can switch on: they are reported in
+``obs["cell_state"]`` and only name a subcluster in ``cell_subtype`` when no identity subtype is
+confident there. A treatment-induced programme (the demo plants interferon genes in every TAM of
+one arm) then marks cells without stealing them from their identity.
 """
 
 import logging
@@ -24,6 +31,7 @@ log = logging.getLogger(__name__)
 
 UNASSIGNED = "unassigned"
 TUMOR = "tumor"
+NO_STATE = "none"
 
 
 def load_panel(path: str | Path) -> dict:
@@ -42,13 +50,34 @@ def load_panel(path: str | Path) -> dict:
 def _check_entry(path, label: str, entry) -> None:
     if not isinstance(entry, dict) or not entry.get("markers"):
         raise ValueError(f"marker panel {str(path)!r}: entry {label!r} needs a 'markers' list")
+    if "state" in entry and not isinstance(entry["state"], bool):
+        raise ValueError(f"marker panel {str(path)!r}: entry {label!r}: 'state' must be true/false")
     if not entry.get("source"):
         raise ValueError(
             f"marker panel {str(path)!r}: entry {label!r} needs a 'source' (paper or database)"
         )
-    unknown = set(entry) - {"markers", "source", "species", "subtypes", "description"}
+    unknown = set(entry) - {"markers", "source", "species", "subtypes", "description", "state"}
     if unknown:
         raise ValueError(f"marker panel {str(path)!r}: entry {label!r} has unknown keys {unknown}")
+
+
+def load_panels(paths) -> dict:
+    """Read one panel or merge several: a later panel adds cell types or replaces an entry of the
+    same label (subtypes included), so a user panel can extend or override the shipped one."""
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    if not paths:
+        raise ValueError("no marker panel given; set the config key 'annotation.panel'")
+    merged = load_panel(paths[0])
+    names = [str(merged.get("name", Path(paths[0]).stem))]
+    for path in paths[1:]:
+        extra = load_panel(path)
+        replaced = sorted(set(extra["cell_types"]) & set(merged["cell_types"]))
+        if replaced:
+            log.info("panel %s replaces entries %s", path, replaced)
+        merged["cell_types"] = {**merged["cell_types"], **extra["cell_types"]}
+        names.append(str(extra.get("name", Path(path).stem)))
+    merged["name"] = "+".join(names)
+    return merged
 
 
 def panel_markers(panel: dict, *, species: str | None = None) -> dict[str, list[str]]:
@@ -60,10 +89,22 @@ def panel_markers(panel: dict, *, species: str | None = None) -> dict[str, list[
     }
 
 
-def subtype_markers(panel: dict, cell_type: str) -> dict[str, list[str]]:
-    """Subtype -> markers of one cell type ({} when it has no subtypes)."""
+def subtype_markers(
+    panel: dict, cell_type: str, *, kind: str | None = None
+) -> dict[str, list[str]]:
+    """Subtype -> markers of one cell type ({} when it has no subtypes).
+
+    ``kind="identity"`` keeps the mutually exclusive subtypes, ``kind="state"`` the programmes
+    marked ``state: true``; ``None`` keeps both.
+    """
+    if kind not in (None, "identity", "state"):
+        raise ValueError(f"kind must be 'identity', 'state' or None, not {kind!r}")
     entry = panel["cell_types"].get(cell_type, {})
-    return {k: list(v["markers"]) for k, v in (entry.get("subtypes") or {}).items()}
+    return {
+        k: list(v["markers"])
+        for k, v in (entry.get("subtypes") or {}).items()
+        if kind is None or bool(v.get("state", False)) == (kind == "state")
+    }
 
 
 def score_cells(
@@ -147,9 +188,11 @@ def annotate(
 ) -> pd.DataFrame:
     """Label cells with ``obs["cell_type"]`` and ``obs["cell_subtype"]``.
 
-    Also writes per-cell ``obs["score_<label>"]``, ``obs["annotation_confident"]`` and
-    ``uns["annotation"]`` (parameters and the panel's sources). Returns the per-cluster score
-    table (one row per cluster and species group, then one per subcluster).
+    Also writes per-cell ``obs["score_<label>"]`` (cell types, subtypes and states),
+    ``obs["annotation_confident"]``, ``obs["subcluster"]``, ``obs["cell_state"]`` (the state
+    programmes of a cell's subcluster joined by ``+``, or ``none``) and ``uns["annotation"]``
+    (parameters and the source of every marker set). Returns the per-cluster score table (one
+    row per cluster and species group, then one per subcluster and level).
     """
     species = _cell_species(adata, species_mode)
     cell_type = pd.Series(UNASSIGNED, index=adata.obs_names, dtype=object)
@@ -190,15 +233,18 @@ def annotate(
     adata.obs["cell_type"] = pd.Categorical(cell_type)
     adata.obs["annotation_confident"] = confident.to_numpy()
     subtype = cell_type.copy()
+    state = pd.Series(NO_STATE, index=adata.obs_names, dtype=object)
     for parent in panel["cell_types"]:
-        markers = subtype_markers(panel, parent)
+        identity = subtype_markers(panel, parent, kind="identity")
+        states = subtype_markers(panel, parent, kind="state")
         members = (cell_type == parent).to_numpy()
-        if not markers or members.sum() == 0:
+        if not (identity or states) or members.sum() == 0:
             continue
-        sub_labels, sub_table = _subtypes(
+        sub_labels, sub_states, sub_tables = _subtypes(
             adata,
             members,
-            markers,
+            identity,
+            states,
             parent=parent,
             resolution=subcluster_resolution,
             n_neighbors=n_neighbors,
@@ -208,9 +254,10 @@ def annotate(
             min_cells=min_subcluster_cells,
         )
         subtype[members] = sub_labels
-        if sub_table is not None:
-            tables.append(sub_table)
+        state[members] = sub_states
+        tables.extend(sub_tables)
     adata.obs["cell_subtype"] = pd.Categorical(subtype)
+    adata.obs["cell_state"] = pd.Categorical(state)
     adata.uns["annotation"] = {
         "panel": panel.get("name", ""),
         "species_mode": species_mode,
@@ -219,7 +266,7 @@ def annotate(
         "min_margin": min_margin,
         "subcluster_resolution": subcluster_resolution,
         "seed": seed,
-        "sources": {k: str(v.get("source", "")) for k, v in panel["cell_types"].items()},
+        "sources": _sources(panel),
     }
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
@@ -232,10 +279,20 @@ def _cell_species(adata: AnnData, species_mode: str) -> pd.Series:
     return pd.Series(species_mode, index=adata.obs_names)
 
 
+def _sources(panel: dict) -> dict[str, str]:
+    out = {}
+    for label, entry in panel["cell_types"].items():
+        out[label] = str(entry.get("source", ""))
+        for sub, sub_entry in (entry.get("subtypes") or {}).items():
+            out[sub] = str(sub_entry.get("source", ""))
+    return out
+
+
 def _subtypes(
     adata: AnnData,
     members: np.ndarray,
-    markers: dict[str, list[str]],
+    identity: dict[str, list[str]],
+    states: dict[str, list[str]],
     *,
     parent: str,
     resolution: float,
@@ -244,36 +301,66 @@ def _subtypes(
     min_score: float,
     min_margin: float,
     min_cells: int,
-) -> tuple[np.ndarray, pd.DataFrame | None]:
-    """Re-cluster one cell type on its own neighbour graph and label the subclusters."""
-    fallback = np.full(members.sum(), f"{parent}_{UNASSIGNED}", dtype=object)
-    if members.sum() < min_cells:
-        log.info("%s: %d cells, too few to re-cluster for subtypes", parent, members.sum())
-        return fallback, None
+) -> tuple[np.ndarray, np.ndarray, list[pd.DataFrame]]:
+    """Re-cluster one cell type on its own neighbour graph and label the subclusters.
+
+    Identity subtypes label a subcluster when confident; otherwise a confident state does;
+    otherwise ``<parent>_unassigned``. States reaching ``min_score`` in a subcluster are
+    returned per cell (joined by ``+``) whatever its identity.
+    """
+    n = int(members.sum())
+    fallback = np.full(n, f"{parent}_{UNASSIGNED}", dtype=object)
+    no_state = np.full(n, NO_STATE, dtype=object)
+    if n < min_cells:
+        log.info("%s: %d cells, too few to re-cluster for subtypes", parent, n)
+        return fallback, no_state, []
     sub = adata[members].copy()
     rep = "X_scVI" if "X_scVI" in sub.obsm else None
-    sc.pp.neighbors(
-        sub, use_rep=rep, n_neighbors=int(min(n_neighbors, sub.n_obs - 1)), random_state=seed
-    )
+    sc.pp.neighbors(sub, use_rep=rep, n_neighbors=int(min(n_neighbors, n - 1)), random_state=seed)
     leiden(sub, resolution=resolution, seed=seed, key_added="subcluster")
-    scores = score_cells(sub, markers)
-    table = assign_groups(
-        scores, sub.obs["subcluster"].astype(str), min_score=min_score, min_margin=min_margin
-    )
-    table["label"] = [
-        lab if lab != UNASSIGNED else f"{parent}_{UNASSIGNED}" for lab in table["label"]
-    ]
-    table.insert(0, "level", f"subtype:{parent}")
-    table.insert(1, "species", "")
-    label_of = dict(zip(table["group"], table["label"], strict=True))
-    labels = sub.obs["subcluster"].astype(str).map(label_of).to_numpy(dtype=object)
+    groups = sub.obs["subcluster"].astype(str)
+    scores = score_cells(sub, {**identity, **states})
+    tables = []
+    label_of: dict[str, str] = {}
+    if identity and scores[list(identity)].notna().any().any():
+        table = assign_groups(
+            scores[list(identity)], groups, min_score=min_score, min_margin=min_margin
+        )
+        table.insert(0, "level", f"subtype:{parent}")
+        tables.append(table)
+        label_of = {g: lab for g, lab in zip(table["group"], table["label"], strict=True)}
+    state_of: dict[str, str] = {}
+    if states and scores[list(states)].notna().any().any():
+        table = assign_groups(
+            scores[list(states)], groups, min_score=min_score, min_margin=min_margin
+        )
+        table.insert(0, "level", f"state:{parent}")
+        tables.append(table)
+        means = scores[list(states)].groupby(groups.to_numpy()).mean()
+        for group, row in zip(table["group"], table.itertuples(index=False), strict=True):
+            on = [
+                k
+                for k in states
+                if np.isfinite(means.loc[group, k]) and means.loc[group, k] >= min_score
+            ]
+            state_of[group] = "+".join(on) if on else NO_STATE
+            if label_of.get(group, UNASSIGNED) == UNASSIGNED and row.label != UNASSIGNED:
+                label_of[group] = row.label
+    labels_of = {
+        g: (f"{parent}_{UNASSIGNED}" if label_of.get(g, UNASSIGNED) == UNASSIGNED else label_of[g])
+        for g in groups.unique()
+    }
+    for table in tables:
+        table.insert(1, "species", "")
+        if table["level"].iat[0].startswith("subtype:"):
+            table["label"] = table["group"].map(labels_of)
+    labels = groups.map(labels_of).to_numpy(dtype=object)
+    cell_states = groups.map(lambda g: state_of.get(g, NO_STATE)).to_numpy(dtype=object)
     for label in scores.columns:
         col = np.full(adata.n_obs, np.nan)
         if f"score_{label}" in adata.obs:
             col = adata.obs[f"score_{label}"].to_numpy(dtype=float).copy()
         col[members] = scores[label].to_numpy()
         adata.obs[f"score_{label}"] = col
-    adata.obs.loc[members, "subcluster"] = (
-        parent + ":" + sub.obs["subcluster"].astype(str)
-    ).to_numpy()
-    return labels, table
+    adata.obs.loc[members, "subcluster"] = (parent + ":" + groups).to_numpy()
+    return labels, cell_states, tables

@@ -16,7 +16,27 @@ def setup(log_path: str, *, threads: int = 1) -> logging.Logger:
     logging.captureWarnings(True)
     warnings.simplefilter("default")
     threads = max(1, int(threads))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    # BLAS pools read these when first used. NUMBA_NUM_THREADS is not touched: numba is already
+    # imported (through scanpy) and refuses a changed value; tmeflow.integrate.set_threads uses
+    # numba.set_num_threads instead.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
     os.environ.setdefault("MPLBACKEND", "Agg")
+    pin_threads(threads)
     return logging.getLogger("tmeflow")
+
+
+def pin_threads(threads: int) -> None:
+    """Limit the already-loaded BLAS/OpenMP pools, numba and (if imported) torch to ``threads``."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, int(threads))
+    threadpool_limits(limits=threads)
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)

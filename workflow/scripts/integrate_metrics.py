@@ -1,0 +1,31 @@
+"""Snakemake adapter: scib metrics and condition signal, scVI vs PCA; logic in tmeflow.metrics."""
+
+from tmeflow import annotation_plots, integrate, io, metrics, runtime, tables
+
+
+def main(smk) -> None:
+    log = runtime.setup(smk.log[0], threads=smk.threads)
+    integrate.set_threads(smk.threads)
+    p = smk.params
+    adata = io.read_h5ad(smk.input[0])
+    table, condition = metrics.integration_metrics(
+        adata,
+        batch_key=p.batch_key,
+        label_key=p.label_key,
+        condition_key=p.condition_key,
+        n_comps=p.n_comps,
+        seed=p.seed,
+        min_cells=p.min_cells,
+        min_samples=p.min_samples,
+        min_signal=p.min_signal,
+        min_retained=p.min_retained,
+        kbet=p.kbet,
+    )
+    log.info("integration metrics:\n%s", table.to_string(index=False))
+    tables.write_tsv(table, smk.output.metrics)
+    tables.write_tsv(condition, smk.output.condition)
+    annotation_plots.integration_metrics_plot(table, condition, stem=p.figure_stem)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

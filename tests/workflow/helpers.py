@@ -57,4 +57,7 @@ SMALL_DEMO = {
         "n_genes_human": 600,
     },
     "scvi": {"max_epochs": 40},
+    # kBET costs minutes per embedding; the other batch metrics (iLISI, BRAS, graph
+    # connectivity, PCR) still run. The default config keeps it on.
+    "integration_metrics": {"kbet": False},
 }

@@ -16,7 +16,9 @@ rule annotate_cells:
         h5ad="results/annotate/annotated.h5ad",
         scores="results/annotate/cluster_scores.tsv",
         labels="results/annotate/labels.tsv.gz",
-        heatmap=multiext("results/figures/annotation_scores", ".pdf", ".png"),
+        heatmap=figure(
+            "results/figures/annotation_scores", "annotation_scores", "3. Annotation"
+        ),
     log:
         "logs/annotate_cells/annotate_cells.log",
     benchmark:
@@ -34,7 +36,6 @@ rule annotate_cells:
         subcluster_resolution=config["annotation"]["subcluster_resolution"],
         min_subcluster_cells=config["annotation"]["min_subcluster_cells"],
         n_neighbors=config["cluster"]["n_neighbors"],
-        heatmap_stem="results/figures/annotation_scores",
         seed=config["seed"],
     script:
         "../scripts/annotate_cells.py"

@@ -12,7 +12,9 @@ rule cluster_leiden:
     output:
         h5ad="results/cluster/clustered.h5ad",
         sweep="results/cluster/resolution_sweep.tsv",
-        figure=multiext("results/figures/resolution_sweep", ".pdf", ".png"),
+        figure=figure(
+            "results/figures/resolution_sweep", "resolution_sweep", "2. Cell atlas"
+        ),
     log:
         "logs/cluster_leiden/cluster_leiden.log",
     benchmark:
@@ -30,7 +32,6 @@ rule cluster_leiden:
         sweep_resolutions=config["cluster"]["sweep_resolutions"],
         sweep_seeds=config["cluster"]["sweep_seeds"],
         stability_tolerance=config["cluster"]["stability_tolerance"],
-        figure_stem="results/figures/resolution_sweep",
         seed=config["seed"],
     script:
         "../scripts/cluster_leiden.py"

@@ -1,6 +1,9 @@
 # Validation of config and sample sheet, input functions and constraints. No rules here.
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+from snakemake.logging import logger
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
@@ -29,6 +32,8 @@ SAMPLES = tmc.validate_sample_sheet(
     sheet_path=config["samples"],
     producible=DEMO_OUTPUTS,
 )
+for _warning in tmc.design_warnings(SAMPLES, config["contrast"]):
+    logger.warning(f"WARNING ({config['samples']}): {_warning}")
 SAMPLE_IDS = list(SAMPLES["sample"])
 EXTRA_COLUMNS = [
     c for c in SAMPLES.columns if c not in ("sample", "path", "sha256", "format")
@@ -97,7 +102,7 @@ _check_urls()
 def ingest_input(wildcards):
     """The file(s) a sample's ingest job depends on.
 
-    A URL: the download (rule download_sample); a 10x/GEO mtx input: its three files; the
+    A URL: the download (the download_sample job); a 10x/GEO mtx input: its three files; the
     demo: the files the demo rule writes; otherwise the file itself.
     """
     from tmeflow.io import input_files
@@ -121,6 +126,14 @@ def sample_conditions():
     return {s: str(SAMPLES.loc[s, column]) for s in SAMPLE_IDS}
 
 
+def provenance_matrices(wildcards):
+    """Every sample's input matrix file(s), as each ingest job reads them."""
+    files = []
+    for sample in SAMPLE_IDS:
+        files.extend(ingest_input(SimpleNamespace(sample=sample)))
+    return sorted(set(files))
+
+
 def sample_meta(wildcards):
     row = SAMPLES.loc[wildcards.sample]
     return {c: row[c] for c in EXTRA_COLUMNS if c != "condition"}
@@ -139,6 +152,18 @@ def mem_mb_for(base_mb, per_input_mb=10):
         return int((base_mb + per_input_mb * size_mb) * attempt)
 
     return _mem
+
+
+def figure(stem, caption, category, subcategory=None):
+    """A figure's outputs: the PNG registered in the Snakemake report with its caption
+    (workflow/report/<caption>.rst), and the PDF as a plain output."""
+    png = report(
+        f"{stem}.png",
+        caption=f"../report/{caption}.rst",
+        category=category,
+        subcategory=subcategory,
+    )
+    return [png, f"{stem}.pdf"]
 
 
 # Final targets: each stage's rule file appends what `rule all` must build.

@@ -19,9 +19,18 @@ rule de_pseudobulk:
     output:
         tables=directory("results/de/pseudobulk"),
         subtypes=directory("results/de/pseudobulk_subtypes"),
-        goi="results/de/genes_of_interest.tsv",
+        goi=report(
+            "results/de/genes_of_interest.tsv",
+            caption="../report/genes_of_interest.rst",
+            category="4. Genes of interest",
+            subcategory="Tables",
+        ),
         values="results/de/pseudobulk_values.tsv",
-        summary="results/de/summary.tsv",
+        summary=report(
+            "results/de/summary.tsv",
+            caption="../report/de_summary.rst",
+            category="7. Differential expression",
+        ),
     log:
         "logs/de_pseudobulk/de_pseudobulk.log",
     benchmark:
@@ -52,7 +61,11 @@ rule composition_test:
         "results/annotate/annotated.h5ad",
     output:
         proportions="results/composition/proportions.tsv",
-        test="results/composition/test.tsv",
+        test=report(
+            "results/composition/test.tsv",
+            caption="../report/composition_test.rst",
+            category="6. Composition",
+        ),
     log:
         "logs/composition_test/composition_test.log",
     conda:
@@ -75,7 +88,12 @@ rule sources_gene:
     input:
         "results/annotate/annotated.h5ad",
     output:
-        table="results/sources/{gene}.tsv",
+        table=report(
+            "results/sources/{gene}.tsv",
+            caption="../report/sources_table.rst",
+            category="5. Expression sources",
+            subcategory="{gene}",
+        ),
         subtypes="results/sources/{gene}.subtypes.tsv",
         samples="results/sources/{gene}.samples.tsv",
     log:
@@ -98,7 +116,11 @@ rule sources_primary:
         subtypes=expand("results/sources/{gene}.subtypes.tsv", gene=GENES),
         samples=expand("results/sources/{gene}.samples.tsv", gene=GENES),
     output:
-        "results/sources/primary_sources.tsv",
+        report(
+            "results/sources/primary_sources.tsv",
+            caption="../report/primary_sources_table.rst",
+            category="5. Expression sources",
+        ),
     log:
         "logs/sources_primary/sources_primary.log",
     conda:
@@ -118,7 +140,11 @@ rule figures_sources:
         primary="results/sources/primary_sources.tsv",
         samples=expand("results/sources/{gene}.samples.tsv", gene=GENES),
     output:
-        expand("results/figures/primary_sources.{ext}", ext=["pdf", "png"]),
+        figure(
+            "results/figures/primary_sources",
+            "primary_sources",
+            "5. Expression sources",
+        ),
     log:
         "logs/figures_sources/figures_sources.log",
     conda:

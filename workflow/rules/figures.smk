@@ -21,7 +21,13 @@ rule figures_umap:
     input:
         "results/annotate/annotated.h5ad",
     output:
-        expand("results/figures/umap_{key}.{ext}", key=UMAP_KEYS, ext=FMT),
+        [
+            f
+            for key in UMAP_KEYS
+            for f in figure(
+                f"results/figures/umap_{key}", f"umap_{key}", "2. Cell atlas", "UMAP"
+            )
+        ],
     log:
         "logs/figures_umap/figures_umap.log",
     conda:
@@ -42,7 +48,7 @@ rule figures_markers:
         h5ad="results/annotate/annotated.h5ad",
         panel=config["annotation"]["panel"],
     output:
-        expand("results/figures/marker_dotplot.{ext}", ext=FMT),
+        figure("results/figures/marker_dotplot", "marker_dotplot", "3. Annotation"),
     log:
         "logs/figures_markers/figures_markers.log",
     conda:
@@ -62,10 +68,30 @@ rule figures_stats:
         sources=expand("results/sources/{gene}.tsv", gene=GENES),
         de="results/de/pseudobulk",
     output:
-        goi=expand("results/figures/goi_{gene}.{ext}", gene=GENES, ext=FMT),
-        sources=expand("results/figures/sources_{gene}.{ext}", gene=GENES, ext=FMT),
-        composition=expand("results/figures/composition.{ext}", ext=FMT),
-        volcano=directory("results/figures/volcano"),
+        goi=[
+            f
+            for g in GENES
+            for f in figure(
+                f"results/figures/goi_{g}", "goi", "4. Genes of interest", g
+            )
+        ],
+        sources=[
+            f
+            for g in GENES
+            for f in figure(
+                f"results/figures/sources_{g}", "sources", "5. Expression sources", g
+            )
+        ],
+        composition=figure(
+            "results/figures/composition", "composition", "6. Composition"
+        ),
+        volcano=report(
+            directory("results/figures/volcano"),
+            patterns=["{name}.png"],
+            caption="../report/volcano.rst",
+            category="7. Differential expression",
+            subcategory="Volcano plots",
+        ),
     log:
         "logs/figures_stats/figures_stats.log",
     conda:

@@ -14,7 +14,11 @@ rule gsea_prerank:
         panel=config["annotation"]["panel"],
     output:
         tables=directory("results/gsea/pseudobulk"),
-        summary="results/gsea/summary.tsv",
+        summary=report(
+            "results/gsea/summary.tsv",
+            caption="../report/gsea_summary.rst",
+            category="8. Gene set enrichment",
+        ),
     log:
         "logs/gsea_prerank/gsea_prerank.log",
     benchmark:
@@ -40,7 +44,7 @@ rule figures_gsea:
     input:
         "results/gsea/pseudobulk",
     output:
-        expand("results/figures/gsea_dotplot.{ext}", ext=["pdf", "png"]),
+        figure("results/figures/gsea_dotplot", "gsea_dotplot", "8. Gene set enrichment"),
     log:
         "logs/figures_gsea/figures_gsea.log",
     conda:

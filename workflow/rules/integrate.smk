@@ -65,9 +65,17 @@ rule integrate_metrics:
     input:
         "results/annotate/annotated.h5ad",
     output:
-        metrics="results/integrate/metrics.tsv",
+        metrics=report(
+            "results/integrate/metrics.tsv",
+            caption="../report/integration_metrics_table.rst",
+            category="2. Cell atlas",
+        ),
         condition="results/integrate/condition_signal.tsv",
-        figure=multiext("results/figures/integration_metrics", ".pdf", ".png"),
+        figure=figure(
+            "results/figures/integration_metrics",
+            "integration_metrics",
+            "2. Cell atlas",
+        ),
     log:
         "logs/integrate_metrics/integrate_metrics.log",
     benchmark:
@@ -88,7 +96,6 @@ rule integrate_metrics:
         min_signal=config["integration_metrics"]["min_signal"],
         min_retained=config["integration_metrics"]["min_retained"],
         kbet=config["integration_metrics"]["kbet"],
-        figure_stem="results/figures/integration_metrics",
         seed=config["seed"],
     script:
         "../scripts/integrate_metrics.py"

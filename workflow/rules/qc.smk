@@ -44,7 +44,12 @@ rule qc_summary:
         species=expand("results/species/{sample}.tsv", sample=SAMPLE_IDS),
         metrics=expand("results/qc/{sample}.metrics.tsv", sample=SAMPLE_IDS),
     output:
-        "results/qc/summary.tsv",
+        report(
+            "results/qc/summary.tsv",
+            caption="../report/qc_summary.rst",
+            category="1. Quality control",
+            subcategory="Tables",
+        ),
     log:
         "logs/qc_summary/qc_summary.log",
     conda:
@@ -64,7 +69,7 @@ rule qc_plots:
         cells="results/qc/{sample}.cells.tsv.gz",
         metrics="results/qc/{sample}.metrics.tsv",
     output:
-        expand("results/qc/plots/{{sample}}.{ext}", ext=["pdf", "png"]),
+        figure("results/qc/plots/{sample}", "qc", "1. Quality control", "{sample}"),
     log:
         "logs/qc_plots/{sample}.log",
     conda:
@@ -81,7 +86,11 @@ rule qc_contamination_plot:
     input:
         "results/qc/summary.tsv",
     output:
-        expand("results/figures/qc_contamination.{ext}", ext=["pdf", "png"]),
+        figure(
+            "results/figures/qc_contamination",
+            "qc_contamination",
+            "1. Quality control",
+        ),
     log:
         "logs/qc_contamination_plot/qc_contamination_plot.log",
     conda:

@@ -1,5 +1,7 @@
 """Snakemake adapter: marker-based annotation; logic in tmeflow.annotate."""
 
+from pathlib import Path
+
 from tmeflow import annotate, annotation_plots, integrate, io, runtime, tables
 
 
@@ -23,7 +25,7 @@ def main(smk) -> None:
     log.info("cell types: %s", adata.obs["cell_type"].value_counts().to_dict())
     log.info("subtypes: %s", adata.obs["cell_subtype"].value_counts().to_dict())
     tables.write_tsv(table, smk.output.scores)
-    annotation_plots.score_heatmap(table, stem=p.heatmap_stem)
+    annotation_plots.score_heatmap(table, stem=Path(smk.output.heatmap[0]).with_suffix(""))
     cols = ["sample", "barcode", "species", "leiden", "cell_type", "cell_subtype", "cell_state"]
     tables.write_tsv(adata.obs[cols], smk.output.labels, index=True, index_label="cell")
     io.write_h5ad(adata, smk.output.h5ad)

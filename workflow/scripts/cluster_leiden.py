@@ -1,6 +1,8 @@
 """Snakemake adapter: neighbours, UMAP, resolution sweep and Leiden on X_scVI; logic in
 tmeflow.cluster."""
 
+from pathlib import Path
+
 from tmeflow import annotation_plots, cluster, integrate, io, runtime, tables
 
 
@@ -21,7 +23,7 @@ def main(smk) -> None:
     )
     log.info("clustering: %s", adata.uns["cluster"])
     tables.write_tsv(sweep, smk.output.sweep)
-    annotation_plots.resolution_sweep_plot(sweep, stem=smk.params.figure_stem)
+    annotation_plots.resolution_sweep_plot(sweep, stem=Path(smk.output.figure[0]).with_suffix(""))
     io.write_h5ad(adata, smk.output.h5ad)
 
 

@@ -1,5 +1,7 @@
 """Snakemake adapter: scib metrics and condition signal, scVI vs PCA; logic in tmeflow.metrics."""
 
+from pathlib import Path
+
 from tmeflow import annotation_plots, integrate, io, metrics, runtime, tables
 
 
@@ -24,7 +26,9 @@ def main(smk) -> None:
     log.info("integration metrics:\n%s", table.to_string(index=False))
     tables.write_tsv(table, smk.output.metrics)
     tables.write_tsv(condition, smk.output.condition)
-    annotation_plots.integration_metrics_plot(table, condition, stem=p.figure_stem)
+    annotation_plots.integration_metrics_plot(
+        table, condition, stem=Path(smk.output.figure[0]).with_suffix("")
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Snakemake adapter: results/provenance.json and provenance_times.json; logic in tmeflow.provenance."""
+"""Snakemake adapter: provenance.json and provenance_times.json; logic in tmeflow.provenance."""
 
 from pathlib import Path
 
@@ -24,7 +24,9 @@ def main(smk) -> None:
     # Times of every job whose output is present under results/ (not byte-compared).
     skip = {str(Path(f)) for f in smk.output}
     present = sorted(
-        str(f) for f in Path(p.results_dir).rglob("*") if str(f) not in skip and ".tmp" not in f.name
+        str(f)
+        for f in Path(smk.output.record).parent.rglob("*")
+        if str(f) not in skip and ".tmp" not in f.name
     )
     provenance.write_json(provenance.run_times(present), smk.output.times)
 

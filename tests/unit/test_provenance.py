@@ -1,0 +1,123 @@
+"""tmeflow.provenance: input hashes, versions, seeds, deterministic JSON, run times."""
+
+import base64
+import hashlib
+import json
+import subprocess
+
+import pytest
+
+from tmeflow import provenance
+
+
+def _write(path, data: bytes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_sha256_matches_hashlib_across_chunks(tmp_path):
+    data = bytes(range(256)) * 9000  # > 1 MiB chunk
+    f = _write(tmp_path / "m.h5", data)
+    assert provenance.sha256_file(f) == hashlib.sha256(data).hexdigest()
+
+
+def test_input_digests_expand_folders_sorted_and_fail_on_missing(tmp_path):
+    a = _write(tmp_path / "b.h5", b"one")
+    _write(tmp_path / "mtx" / "matrix.mtx.gz", b"two")
+    _write(tmp_path / "mtx" / "barcodes.tsv.gz", b"three")
+    got = provenance.input_digests([str(tmp_path / "mtx"), a, a])
+    assert list(got) == sorted(got)
+    assert len(got) == 3
+    assert got[str(tmp_path / "mtx" / "barcodes.tsv.gz")] == hashlib.sha256(b"three").hexdigest()
+    assert got[str(a)] == hashlib.sha256(b"one").hexdigest()
+    with pytest.raises(FileNotFoundError, match="absent"):
+        provenance.input_digests([tmp_path / "absent.h5"])
+
+
+def test_package_versions_known_and_missing():
+    got = provenance.package_versions(["numpy", "no-such-dist-tmeflow"])
+    import numpy
+
+    assert got == {"no-such-dist-tmeflow": None, "numpy": numpy.__version__}
+
+
+def test_find_seeds_nested():
+    cfg = {"seed": 3, "scvi": {"seed": 7, "n": 1}, "umap": {"random_seed": 1}, "x": "seed"}
+    assert provenance.find_seeds(cfg) == {"scvi.seed": 7, "seed": 3, "umap.random_seed": 1}
+
+
+def test_workflow_version_unknown_outside_git_and_described_inside(tmp_path):
+    assert provenance.workflow_version(tmp_path) == "unknown"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    try:
+        subprocess.run([*git, "init", "-q"], check=True)
+        (repo / "f.txt").write_text("a\n")
+        subprocess.run([*git, "add", "f.txt"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is not usable here")
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert provenance.workflow_version(repo) == head
+    (repo / "f.txt").write_text("b\n")
+    assert provenance.workflow_version(repo) == f"{head}-dirty"
+    # A sub-folder of a clone is not the workflow's own clone.
+    (repo / "sub").mkdir()
+    assert provenance.workflow_version(repo / "sub") == "unknown"
+
+
+def test_build_provenance_is_time_free_and_byte_stable(tmp_path):
+    m = _write(tmp_path / "in" / "s1.h5", b"counts")
+    cfg = {"seed": 0, "genes_of_interest": ["Gas6", "AXL"], "contrast": {"test": "alectinib"}}
+    kwargs = dict(config=cfg, inputs=[str(m)], repo_dir=tmp_path, packages=["numpy"])
+    one = provenance.build_provenance(**kwargs)
+    assert one["workflow"]["version"] == "unknown"
+    assert one["config"] == cfg
+    assert one["seeds"] == {"seed": 0}
+    assert one["inputs"] == {str(m): hashlib.sha256(b"counts").hexdigest()}
+    assert set(one) == {"workflow", "python", "platform", "packages", "config", "seeds", "inputs"}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    provenance.write_json(one, a)
+    provenance.write_json(provenance.build_provenance(**kwargs), b)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes().endswith(b"}\n")
+    assert json.loads(a.read_text()) == one
+    m.write_bytes(b"other counts")
+    assert provenance.build_provenance(**kwargs)["inputs"] != one["inputs"]
+
+
+def test_run_times_from_snakemake_metadata_with_mtime_fallback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mdir = tmp_path / ".snakemake" / "metadata"
+    mdir.mkdir(parents=True)
+    rec = {"rule": "integrate_scvi", "starttime": 1_700_000_000.0, "endtime": 1_700_000_100.0}
+    name = base64.urlsafe_b64encode(b"results/integrate/integrated.h5ad").decode()
+    (mdir / name).write_text(json.dumps(rec))
+    _write(tmp_path / "results" / "integrate" / "integrated.h5ad", b"x")
+    other = _write(tmp_path / "results" / "qc" / "summary.tsv", b"y")
+    import os
+
+    os.utime(other, (1_700_000_500.0, 1_700_000_500.0))
+    got = provenance.run_times(
+        [
+            "results/integrate/integrated.h5ad",
+            "results/qc/summary.tsv",
+            "results/qc",
+            "results/absent.tsv",
+        ],
+        metadata_dir=mdir,
+        now=1_700_001_000.0,
+    )
+    assert got["start"] == "2023-11-14T22:13:20+00:00"
+    assert got["end"] == "2023-11-14T22:21:40+00:00"
+    assert got["recorded"] == "2023-11-14T22:30:00+00:00"
+    assert got["outputs"]["results/integrate/integrated.h5ad"]["rule"] == "integrate_scvi"
+    assert got["outputs"]["results/qc/summary.tsv"]["rule"] is None
+    assert set(got["outputs"]) == {"results/integrate/integrated.h5ad", "results/qc/summary.tsv"}

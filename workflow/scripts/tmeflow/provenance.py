@@ -1,0 +1,235 @@
+"""A record of exactly what ran: ``results/provenance.json`` (+ ``provenance_times.json``).
+
+``provenance.json`` depends only on what was run, never on when: the workflow version
+(``git describe --always --dirty``, ``"unknown"`` outside git), the Python and package versions,
+the configuration as run (defaults filled in), the sha256 of every input matrix file and every
+seed. Two runs of the same workflow version on the same inputs with the same config and
+environment write the same bytes. Wall-clock times go to a separate file
+(:func:`run_times`), which the reproducibility tests leave out of the byte comparison.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: Distributions whose versions decide the numbers and pictures (the pinned lock's key entries).
+KEY_PACKAGES: tuple[str, ...] = (
+    "snakemake",
+    "anndata",
+    "scanpy",
+    "scvi-tools",
+    "torch",
+    "lightning",
+    "pydeseq2",
+    "leidenalg",
+    "igraph",
+    "umap-learn",
+    "pynndescent",
+    "scikit-learn",
+    "scikit-misc",
+    "statsmodels",
+    "gseapy",
+    "numba",
+    "numpy",
+    "scipy",
+    "pandas",
+    "h5py",
+    "matplotlib",
+    "jsonschema",
+    "PyYAML",
+)
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_digests(paths: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
+    """``{path: sha256}`` for every input file, sorted by path.
+
+    A folder (e.g. a 10x mtx folder given as one input) contributes each file inside it,
+    recursively, under its own path.
+
+    Raises
+    ------
+    FileNotFoundError
+        When an input is missing (the provenance record must cover every input).
+    """
+    files: set[str] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files.update(str(f) for f in p.rglob("*") if f.is_file())
+        elif p.is_file():
+            files.add(str(p))
+        else:
+            msg = f"input {os.fspath(p)!r} not found; it cannot be hashed for provenance."
+            raise FileNotFoundError(msg)
+    return {f: sha256_file(f) for f in sorted(files)}
+
+
+def package_versions(names: Iterable[str] = KEY_PACKAGES) -> dict[str, str | None]:
+    """Installed version of each distribution (``None`` when not installed), sorted by name."""
+    out: dict[str, str | None] = {}
+    for name in sorted(names, key=str.lower):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def workflow_version(repo_dir: str | os.PathLike[str]) -> str:
+    """``git describe --always --dirty`` of ``repo_dir``; ``"unknown"`` outside a git clone.
+
+    Only a clone whose top level *is* ``repo_dir`` counts: a copy of the workflow lying
+    inside some other repository (an analysis project) is ``"unknown"``, not that repository's
+    version.
+    """
+    repo = Path(repo_dir).resolve()
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+        if not top or Path(top).resolve() != repo:
+            return "unknown"
+        described = subprocess.run(
+            ["git", "-C", str(repo), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return described or "unknown"
+
+
+def find_seeds(config: Mapping[str, Any], prefix: str = "") -> dict[str, int]:
+    """Every key named ``seed`` or ending in ``_seed`` in ``config``, by dotted key path."""
+    seeds: dict[str, int] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            seeds.update(find_seeds(value, prefix=f"{path}."))
+        elif (key == "seed" or str(key).endswith("_seed")) and isinstance(value, int):
+            seeds[path] = value
+    return dict(sorted(seeds.items()))
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe copy (Snakemake hands over its own Namedlist/dict subclasses)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def build_provenance(
+    *,
+    config: Mapping[str, Any],
+    inputs: Iterable[str | os.PathLike[str]],
+    repo_dir: str | os.PathLike[str],
+    packages: Iterable[str] = KEY_PACKAGES,
+) -> dict[str, Any]:
+    """The provenance record: nothing in it depends on the time of the run.
+
+    Keys: ``workflow`` (``version`` from git, ``tmeflow`` package version), ``python``,
+    ``platform``, ``packages``, ``config`` (as run), ``seeds``, ``inputs`` (path -> sha256).
+    """
+    from tmeflow import __version__
+
+    return {
+        "workflow": {"version": workflow_version(repo_dir), "tmeflow": __version__},
+        "python": platform.python_version(),
+        "platform": {"system": platform.system(), "machine": platform.machine()},
+        "packages": package_versions(packages),
+        "config": _plain(config),
+        "seeds": find_seeds(config),
+        "inputs": input_digests(inputs),
+    }
+
+
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat(timespec="seconds")
+
+
+def _metadata_record(metadata_dir: Path, path: str) -> dict[str, Any] | None:
+    """Snakemake's persistence record of an output (``.snakemake/metadata``), if readable."""
+    name = base64.urlsafe_b64encode(path.encode()).decode()
+    # Snakemake splits names longer than a file name may be into folders of 255 characters.
+    target = metadata_dir.joinpath(*[name[i : i + 255] for i in range(0, len(name), 255)])
+    try:
+        return json.loads(target.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_times(
+    outputs: Iterable[str],
+    *,
+    metadata_dir: str | os.PathLike[str] = ".snakemake/metadata",
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Wall-clock times of the run, kept out of ``provenance.json``.
+
+    ``start``/``end``: the earliest job start and the latest job end among the jobs that
+    wrote ``outputs`` (from Snakemake's metadata; a file's modification time when a record
+    is missing; folders without a record are skipped); ``recorded``: when this record was
+    written (``now``). All UTC ISO 8601.
+    """
+    now = dt.datetime.now(tz=dt.UTC).timestamp() if now is None else now
+    mdir = Path(metadata_dir)
+    jobs: dict[str, dict[str, Any]] = {}
+    for out in sorted(set(outputs)):
+        record = _metadata_record(mdir, out)
+        if record and record.get("starttime") and record.get("endtime"):
+            start, end, rule = record["starttime"], record["endtime"], record.get("rule")
+        elif Path(out).is_file():
+            start = end = Path(out).stat().st_mtime
+            rule = None
+        else:
+            continue
+        jobs[out] = {"rule": rule, "start": _iso(start), "end": _iso(end), "_s": (start, end)}
+    starts = [j.pop("_s") for j in jobs.values()]
+    return {
+        "start": _iso(min(s for s, _ in starts)) if starts else None,
+        "end": _iso(max(e for _, e in starts)) if starts else None,
+        "recorded": _iso(now),
+        "outputs": jobs,
+    }
+
+
+def write_json(record: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write ``record`` as sorted, indented JSON with a final newline, atomically."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(p)

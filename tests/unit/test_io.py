@@ -539,3 +539,21 @@ def test_verify_download(tmp_path: Path) -> None:
     assert "'http://h/src.h5'" in msg and "sha256 column" in msg
     assert not dest2.exists() and not any(dest2.parent.glob("*"))
     assert io.is_url("https://a/b.h5") and not io.is_url("data/b.h5")
+
+
+def test_write_h5ad_output_has_umask_mode(tmp_path):
+    import os
+    import stat
+
+    import anndata as ad
+    import numpy as np
+
+    from tmeflow import io as tio
+
+    old = os.umask(0o022)
+    try:
+        tio.write_h5ad(ad.AnnData(np.zeros((2, 2), dtype=np.float32)), tmp_path / "a.h5ad")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.h5ad").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.h5ad"]

@@ -919,6 +919,10 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str]) -> None:
     os.close(fd)
     try:
         adata.write_h5ad(tmp)
+        # mkstemp creates the file 0600; give the output the usual umask-based mode
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

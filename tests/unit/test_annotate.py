@@ -218,3 +218,55 @@ def test_shipped_panels_cover_the_tme_with_sources():
     mouse = annotate.panel_markers(panel, species="mouse")
     seen = [g for gs in mouse.values() for g in gs]
     assert len(seen) == len(set(seen))
+
+
+def test_parent_entry_labels_its_clusters_with_the_parent():
+    """A form of a cell type (panel key ``parent``, e.g. alveolar macrophages of TAM) labels the
+    clusters it wins with the parent; the two forms do not compete for the margin."""
+    panel = yaml.safe_load(yaml.safe_dump(PANEL))
+    # group C carries g20-g22 (the 'B' markers here): call that marker set a form of TAM
+    panel["cell_types"]["TAM_form"] = {
+        "species": "mouse", "markers": ["g20", "g21", "g22"], "source": "test", "parent": "TAM"
+    }  # fmt: skip
+    del panel["cell_types"]["B"]
+    adata = labelled()
+    table = annotate.annotate(adata, panel, species_mode="mouse")
+    truth = adata.obs["group"].map({"A": "CAF", "B": "TAM", "C": "TAM"})
+    assert (adata.obs["cell_type"].astype(str) == truth).all()
+    top = table[table["level"] == "cell_type"].set_index("group")
+    assert top.loc["2", "best_label"] == "TAM_form" and top.loc["2", "label"] == "TAM"
+    assert top.loc["2", "runner_up"] not in {"TAM", "TAM_form"}
+    assert "score_TAM_form" in adata.obs
+
+
+def test_assign_groups_runner_up_is_another_label():
+    scores = pd.DataFrame({"a": [2.0, 2.0], "a2": [1.95, 1.9], "b": [0.0, 0.5]}, index=["x", "y"])
+    groups = pd.Series(["1", "1"], index=scores.index)
+    plain = annotate.assign_groups(scores, groups, min_score=0.5, min_margin=0.1)
+    assert plain.loc[0, "label"] == "unassigned"  # a vs a2: margin 0.075
+    table = annotate.assign_groups(
+        scores, groups, min_score=0.5, min_margin=0.1, parent={"a2": "a"}
+    )
+    assert table.loc[0, "label"] == "a" and table.loc[0, "runner_up"] == "b"
+    assert table.loc[0, "margin"] == pytest.approx(2.0 - 0.25)
+    swapped = annotate.assign_groups(
+        scores[["a2", "b"]].rename(columns={"a2": "form"}), groups, min_score=0.5,
+        min_margin=0.1, parent={"form": "a"},
+    )  # fmt: skip
+    assert swapped.loc[0, "label"] == "a" and swapped.loc[0, "best_label"] == "form"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [({"parent": "nope"}, "must be another cell type"),
+     ({"parent": "TAM", "species": "human"}, "different species"),
+     ({"parent": "TAM", "subtypes": {"s": {"markers": ["a"], "source": "x"}}},
+      "list subtypes under 'TAM'")],
+)  # fmt: skip
+def test_bad_parent_refused(tmp_path, extra, message):
+    panel = yaml.safe_load(yaml.safe_dump(PANEL))
+    panel["cell_types"]["form"] = {"markers": ["a"], "source": "x", **extra}
+    path = tmp_path / "panel.yaml"
+    path.write_text(yaml.safe_dump(panel))
+    with pytest.raises(ValueError, match=message):
+        annotate.load_panel(path)

@@ -118,9 +118,27 @@ def test_one_sample_per_arm_is_descriptive(
     assert "descriptive" in caplog.text
 
 
-def test_unknown_level_raises(props: pd.DataFrame) -> None:
-    with pytest.raises(ValueError, match="'placebo' not in"):
-        composition.test_composition(props, reference="placebo", test=TEST)
+def test_unknown_levels_raise(props: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="neither contrast level"):
+        composition.test_composition(props, reference="placebo", test="other")
+
+
+@pytest.mark.parametrize("samples", [["ctrl_0"], ["ctrl_0", "ctrl_1", "ctrl_2"]])
+def test_missing_arm_is_descriptive_not_an_error(props: pd.DataFrame, samples: list) -> None:
+    # a one-condition design (issue 4: one mouse lung): fractions of the arm that exists
+    one_arm = composition.proportions(
+        make_adata({k: v for k, v in COUNTS.items() if k[0] in samples})
+    )
+    res = composition.test_composition(one_arm, reference=REF, test=TEST)
+    assert list(res.columns) == composition.COMPOSITION_COLUMNS
+    assert (res["method"] == "descriptive_only").all()
+    assert res[["effect", "pvalue", "padj", "fraction_test", "log2_ratio"]].isna().all().all()
+    assert res["note"].str.contains("'alectinib' has no samples: nothing to compare").all()
+    assert (res["n_samples_test"] == 0).all()
+    assert (res["n_samples_reference"] == len(samples)).all()
+    tam = res.set_index("cell_type").loc["TAM"]
+    expected = np.mean([COUNTS[(s, REF)]["TAM"] / sum(COUNTS[(s, REF)].values()) for s in samples])
+    assert tam["fraction_reference"] == pytest.approx(expected)
 
 
 def test_significant_rows_carry_closure_note(props: pd.DataFrame) -> None:

@@ -109,9 +109,37 @@ def test_condition_outside_contrast_refused(files):
         validate(df, files)
 
 
-def test_missing_arm_refused(files):
+def test_missing_arm_accepted_and_flagged(files):
+    # a one-condition design (issue 4: one real mouse lung) runs; the missing arm is flagged
     df = sheet([["a", "control", "a.h5"], ["b", "control", "b.h5"]])
-    with pytest.raises(tmc.ConfigError, match="no sample has condition = 'alectinib'"):
+    out = validate(df, files)
+    assert list(out.index) == ["a", "b"]
+    warnings = tmc.design_warnings(out, CONTRAST)
+    assert len(warnings) == 1
+    assert "no sample has condition = 'alectinib'" in warnings[0]
+    assert "nothing to compare" in warnings[0]
+
+
+def test_single_sample_sheet_accepted(files):
+    out = validate(sheet([["b", "alectinib", "b.h5"]]), files)
+    assert list(out["condition"]) == ["alectinib"]
+    (warning,) = tmc.design_warnings(out, CONTRAST)
+    assert "'control' (the contrast reference)" in warning
+
+
+def test_both_arms_give_no_design_warning(files):
+    out = validate(sheet([["a", "control", "a.h5"], ["b", "alectinib", "b.h5"]]), files)
+    assert tmc.design_warnings(out, CONTRAST) == []
+
+
+def test_empty_sheet_refused(files):
+    with pytest.raises(tmc.ConfigError, match="no samples"):
+        validate(sheet([]), files)
+
+
+def test_value_outside_contrast_still_refused_in_one_arm_sheet(files):
+    df = sheet([["a", "control", "a.h5"], ["b", "Control", "b.h5"]])
+    with pytest.raises(tmc.ConfigError, match=r"not in the contrast \(b='Control'\)"):
         validate(df, files)
 
 

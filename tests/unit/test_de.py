@@ -178,6 +178,36 @@ def test_group_missing_from_one_arm_gives_empty_table_with_note(adata: AnnData) 
     assert "0 cells" in summary.loc[0, "note"]
 
 
+@pytest.mark.parametrize("n_samples", [1, 3])
+def test_missing_arm_gives_empty_tables_and_descriptive_report(
+    adata: AnnData, n_samples: int
+) -> None:
+    # a one-condition design (issue 4: one mouse lung, no alectinib sample)
+    keep = adata.obs["sample"].isin([f"{REF}_{i}" for i in range(n_samples)]).to_numpy()
+    one = adata[keep].copy()
+    res = de.run_de(one, group_key="cell_type", reference=REF, test=TEST)
+    assert set(res) == {"tumor", "CAF", "TAM"}
+    for group, table in res.items():
+        assert table.empty and list(table.columns) == de.DE_COLUMNS, group
+        assert "'alectinib' has no samples: nothing to compare" in table.attrs["note"]
+    assert res["CAF"].attrs["species"] == "mouse" and res["tumor"].attrs["species"] == "human"
+    summary = de.de_summary(res, level="cell_type")
+    assert (summary["method"] == "not_tested").all()
+    assert (summary["n_genes"] == 0).all() and summary["note"].str.contains("nothing").all()
+    report, per_sample = de.genes_of_interest(
+        one, res, genes=["Gas6", "Mmp11"], reference=REF, test=TEST
+    )
+    caf = report[(report["gene"] == "Gas6") & (report["cell_type"] == "CAF")].iloc[0]
+    cells = (one.obs["cell_type"] == "CAF").to_numpy()
+    gas6 = one[cells, "Gas6"].layers["counts"].toarray().ravel()
+    assert caf["frac_expressing_reference"] == pytest.approx((gas6 > 0).mean())
+    assert caf["mean_norm_reference"] > 0
+    assert np.isnan(caf["frac_expressing_test"]) and np.isnan(caf["log2FoldChange"])
+    assert caf["method"] == "not_tested" and "nothing to compare" in caf["note"]
+    assert set(per_sample["condition"]) == {REF}
+    assert per_sample["sample"].nunique() == n_samples
+
+
 def test_covariates(adata: AnnData) -> None:
     res = de.run_de(
         adata, group_key="cell_type", reference=REF, test=TEST, covariates=["batch"], groups=["CAF"]
@@ -198,8 +228,8 @@ def test_covariates(adata: AnnData) -> None:
 
 
 def test_bad_inputs_raise_helpful_errors(adata: AnnData) -> None:
-    with pytest.raises(ValueError, match="'placebo' not found"):
-        de.run_de(adata, group_key="cell_type", reference="placebo", test=TEST)
+    with pytest.raises(ValueError, match="neither contrast level"):
+        de.run_de(adata, group_key="cell_type", reference="placebo", test="other")
     with pytest.raises(ValueError, match="sample-level"):
         de.run_de(
             adata, group_key="cell_type", reference=REF, test=TEST, covariates=["total_counts"]

@@ -102,3 +102,24 @@ def test_ranking_drops_missing_and_is_order_independent() -> None:
     rnk = gsea.ranking(table)
     assert list(rnk.index) == ["c", "a", "d"]
     assert list(gsea.ranking(table.iloc[::-1]).index) == ["c", "a", "d"]
+
+
+def test_empty_de_table_of_a_one_condition_design_is_not_tested(tmp_path: Path) -> None:
+    from tmeflow import de, tables
+
+    empty = de.empty_table(
+        "not tested: condition 'alectinib' has no samples: nothing to compare", species="mouse"
+    )
+    res = gsea.prerank(empty, {"S": ["Gene1", "Gene2", "Gene3", "Gene4", "Gene5"]}, cell_type="CAF")
+    assert res.empty and list(res.columns) == gsea.GSEA_COLUMNS
+    assert "nothing to compare" in res.attrs["note"]
+    assert res.attrs["de_method"] == "not_tested" and res.attrs["n_ranked"] == 0
+    # as the workflow reads it back from disk: no attrs, only the header
+    tables.write_tsv(empty, tmp_path / "CAF.tsv")
+    back = pd.read_csv(tmp_path / "CAF.tsv", sep="\t")
+    res2 = gsea.prerank(back, {"S": ["Gene1", "Gene2", "Gene3", "Gene4", "Gene5"]}, cell_type="CAF")
+    assert res2.empty and "empty DE table" in res2.attrs["note"]
+    summary = gsea.gsea_summary({"CAF": res, "TAM": res2})
+    assert summary["n_sets"].eq(0).all() and summary["n_fdr_below"].eq(0).all()
+    assert summary["note"].str.startswith("not tested").all()
+    assert gsea.gsea_summary({}).empty

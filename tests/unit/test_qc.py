@@ -261,6 +261,16 @@ def test_check_conditions_names_the_empty_condition() -> None:
     qc.check_conditions(summary.assign(n_kept=[10, 0, 0, 5]), cond)  # one empty sample is fine
 
 
+def test_check_conditions_accepts_a_one_condition_sheet() -> None:
+    # issue 4: one mouse lung, no alectinib sample; only an emptied sheet condition fails
+    one = pd.DataFrame({"sample": ["lung"], "n_kept": [1200], "note": [""]})
+    qc.check_conditions(one, {"lung": "control"})
+    two = pd.DataFrame({"sample": ["c1", "c2"], "n_kept": [0, 7], "note": ["", ""]})
+    qc.check_conditions(two, {"c1": "control", "c2": "control"})
+    with pytest.raises(ValueError, match="condition 'control' has no cells after QC"):
+        qc.check_conditions(one.assign(n_kept=[0]), {"lung": "control"})
+
+
 def test_summary_table_one_column_per_reason_in_order() -> None:
     ingest = pd.DataFrame([{"sample": "s1", "format": "10x_h5", "n_barcodes": 90_000,
                             "looks_raw": True, "cells_called": True,

@@ -7,6 +7,13 @@ when it reaches ``min_score`` and beats the runner-up by ``min_margin``, otherwi
 is ``unassigned``. In xenograft mode every human cell is tumour (species is measured, not
 inferred) and the mouse cells of each cluster are labelled from the mouse entries.
 
+A cell-type entry can be a *form* of another (panel key ``parent``): alveolar macrophages are
+macrophages low in the C1q genes that define most TAMs, so they get their own marker set
+(``alveolar_macrophage``, ``parent: TAM``). A cluster that entry wins is labelled with the
+parent (``cell_type`` TAM; the entry stays in the score table as ``best_label``), and the
+runner-up of the margin is the best entry of a *different* label, so two forms of one cell type
+never make each other unconfident.
+
 Subtypes come in two kinds. *Identity* subtypes (myCAF/iCAF, TAM_Mrc1/TAM_Spp1) are mutually
 exclusive and label a re-clustered subcluster. *State* subtypes (``state: true``, e.g.
 interferon-high TAMs) are programmes a cell of any identity can switch on: they are reported in
@@ -44,7 +51,42 @@ def load_panel(path: str | Path) -> dict:
         _check_entry(path, label, entry)
         for sub, sub_entry in (entry.get("subtypes") or {}).items():
             _check_entry(path, f"{label}.{sub}", sub_entry)
+            if "parent" in sub_entry:
+                raise ValueError(
+                    f"marker panel {str(path)!r}: subtype {label}.{sub} cannot have a 'parent' "
+                    "(only cell-type entries can be a form of another cell type)"
+                )
+    _check_parents(panel, path)
     return panel
+
+
+def _check_parents(panel: dict, path) -> None:
+    """A ``parent`` names another cell type of the same species that has no parent itself."""
+    types = panel["cell_types"]
+    for label, entry in types.items():
+        if "parent" not in entry:
+            continue
+        parent = entry["parent"]
+        if parent not in types or parent == label or "parent" in types[parent]:
+            raise ValueError(
+                f"marker panel {str(path)!r}: entry {label!r} has parent {parent!r}, which must "
+                "be another cell type of the panel without a parent of its own"
+            )
+        if entry.get("species", "mouse") != types[parent].get("species", "mouse"):
+            raise ValueError(
+                f"marker panel {str(path)!r}: entry {label!r} and its parent {parent!r} have "
+                "different species"
+            )
+        if entry.get("subtypes"):
+            raise ValueError(
+                f"marker panel {str(path)!r}: entry {label!r} has a parent; list subtypes under "
+                f"{parent!r} instead"
+            )
+
+
+def parent_of(panel: dict) -> dict[str, str]:
+    """Cell-type entry -> the cell type it is reported as (itself unless it has a ``parent``)."""
+    return {label: str(e.get("parent", label)) for label, e in panel["cell_types"].items()}
 
 
 def _check_entry(path, label: str, entry) -> None:
@@ -56,7 +98,15 @@ def _check_entry(path, label: str, entry) -> None:
         raise ValueError(
             f"marker panel {str(path)!r}: entry {label!r} needs a 'source' (paper or database)"
         )
-    unknown = set(entry) - {"markers", "source", "species", "subtypes", "description", "state"}
+    unknown = set(entry) - {
+        "markers",
+        "source",
+        "species",
+        "subtypes",
+        "description",
+        "state",
+        "parent",
+    }
     if unknown:
         raise ValueError(f"marker panel {str(path)!r}: entry {label!r} has unknown keys {unknown}")
 
@@ -77,6 +127,7 @@ def load_panels(paths) -> dict:
         merged["cell_types"] = {**merged["cell_types"], **extra["cell_types"]}
         names.append(str(extra.get("name", Path(path).stem)))
     merged["name"] = "+".join(names)
+    _check_parents(merged, "+".join(str(p) for p in paths))
     return merged
 
 
@@ -134,28 +185,41 @@ def score_cells(
 
 
 def assign_groups(
-    scores: pd.DataFrame, groups: pd.Series, *, min_score: float, min_margin: float
+    scores: pd.DataFrame,
+    groups: pd.Series,
+    *,
+    min_score: float,
+    min_margin: float,
+    parent: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Label each group (cluster) from the mean of its cells' scores.
 
-    Returns one row per group: group, n_cells, label, score, runner_up, runner_up_score,
-    margin, confident, and the mean score of every label (``score_<label>``).
+    ``parent`` maps a scored entry to the label it is reported as (an entry with a panel
+    ``parent``, e.g. alveolar macrophages -> TAM); the runner-up is then the best entry of
+    another label, so two forms of one cell type do not compete.
+
+    Returns one row per group: group, n_cells, label (reported), best_label (best entry),
+    score, runner_up, runner_up_score, margin, confident, and the mean score of every entry
+    (``score_<label>``).
     """
+    parent = parent or {}
     rows = []
     usable = scores.dropna(axis=1, how="all")
     for group in sorted(groups.dropna().unique(), key=_natural):
         members = groups.index[groups == group]
         means = usable.loc[members].mean(axis=0).sort_values(ascending=False, kind="stable")
         best, best_score = (means.index[0], float(means.iloc[0])) if len(means) else ("", np.nan)
+        reported = parent.get(best, best)
+        others = means[[parent.get(k, k) != reported for k in means.index]]
         second, second_score = (
-            (means.index[1], float(means.iloc[1])) if len(means) > 1 else ("", -np.inf)
+            (others.index[0], float(others.iloc[0])) if len(others) else ("", -np.inf)
         )
         margin = best_score - second_score
         confident = bool(len(means) and best_score >= min_score and margin >= min_margin)
         row = {
             "group": str(group),
             "n_cells": len(members),
-            "label": best if confident else UNASSIGNED,
+            "label": reported if confident else UNASSIGNED,
             "best_label": best,
             "score": best_score,
             "runner_up": second,
@@ -220,6 +284,7 @@ def annotate(
             adata.obs.loc[mask, cluster_key].astype(str),
             min_score=min_score,
             min_margin=min_margin,
+            parent=parent_of(panel),
         )
         table.insert(0, "level", "cell_type")
         table.insert(1, "species", sp_name)

@@ -152,7 +152,9 @@ def test_composition(
 
     See the module docstring for the model. With fewer than 2 samples in an arm, the rows
     are descriptive (means and log2 ratio only): NaN statistics, ``method="descriptive_only"``
-    and a note.
+    and a note. An arm without any sample (a one-condition design) is allowed: its mean
+    fraction and the log2 ratio are NaN and the note says there is nothing to compare; only
+    props with neither level raise.
 
     Parameters
     ----------
@@ -182,13 +184,13 @@ def test_composition(
         msg = f"props lacks column(s) {missing}; pass the output of composition.proportions"
         raise KeyError(msg)
     conds = set(props["condition"].astype(str))
-    for level, name in ((reference, "reference"), (test, "test")):
-        if level not in conds:
-            msg = (
-                f"{name} level {level!r} not in props['condition'] (levels: {sorted(conds)}); "
-                "check the contrast in the config"
-            )
-            raise ValueError(msg)
+    if reference not in conds and test not in conds:
+        msg = (
+            f"neither contrast level ({reference!r}, {test!r}) is in props['condition'] "
+            f"(levels: {sorted(conds)}); check the contrast in the config"
+        )
+        raise ValueError(msg)
+    absent = [level for level in (reference, test) if level not in conds]
 
     df = props[props["condition"].astype(str).isin([reference, test])].copy()
     df["_total"] = df.groupby("sample", sort=False)["n_cells"].transform("sum")
@@ -197,7 +199,15 @@ def test_composition(
     n_ref = int(samples_by_arm.get(reference, 0))
     n_test = int(samples_by_arm.get(test, 0))
     descriptive = n_ref < 2 or n_test < 2
-    if descriptive:
+    if absent:
+        logger.warning(
+            "composition %s vs %s: no sample of %s: nothing to compare, reporting the "
+            "fractions of the other arm only",
+            test,
+            reference,
+            " or ".join(repr(level) for level in absent),
+        )
+    elif descriptive:
         logger.warning(
             "composition %s vs %s: %d and %d samples; at least 2 per arm are needed for a "
             "test, reporting descriptive fractions only",
@@ -212,7 +222,9 @@ def test_composition(
         sub = df[df["cell_type"].astype(str) == cell_type]
         is_test = (sub["condition"].astype(str) == test).to_numpy()
         frac = sub["fraction"].to_numpy(float)
-        f_ref, f_test = float(frac[~is_test].mean()), float(frac[is_test].mean())
+        # an arm without samples (one-condition design) has no mean fraction
+        f_ref = float(frac[~is_test].mean()) if (~is_test).any() else np.nan
+        f_test = float(frac[is_test].mean()) if is_test.any() else np.nan
         row: dict[str, object] = {
             "cell_type": cell_type,
             "effect": np.nan,
@@ -230,7 +242,10 @@ def test_composition(
         if descriptive:
             row["method"] = DESCRIPTIVE
             row["note"] = (
-                f"descriptive only: {n_ref} {reference!r} and {n_test} {test!r} samples "
+                "descriptive only: "
+                + "; ".join(f"condition {lv!r} has no samples: nothing to compare" for lv in absent)
+                if absent
+                else f"descriptive only: {n_ref} {reference!r} and {n_test} {test!r} samples "
                 "(at least 2 per arm needed for a test)"
             )
             rows.append(row)

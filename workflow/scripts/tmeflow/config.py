@@ -125,9 +125,11 @@ def validate_sample_sheet(
     """Check the sample sheet before any job runs and return it indexed by sample.
 
     Checks: required columns (with a spelling hint), the per-row schema (sample-id pattern),
-    duplicate ids, conditions outside the contrast, an arm without samples, covariate
-    columns, and that every ``path`` exists (or is produced by the workflow, e.g. the demo).
-    URLs (http/https) are accepted and checked at download time.
+    duplicate ids, an empty sheet, conditions outside the contrast, covariate columns, and
+    that every ``path`` exists (or is produced by the workflow, e.g. the demo). URLs
+    (http/https) are accepted and checked at download time. A sheet whose samples all have ONE
+    contrast level (e.g. a single sample) is accepted: the workflow runs, and the comparisons
+    (DE, composition, GSEA) report "nothing to compare"; :func:`design_warnings` says so.
     """
     import difflib
 
@@ -150,6 +152,10 @@ def validate_sample_sheet(
                 f"{sheet_path}, line {i}, column '{key}': {error.message}. "
                 f"{_describe(schema, error.absolute_path)}"
             )
+    if sheet.empty:
+        raise ConfigError(
+            f"{sheet_path}: no samples; add one row per sample (columns sample, condition, path)."
+        )
     dups = sorted(sheet["sample"][sheet["sample"].duplicated()].unique())
     if dups:
         raise ConfigError(
@@ -170,11 +176,6 @@ def validate_sample_sheet(
             f"{contrast['reference']!r} (reference) or {contrast['test']!r} (test). "
             "Fix the sheet or the config key 'contrast'."
         )
-    for level in sorted(levels):
-        if not (sheet[column] == level).any():
-            raise ConfigError(
-                f"{sheet_path}: no sample has {column} = {level!r}; the contrast needs both arms."
-            )
     for cov in covariates:
         if cov not in sheet.columns:
             raise ConfigError(
@@ -196,6 +197,26 @@ def validate_sample_sheet(
             f"{sheet_path} (paths are relative to the working directory)."
         )
     return sheet.set_index("sample", drop=False)
+
+
+def design_warnings(sheet: pd.DataFrame, contrast: dict) -> list[str]:
+    """Warnings about the design of a sheet that :func:`validate_sample_sheet` accepted.
+
+    One message per contrast level without samples: the comparison of the two arms is then not
+    possible, and the DE, composition and GSEA tables say so instead of testing.
+    """
+    column = contrast["column"]
+    values = sheet[column].astype(str) if column in sheet.columns else pd.Series(dtype=str)
+    warnings = []
+    for role in ("reference", "test"):
+        level = contrast[role]
+        if not (values == level).any():
+            warnings.append(
+                f"no sample has {column} = {level!r} (the contrast {role}): the workflow runs, "
+                "but differential expression, composition and GSEA have nothing to compare "
+                "and report 'not tested'."
+            )
+    return warnings
 
 
 def is_url(path: str) -> bool:

@@ -488,7 +488,10 @@ def run_de(
     plus a pseudocount of 1, ``baseMean`` = mean CP10k, ``stat`` = Wilcoxon z, no ``lfcSE``
     or interval) is returned with a logged WARNING: treat it as hypothesis-generating only.
     A group with fewer than 2 cells in an arm, or whose design is not full rank, gets an empty
-    table (``note`` in ``table.attrs["note"]``, also logged); see :func:`de_summary`.
+    table (``note`` in ``table.attrs["note"]``, also logged); see :func:`de_summary`. When one
+    contrast level has no cells at all (a one-condition design, e.g. a single sample), every
+    group gets an empty table noting "condition 'alectinib' has no samples: nothing to
+    compare"; only a data set with neither level raises.
 
     Parameters
     ----------
@@ -526,13 +529,13 @@ def run_de(
     """
     _check_obs(adata, [sample_key, group_key, condition_key, *covariates])
     conditions = set(adata.obs[condition_key].astype(str))
-    for level, name in ((reference, "reference"), (test, "test")):
-        if level not in conditions:
-            msg = (
-                f"{name} level {level!r} not found in obs[{condition_key!r}] "
-                f"(levels: {sorted(conditions)}); check the contrast in the config"
-            )
-            raise ValueError(msg)
+    if reference not in conditions and test not in conditions:
+        msg = (
+            f"neither contrast level ({reference!r}, {test!r}) is found in "
+            f"obs[{condition_key!r}] (levels: {sorted(conditions)}); check the contrast in the "
+            "config"
+        )
+        raise ValueError(msg)
     if reference == test:
         msg = f"reference and test are both {reference!r}; choose two different conditions"
         raise ValueError(msg)
@@ -559,6 +562,26 @@ def run_de(
     grp = adata.obs[group_key].astype(str).to_numpy()
     all_groups = _ordered_levels(adata.obs[group_key])
     wanted = all_groups if groups is None else [str(g) for g in groups]
+
+    missing = [level for level in (reference, test) if level not in conditions]
+    if missing:
+        # a one-condition design (e.g. a single sample): describe, do not test
+        note = "; ".join(
+            f"not tested: {condition_key} {level!r} has no samples: nothing to compare"
+            for level in missing
+        )
+        logger.warning("DE (%s vs %s): %s", test, reference, note)
+        return {
+            group: empty_table(
+                note,
+                species=(
+                    _majority_species(adata, grp == group, mat)
+                    if restrict_species and gene_species is not None and (grp == group).any()
+                    else None
+                ),
+            )
+            for group in wanted
+        }
 
     tables: dict[str, pd.DataFrame] = {}
     for group in wanted:

@@ -195,7 +195,8 @@ def prerank(
     -------
     pandas.DataFrame
         Columns :data:`GSEA_COLUMNS`, sorted by FDR, then p-value, then ``|NES|``
-        (descending), then term. Empty (with ``attrs["note"]``) when the table has fewer than
+        (descending), then term. Empty (with ``attrs["note"]``) when the DE table is empty
+        (DE did not test the group, e.g. a one-condition design), has fewer than
         ``max(min_size, 10)`` ranked genes or no set has ``min_size`` of them (e.g. a human
         tumour table against mouse sets).
     """
@@ -216,6 +217,12 @@ def prerank(
         else str(de_table.attrs.get("method", "not_tested"))
     )
     rnk = ranking(de_table)
+    if de_table.empty:
+        # DE did not test this group (e.g. a one-condition design: nothing to compare)
+        why = str(de_table.attrs.get("note") or "see the DE summary for why")
+        note = f"not tested: empty DE table ({why})"
+        logger.warning("GSEA %s: %s", cell_type, note)
+        return _empty(cell_type, note, de_method, 0)
     if len(rnk) < max(min_size, 10):
         note = f"not tested: {len(rnk)} genes with a statistic"
         logger.warning("GSEA %s: %s", cell_type, note)

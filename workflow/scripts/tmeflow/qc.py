@@ -321,6 +321,10 @@ def _fmt_thresholds(thresholds: dict[str, dict[str, float]]) -> str:
 def check_conditions(summary: pd.DataFrame, conditions: dict[str, str]) -> None:
     """Fail before integration when every sample of a condition lost all its cells.
 
+    Only the conditions that have samples in ``conditions`` (the sample sheet) are checked: a
+    one-condition sheet (e.g. a single sample) passes as long as that condition keeps cells;
+    the missing contrast arm is reported at parse time (``tmeflow.config.design_warnings``).
+
     Parameters
     ----------
     summary

@@ -1,0 +1,49 @@
+"""Changing only DE parameters re-runs only the DE job and what depends on it (dry run)."""
+
+import shutil
+
+from .helpers import SMALL_DEMO, snakemake, write_config
+
+
+def _jobs(text: str) -> dict[str, int]:
+    """Rule -> job count from the first 'Job stats' table of a dry run ('all' excluded)."""
+    counts: dict[str, int] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.split()[:2] == ["job", "count"]:
+            break
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            if parts[0] == "total":
+                break
+            if parts[0] != "all":
+                counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_de_parameter_change_reruns_only_de_and_its_figures(demo_run, tmp_path):
+    work = tmp_path / "run"
+    shutil.copytree(demo_run, work, symlinks=True)  # keeps mtimes and .snakemake metadata
+    same = write_config(work, SMALL_DEMO, "same.yaml")
+    proc = snakemake(work, "-n", "--configfile", str(same))
+    # Unchanged config: nothing to do, except the provenance record, whose params hold the
+    # absolute workflow folder (workflow.basedir), which the copy changes.
+    assert set(_jobs(proc.stdout + proc.stderr)) <= {"provenance"}, proc.stdout[-3000:]
+
+    changed = {**SMALL_DEMO, "de": {"alpha": 0.1, "min_cells": 12}}
+    cfg = write_config(work, changed, "changed.yaml")
+    proc = snakemake(work, "-n", "--rerun-triggers", "params", "--configfile", str(cfg))
+    jobs = _jobs(proc.stdout + proc.stderr)
+    assert "de_pseudobulk" in jobs, proc.stdout[-3000:]
+    upstream = {
+        *("demo_simulate", "ingest_sample", "species_assign", "qc_filter", "integrate_merge"),
+        *("integrate_scvi", "cluster_leiden", "annotate_cells"),
+    }
+    assert not upstream & set(jobs), jobs
+    # Only the DE job, consumers of its outputs or of de.* parameters (composition_test and
+    # figures_stats take de.alpha) and the provenance record (it stores the whole config).
+    allowed = {"de_pseudobulk", "figures_stats", "gsea_prerank", "figures_gsea",
+               "composition_test", "figures_composition", "provenance"}  # fmt: skip
+    assert set(jobs) <= allowed, jobs
+    assert all(n == 1 for n in jobs.values()), jobs

@@ -25,9 +25,9 @@ rule annotate_cells:
         "benchmarks/annotate_cells/annotate_cells.tsv"
     conda:
         ENVS
-    threads: workflow.cores
+    threads: 4
     resources:
-        mem_mb=mem_mb_for(3000, 20),
+        mem_mb=mem_mb_for(3000, 4),
         runtime=60,
     params:
         species=config["species"],

@@ -21,9 +21,9 @@ rule cluster_leiden:
         "benchmarks/cluster_leiden/cluster_leiden.tsv"
     conda:
         ENVS
-    threads: workflow.cores
+    threads: 4
     resources:
-        mem_mb=mem_mb_for(3000, 20),
+        mem_mb=mem_mb_for(3000, 4),
         runtime=60,
     params:
         n_neighbors=config["cluster"]["n_neighbors"],

@@ -37,9 +37,9 @@ rule de_pseudobulk:
         "benchmarks/de_pseudobulk/de_pseudobulk.tsv"
     conda:
         ENVS
-    threads: workflow.cores
+    threads: 4
     resources:
-        mem_mb=mem_mb_for(3000, 20),
+        mem_mb=mem_mb_for(3000, 4),
         runtime=60,
     params:
         condition_key=config["contrast"]["column"],
@@ -72,7 +72,7 @@ rule composition_test:
         ENVS
     threads: 1
     resources:
-        mem_mb=mem_mb_for(2000, 10),
+        mem_mb=mem_mb_for(2000, 3),
         runtime=20,
     params:
         condition_key=config["contrast"]["column"],
@@ -102,7 +102,7 @@ rule sources_gene:
         ENVS
     threads: 1
     resources:
-        mem_mb=mem_mb_for(2000, 10),
+        mem_mb=mem_mb_for(2000, 3),
         runtime=20,
     params:
         condition_key=config["contrast"]["column"],

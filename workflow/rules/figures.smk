@@ -34,7 +34,7 @@ rule figures_umap:
         ENVS
     threads: 1
     resources:
-        mem_mb=mem_mb_for(2000, 10),
+        mem_mb=mem_mb_for(2000, 3),
         runtime=20,
     params:
         umap_keys=UMAP_KEYS,
@@ -55,7 +55,7 @@ rule figures_markers:
         ENVS
     threads: 1
     resources:
-        mem_mb=mem_mb_for(2000, 10),
+        mem_mb=mem_mb_for(2000, 3),
         runtime=20,
     script:
         "../scripts/figures_markers.py"

@@ -25,7 +25,7 @@ rule gsea_prerank:
         "benchmarks/gsea_prerank/gsea_prerank.tsv"
     conda:
         ENVS
-    threads: min(workflow.cores, 4)
+    threads: 4
     resources:
         mem_mb=2000,
         runtime=30,

@@ -34,7 +34,7 @@ rule ingest_sample:
         ENVS
     threads: 1
     resources:
-        mem_mb=mem_mb_for(2000, 20),
+        mem_mb=mem_mb_for(2000, 4),
         runtime=20,
     params:
         path=lambda wc: SAMPLES.loc[wc.sample, "path"],

@@ -16,7 +16,7 @@ rule integrate_merge:
         ENVS
     threads: 1
     resources:
-        mem_mb=mem_mb_for(3000, 20),
+        mem_mb=mem_mb_for(3000, 4),
         runtime=30,
     params:
         n_top_genes=config["hvg"]["n_top_genes"],
@@ -36,9 +36,9 @@ rule integrate_scvi:
         "benchmarks/integrate_scvi/integrate_scvi.tsv"
     conda:
         ENVS
-    threads: workflow.cores
+    threads: 8
     resources:
-        mem_mb=mem_mb_for(4000, 20),
+        mem_mb=mem_mb_for(4000, 4),
         runtime=240,
     params:
         n_latent=config["scvi"]["n_latent"],
@@ -82,9 +82,9 @@ rule integrate_metrics:
         "benchmarks/integrate_metrics/integrate_metrics.tsv"
     conda:
         ENVS
-    threads: workflow.cores
+    threads: 4
     resources:
-        mem_mb=mem_mb_for(4000, 30),
+        mem_mb=mem_mb_for(4000, 6),
         runtime=120,
     params:
         batch_key="sample",

@@ -23,7 +23,7 @@ rule qc_filter:
         ENVS
     threads: 1
     resources:
-        mem_mb=mem_mb_for(2000, 30),
+        mem_mb=mem_mb_for(2000, 6),
         runtime=30,
     params:
         nmads_counts=config["qc"]["nmads_counts"],

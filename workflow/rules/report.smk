@@ -33,7 +33,6 @@ rule provenance:
         runtime=10,
     params:
         config=copy.deepcopy(dict(config)),
-        repo_dir=workflow.basedir,
         packages=list(KEY_PACKAGES),
     script:
         "../scripts/provenance.py"

@@ -13,7 +13,7 @@ rule species_assign:
         ENVS
     threads: 1
     resources:
-        mem_mb=mem_mb_for(2000, 20),
+        mem_mb=mem_mb_for(2000, 4),
         runtime=20,
     params:
         mode=config["species"],

@@ -11,7 +11,7 @@ def main(smk) -> None:
     record = provenance.build_provenance(
         config=p.config,
         inputs=list(smk.input.matrices),
-        repo_dir=p.repo_dir,
+        repo_dir=Path(provenance.__file__).resolve().parents[3],  # the workflow checkout
         packages=p.packages,
     )
     provenance.write_json(record, smk.output.record)

@@ -46,10 +46,10 @@ def merge_samples(adatas: list[AnnData]) -> AnnData:
     merged = ad.concat(adatas, join="outer", merge="same", uns_merge=None, fill_value=0)
     if merged.obs_names.has_duplicates:
         raise ValueError("duplicate cell names across samples; sample ids must be unique")
-    counts = sp.csr_matrix(merged.X)
+    counts = merged.X if sp.isspmatrix_csr(merged.X) else sp.csr_matrix(merged.X)
     if counts.data.size and not np.all(np.equal(np.mod(counts.data, 1), 0)):
         raise ValueError("merged counts are not integers; an upstream step altered X")
-    counts = counts.astype(np.int32)
+    counts.data = counts.data.astype(np.int32)  # in place: no second copy of the matrix
     merged.X = counts
     for col in ("species",):
         if col not in merged.var.columns:
@@ -65,14 +65,19 @@ def merge_samples(adatas: list[AnnData]) -> AnnData:
 
 def normalise(adata: AnnData, *, target_sum: float = TARGET_SUM) -> None:
     """Keep raw counts in ``layers["counts"]`` and put log1p(CP10k) in ``X`` (float32)."""
-    counts = sp.csr_matrix(adata.X) if "counts" not in adata.layers else adata.layers["counts"]
-    adata.layers["counts"] = sp.csr_matrix(counts, dtype=np.int32)
-    x = adata.layers["counts"].astype(np.float32)
-    totals = np.asarray(x.sum(axis=1)).ravel()
+    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    counts = counts if sp.isspmatrix_csr(counts) else sp.csr_matrix(counts)
+    if counts.dtype != np.int32:
+        counts = counts.astype(np.int32)
+    adata.layers["counts"] = counts
+    # Built row by row on the CSR arrays: one float32 copy of the non-zeros, no dense or
+    # intermediate matrices. Library sizes are integers, exact in float32 up to 2**24.
+    totals = np.asarray(counts.sum(axis=1), dtype=np.float32).ravel()
     scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-    x = sp.diags(scale.astype(np.float32)) @ x
-    x.data = np.log1p(x.data)
-    adata.X = sp.csr_matrix(x, dtype=np.float32)
+    data = counts.data.astype(np.float32)
+    data *= np.repeat(scale.astype(np.float32), np.diff(counts.indptr))
+    np.log1p(data, out=data)
+    adata.X = sp.csr_matrix((data, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)
     adata.uns["normalisation"] = {"target_sum": target_sum, "log1p": True}
 
 
@@ -83,11 +88,17 @@ def select_hvgs(adata: AnnData, *, n_top_genes: int, batch_key: str = "sample") 
     Mitochondrial genes are never selected. Batches with fewer than 2 cells are ignored.
     """
     n_top = int(min(n_top_genes, adata.n_vars))
-    counts = adata.layers["counts"]
-    expressed = np.asarray((counts > 0).sum(axis=0)).ravel() > 0
+    counts = sp.csr_matrix(adata.layers["counts"])
+    # genes with any non-zero count, without a boolean copy of the matrix
+    expressed = np.bincount(counts.indices[counts.data > 0], minlength=adata.n_vars) > 0
     is_mito = adata.var_names.str.lower().str.startswith("mt-")
     candidates = expressed & ~np.asarray(is_mito)
-    sub = adata[:, candidates].copy()
+    # only the candidate genes' counts are copied (not X)
+    sub = AnnData(
+        obs=adata.obs[[batch_key]].copy(),
+        var=pd.DataFrame(index=adata.var_names[candidates]),
+        layers={"counts": counts[:, np.flatnonzero(candidates)]},
+    )
     sizes = sub.obs[batch_key].value_counts()
     use_batch = batch_key if (sizes.size > 1 and sizes.min() >= 2) else None
     sc.pp.highly_variable_genes(

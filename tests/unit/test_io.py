@@ -446,6 +446,60 @@ def test_write_h5ad_roundtrip_and_atomic(tmp_path: Path) -> None:
         io.read_h5ad(tmp_path / "missing.h5ad")
 
 
+def _layered(tmp_path: Path) -> tuple[ad.AnnData, Path]:
+    a = ad.AnnData(
+        sp.csr_matrix(_lognorm(COUNTS).astype(np.float32)),
+        obs=pd.DataFrame({"sample": "s1"}, index=BARCODES),
+        var=pd.DataFrame(index=IDS),
+        layers={"counts": sp.csr_matrix(COUNTS.astype(np.int32))},
+    )
+    a.obsm["X_emb"] = np.arange(2 * a.n_obs, dtype=np.float32).reshape(a.n_obs, 2)
+    a.uns["params"] = {"x": 1}
+    path = tmp_path / "in.h5ad"
+    io.write_h5ad(a, path)
+    return a, path
+
+
+def test_read_h5ad_skips_elements(tmp_path: Path) -> None:
+    a, path = _layered(tmp_path)
+    no_x = io.read_h5ad(path, skip=("X",))
+    assert no_x.X is None and no_x.shape == a.shape
+    np.testing.assert_array_equal(no_x.layers["counts"].toarray(), COUNTS)
+    np.testing.assert_array_equal(no_x.obsm["X_emb"], a.obsm["X_emb"])
+    only_obs = io.read_h5ad(path, skip=("X", "layers", "obsm", "uns"))
+    assert list(only_obs.layers) == [] and list(only_obs.obsm) == [] and not only_obs.uns
+    assert only_obs.obs["sample"].tolist() == ["s1"] * a.n_obs
+    with pytest.raises(ValueError, match="cannot skip"):
+        io.read_h5ad(path, skip=("obs",))
+
+
+def test_update_h5ad_replaces_annotations_and_keeps_matrices(tmp_path: Path) -> None:
+    a, path = _layered(tmp_path)
+    light = io.read_h5ad(path, skip=("X", "layers"))
+    light.obs["label"] = "CAF"
+    light.obs["partial"] = pd.Series(
+        ["a", np.nan, "b", np.nan], index=light.obs_names, dtype=object
+    )
+    light.obsm["X_umap"] = np.ones((light.n_obs, 2), dtype=np.float32)
+    light.uns["step"] = {"done": True}
+    out = tmp_path / "out" / "updated.h5ad"
+    io.update_h5ad(light, path, out)
+    b = io.read_h5ad(out)
+    np.testing.assert_array_equal(b.X.toarray(), a.X.toarray())
+    np.testing.assert_array_equal(b.layers["counts"].toarray(), COUNTS)
+    assert b.obs["label"].tolist() == ["CAF"] * a.n_obs
+    assert b.obs["partial"].isna().tolist() == [False, True, False, True]
+    assert sorted(b.obsm) == ["X_emb", "X_umap"] and b.uns["step"]["done"]
+    assert b.uns["params"]["x"] == 1
+    assert sorted(p.name for p in out.parent.iterdir()) == ["updated.h5ad"]  # no temp left
+    # other cells: refused, nothing written
+    with pytest.raises(ValueError, match="cells or genes differ"):
+        io.update_h5ad(light[:2].copy(), path, tmp_path / "bad.h5ad")
+    assert not (tmp_path / "bad.h5ad").exists()
+    with pytest.raises(ValueError, match="cannot replace"):
+        io.update_h5ad(light, path, out, elements=("X",))
+
+
 def test_make_unique_is_deterministic() -> None:
     assert io.make_unique(["a", "b", "a", "a-1", "a"]) == ["a", "b", "a-2", "a-1", "a-3"]
 

@@ -123,3 +123,27 @@ def test_integration_metrics_keeps_quiet_when_signal_kept(caplog):
     assert not cond["flagged"].any()
     assert table.set_index("embedding").loc["scVI", "condition_signal_lost"] == ""
     assert "removed most" not in caplog.text
+
+
+def test_subsample_is_stratified_seeded_and_bounded():
+    batch = np.repeat(["a", "b", "c"], [600, 300, 100])
+    idx = metrics.subsample(batch, max_cells=200, seed=1)
+    assert len(idx) == 200 and np.all(np.diff(idx) > 0)
+    counts = pd.Series(batch[idx]).value_counts()
+    assert counts.to_dict() == {"a": 120, "b": 60, "c": 20}
+    np.testing.assert_array_equal(idx, metrics.subsample(batch, max_cells=200, seed=1))
+    assert not np.array_equal(idx, metrics.subsample(batch, max_cells=200, seed=2))
+    np.testing.assert_array_equal(metrics.subsample(batch, max_cells=None), np.arange(1000))
+    np.testing.assert_array_equal(metrics.subsample(batch, max_cells=5000), np.arange(1000))
+
+
+def test_integration_metrics_subsample_scores_fewer_cells_same_conclusion():
+    adata = adata_for_metrics(condition_in_scvi=0.0)
+    half = adata.n_obs // 2
+    table, cond = metrics.integration_metrics(adata, n_comps=10, kbet=False, max_cells=half)
+    row = table.set_index("embedding")
+    assert (table["n_cells_scored"] == half).all()
+    assert adata.uns["integration_metrics"]["n_cells_scored"] == half
+    assert row.loc["scVI", "batch_correction"] > row.loc["PCA", "batch_correction"]
+    # the condition signal always uses every cell: flagged as in the full run
+    assert cond["flagged"].all()

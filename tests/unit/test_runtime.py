@@ -1,6 +1,7 @@
 """Adapters' common set-up: logs go to the rule's log file."""
 
 import logging
+import sys
 
 import pytest
 
@@ -19,6 +20,7 @@ def restore_logging():
     for h in handlers:
         root.addHandler(h)
     root.setLevel(level)
+    sys.excepthook = sys.__excepthook__
 
 
 def test_setup_logs_to_file_and_captures_warnings(tmp_path, restore_logging):
@@ -30,6 +32,22 @@ def test_setup_logs_to_file_and_captures_warnings(tmp_path, restore_logging):
         h.flush()
     text = path.read_text()
     assert "hello there" in text and "captured" in text
+
+
+def test_setup_logs_uncaught_errors_and_quiets_font_subsetting(tmp_path, restore_logging):
+    path = tmp_path / "rule.log"
+    runtime.setup(str(path), threads=1)
+    runtime.setup(str(path), threads=1)  # a second set-up does not chain the hook twice
+    logging.getLogger("fontTools.subset").info("Glyph IDs: [0, 1, 2]")
+    try:
+        raise ValueError("bad column in obs")
+    except ValueError as err:
+        sys.excepthook(type(err), err, err.__traceback__)
+    for h in logging.getLogger().handlers:
+        h.flush()
+    text = path.read_text()
+    assert text.count("ValueError: bad column in obs") == 1 and "Traceback" in text
+    assert "Glyph IDs" not in text
 
 
 def test_pin_threads_limits_numba_and_blas():

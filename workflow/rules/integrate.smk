@@ -96,6 +96,7 @@ rule integrate_metrics:
         min_signal=config["integration_metrics"]["min_signal"],
         min_retained=config["integration_metrics"]["min_retained"],
         kbet=config["integration_metrics"]["kbet"],
+        max_cells=config["integration_metrics"]["max_cells"],
         seed=config["seed"],
     script:
         "../scripts/integrate_metrics.py"

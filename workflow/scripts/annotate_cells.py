@@ -9,7 +9,7 @@ def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     integrate.set_threads(smk.threads)
     p = smk.params
-    adata = io.read_h5ad(smk.input.h5ad)
+    adata = io.read_h5ad(smk.input.h5ad, skip=("layers",))
     panel = annotate.load_panels([smk.input.panel, *smk.input.extra_panels])
     table = annotate.annotate(
         adata,
@@ -28,7 +28,7 @@ def main(smk) -> None:
     annotation_plots.score_heatmap(table, stem=Path(smk.output.heatmap[0]).with_suffix(""))
     cols = ["sample", "barcode", "species", "leiden", "cell_type", "cell_subtype", "cell_state"]
     tables.write_tsv(adata.obs[cols], smk.output.labels, index=True, index_label="cell")
-    io.write_h5ad(adata, smk.output.h5ad)
+    io.update_h5ad(adata, smk.input.h5ad, smk.output.h5ad)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from tmeflow import composition, io, runtime, tables
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    adata = io.read_h5ad(smk.input[0])
+    adata = io.read_h5ad(smk.input[0], skip=("X", "layers", "obsp"))
     props = composition.proportions(adata, group_key="cell_type", condition_key=p.condition_key)
     test = composition.test_composition(
         props, reference=p.reference, test=p.test, method=p.method, alpha=p.alpha

@@ -24,7 +24,7 @@ def _write_tables(results: dict, outdir: Path, log, alpha: float, level: str) ->
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    adata = io.read_h5ad(smk.input[0])
+    adata = io.read_h5ad(smk.input[0], skip=("X", "obsp"))
     common = dict(
         condition_key=p.condition_key,
         reference=p.reference,

@@ -7,7 +7,7 @@ from tmeflow import figures, io, runtime
 
 def main(smk) -> None:
     runtime.setup(smk.log[0], threads=smk.threads)
-    adata = io.read_h5ad(smk.input[0])
+    adata = io.read_h5ad(smk.input[0], skip=("X", "layers", "obsp"))
     for key in smk.params.umap_keys:
         order = list(smk.params.conditions) if key == "condition" else None
         figures.umap_plot(

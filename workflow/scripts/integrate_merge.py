@@ -5,9 +5,11 @@ from tmeflow import integrate, io, runtime
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
-    adatas = [io.read_h5ad(f) for f in smk.input.h5ads]
-    merged = integrate.merge_samples(adatas)
+    # the per-sample objects live only inside concat_samples, so they are freed on return;
+    # HVGs come from the raw counts before X is written (peak about 2x the counts' size)
+    merged = integrate.concat_samples([io.read_h5ad(f) for f in smk.input.h5ads])
     integrate.select_hvgs(merged, n_top_genes=smk.params.n_top_genes, batch_key="sample")
+    integrate.normalise(merged)
     log.info("merged %d cells x %d genes; %s", *merged.shape, merged.uns["hvg"])
     io.write_h5ad(merged, smk.output[0])
 

@@ -9,7 +9,7 @@ def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     integrate.set_threads(smk.threads)
     p = smk.params
-    adata = io.read_h5ad(smk.input[0])
+    adata = io.read_h5ad(smk.input[0], skip=("layers", "obsp"))
     table, condition = metrics.integration_metrics(
         adata,
         batch_key=p.batch_key,
@@ -22,6 +22,7 @@ def main(smk) -> None:
         min_signal=p.min_signal,
         min_retained=p.min_retained,
         kbet=p.kbet,
+        max_cells=p.max_cells,
     )
     log.info("integration metrics:\n%s", table.to_string(index=False))
     tables.write_tsv(table, smk.output.metrics)

@@ -12,7 +12,7 @@ from tmeflow import io, runtime, sources, tables
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     gene = smk.wildcards.gene
-    adata = io.read_h5ad(smk.input[0])
+    adata = io.read_h5ad(smk.input[0], skip=("X", "obsp"))
     per_sample = []
     for key, out in (("cell_type", smk.output.table), ("cell_subtype", smk.output.subtypes)):
         try:

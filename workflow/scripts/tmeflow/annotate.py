@@ -379,8 +379,25 @@ def _subtypes(
     if n < min_cells:
         log.info("%s: %d cells, too few to re-cluster for subtypes", parent, n)
         return fallback, no_state, []
-    sub = adata[members].copy()
-    rep = "X_scVI" if "X_scVI" in sub.obsm else None
+    if "X_scVI" in adata.obsm:
+        # only what re-clustering and scoring need: the embedding and the panel genes' values
+        rows = np.flatnonzero(members)
+        genes = [
+            g
+            for g in dict.fromkeys(g for gs in {**identity, **states}.values() for g in gs)
+            if g in adata.var_names
+        ]
+        x = adata.X[rows][:, adata.var_names.get_indexer(genes)] if genes else None
+        sub = AnnData(
+            X=x if x is not None else np.zeros((n, 0), dtype=np.float32),
+            obs=pd.DataFrame(index=adata.obs_names[rows]),
+            var=pd.DataFrame(index=pd.Index(genes, dtype=str)),
+            obsm={"X_scVI": np.asarray(adata.obsm["X_scVI"])[rows]},
+        )
+        rep = "X_scVI"
+    else:
+        sub = adata[members].copy()
+        rep = None
     sc.pp.neighbors(sub, use_rep=rep, n_neighbors=int(min(n_neighbors, n - 1)), random_state=seed)
     leiden(sub, resolution=resolution, seed=seed, key_added="subcluster")
     groups = sub.obs["subcluster"].astype(str)

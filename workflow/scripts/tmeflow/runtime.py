@@ -2,6 +2,7 @@
 
 import logging
 import os
+import sys
 import warnings
 
 
@@ -15,6 +16,9 @@ def setup(log_path: str, *, threads: int = 1) -> logging.Logger:
     )
     logging.captureWarnings(True)
     warnings.simplefilter("default")
+    # matplotlib's PDF font subsetting logs every glyph at INFO: keep the logs readable
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
+    _log_uncaught()
     threads = max(1, int(threads))
     # BLAS pools read these when first used. NUMBA_NUM_THREADS is not touched: numba is already
     # imported (through scanpy) and refuses a changed value; tmeflow.integrate.set_threads uses
@@ -28,8 +32,6 @@ def setup(log_path: str, *, threads: int = 1) -> logging.Logger:
 
 def pin_threads(threads: int) -> None:
     """Limit the already-loaded BLAS/OpenMP pools, numba and (if imported) torch to ``threads``."""
-    import sys
-
     from threadpoolctl import threadpool_limits
 
     threads = max(1, int(threads))
@@ -40,3 +42,17 @@ def pin_threads(threads: int) -> None:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
+
+
+def _log_uncaught() -> None:
+    """Write an uncaught exception's traceback into the rule's log too (not only stderr)."""
+    previous = sys.excepthook
+    if getattr(previous, "_tmeflow", False):
+        return
+
+    def hook(kind, value, tb):
+        logging.getLogger("tmeflow").error("failed", exc_info=(kind, value, tb))
+        previous(kind, value, tb)
+
+    hook._tmeflow = True
+    sys.excepthook = hook

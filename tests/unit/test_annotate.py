@@ -76,8 +76,51 @@ def test_low_confidence_cluster_is_unassigned():
     # a cluster mixing TAM and B cells half and half has no clear winner
     mixed = adata.obs["group"].isin(["B", "C"])
     adata.obs["leiden"] = np.where(mixed, "1", "0")
+    annotate.annotate(adata, PANEL, species_mode="mouse", min_margin=0.3, refine_fraction=0)
+    assert (adata.obs.loc[mixed, "cell_type"] == "unassigned").all()
+
+
+def test_mixed_cluster_is_split_when_its_parts_are_apart():
+    adata = labelled()
+    mixed = adata.obs["group"].isin(["B", "C"]).to_numpy()
+    adata.obs["leiden"] = np.where(mixed, "1", "0")
+    # the embedding separates the TAM and B halves of the mixed cluster
+    emb = adata.obsm["X_scVI"].copy()
+    emb[(adata.obs["group"] == "C").to_numpy()] += [-6, -6]
+    adata.obsm["X_scVI"] = emb
+    table = annotate.annotate(
+        adata, PANEL, species_mode="mouse", min_margin=0.3, refine_resolution=0.3
+    )
+    truth = adata.obs["group"].map({"A": "CAF", "B": "TAM", "C": "B"}).astype(str)
+    assert (adata.obs["cell_type"].astype(str) == truth).mean() >= 0.98
+    groups = adata.obs["annotation_group"].astype(str)
+    assert groups[mixed].str.startswith("1:").all() and (groups[~mixed] == "0").all()
+    assert adata.uns["annotation"]["refined_clusters"] == ["1"]
+    refined = table[table["level"] == "refined"]
+    assert set(refined["label"]) == {"TAM", "B"} and refined["group"].str.startswith("1:").all()
+
+
+def test_refinement_leaves_pure_clusters_and_unsplittable_mixtures_alone():
+    adata = labelled()
+    annotate.annotate(adata, PANEL, species_mode="mouse", refine_resolution=0.3)
+    assert adata.uns["annotation"]["refined_clusters"] == []
+    assert (adata.obs["annotation_group"].astype(str) == adata.obs["leiden"].astype(str)).all()
+    # a mixture the embedding cannot separate stays one (unassigned) group
+    mixed = adata.obs["group"].isin(["B", "C"]).to_numpy()
+    adata.obs["leiden"] = np.where(mixed, "1", "0")
+    noise = np.random.default_rng(1).normal(0, 0.3, adata.obsm["X_scVI"].shape)
+    adata.obsm["X_scVI"] = noise.astype(np.float32)
     annotate.annotate(adata, PANEL, species_mode="mouse", min_margin=0.3)
     assert (adata.obs.loc[mixed, "cell_type"] == "unassigned").all()
+
+
+def test_cell_best_labels_maps_parents_and_thresholds():
+    scores = pd.DataFrame(
+        {"TAM": [0.1, 2.0, np.nan], "alveolar": [1.5, 0.2, np.nan], "B": [0.0, 0.1, 0.3]},
+        index=["a", "b", "c"],
+    )
+    best = annotate.cell_best_labels(scores, min_score=0.5, parent={"alveolar": "TAM"})
+    assert best["a"] == "TAM" and best["b"] == "TAM" and pd.isna(best["c"])
 
 
 def test_xenograft_human_cells_are_tumour():

@@ -35,6 +35,8 @@ rule annotate_cells:
         min_margin=config["annotation"]["min_margin"],
         subcluster_resolution=config["annotation"]["subcluster_resolution"],
         min_subcluster_cells=config["annotation"]["min_subcluster_cells"],
+        refine_fraction=config["annotation"]["refine_fraction"],
+        refine_resolution=config["annotation"]["refine_resolution"],
         n_neighbors=config["cluster"]["n_neighbors"],
         seed=config["seed"],
     script:

@@ -21,12 +21,23 @@ def main(smk) -> None:
         n_neighbors=p.n_neighbors,
         seed=p.seed,
         min_subcluster_cells=p.min_subcluster_cells,
+        refine_fraction=p.refine_fraction,
+        refine_resolution=p.refine_resolution,
     )
     log.info("cell types: %s", adata.obs["cell_type"].value_counts().to_dict())
     log.info("subtypes: %s", adata.obs["cell_subtype"].value_counts().to_dict())
     tables.write_tsv(table, smk.output.scores)
     annotation_plots.score_heatmap(table, stem=Path(smk.output.heatmap[0]).with_suffix(""))
-    cols = ["sample", "barcode", "species", "leiden", "cell_type", "cell_subtype", "cell_state"]
+    cols = [
+        "sample",
+        "barcode",
+        "species",
+        "leiden",
+        "annotation_group",
+        "cell_type",
+        "cell_subtype",
+        "cell_state",
+    ]
     tables.write_tsv(adata.obs[cols], smk.output.labels, index=True, index_label="cell")
     io.update_h5ad(adata, smk.input.h5ad, smk.output.h5ad)
 

@@ -249,8 +249,15 @@ def annotate(
     n_neighbors: int = 15,
     seed: int = 0,
     min_subcluster_cells: int = 20,
+    refine_fraction: float = 0.2,
+    refine_resolution: float = 1.0,
 ) -> pd.DataFrame:
     """Label cells with ``obs["cell_type"]`` and ``obs["cell_subtype"]``.
+
+    Mixed clusters are refined: when at least ``refine_fraction`` of a cluster's cells (and at
+    least 5) score best, above ``min_score``, for another cell type than the cluster's label,
+    the cluster is re-clustered on its own (``refine_resolution``) and each part that is
+    confidently another type takes that label (see :func:`refine_mixed`); 0 turns this off.
 
     Also writes per-cell ``obs["score_<label>"]`` (cell types, subtypes and states),
     ``obs["annotation_confident"]``, ``obs["subcluster"]``, ``obs["cell_state"]`` (the state
@@ -261,6 +268,7 @@ def annotate(
     species = _cell_species(adata, species_mode)
     cell_type = pd.Series(UNASSIGNED, index=adata.obs_names, dtype=object)
     confident = pd.Series(False, index=adata.obs_names)
+    annotation_group = adata.obs[cluster_key].astype(str).astype(object).copy()
     tables = []
     for sp_name in ("mouse", "human"):
         mask = (species == sp_name).to_numpy()
@@ -292,11 +300,39 @@ def annotate(
         label_of = dict(zip(table["group"], table["label"], strict=True))
         conf_of = dict(zip(table["group"], table["confident"], strict=True))
         clusters = adata.obs.loc[mask, cluster_key].astype(str)
-        cell_type[mask] = clusters.map(label_of).to_numpy()
-        confident[mask] = clusters.map(conf_of).astype(bool).to_numpy()
+        groups = clusters.copy()
+        if refine_fraction > 0:
+            groups, refined = refine_mixed(
+                adata[mask] if "X_scVI" not in adata.obsm else _embedding_view(adata, mask),
+                scores.loc[mask],
+                clusters,
+                label_of,
+                parent=parent_of(panel),
+                min_score=min_score,
+                min_margin=min_margin,
+                fraction=refine_fraction,
+                resolution=refine_resolution,
+                n_neighbors=n_neighbors,
+                seed=seed,
+            )
+            if len(refined):
+                refined.insert(0, "level", "refined")
+                refined.insert(1, "species", sp_name)
+                tables.append(refined)
+                label_of.update(zip(refined["group"], refined["label"], strict=True))
+                # a part that is not confidently another type keeps its cluster's label and
+                # that label's confidence
+                conf_of.update(
+                    (g, bool(c) or bool(conf_of[g.split(":")[0]]))
+                    for g, c in zip(refined["group"], refined["confident"], strict=True)
+                )
+        annotation_group.loc[mask] = groups.to_numpy()
+        cell_type[mask] = groups.map(label_of).to_numpy()
+        confident[mask] = groups.map(conf_of).astype(bool).to_numpy()
 
     adata.obs["cell_type"] = pd.Categorical(cell_type)
     adata.obs["annotation_confident"] = confident.to_numpy()
+    adata.obs["annotation_group"] = pd.Categorical(annotation_group.to_numpy())
     subtype = cell_type.copy()
     state = pd.Series(NO_STATE, index=adata.obs_names, dtype=object)
     for parent in panel["cell_types"]:
@@ -330,10 +366,168 @@ def annotate(
         "min_score": min_score,
         "min_margin": min_margin,
         "subcluster_resolution": subcluster_resolution,
+        "refine_fraction": refine_fraction,
+        "refine_resolution": refine_resolution,
+        "refined_clusters": sorted(
+            {g.split(":")[0] for g in annotation_group.astype(str) if ":" in g}, key=_natural
+        ),
         "seed": seed,
         "sources": _sources(panel),
     }
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _embedding_view(adata: AnnData, mask: np.ndarray) -> AnnData:
+    """Cells in ``mask`` with only their ``X_scVI`` (what re-clustering needs)."""
+    rows = np.flatnonzero(mask)
+    return AnnData(
+        obs=pd.DataFrame(index=adata.obs_names[rows]),
+        obsm={"X_scVI": np.asarray(adata.obsm["X_scVI"])[rows]},
+    )
+
+
+def cell_best_labels(
+    scores: pd.DataFrame, *, min_score: float, parent: dict[str, str] | None = None
+) -> pd.Series:
+    """Per cell, the best-scoring label (entries mapped to ``parent``); NaN below ``min_score``."""
+    parent = parent or {}
+    usable = scores.dropna(axis=1, how="all")
+    if usable.shape[1] == 0:
+        return pd.Series(np.nan, index=scores.index, dtype=object)
+    values = usable.fillna(-np.inf).to_numpy()
+    best = values.argmax(axis=1)
+    top = values[np.arange(len(values)), best]
+    labels = np.array([parent.get(c, c) for c in usable.columns], dtype=object)[best]
+    return pd.Series(np.where(top >= min_score, labels, np.nan), index=scores.index, dtype=object)
+
+
+def refine_mixed(
+    adata: AnnData,
+    scores: pd.DataFrame,
+    clusters: pd.Series,
+    label_of: dict[str, str],
+    *,
+    parent: dict[str, str] | None = None,
+    min_score: float,
+    min_margin: float,
+    fraction: float = 0.2,
+    resolution: float = 1.0,
+    n_neighbors: int = 15,
+    seed: int = 0,
+    min_cells: int = 5,
+    max_p: float = 0.01,
+    n_perm: int = 999,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """Split clusters that hold a sizeable group of cells of another type.
+
+    A cluster is *mixed* when at least ``fraction`` of its cells, and at least ``min_cells``,
+    have a per-cell best label (:func:`cell_best_labels`) other than the cluster's label. A mixed
+    cluster is re-clustered on its own neighbour graph (``obsm["X_scVI"]`` when present) at
+    ``resolution``; each part is labelled from its mean scores like a cluster
+    (:func:`assign_groups`); a part labelled another type must also stand out from random cell
+    sets of the cluster (:func:`_part_pvalue` <= ``max_p``). Other parts keep the cluster's
+    label.
+
+    Returns the refined group of every cell (``"<cluster>"`` or ``"<cluster>:<part>"``) and the
+    score table of the parts (empty when nothing was refined), with ``label`` already
+    resolved to the cluster label for unconfident parts.
+    """
+    parent = parent or {}
+    best = cell_best_labels(scores, min_score=min_score, parent=parent)
+    groups = clusters.astype(str).copy()
+    tables = []
+    for cluster in sorted(groups.unique(), key=_natural):
+        in_cluster = (groups == cluster).to_numpy()
+        own = label_of.get(cluster, UNASSIGNED)
+        other = best[in_cluster].notna() & (best[in_cluster] != own)
+        n_other = int(other.sum())
+        if n_other < min_cells or n_other < fraction * in_cluster.sum():
+            continue
+        sub = adata[in_cluster].copy()
+        rep = "X_scVI" if "X_scVI" in sub.obsm else None
+        k = int(min(n_neighbors, sub.n_obs - 1))
+        sc.pp.neighbors(sub, use_rep=rep, n_neighbors=k, random_state=seed)
+        leiden(sub, resolution=resolution, seed=seed, key_added="part")
+        parts = cluster + ":" + sub.obs["part"].astype(str)
+        if parts.nunique() < 2:
+            continue
+        table = assign_groups(
+            scores.loc[in_cluster],
+            pd.Series(parts.to_numpy(), index=scores.index[in_cluster]),
+            min_score=min_score,
+            min_margin=min_margin,
+            parent=parent,
+        )
+        # a part takes another label only when it is confident and its cells are not a chance
+        # draw from the cluster: the part's mean of (score of its label - score of the
+        # cluster's label) must exceed that of random cell sets of the same size
+        # (permutation p <= max_p), so arbitrary partitions of an inseparable mixture keep
+        # the cluster's label
+        rng = np.random.default_rng(seed)
+        cluster_scores = scores.loc[in_cluster]
+        pvals = []
+        for row in table.itertuples(index=False):
+            pvals.append(
+                _part_pvalue(
+                    cluster_scores,
+                    (parts == row.group).to_numpy(),
+                    row.best_label,
+                    own_entry=_best_entry_of(cluster_scores, own, parent),
+                    rng=rng,
+                    n_perm=n_perm,
+                )
+                if row.confident and row.label != own
+                else np.nan
+            )
+        table["p_perm"] = pvals
+        table["confident"] = table["confident"] & ~(table["p_perm"] > max_p)
+        if not (table["confident"] & (table["label"] != own)).any():
+            continue  # re-clustering found no confident part of another type: keep as is
+        table["label"] = np.where(table["confident"], table["label"], own)
+        log.info(
+            "cluster %s (%s) is mixed: %d of %d cells score best as another type; parts: %s",
+            cluster,
+            own,
+            n_other,
+            int(in_cluster.sum()),
+            dict(zip(table["group"], table["label"], strict=True)),
+        )
+        groups[in_cluster] = parts.to_numpy()
+        tables.append(table)
+    return groups, (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame())
+
+
+def _best_entry_of(scores: pd.DataFrame, label: str, parent: dict[str, str]) -> str | None:
+    """The scored entry standing for ``label`` in these cells (itself or its best child)."""
+    entries = [c for c in scores.columns if parent.get(c, c) == label and scores[c].notna().any()]
+    if not entries:
+        return None
+    return str(scores[entries].mean().idxmax())
+
+
+def _part_pvalue(
+    scores: pd.DataFrame,
+    in_part: np.ndarray,
+    entry: str,
+    *,
+    own_entry: str | None,
+    rng: np.random.Generator,
+    n_perm: int = 999,
+) -> float:
+    """Permutation p-value that a part's cells favour ``entry`` over the cluster's own label.
+
+    Statistic: the part's mean of ``score[entry] - score[own_entry]`` (``score[entry]`` alone
+    when the cluster has no label); null: the same statistic for random cell sets of the part's
+    size drawn from the cluster.
+    """
+    diff = scores[entry].to_numpy(dtype=float)
+    if own_entry is not None and own_entry != entry:
+        diff = diff - scores[own_entry].to_numpy(dtype=float)
+    diff = np.nan_to_num(diff)
+    k = int(in_part.sum())
+    observed = diff[in_part].mean()
+    null = np.array([rng.choice(diff, size=k, replace=False).mean() for _ in range(n_perm)])
+    return float((1 + np.sum(null >= observed)) / (1 + n_perm))
 
 
 def _cell_species(adata: AnnData, species_mode: str) -> pd.Series:

@@ -30,13 +30,14 @@ symbols (species prefixes such as ``GRCh38_``/``mm10_`` intact), ``var["gene_ids
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -914,12 +915,19 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str]) -> None:
 
     A failed write never leaves a partial file at ``path``. Parent folders are created.
     """
+    with _atomic(path) as tmp:
+        adata.write_h5ad(tmp)
+
+
+@contextlib.contextmanager
+def _atomic(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path``, else it goes."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)
     try:
-        adata.write_h5ad(tmp)
+        yield tmp
         # mkstemp creates the file 0600; give the output the usual umask-based mode
         umask = os.umask(0)
         os.umask(umask)
@@ -984,7 +992,6 @@ def update_h5ad(
     :func:`write_h5ad`.
     """
     src = Path(source)
-    p = Path(path)
     elements = list(elements)
     bad = [e for e in elements if e not in UPDATABLE]
     if bad:
@@ -999,10 +1006,7 @@ def update_h5ad(
         )
         raise ValueError(msg)
     adata.strings_to_categoricals()  # as AnnData.write_h5ad does (object columns with NaN)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with _atomic(path) as tmp:
         shutil.copyfile(src, tmp)
         with h5py.File(tmp, "a") as f:
             for key in elements:
@@ -1010,10 +1014,3 @@ def update_h5ad(
                     del f[key]
                 value = getattr(adata, key)
                 ad.io.write_elem(f, key, dict(value) if key != "obs" else value)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

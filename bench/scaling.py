@@ -35,7 +35,9 @@ import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-COPY = ("Snakefile", "workflow", "config", "envs", "profiles")
+sys.path.insert(0, str(REPO))
+from tests.workflow.helpers import copy_workflow  # noqa: E402  (the tests' copy of a clone)
+
 N_SAMPLES = 6  # 3 control + 3 alectinib animals (demo.n_replicates = 3)
 COLUMNS = [
     "n_cells",
@@ -69,17 +71,6 @@ def machine() -> str:
         f"{platform.node()}; {cpu}; {psutil.cpu_count()} CPUs; {mem:.1f} GiB RAM; "
         f"{platform.system()} {platform.release()}; Python {platform.python_version()}"
     )
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in COPY:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 def merge(base: dict, extra: dict) -> dict:

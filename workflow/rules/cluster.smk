@@ -24,7 +24,7 @@ rule cluster_leiden:
     threads: 4
     resources:
         mem_mb=mem_mb_for(3000, 4),
-        runtime=60,
+        runtime=runtime_for(60, 30),
     params:
         n_neighbors=config["cluster"]["n_neighbors"],
         resolution=config["cluster"]["resolution"],

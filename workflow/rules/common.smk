@@ -154,6 +154,18 @@ def mem_mb_for(base_mb, per_input_mb=10):
     return _mem
 
 
+def runtime_for(base_min, per_gb_min):
+    """Wall-time limit in minutes sized from the job's input size: base + per_gb_min per GB
+    (scaled by the attempt). Calibrated on 2 CPU cores (bench/scaling.tsv): scVI took about
+    0.3 min per epoch per GB of merged input (94k cells, 1.5 GB: 27 s per epoch)."""
+
+    def _runtime(wildcards, input, attempt):
+        size_gb = sum(Path(f).stat().st_size for f in input if Path(f).exists()) / 1e9
+        return int((base_min + per_gb_min * size_gb) * attempt)
+
+    return _runtime
+
+
 def figure(stem, caption, category, subcategory=None):
     """A figure's outputs: the PNG registered in the Snakemake report with its caption
     (workflow/report/<caption>.rst), and the PDF as a plain output."""

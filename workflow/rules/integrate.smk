@@ -39,7 +39,7 @@ rule integrate_scvi:
     threads: 8
     resources:
         mem_mb=mem_mb_for(4000, 4),
-        runtime=240,
+        runtime=runtime_for(120, 90),
     params:
         n_latent=config["scvi"]["n_latent"],
         n_hidden=config["scvi"]["n_hidden"],
@@ -85,7 +85,7 @@ rule integrate_metrics:
     threads: 4
     resources:
         mem_mb=mem_mb_for(4000, 6),
-        runtime=120,
+        runtime=runtime_for(60, 30),
     params:
         batch_key="sample",
         label_key="cell_type",

@@ -465,6 +465,7 @@ def refine_mixed(
         # the cluster's label
         rng = np.random.default_rng(seed)
         cluster_scores = scores.loc[in_cluster]
+        own_entry = _best_entry_of(cluster_scores, own, parent)
         pvals = []
         for row in table.itertuples(index=False):
             pvals.append(
@@ -472,7 +473,7 @@ def refine_mixed(
                     cluster_scores,
                     (parts == row.group).to_numpy(),
                     row.best_label,
-                    own_entry=_best_entry_of(cluster_scores, own, parent),
+                    own_entry=own_entry,
                     rng=rng,
                     n_perm=n_perm,
                 )

@@ -268,7 +268,7 @@ def annotate(
     species = _cell_species(adata, species_mode)
     cell_type = pd.Series(UNASSIGNED, index=adata.obs_names, dtype=object)
     confident = pd.Series(False, index=adata.obs_names)
-    annotation_group = adata.obs[cluster_key].astype(str).astype(object).copy()
+    annotation_group = adata.obs[cluster_key].astype(str).astype(object)
     tables = []
     for sp_name in ("mouse", "human"):
         mask = (species == sp_name).to_numpy()
@@ -303,7 +303,7 @@ def annotate(
         groups = clusters.copy()
         if refine_fraction > 0:
             groups, refined = refine_mixed(
-                adata[mask] if "X_scVI" not in adata.obsm else _embedding_view(adata, mask),
+                adata[mask],
                 scores.loc[mask],
                 clusters,
                 label_of,
@@ -377,13 +377,28 @@ def annotate(
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
-def _embedding_view(adata: AnnData, mask: np.ndarray) -> AnnData:
-    """Cells in ``mask`` with only their ``X_scVI`` (what re-clustering needs)."""
-    rows = np.flatnonzero(mask)
-    return AnnData(
-        obs=pd.DataFrame(index=adata.obs_names[rows]),
-        obsm={"X_scVI": np.asarray(adata.obsm["X_scVI"])[rows]},
-    )
+def _recluster(
+    adata: AnnData, cells: np.ndarray, *, resolution: float, n_neighbors: int, seed: int
+) -> np.ndarray:
+    """Leiden clusters (str) of ``cells`` (a boolean mask) on their own neighbour graph.
+
+    The graph is built on ``obsm["X_scVI"]`` when present, copying only that embedding;
+    otherwise on a PCA of the cells' ``X`` (scanpy's default).
+    """
+    rows = np.flatnonzero(cells)
+    if "X_scVI" in adata.obsm:
+        sub = AnnData(
+            obs=pd.DataFrame(index=adata.obs_names[rows]),
+            obsm={"X_scVI": np.asarray(adata.obsm["X_scVI"])[rows]},
+        )
+        rep = "X_scVI"
+    else:
+        sub = adata[rows].copy()
+        rep = None
+    k = int(min(n_neighbors, len(rows) - 1))
+    sc.pp.neighbors(sub, use_rep=rep, n_neighbors=k, random_state=seed)
+    leiden(sub, resolution=resolution, seed=seed, key_added="_recluster")
+    return sub.obs["_recluster"].astype(str).to_numpy()
 
 
 def cell_best_labels(
@@ -443,17 +458,15 @@ def refine_mixed(
         n_other = int(other.sum())
         if n_other < min_cells or n_other < fraction * in_cluster.sum():
             continue
-        sub = adata[in_cluster].copy()
-        rep = "X_scVI" if "X_scVI" in sub.obsm else None
-        k = int(min(n_neighbors, sub.n_obs - 1))
-        sc.pp.neighbors(sub, use_rep=rep, n_neighbors=k, random_state=seed)
-        leiden(sub, resolution=resolution, seed=seed, key_added="part")
-        parts = cluster + ":" + sub.obs["part"].astype(str)
+        part = _recluster(
+            adata, in_cluster, resolution=resolution, n_neighbors=n_neighbors, seed=seed
+        )
+        parts = pd.Series(cluster + ":" + part, index=scores.index[in_cluster])
         if parts.nunique() < 2:
             continue
         table = assign_groups(
             scores.loc[in_cluster],
-            pd.Series(parts.to_numpy(), index=scores.index[in_cluster]),
+            parts,
             min_score=min_score,
             min_margin=min_margin,
             parent=parent,
@@ -574,29 +587,12 @@ def _subtypes(
     if n < min_cells:
         log.info("%s: %d cells, too few to re-cluster for subtypes", parent, n)
         return fallback, no_state, []
-    if "X_scVI" in adata.obsm:
-        # only what re-clustering and scoring need: the embedding and the panel genes' values
-        rows = np.flatnonzero(members)
-        genes = [
-            g
-            for g in dict.fromkeys(g for gs in {**identity, **states}.values() for g in gs)
-            if g in adata.var_names
-        ]
-        x = adata.X[rows][:, adata.var_names.get_indexer(genes)] if genes else None
-        sub = AnnData(
-            X=x if x is not None else np.zeros((n, 0), dtype=np.float32),
-            obs=pd.DataFrame(index=adata.obs_names[rows]),
-            var=pd.DataFrame(index=pd.Index(genes, dtype=str)),
-            obsm={"X_scVI": np.asarray(adata.obsm["X_scVI"])[rows]},
-        )
-        rep = "X_scVI"
-    else:
-        sub = adata[members].copy()
-        rep = None
-    sc.pp.neighbors(sub, use_rep=rep, n_neighbors=int(min(n_neighbors, n - 1)), random_state=seed)
-    leiden(sub, resolution=resolution, seed=seed, key_added="subcluster")
-    groups = sub.obs["subcluster"].astype(str)
-    scores = score_cells(sub, {**identity, **states})
+    groups = pd.Series(
+        _recluster(adata, members, resolution=resolution, n_neighbors=n_neighbors, seed=seed),
+        index=adata.obs_names[members],
+    )
+    # z-scores within the members only, as for a subset of its own
+    scores = score_cells(adata, {**identity, **states}, mask=members).loc[members]
     tables = []
     label_of: dict[str, str] = {}
     if identity and scores[list(identity)].notna().any().any():

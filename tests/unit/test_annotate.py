@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -175,6 +176,57 @@ def test_assign_groups_reports_margin():
     assert table.loc["1", "label"] == "a"
     assert table.loc["1", "margin"] == pytest.approx(2.0 - 0.25)
     assert table.loc["2", "label"] == "unassigned"  # best score 0.1 < min_score
+
+
+def minority_scores(rng, n_high=6, n_nk=20, n_t=19):
+    """Per-cell scores of a heart-like cluster: a few cells with very high TAM scores (a rare
+    type has large z-scores) among more numerous NK- and T-like cells."""
+    n = n_high + n_nk + n_t
+    scores = pd.DataFrame(rng.normal(0, 0.05, (n, 3)), columns=["TAM", "NK", "T"])
+    scores.iloc[:n_high, 0] += 8.0
+    scores.iloc[n_high : n_high + n_nk, 1] += 1.0
+    scores.iloc[n_high + n_nk :, 2] += 0.9
+    scores.index = [f"c{i}" for i in range(n)]
+    return scores
+
+
+def test_a_high_scoring_minority_does_not_label_its_cluster():
+    rng = np.random.default_rng(0)
+    scores = minority_scores(rng)
+    groups = pd.Series("1", index=scores.index)
+    row = annotate.assign_groups(scores, groups, min_score=0.5, min_margin=0.1).iloc[0]
+    # the mean favours TAM (about 1.07 against 0.44 for NK), but 6 of 45 cells are not a label
+    assert row["best_label"] == "TAM" and row["margin"] > 0.5
+    assert not row["plurality"] and row["label"] == "unassigned"
+    assert row["support"] == pytest.approx(6 / 45)
+    # the same cells with TAM as the most common per-cell label are labelled TAM
+    scores = minority_scores(rng, n_high=20, n_nk=12, n_t=13)
+    row = annotate.assign_groups(scores, groups, min_score=0.5, min_margin=0.1).iloc[0]
+    assert row["plurality"] and row["label"] == "TAM"
+
+
+def test_refinement_unassigns_a_part_that_is_not_the_cluster_type():
+    """A cluster labelled TAM whose separable part scores for no label confidently (NK and T
+    alike) and not for TAM loses the TAM label instead of keeping it."""
+    rng = np.random.default_rng(0)
+    n_tam, n_other = 30, 16
+    n = n_tam + n_other
+    scores = pd.DataFrame(rng.normal(0, 0.1, (n, 3)), columns=["TAM", "NK", "T"])
+    scores.iloc[:n_tam, 0] += 1.5
+    scores.iloc[n_tam::2, 1] += 0.9  # the other part: NK- and T-like cells, equally
+    scores.iloc[n_tam + 1 :: 2, 2] += 0.9
+    scores.index = [f"c{i}" for i in range(n)]
+    emb = rng.normal(0, 0.3, (n, 2))
+    emb[n_tam:] += 6.0
+    adata = ad.AnnData(obs=pd.DataFrame(index=scores.index), obsm={"X_scVI": emb})
+    clusters = pd.Series("1", index=scores.index)
+    groups, table = annotate.refine_mixed(
+        adata, scores, clusters, {"1": "TAM"}, min_score=0.5, min_margin=0.3, resolution=0.3
+    )
+    label = groups.map(dict(zip(table["group"], table["label"], strict=True)))
+    assert (label.iloc[:n_tam] == "TAM").mean() >= 0.95, table
+    assert (label.iloc[n_tam:] == "unassigned").mean() >= 0.95, table
+    assert (table.loc[table["label"] == "unassigned", "p_own"] <= 0.01).all()
 
 
 def state_panel():

@@ -198,13 +198,21 @@ def assign_groups(
     ``parent``, e.g. alveolar macrophages -> TAM); the runner-up is then the best entry of
     another label, so two forms of one cell type do not compete.
 
+    A label is confident when its mean score is at least ``min_score``, beats the runner-up by
+    ``min_margin``, and is also the most common per-cell label of the group
+    (:func:`cell_best_labels`; cells with no label above ``min_score`` are not counted): a mean
+    is pulled up by a few cells with very high scores, so a small minority (six macrophages in
+    a cluster of 45 thymocytes) cannot label the group.
+
     Returns one row per group: group, n_cells, label (reported), best_label (best entry),
-    score, runner_up, runner_up_score, margin, confident, and the mean score of every entry
-    (``score_<label>``).
+    score, runner_up, runner_up_score, margin, support (the fraction of the group's cells whose
+    own best label is the reported one), plurality, confident, and the mean score of every
+    entry (``score_<label>``).
     """
     parent = parent or {}
     rows = []
     usable = scores.dropna(axis=1, how="all")
+    per_cell = cell_best_labels(usable, min_score=min_score, parent=parent)
     for group in sorted(groups.dropna().unique(), key=_natural):
         members = groups.index[groups == group]
         means = usable.loc[members].mean(axis=0).sort_values(ascending=False, kind="stable")
@@ -215,7 +223,11 @@ def assign_groups(
             (others.index[0], float(others.iloc[0])) if len(others) else ("", -np.inf)
         )
         margin = best_score - second_score
-        confident = bool(len(means) and best_score >= min_score and margin >= min_margin)
+        votes = per_cell.loc[members].value_counts()
+        plurality = bool(len(votes) and votes.get(reported, 0) == votes.max())
+        confident = bool(
+            len(means) and best_score >= min_score and margin >= min_margin and plurality
+        )
         row = {
             "group": str(group),
             "n_cells": len(members),
@@ -225,6 +237,8 @@ def assign_groups(
             "runner_up": second,
             "runner_up_score": second_score if np.isfinite(second_score) else np.nan,
             "margin": margin if np.isfinite(margin) else np.nan,
+            "support": float(votes.get(reported, 0)) / len(members) if len(members) else np.nan,
+            "plurality": plurality,
             "confident": confident,
         }
         row.update({f"score_{k}": float(v) for k, v in means.items()})
@@ -257,7 +271,8 @@ def annotate(
     Mixed clusters are refined: when at least ``refine_fraction`` of a cluster's cells (and at
     least 5) score best, above ``min_score``, for another cell type than the cluster's label,
     the cluster is re-clustered on its own (``refine_resolution``) and each part that is
-    confidently another type takes that label (see :func:`refine_mixed`); 0 turns this off.
+    confidently another type takes that label, and a part that is significantly not of the
+    cluster's type becomes ``unassigned`` (see :func:`refine_mixed`); 0 turns this off.
 
     Also writes per-cell ``obs["score_<label>"]`` (cell types, subtypes and states),
     ``obs["annotation_confident"]``, ``obs["subcluster"]``, ``obs["cell_state"]`` (the state
@@ -319,13 +334,14 @@ def annotate(
                 refined.insert(0, "level", "refined")
                 refined.insert(1, "species", sp_name)
                 tables.append(refined)
-                label_of.update(zip(refined["group"], refined["label"], strict=True))
-                # a part that is not confidently another type keeps its cluster's label and
-                # that label's confidence
+                # a part that keeps its cluster's label keeps that label's confidence
                 conf_of.update(
-                    (g, bool(c) or bool(conf_of[g.split(":")[0]]))
-                    for g, c in zip(refined["group"], refined["confident"], strict=True)
+                    (g, bool(c) or (lab == label_of[g.split(":")[0]] and conf_of[g.split(":")[0]]))
+                    for g, c, lab in zip(
+                        refined["group"], refined["confident"], refined["label"], strict=True
+                    )
                 )
+                label_of.update(zip(refined["group"], refined["label"], strict=True))
         annotation_group.loc[mask] = groups.to_numpy()
         cell_type[mask] = groups.map(label_of).to_numpy()
         confident[mask] = groups.map(conf_of).astype(bool).to_numpy()
@@ -440,12 +456,14 @@ def refine_mixed(
     cluster is re-clustered on its own neighbour graph (``obsm["X_scVI"]`` when present) at
     ``resolution``; each part is labelled from its mean scores like a cluster
     (:func:`assign_groups`); a part labelled another type must also stand out from random cell
-    sets of the cluster (:func:`_part_pvalue` <= ``max_p``). Other parts keep the cluster's
-    label.
+    sets of the cluster (:func:`_part_pvalue` <= ``max_p``, column ``p_perm``). A part that is
+    confidently no type, whose cells mostly do not score best for the cluster's label, and
+    whose mean score for it is below ``min_score`` and lower than that of random cell sets of
+    the cluster (``p_own`` <= ``max_p``) is unassigned. Other parts keep the cluster's label.
 
     Returns the refined group of every cell (``"<cluster>"`` or ``"<cluster>:<part>"``) and the
     score table of the parts (empty when nothing was refined), with ``label`` already
-    resolved to the cluster label for unconfident parts.
+    resolved (the cluster's label for parts that keep it).
     """
     parent = parent or {}
     best = cell_best_labels(scores, min_score=min_score, parent=parent)
@@ -479,25 +497,48 @@ def refine_mixed(
         rng = np.random.default_rng(seed)
         cluster_scores = scores.loc[in_cluster]
         own_entry = _best_entry_of(cluster_scores, own, parent)
+        own_values = (
+            cluster_scores[own_entry].to_numpy(dtype=float) if own_entry else np.zeros(len(parts))
+        )
         pvals = []
         for row in table.itertuples(index=False):
-            pvals.append(
-                _part_pvalue(
-                    cluster_scores,
-                    (parts == row.group).to_numpy(),
-                    row.best_label,
-                    own_entry=own_entry,
-                    rng=rng,
-                    n_perm=n_perm,
-                )
-                if row.confident and row.label != own
-                else np.nan
-            )
+            in_part = (parts == row.group).to_numpy()
+            if row.confident and row.label != own:
+                excess = cluster_scores[row.best_label].to_numpy(dtype=float)
+                if own_entry != row.best_label:
+                    excess = excess - own_values
+                pvals.append(_part_pvalue(excess, in_part, rng=rng, n_perm=n_perm))
+            else:
+                pvals.append(np.nan)
         table["p_perm"] = pvals
         table["confident"] = table["confident"] & ~(table["p_perm"] > max_p)
-        if not (table["confident"] & (table["label"] != own)).any():
-            continue  # re-clustering found no confident part of another type: keep as is
-        table["label"] = np.where(table["confident"], table["label"], own)
+        # a part that is not confidently any type keeps the cluster's label only when it is
+        # consistent with it: when that label is not the most common per-cell label of the
+        # part, the part's mean score for it is below min_score and lower than that of random
+        # cell sets of the cluster (p <= max_p), the part is unassigned (e.g. T cells that a
+        # few very high-scoring macrophages pulled into a cluster labelled TAM)
+        p_own = []
+        for row in table.itertuples(index=False):
+            in_part = (parts == row.group).to_numpy()
+            votes = best[in_cluster][in_part].value_counts()
+            weak = (
+                own_entry is not None
+                and not (len(votes) and votes.get(own, 0) == votes.max())
+                and np.nanmean(own_values[in_part]) < min_score
+            )
+            p_own.append(
+                _part_pvalue(-own_values, in_part, rng=rng, n_perm=n_perm)
+                if weak and not row.confident
+                else np.nan
+            )
+        table["p_own"] = p_own
+        lost = (table["p_own"] <= max_p).to_numpy()
+        moved = (table["confident"] & (table["label"] != own)).to_numpy()
+        if not (moved | lost).any():
+            continue  # re-clustering found no part of another (or of no) type: keep as is
+        table["label"] = np.where(
+            table["confident"], table["label"], np.where(lost, UNASSIGNED, own)
+        )
         log.info(
             "cluster %s (%s) is mixed: %d of %d cells score best as another type; parts: %s",
             cluster,
@@ -520,24 +561,14 @@ def _best_entry_of(scores: pd.DataFrame, label: str, parent: dict[str, str]) -> 
 
 
 def _part_pvalue(
-    scores: pd.DataFrame,
-    in_part: np.ndarray,
-    entry: str,
-    *,
-    own_entry: str | None,
-    rng: np.random.Generator,
-    n_perm: int = 999,
+    values: np.ndarray, in_part: np.ndarray, *, rng: np.random.Generator, n_perm: int = 999
 ) -> float:
-    """Permutation p-value that a part's cells favour ``entry`` over the cluster's own label.
+    """Permutation p-value that the part's mean of a per-cell statistic is unusually high.
 
-    Statistic: the part's mean of ``score[entry] - score[own_entry]`` (``score[entry]`` alone
-    when the cluster has no label); null: the same statistic for random cell sets of the part's
-    size drawn from the cluster.
+    ``values`` holds the statistic of every cell of the cluster (NaN counts as 0); the null is
+    the mean over random cell sets of the part's size drawn from the cluster.
     """
-    diff = scores[entry].to_numpy(dtype=float)
-    if own_entry is not None and own_entry != entry:
-        diff = diff - scores[own_entry].to_numpy(dtype=float)
-    diff = np.nan_to_num(diff)
+    diff = np.nan_to_num(np.asarray(values, dtype=float))
     k = int(in_part.sum())
     observed = diff[in_part].mean()
     null = np.array([rng.choice(diff, size=k, replace=False).mean() for _ in range(n_perm)])

@@ -1,5 +1,6 @@
 """Merging, normalisation, HVGs and scVI on small synthetic data."""
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,6 +63,27 @@ def test_hvgs_prefer_marker_genes_and_skip_mito():
     markers = {f"g{i}" for i in range(1, 15)}
     assert len(markers & set(hv)) >= 8  # ~1 expected by chance (14 markers, 30 of 400)
     assert adata.uns["hvg"]["batch_key"] == "sample"
+    assert adata.uns["hvg"]["min_cells"] == 1  # the first fit worked
+
+
+def test_hvgs_survive_many_genes_seen_once():
+    # thousands of genes with a single count share one (mean, variance) point and make
+    # seurat_v3's loess fit singular (as on 800 real inDrops cells); the fit is repeated
+    # without the genes detected in fewer than 3 cells
+    rng = np.random.default_rng(0)
+    n, g, once = 300, 2000, 1500
+    x = rng.negative_binomial(2, 0.5, (n, g)).astype(np.float32)
+    x[:, :once] = 0
+    x[rng.integers(0, n, once), np.arange(once)] = 1
+    adata = ad.AnnData(
+        obs=pd.DataFrame({"sample": "s0"}, index=[f"c{i}" for i in range(n)]),
+        var=pd.DataFrame(index=[f"g{i}" for i in range(g)]),
+        layers={"counts": sp.csr_matrix(x)},
+    )
+    integrate.select_hvgs(adata, n_top_genes=200, batch_key="sample")
+    hv = adata.var["highly_variable"].to_numpy()
+    assert hv.sum() == 200 and not hv[:once].any()
+    assert adata.uns["hvg"]["min_cells"] == 3
 
 
 def test_default_epochs_heuristic():

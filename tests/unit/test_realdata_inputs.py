@@ -102,6 +102,25 @@ def test_zilionis_h5ad() -> None:
     assert a.obs["barcode"].iat[0] == "h_1_1_bc0165"  # the h5ad's obs name
     assert "barcode_input" in a.obs  # its own 'barcode' column is kept, renamed
     assert set(a.obs["animal_group"]) == {"KP"}
+    assert a.uns["ingest"]["symbols_recased"] == 0  # no species given: names as in the file
+
+
+def test_zilionis_upper_case_mouse_symbols_get_the_mouse_spelling() -> None:
+    # the deposit writes mouse genes upper-case (GAS6); the panels and gene sets are mouse-case
+    path = DATA / "zilionis_lung_cd45" / "zilionis_lung_cd45_800.h5ad"
+    a = io.ingest_sample(
+        path, sample="zil", condition="tumour", species="mouse", symbol_reference=["H2-Ab1"]
+    )
+    assert a.uns["ingest"]["symbols_recased"] > 20_000
+    names = set(a.var_names)
+    assert {"Gas6", "Cd79a", "Ncr1", "S100a8", "Cd3e", "H2-Ab1"} <= names
+    assert "GAS6" not in names and a.var.loc["Gas6", "symbol_input"] == "GAS6"
+    assert a.var_names.is_unique and a.n_vars == 24_248
+    assert _is_integer(a.X)
+    keep = io.ingest_sample(
+        path, sample="zil", condition="tumour", species="mouse", symbol_case="keep"
+    )
+    assert "GAS6" in keep.var_names and keep.uns["ingest"]["symbols_recased"] == 0
 
 
 def test_hgmm_raw_cell_calling_recovers_the_filtered_cells() -> None:

@@ -44,5 +44,10 @@ rule ingest_sample:
         cell_calling=config["ingest"]["cell_calling"],
         raw_min_barcodes=config["ingest"]["raw_min_barcodes"],
         min_umi=config["ingest"]["min_umi"],
+        species=config["species"],
+        symbol_case=config["ingest"]["symbol_case"],
+        symbol_panels=[config["annotation"]["panel"], *config["annotation"]["extra_panels"]],
+        symbol_gene_sets=config["gsea"]["gene_sets"],
+        genes=GENES,
     script:
         "../scripts/ingest_sample.py"

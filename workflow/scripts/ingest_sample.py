@@ -2,7 +2,17 @@
 
 import pandas as pd
 
-from tmeflow import io, runtime, tables
+from tmeflow import gsea, io, runtime, tables
+
+
+def reference_symbols(panels, gene_sets, genes) -> list[str]:
+    """Gene symbols in their canonical spelling: panels' markers, gene sets, genes of interest."""
+    out = list(genes)
+    for panel in panels:
+        out += [g for markers in gsea.marker_sets(panel).values() for g in markers]
+    for gmt in gene_sets:
+        out += [g for members in gsea.read_gmt(gmt).values() for g in members]
+    return out
 
 
 def main(smk) -> None:
@@ -21,6 +31,13 @@ def main(smk) -> None:
             cell_calling=p.cell_calling,
             raw_min_barcodes=p.raw_min_barcodes,
             min_umi=p.min_umi,
+            species=p.species,
+            symbol_case=p.symbol_case,
+            symbol_reference=(
+                reference_symbols(p.symbol_panels, p.symbol_gene_sets, p.genes)
+                if p.species == "mouse" and p.symbol_case == "auto"
+                else ()
+            ),
         )
     except io.InputError as exc:
         log.error("%s", exc)  # the message in the rule's log, not only in Snakemake's output

@@ -93,35 +93,57 @@ def normalise(adata: AnnData, *, target_sum: float = TARGET_SUM) -> None:
     adata.uns["normalisation"] = {"target_sum": target_sum, "log1p": True}
 
 
-def select_hvgs(adata: AnnData, *, n_top_genes: int, batch_key: str = "sample") -> None:
+def select_hvgs(
+    adata: AnnData, *, n_top_genes: int, batch_key: str = "sample", fallback_min_cells: int = 3
+) -> None:
     """Flag highly variable genes (seurat_v3 on raw counts, batch-aware) in ``var``.
 
     Writes ``var["highly_variable"]`` (and scanpy's ranking columns) and ``uns["hvg"]``.
     Mitochondrial genes are never selected. Batches with fewer than 2 cells are ignored.
+    seurat_v3's loess fit of variance on mean can fail (singular fit) when thousands of genes
+    share one (mean, variance) point, as genes seen once in a small data set do (800 inDrops
+    cells of Zilionis et al. 2019); the fit is then repeated without the genes detected in
+    fewer than ``fallback_min_cells`` cells, which cannot be variable features anyway, and
+    ``uns["hvg"]["min_cells"]`` records it (1 when the first fit worked).
     """
     n_top = int(min(n_top_genes, adata.n_vars))
     counts = sp.csr_matrix(adata.layers["counts"])
-    # genes with any non-zero count, without a boolean copy of the matrix
-    expressed = np.bincount(counts.indices[counts.data > 0], minlength=adata.n_vars) > 0
-    is_mito = adata.var_names.str.lower().str.startswith("mt-")
-    candidates = expressed & ~np.asarray(is_mito)
-    # only the candidate genes' counts are copied (not X); nothing when every gene qualifies
-    sub = AnnData(
-        obs=adata.obs[[batch_key]].copy(),
-        var=pd.DataFrame(index=adata.var_names[candidates]),
-        layers={"counts": counts if candidates.all() else counts[:, np.flatnonzero(candidates)]},
-    )
-    sizes = sub.obs[batch_key].value_counts()
+    # cells per gene, without a boolean copy of the matrix
+    n_cells = np.bincount(counts.indices[counts.data > 0], minlength=adata.n_vars)
+    is_mito = np.asarray(adata.var_names.str.lower().str.startswith("mt-"))
+    sizes = adata.obs[batch_key].value_counts()
     use_batch = batch_key if (sizes.size > 1 and sizes.min() >= 2) else None
-    sc.pp.highly_variable_genes(
-        sub,
-        n_top_genes=min(n_top, sub.n_vars),
-        flavor="seurat_v3",
-        layer="counts",
-        batch_key=use_batch,
-        subset=False,
-        span=0.3,
-    )
+    for min_cells in (1, fallback_min_cells):
+        candidates = (n_cells >= min_cells) & ~is_mito
+        # only the candidate genes' counts are copied (not X); nothing when every gene qualifies
+        sub = AnnData(
+            obs=adata.obs[[batch_key]].copy(),
+            var=pd.DataFrame(index=adata.var_names[candidates]),
+            layers={
+                "counts": counts if candidates.all() else counts[:, np.flatnonzero(candidates)]
+            },
+        )
+        try:
+            sc.pp.highly_variable_genes(
+                sub,
+                n_top_genes=min(n_top, sub.n_vars),
+                flavor="seurat_v3",
+                layer="counts",
+                batch_key=use_batch,
+                subset=False,
+                span=0.3,
+            )
+            break
+        except ValueError as exc:
+            if min_cells >= fallback_min_cells:
+                raise
+            log.warning(
+                "seurat_v3 HVG loess fit failed (%s); repeating it without the %d genes "
+                "detected in fewer than %d cells",
+                exc,
+                int(((n_cells > 0) & (n_cells < fallback_min_cells)).sum()),
+                fallback_min_cells,
+            )
     hv = pd.Series(False, index=adata.var_names)
     hv[sub.var_names] = sub.var["highly_variable"].to_numpy()
     adata.var["highly_variable"] = hv.to_numpy()
@@ -130,6 +152,7 @@ def select_hvgs(adata: AnnData, *, n_top_genes: int, batch_key: str = "sample") 
         "n_top_genes": int(n_top),
         "batch_key": use_batch or "",
         "n_selected": int(hv.sum()),
+        "min_cells": int(min_cells),
     }
 
 

@@ -248,6 +248,53 @@ def make_unique(names: Iterable[str]) -> list[str]:
     return out
 
 
+_RIKEN_RE = re.compile(r"^(\d+[A-Z]\d+)RIK(\d*)$")
+_ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{6,}")
+
+
+def mouse_symbol(name: str) -> str:
+    """The mouse (MGI) spelling of an upper-cased mouse gene symbol, by the nomenclature's rules.
+
+    First letter upper, the rest lower (``LY6C2`` -> ``Ly6c2``, ``HBA-A1`` -> ``Hba-a1``);
+    mitochondrial genes ``mt-`` (``MT-CO1`` -> ``mt-Co1``); RIKEN clones ``Rik``
+    (``0610007P14RIK`` -> ``0610007P14Rik``). Ensembl ids are returned unchanged. Symbols whose
+    rule has exceptions (``H2-AB1`` is ``H2-Ab1``) need a reference: see
+    :func:`repair_mouse_symbol_case`.
+    """
+    if _ENSEMBL_RE.match(name):
+        return name
+    if name.startswith("MT-"):
+        return "mt-" + name[3:].capitalize()
+    m = _RIKEN_RE.match(name)
+    if m:
+        return f"{m.group(1)}Rik{m.group(2)}"
+    return name[:1] + name[1:].lower()
+
+
+def repair_mouse_symbol_case(adata: ad.AnnData, reference: Iterable[str] = ()) -> int:
+    """Give mouse gene symbols that a deposit upper-cased (``GAS6``) their mouse spelling.
+
+    Acts only when no feature name has a lower-case letter (every mouse symbol has some:
+    ``Gas6``, ``mt-Co1``, ``0610007P14Rik``), so Title-case data and human data are left alone.
+    Each symbol takes the spelling of the same symbol in ``reference`` (e.g. the symbols of the
+    marker panels and gene sets, compared case-insensitively) or else :func:`mouse_symbol`'s.
+    The input names are kept in ``var["symbol_input"]``; ``var_names`` stay unique. Returns the
+    number of names changed (0 when nothing was done).
+    """
+    names = adata.var_names.astype(str).tolist()
+    if not names or any(ch.islower() for n in names for ch in n):
+        return 0
+    canon: dict[str, str] = {}
+    for symbol in reference:
+        canon.setdefault(str(symbol).upper(), str(symbol))
+    new = [canon.get(n, mouse_symbol(n)) for n in names]
+    changed = sum(a != b for a, b in zip(names, new, strict=True))
+    if changed:
+        adata.var["symbol_input"] = names
+        adata.var_names = make_unique(new)
+    return changed
+
+
 def _decode(arr: Any) -> np.ndarray:
     a = np.asarray(arr)
     if a.dtype.kind == "S":
@@ -725,6 +772,9 @@ def ingest_sample(
     cell_calling: str = "auto",
     raw_min_barcodes: int = 20_000,
     min_umi: int = 100,
+    species: str | None = None,
+    symbol_case: str = "auto",
+    symbol_reference: Iterable[str] = (),
 ) -> ad.AnnData:
     """Read one sample's raw counts, call cells in an unfiltered matrix, annotate its cells.
 
@@ -740,6 +790,10 @@ def ingest_sample(
     ----------
     cell_calling, raw_min_barcodes, min_umi
         Passed to :func:`tmeflow.cellcalling.call_cells` (config keys ``ingest.*``).
+    species, symbol_case, symbol_reference
+        With ``species="mouse"`` and ``symbol_case="auto"``, upper-cased mouse symbols get
+        their mouse spelling (:func:`repair_mouse_symbol_case` with ``symbol_reference``);
+        recorded in ``uns["ingest"]["symbols_recased"]``. ``"keep"`` leaves names as they are.
 
     Raises
     ------
@@ -810,7 +864,25 @@ def ingest_sample(
         obs[str(key)] = value
     obs.index = pd.Index([f"{sample}_{b}" for b in barcodes])
     adata.obs = obs
-    adata.uns["ingest"] = {"path": os.fspath(p), "format": fmt, "sample": str(sample)}
+    recased = (
+        repair_mouse_symbol_case(adata, symbol_reference)
+        if species == "mouse" and symbol_case == "auto"
+        else 0
+    )
+    if recased:
+        logger.warning(
+            "sample %s: every feature name was upper-case; %d mouse symbols were given their "
+            "mouse spelling (GAS6 -> Gas6; input names in var['symbol_input']; "
+            "ingest.symbol_case: keep turns this off)",
+            sample,
+            recased,
+        )
+    adata.uns["ingest"] = {
+        "path": os.fspath(p),
+        "format": fmt,
+        "sample": str(sample),
+        "symbols_recased": int(recased),
+    }
     if orientation is not None:
         adata.uns["ingest"]["orientation"] = orientation
     adata.uns["ingest"]["cell_calling"] = calling

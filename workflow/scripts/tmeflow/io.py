@@ -902,7 +902,8 @@ def ingest_report(adata: ad.AnnData) -> dict[str, Any]:
 
     Columns: ``sample``, ``format``, ``orientation`` (tables only, else empty),
     ``n_barcodes`` (in the input), ``looks_raw``, ``cells_called``, ``cell_calling_cutoff_umi``
-    (NaN when no cell calling), ``n_cells``, ``n_features``.
+    (NaN when no cell calling), ``n_cells``, ``n_features``, ``symbols_recased`` (upper-case
+    mouse symbols given the mouse spelling; see :func:`repair_mouse_symbol_case`).
     """
     info = adata.uns.get("ingest", {})
     calling = info.get("cell_calling", {}) or {}
@@ -917,6 +918,7 @@ def ingest_report(adata: ad.AnnData) -> dict[str, Any]:
         "cell_calling_cutoff_umi": float(calling.get("cutoff_umi", float("nan"))),
         "n_cells": int(adata.n_obs),
         "n_features": int(adata.n_vars),
+        "symbols_recased": int(info.get("symbols_recased", 0)),
     }
 
 

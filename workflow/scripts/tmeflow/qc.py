@@ -511,10 +511,10 @@ def summary_table(
     (:func:`tmeflow.species.species_report`) and QC metrics (:func:`filter_cells`) on
     ``sample``. Columns, in order: ``sample``, ``condition``; ingest (``format``,
     ``orientation``, ``n_barcodes``, ``looks_raw``, ``cells_called``,
-    ``cell_calling_cutoff_umi``, ``n_features``); ``n_cells_in``; one ``removed_<reason>``
-    column per reason of :data:`REASONS`; ``n_removed``, ``n_kept`` and kept cells per species;
-    species composition and prefixes; contamination; thresholds (``threshold_*``) and group
-    sizes; ``note`` (non-empty for a sample left without cells).
+    ``cell_calling_cutoff_umi``, ``n_features``, ``symbols_recased``); ``n_cells_in``; one
+    ``removed_<reason>`` column per reason of :data:`REASONS`; ``n_removed``, ``n_kept`` and
+    kept cells per species; species composition and prefixes; contamination; thresholds
+    (``threshold_*``) and group sizes; ``note`` (non-empty for a sample left without cells).
     """
     ing = ingest.drop(columns=["n_cells"], errors="ignore")
     out = metrics.merge(ing, on="sample", how="left", validate="one_to_one")

@@ -46,7 +46,10 @@ rule ingest_sample:
         min_umi=config["ingest"]["min_umi"],
         species=config["species"],
         symbol_case=config["ingest"]["symbol_case"],
-        symbol_panels=[config["annotation"]["panel"], *config["annotation"]["extra_panels"]],
+        symbol_panels=[
+            config["annotation"]["panel"],
+            *config["annotation"]["extra_panels"],
+        ],
         symbol_gene_sets=config["gsea"]["gene_sets"],
         genes=GENES,
     script:

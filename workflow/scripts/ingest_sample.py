@@ -5,14 +5,18 @@ import pandas as pd
 from tmeflow import gsea, io, runtime, tables
 
 
-def reference_symbols(panels, gene_sets, genes) -> list[str]:
-    """Gene symbols in their canonical spelling: panels' markers, gene sets, genes of interest."""
-    out = list(genes)
+def reference_symbols(panels, gene_sets, genes):
+    """Gene symbols in their canonical spelling: genes of interest, panels' markers, gene sets.
+
+    A generator: the files are read only when ingest needs them (all-upper-case mouse names).
+    """
+    yield from genes
     for panel in panels:
-        out += [g for markers in gsea.marker_sets(panel).values() for g in markers]
+        for markers in gsea.marker_sets(panel).values():
+            yield from markers
     for gmt in gene_sets:
-        out += [g for members in gsea.read_gmt(gmt).values() for g in members]
-    return out
+        for members in gsea.read_gmt(gmt).values():
+            yield from members
 
 
 def main(smk) -> None:

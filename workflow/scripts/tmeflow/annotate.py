@@ -500,9 +500,10 @@ def refine_mixed(
         own_values = (
             cluster_scores[own_entry].to_numpy(dtype=float) if own_entry else np.zeros(len(parts))
         )
+        in_parts = {g: (parts == g).to_numpy() for g in table["group"]}
         pvals = []
         for row in table.itertuples(index=False):
-            in_part = (parts == row.group).to_numpy()
+            in_part = in_parts[row.group]
             if row.confident and row.label != own:
                 excess = cluster_scores[row.best_label].to_numpy(dtype=float)
                 if own_entry != row.best_label:
@@ -519,7 +520,7 @@ def refine_mixed(
         # few very high-scoring macrophages pulled into a cluster labelled TAM)
         p_own = []
         for row in table.itertuples(index=False):
-            in_part = (parts == row.group).to_numpy()
+            in_part = in_parts[row.group]
             votes = best[in_cluster][in_part].value_counts()
             weak = (
                 own_entry is not None

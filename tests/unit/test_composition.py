@@ -62,7 +62,7 @@ def test_proportions_rejects_condition_varying_within_sample() -> None:
 
 
 def test_doubled_fraction_detected_with_right_sign(props: pd.DataFrame) -> None:
-    res = composition.test_composition(props, reference=REF, test=TEST)
+    res = composition.compare_proportions(props, reference=REF, test=TEST)
     assert list(res.columns) == composition.COMPOSITION_COLUMNS
     tam = res.set_index("cell_type").loc["TAM"]
     assert tam["effect"] > 0 and tam["ci_low"] > 0
@@ -75,7 +75,7 @@ def test_doubled_fraction_detected_with_right_sign(props: pd.DataFrame) -> None:
 
 
 def test_logit_effect_matches_pooled_t_test(props: pd.DataFrame) -> None:
-    res = composition.test_composition(props, reference=REF, test=TEST).set_index("cell_type")
+    res = composition.compare_proportions(props, reference=REF, test=TEST).set_index("cell_type")
     tam = props[props["cell_type"] == "TAM"]
     n = props.groupby("sample")["n_cells"].sum().reindex(tam["sample"]).to_numpy()
     k = tam["n_cells"].to_numpy()
@@ -96,11 +96,11 @@ def test_logit_effect_matches_pooled_t_test(props: pd.DataFrame) -> None:
 
 
 def test_arcsine_method(props: pd.DataFrame) -> None:
-    res = composition.test_composition(props, reference=REF, test=TEST, method="arcsine_lm")
+    res = composition.compare_proportions(props, reference=REF, test=TEST, method="arcsine_lm")
     tam = res.set_index("cell_type").loc["TAM"]
     assert tam["method"] == "arcsine_lm" and tam["effect"] > 0 and tam["pvalue"] < 0.01
     with pytest.raises(ValueError, match="not one of"):
-        composition.test_composition(props, reference=REF, test=TEST, method="sccoda")
+        composition.compare_proportions(props, reference=REF, test=TEST, method="sccoda")
 
 
 def test_one_sample_per_arm_is_descriptive(
@@ -108,7 +108,7 @@ def test_one_sample_per_arm_is_descriptive(
 ) -> None:
     one = props[props["sample"].isin(["ctrl_0", "alec_0"])]
     with caplog.at_level(logging.WARNING, logger="tmeflow.composition"):
-        res = composition.test_composition(one, reference=REF, test=TEST)
+        res = composition.compare_proportions(one, reference=REF, test=TEST)
     assert (res["method"] == "descriptive_only").all()
     assert res["pvalue"].isna().all() and res["padj"].isna().all()
     assert res["note"].str.contains("at least 2 per arm").all()
@@ -120,7 +120,7 @@ def test_one_sample_per_arm_is_descriptive(
 
 def test_unknown_levels_raise(props: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="neither contrast level"):
-        composition.test_composition(props, reference="placebo", test="other")
+        composition.compare_proportions(props, reference="placebo", test="other")
 
 
 @pytest.mark.parametrize("samples", [["ctrl_0"], ["ctrl_0", "ctrl_1", "ctrl_2"]])
@@ -129,7 +129,7 @@ def test_missing_arm_is_descriptive_not_an_error(props: pd.DataFrame, samples: l
     one_arm = composition.proportions(
         make_adata({k: v for k, v in COUNTS.items() if k[0] in samples})
     )
-    res = composition.test_composition(one_arm, reference=REF, test=TEST)
+    res = composition.compare_proportions(one_arm, reference=REF, test=TEST)
     assert list(res.columns) == composition.COMPOSITION_COLUMNS
     assert (res["method"] == "descriptive_only").all()
     assert res[["effect", "pvalue", "padj", "fraction_test", "log2_ratio"]].isna().all().all()
@@ -142,7 +142,7 @@ def test_missing_arm_is_descriptive_not_an_error(props: pd.DataFrame, samples: l
 
 
 def test_significant_rows_carry_closure_note(props: pd.DataFrame) -> None:
-    res = composition.test_composition(props, reference=REF, test=TEST)
+    res = composition.compare_proportions(props, reference=REF, test=TEST)
     sig = res["padj"] < 0.05
     assert sig.any()
     assert res.loc[sig, "note"].str.contains("closed proportions").all()
@@ -173,7 +173,7 @@ def test_per_type_test_is_calibrated_under_the_demo_design() -> None:
                      "fraction": n / 1300}
                     for t, n in zip(types, k, strict=True)
                 ]  # fmt: skip
-        res = composition.test_composition(
+        res = composition.compare_proportions(
             pd.DataFrame(rows), reference="control", test="alectinib"
         ).set_index("cell_type")
         p_null.append(res.loc[null, "pvalue"].to_numpy())

@@ -11,7 +11,7 @@ def main(smk) -> None:
     p = smk.params
     adata = io.read_h5ad(smk.input[0], skip=("X", "layers", "obsp"))
     props = composition.proportions(adata, group_key="cell_type", condition_key=p.condition_key)
-    test = composition.test_composition(
+    test = composition.compare_proportions(
         props, reference=p.reference, test=p.test, method=p.method, alpha=p.alpha
     )
     log.info("composition test:\n%s", test.to_string())

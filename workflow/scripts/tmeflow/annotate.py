@@ -32,9 +32,10 @@ import scipy.sparse as sp
 import yaml
 from anndata import AnnData
 
+from tmeflow._utils import natural_key
 from tmeflow.cluster import leiden
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 UNASSIGNED = "unassigned"
 TUMOR = "tumor"
@@ -123,7 +124,7 @@ def load_panels(paths) -> dict:
         extra = load_panel(path)
         replaced = sorted(set(extra["cell_types"]) & set(merged["cell_types"]))
         if replaced:
-            log.info("panel %s replaces entries %s", path, replaced)
+            logger.info("panel %s replaces entries %s", path, replaced)
         merged["cell_types"] = {**merged["cell_types"], **extra["cell_types"]}
         names.append(str(extra.get("name", Path(path).stem)))
     merged["name"] = "+".join(names)
@@ -213,7 +214,7 @@ def assign_groups(
     rows = []
     usable = scores.dropna(axis=1, how="all")
     per_cell = cell_best_labels(usable, min_score=min_score, parent=parent)
-    for group in sorted(groups.dropna().unique(), key=_natural):
+    for group in sorted(groups.dropna().unique(), key=natural_key):
         members = groups.index[groups == group]
         means = usable.loc[members].mean(axis=0).sort_values(ascending=False, kind="stable")
         best, best_score = (means.index[0], float(means.iloc[0])) if len(means) else ("", np.nan)
@@ -244,11 +245,6 @@ def assign_groups(
         row.update({f"score_{k}": float(v) for k, v in means.items()})
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _natural(value):
-    s = str(value)
-    return (0, int(s), s) if s.isdigit() else (1, 0, s)
 
 
 def annotate(
@@ -295,7 +291,7 @@ def annotate(
             continue
         markers = panel_markers(panel, species=sp_name)
         if not markers:
-            log.warning(
+            logger.warning(
                 "panel has no %s entries: %d %s cells left unassigned", sp_name, mask.sum(), sp_name
             )
             continue
@@ -385,7 +381,7 @@ def annotate(
         "refine_fraction": refine_fraction,
         "refine_resolution": refine_resolution,
         "refined_clusters": sorted(
-            {g.split(":")[0] for g in annotation_group.astype(str) if ":" in g}, key=_natural
+            {g.split(":")[0] for g in annotation_group.astype(str) if ":" in g}, key=natural_key
         ),
         "seed": seed,
         "sources": _sources(panel),
@@ -469,7 +465,7 @@ def refine_mixed(
     best = cell_best_labels(scores, min_score=min_score, parent=parent)
     groups = clusters.astype(str).copy()
     tables = []
-    for cluster in sorted(groups.unique(), key=_natural):
+    for cluster in sorted(groups.unique(), key=natural_key):
         in_cluster = (groups == cluster).to_numpy()
         own = label_of.get(cluster, UNASSIGNED)
         other = best[in_cluster].notna() & (best[in_cluster] != own)
@@ -540,7 +536,7 @@ def refine_mixed(
         table["label"] = np.where(
             table["confident"], table["label"], np.where(lost, UNASSIGNED, own)
         )
-        log.info(
+        logger.info(
             "cluster %s (%s) is mixed: %d of %d cells score best as another type; parts: %s",
             cluster,
             own,
@@ -617,7 +613,7 @@ def _subtypes(
     fallback = np.full(n, f"{parent}_{UNASSIGNED}", dtype=object)
     no_state = np.full(n, NO_STATE, dtype=object)
     if n < min_cells:
-        log.info("%s: %d cells, too few to re-cluster for subtypes", parent, n)
+        logger.info("%s: %d cells, too few to re-cluster for subtypes", parent, n)
         return fallback, no_state, []
     groups = pd.Series(
         _recluster(adata, members, resolution=resolution, n_neighbors=n_neighbors, seed=seed),

@@ -19,7 +19,7 @@ import scanpy as sc
 from anndata import AnnData
 from sklearn.metrics import adjusted_rand_score
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def leiden(
@@ -176,7 +176,7 @@ def embed_and_cluster(
         "seed": int(seed),
         "n_clusters": int(adata.obs["leiden"].nunique()),
     }
-    log.info(
+    logger.info(
         "Leiden resolution %.3g (%s): %d clusters",
         chosen,
         choice,

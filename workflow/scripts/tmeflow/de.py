@@ -19,6 +19,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from tmeflow._utils import observed_levels
+
 logger = logging.getLogger(__name__)
 
 #: Columns of every table returned by :func:`run_de`, in order.
@@ -131,21 +133,13 @@ def _check_obs(adata: AnnData, keys: Sequence[str]) -> None:
         raise KeyError(msg)
 
 
-def _ordered_levels(values: pd.Series) -> list[str]:
-    """Observed levels of a column, in categorical order when categorical, else sorted."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        observed = set(values.dropna().astype(str))
-        return [str(c) for c in values.cat.categories if str(c) in observed]
-    return sorted(values.dropna().astype(str).unique())
-
-
 def _indicator(
     adata: AnnData, sample_key: str, group_key: str
 ) -> tuple[sp.csr_matrix, pd.DataFrame]:
     """Sparse (pair x cell) indicator of the observed (sample, group) pairs, deterministic order."""
     obs = adata.obs
-    samples = _ordered_levels(obs[sample_key])
-    groups = _ordered_levels(obs[group_key])
+    samples = observed_levels(obs[sample_key])
+    groups = observed_levels(obs[group_key])
     s_code = pd.Categorical(obs[sample_key].astype(str), categories=samples).codes
     g_code = pd.Categorical(obs[group_key].astype(str), categories=groups).codes
     valid = (s_code >= 0) & (g_code >= 0)
@@ -313,7 +307,7 @@ def subtype_groups(
     ).drop_duplicates()
     tested: list[str] = []
     skipped: dict[str, str] = {}
-    for sub in _ordered_levels(obs[subtype_key]):
+    for sub in observed_levels(obs[subtype_key]):
         parents = sorted(set(pairs.loc[pairs["sub"] == sub, "type"]))
         if parents == [sub]:
             continue
@@ -560,7 +554,7 @@ def run_de(
     )
     cond = adata.obs[condition_key].astype(str).to_numpy()
     grp = adata.obs[group_key].astype(str).to_numpy()
-    all_groups = _ordered_levels(adata.obs[group_key])
+    all_groups = observed_levels(adata.obs[group_key])
     wanted = all_groups if groups is None else [str(g) for g in groups]
 
     missing = [level for level in (reference, test) if level not in conditions]
@@ -823,7 +817,7 @@ def genes_of_interest(
     cond = adata.obs[condition_key].astype(str).to_numpy()
     grp = adata.obs[group_key].astype(str).to_numpy()
     groups = (
-        list(dict.fromkeys([*_ordered_levels(adata.obs[group_key]), *de_tables]))
+        list(dict.fromkeys([*observed_levels(adata.obs[group_key]), *de_tables]))
         if groups is None
         else [str(g) for g in groups]
     )

@@ -15,7 +15,6 @@ in the order they are given, reference first (:func:`condition_colors`).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +29,8 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+
+from tmeflow._utils import natural_key
 
 logger = logging.getLogger(__name__)
 
@@ -234,12 +235,6 @@ def save_figure(
 
 
 # --------------------------------------------------------------------------- palettes
-def _natural_key(label: str) -> tuple:
-    parts = re.split(r"(\d+)", label)
-    key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts if p)
-    return (*key, label)
-
-
 def _clean_labels(labels: Iterable[Any]) -> list[str]:
     out = {str(x) for x in labels if not (pd.api.types.is_scalar(x) and pd.isna(x))}
     return sorted(out)
@@ -259,7 +254,7 @@ def label_order(labels: Iterable[Any], *, vocabulary: Sequence[str] = DEFAULT_VO
         key=vocab_index.__getitem__,
     )
     others = sorted(
-        (x for x in present if x not in vocab_index and x not in _LAST_LABELS), key=_natural_key
+        (x for x in present if x not in vocab_index and x not in _LAST_LABELS), key=natural_key
     )
     last = [x for x in _LAST_LABELS if x in present]
     return known + others + last
@@ -299,7 +294,7 @@ def label_colors(
             colors[lab] = _EXTRA_COLORS[slot % len(_EXTRA_COLORS)]
             slot += 1
     extras = sorted(
-        (x for x in present if x not in colors and x not in _FIXED_COLORS), key=_natural_key
+        (x for x in present if x not in colors and x not in _FIXED_COLORS), key=natural_key
     )
     for lab in extras:
         colors[lab] = _EXTRA_COLORS[slot % len(_EXTRA_COLORS)]
@@ -323,7 +318,7 @@ def _palette_for(column: str, labels: Iterable[Any], order: Sequence[str] | None
         colors = label_colors(present, vocabulary=SPECIES_VOCAB)
     elif column == "condition":
         given = [str(c) for c in order or ()]
-        extra = sorted((c for c in present if c not in given), key=_natural_key)
+        extra = sorted((c for c in present if c not in given), key=natural_key)
         colors = {c: v for c, v in condition_colors([*given, *extra]).items() if c in present}
     else:
         colors = label_colors(present)
@@ -338,7 +333,7 @@ def _ordered_conditions(present: Iterable[Any], conditions: Sequence[str] | None
     if conditions is None:
         return present
     given = [str(c) for c in conditions]
-    extra = sorted((c for c in present if c not in given), key=_natural_key)
+    extra = sorted((c for c in present if c not in given), key=natural_key)
     if extra:
         logger.warning("conditions %s not in %s: drawn after them", extra, given)
     return given + extra
@@ -793,9 +788,7 @@ def composition_plot(
     cell_types = label_order(df["cell_type"])
     colors = label_colors(cell_types)
     sample_cond = df.drop_duplicates("sample").set_index("sample")["condition"]
-    samples = sorted(
-        sample_cond.index, key=lambda s: (conds.index(sample_cond[s]), _natural_key(s))
-    )
+    samples = sorted(sample_cond.index, key=lambda s: (conds.index(sample_cond[s]), natural_key(s)))
     with style():
         fig = _new_figure(2.5 + 0.3 * max(len(samples), 2) + 0.45 * max(len(cell_types), 2), 3.4)
         ax_bar, ax_pt = fig.subplots(
@@ -1230,7 +1223,7 @@ def qc_violin_plot(
         msg = f"qc_violin_plot: none of {list(_QC_METRICS)} in obs columns {list(obs.columns)}"
         raise ValueError(msg)
     _require_columns(obs, [sample_key], "qc_violin_plot")
-    samples = sorted(_clean_labels(obs[sample_key]), key=_natural_key)
+    samples = sorted(_clean_labels(obs[sample_key]), key=natural_key)
     has_pass = "qc_pass" in obs.columns
     if not has_pass:
         logger.info("qc_violin_plot: no qc_pass column; drawing all cells only")

@@ -10,7 +10,7 @@ import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 TARGET_SUM = 1e4
 
@@ -137,7 +137,7 @@ def select_hvgs(
         except ValueError as exc:
             if min_cells >= fallback_min_cells:
                 raise
-            log.warning(
+            logger.warning(
                 "seurat_v3 HVG loess fit failed (%s); repeating it without the %d genes "
                 "detected in fewer than %d cells",
                 exc,

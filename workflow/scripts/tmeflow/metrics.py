@@ -39,7 +39,7 @@ from anndata import AnnData
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.neighbors import NearestCentroid, NearestNeighbors
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 BATCH_METRICS = ("bras", "ilisi", "kbet", "graph_connectivity", "pcr_comparison")
 BIO_METRICS = ("isolated_labels", "nmi_kmeans", "ari_kmeans", "silhouette_label", "clisi")
@@ -125,7 +125,7 @@ def scib_scores(
             )
         out["pcr_comparison"] = float(sm.pcr_comparison(x_pre, x, batch, categorical=True))
     else:
-        log.warning("one batch only: batch-correction metrics are undefined (NaN)")
+        logger.warning("one batch only: batch-correction metrics are undefined (NaN)")
     if n_label >= 2:
         out["graph_connectivity"] = float(
             sm.graph_connectivity(nn.subset_neighbors(min(15, nn.n_neighbors)), labels)
@@ -136,7 +136,7 @@ def scib_scores(
         out["silhouette_label"] = float(sm.silhouette_label(x, labels))
         out["clisi"] = float(sm.clisi_knn(nn, labels))
     else:
-        log.warning("one label only: bio-conservation metrics are undefined (NaN)")
+        logger.warning("one label only: bio-conservation metrics are undefined (NaN)")
     return out
 
 
@@ -225,9 +225,9 @@ def integration_metrics(
     rows = []
     cells = subsample(batch, max_cells=max_cells, seed=seed)
     if len(cells) < len(batch):
-        log.info("scib metrics on %d of %d cells (max_cells)", len(cells), len(batch))
+        logger.info("scib metrics on %d of %d cells (max_cells)", len(cells), len(batch))
     for emb, x in embeddings.items():
-        log.info("scib metrics of %s (%d dims)", emb, x.shape[1])
+        logger.info("scib metrics of %s (%d dims)", emb, x.shape[1])
         scores = scib_scores(
             x[cells], pca[cells], batch=batch[cells], labels=labels[cells], kbet=kbet
         )
@@ -260,7 +260,7 @@ def integration_metrics(
     cond["flagged"] = (before >= min_signal) & (cond["retained"] < min_retained)
     lost = cond.loc[cond["flagged"], "cell_type"].tolist()
     for row in cond.loc[cond["flagged"]].itertuples(index=False):
-        log.warning(
+        logger.warning(
             "integration removed most of the condition signal in %s: %.2f in PCA, %.2f in %s; "
             "embedding-based views of this cell type (subclusters, UMAP) hide the condition "
             "difference",
@@ -270,7 +270,7 @@ def integration_metrics(
             name,
         )
     if cond.empty or before.isna().all():
-        log.warning(
+        logger.warning(
             "condition signal not estimable: needs >= %d samples of >= %d cells per condition "
             "in a cell type",
             min_samples,

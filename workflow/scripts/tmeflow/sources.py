@@ -13,6 +13,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from tmeflow._utils import observed_levels
+
 logger = logging.getLogger(__name__)
 
 SOURCE_COLUMNS: list[str] = [
@@ -30,13 +32,6 @@ SOURCE_COLUMNS: list[str] = [
 ]
 
 _TARGET_SUM = 1e4
-
-
-def _levels(values: pd.Series) -> list[str]:
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        observed = set(values.dropna().astype(str))
-        return [str(c) for c in values.cat.categories if str(c) in observed]
-    return sorted(values.dropna().astype(str).unique())
 
 
 def _gene_column(adata: AnnData, gene: str, layer: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -127,8 +122,8 @@ def expression_sources(
             "norm": norm,
         }
     )
-    groups = _levels(adata.obs[group_key])
-    conditions = _levels(adata.obs[condition_key])
+    groups = observed_levels(adata.obs[group_key])
+    conditions = observed_levels(adata.obs[condition_key])
 
     per = cells.groupby(["condition", "cell_type"], sort=False).agg(
         umis=("umis", "sum"),
@@ -276,9 +271,9 @@ def sample_shares(
         raise KeyError(msg)
     col, _totals = _gene_column(adata, gene, layer)
     obs = adata.obs
-    samples = _levels(obs[sample_key])
-    groups = _levels(obs[group_key])
-    conditions = _levels(obs[condition_key])
+    samples = observed_levels(obs[sample_key])
+    groups = observed_levels(obs[group_key])
+    conditions = observed_levels(obs[condition_key])
     s = pd.Categorical(obs[sample_key].astype(str), categories=samples)
     g = pd.Categorical(obs[group_key].astype(str), categories=groups)
     umis = (

@@ -113,8 +113,11 @@ def _check_entry(path, label: str, entry) -> None:
 
 
 def load_panels(paths) -> dict:
-    """Read one panel or merge several: a later panel adds cell types or replaces an entry of the
-    same label (subtypes included), so a user panel can extend or override the shipped one."""
+    """Read one panel or merge several.
+
+    A later panel adds cell types or replaces an entry of the same label (subtypes included),
+    so a user panel can extend or override the shipped one.
+    """
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
     if not paths:
         raise ValueError("no marker panel given; set the config key 'annotation.panel'")

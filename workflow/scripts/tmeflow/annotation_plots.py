@@ -32,8 +32,11 @@ def _message(ax, text: str) -> None:
 def integration_metrics_plot(
     metrics: pd.DataFrame, condition: pd.DataFrame, *, stem: str | Path
 ) -> list[Path]:
-    """Bars of the scib metrics per embedding (batch correction, bio conservation, aggregates)
-    and of the condition signal per cell type; flagged cell types are marked with ``!``."""
+    """Plot the scib metrics per embedding and the condition signal per cell type.
+
+    Bars for batch correction, bio conservation and the aggregates; flagged cell types are
+    marked with ``!``.
+    """
     embeddings = metrics["embedding"].astype(str).tolist()
     colors = {e: _EMBEDDING_COLORS[i % len(_EMBEDDING_COLORS)] for i, e in enumerate(embeddings)}
     groups = [
@@ -89,8 +92,11 @@ def integration_metrics_plot(
 
 
 def resolution_sweep_plot(sweep: pd.DataFrame, *, stem: str | Path) -> list[Path]:
-    """Number of clusters and stability (seed ARI, ARI with the previous resolution) against
-    the Leiden resolution; the resolution used is marked."""
+    """Plot the number of clusters and their stability against the Leiden resolution.
+
+    Stability is the seed ARI and the ARI with the previous resolution; the resolution used is
+    marked.
+    """
     with style():
         fig = _figure(6.5, 3.0)
         ax1, ax2 = fig.subplots(1, 2)
@@ -124,9 +130,12 @@ def resolution_sweep_plot(sweep: pd.DataFrame, *, stem: str | Path) -> list[Path
 
 
 def score_heatmap(table: pd.DataFrame, *, stem: str | Path) -> list[Path]:
-    """Per-cluster mean marker scores (rows: clusters with their label, columns: panel labels),
-    one panel per level of the annotation table (cell types, each parent's subtypes and
-    states). The best label of each cluster is boxed; unassigned clusters are in grey text."""
+    """Plot per-cluster mean marker scores as a heatmap.
+
+    Rows: clusters with their label, columns: panel labels; one panel per level of the
+    annotation table (cell types, each parent's subtypes and states). The best label of each
+    cluster is boxed; unassigned clusters are in grey text.
+    """
     levels = list(dict.fromkeys(table["level"].astype(str))) if len(table) else []
     heights = []
     blocks = []

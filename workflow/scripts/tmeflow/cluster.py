@@ -116,8 +116,11 @@ def resolution_sweep(
 def choose_resolution(
     sweep: pd.DataFrame, *, method: str, resolution: float, tolerance: float = 0.05
 ) -> float:
-    """The resolution to use: ``resolution`` (``fixed``) or the highest resolution of the sweep
-    whose stability is within ``tolerance`` of the best (``stability``)."""
+    """Choose the resolution to use.
+
+    ``resolution`` itself (``fixed``), or the highest resolution of the sweep whose stability
+    is within ``tolerance`` of the best (``stability``).
+    """
     if method == "fixed":
         return float(resolution)
     if method != "stability":
@@ -141,7 +144,7 @@ def embed_and_cluster(
     choice: str = "fixed",
     stability_tolerance: float = 0.05,
 ) -> pd.DataFrame:
-    """kNN graph on ``obsm[use_rep]``, UMAP, a Leiden resolution sweep and Leiden.
+    """KNN graph on ``obsm[use_rep]``, UMAP, a Leiden resolution sweep and Leiden.
 
     Writes ``obsp["connectivities"]``/``obsp["distances"]``, ``obsm["X_umap"]``,
     ``obs["leiden"]`` and ``uns["cluster"]`` (parameters, chosen resolution and how, number of

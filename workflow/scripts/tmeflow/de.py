@@ -159,7 +159,7 @@ def _indicator(
 
 
 def _sample_level_columns(adata: AnnData, sample_key: str, exclude: Sequence[str]) -> list[str]:
-    """obs columns that take a single value within every sample."""
+    """Obs columns that take a single value within every sample."""
     obs = adata.obs
     cols = []
     for col in obs.columns:

@@ -241,8 +241,9 @@ def _clean_labels(labels: Iterable[Any]) -> list[str]:
 
 
 def label_order(labels: Iterable[Any], *, vocabulary: Sequence[str] = DEFAULT_VOCAB) -> list[str]:
-    """Order labels for display: vocabulary order, then others naturally sorted, then
-    ``unassigned`` and ``NA``.
+    """Order labels for display.
+
+    Vocabulary order, then others naturally sorted, then ``unassigned`` and ``NA``.
 
     The result depends only on the set of labels, never on the order they are given in.
     Missing values (None/NaN) are dropped.

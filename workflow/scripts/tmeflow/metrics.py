@@ -199,7 +199,7 @@ def integration_metrics(
     kbet: bool = True,
     max_cells: int | None = 20000,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """scib metrics and condition signal of unintegrated PCA and the integrated embedding.
+    """Scib metrics and condition signal of unintegrated PCA and the integrated embedding.
 
     The scib metrics are computed on at most ``max_cells`` cells (stratified by batch, seeded;
     kNN-based metrics and silhouettes grow quadratically); the condition signal on all cells.

@@ -1,5 +1,7 @@
-"""QC figures that explain themselves: per-sample metrics before/after with the thresholds
-applied, and the per-sample ambient (cross-species) contamination.
+"""QC figures that explain themselves.
+
+Per-sample metrics before/after with the thresholds applied, and the per-sample ambient
+(cross-species) contamination.
 
 Built on :mod:`tmeflow.figures` (house style, stable colours, deterministic PDF + PNG).
 """

@@ -143,8 +143,8 @@ def test_gene_pool_gives_filler_symbols(tmp_path: Path) -> None:
     var_names = next(iter(exp.samples.values())).var_names
     mouse_filler = [n for n in var_names if n.startswith("mm10_Zfp")]
     human_filler = [n for n in var_names if n.startswith("GRCh38_ZFP")]
-    assert len(mouse_filler) == 400 - len(sim._named_mouse_genes())
-    assert len(human_filler) == 200 - len(sim._named_human_genes())
+    assert len(mouse_filler) == 400 - len(sim.genes._named_mouse_genes())
+    assert len(human_filler) == 200 - len(sim.genes._named_human_genes())
     # human filler are upper-cased *other* pool symbols
     assert not {n[len("mm10_") :].upper() for n in mouse_filler} & {
         n[len("GRCh38_") :] for n in human_filler

@@ -2,10 +2,10 @@
 
 from dataclasses import dataclass
 from os import PathLike
-from pathlib import Path
 
 import numpy as np
 
+from tmeflow.gsea import read_gmt
 from tmeflow.simulate.truth import (
     HUMAN_MITO,
     HUMAN_TUMOR_MARKERS,
@@ -26,27 +26,23 @@ def read_gmt_genes(path: str | PathLike[str]) -> list[str]:
     Parameters
     ----------
     path
-        A GMT file (``name<TAB>description<TAB>gene<TAB>gene...`` per line).
+        A GMT file (``name<TAB>description<TAB>gene<TAB>gene...`` per line), read with
+        :func:`tmeflow.gsea.read_gmt` (a set name given twice keeps its last line).
 
     Returns
     -------
     list of str
         The sorted unique symbols of all sets.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not an existing file.
+    ValueError
+        A line lacks name, description or genes, or the file holds no genes.
     """
-    path = Path(path)
-    if not path.is_file():
-        msg = f"GMT file {str(path)!r} not found; pass an existing MSigDB .gmt file"
-        raise FileNotFoundError(msg)
-    genes: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            fields = line.rstrip("\r\n").split("\t")
-            if len(fields) == 1 and not fields[0].strip():
-                continue
-            if len(fields) < 3:
-                msg = f"{path}:{lineno}: a GMT line needs name, description and genes (tabs)"
-                raise ValueError(msg)
-            genes.update(g.strip() for g in fields[2:] if g.strip())
+    sets = read_gmt(path)
+    genes = {g.strip() for members in sets.values() for g in members} - {""}
     if not genes:
         msg = f"GMT file {str(path)!r} holds no genes"
         raise ValueError(msg)

@@ -30,14 +30,12 @@ symbols (species prefixes such as ``GRCh38_``/``mm10_`` intact), ``var["gene_ids
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import logging
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +45,8 @@ import numpy as np
 import pandas as pd
 import scipy.io
 import scipy.sparse as sp
+
+from tmeflow.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -959,8 +959,6 @@ def verify_download(
     InputError
         Empty download, or a checksum mismatch (names sample, URL, both digests and the fix).
     """
-    import shutil
-
     src, dest = Path(src), Path(dest)
     if src.stat().st_size == 0:
         raise _err(sample, url, "the download is empty", "Check the URL (does it need a login?).")
@@ -974,10 +972,8 @@ def verify_download(
             "The file changed upstream or the download is corrupt: check the URL and the "
             "sha256 column of the sample sheet, then re-run (nothing was kept).",
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
     return digest
 
 
@@ -989,27 +985,8 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str]) -> None:
 
     A failed write never leaves a partial file at ``path``. Parent folders are created.
     """
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         adata.write_h5ad(tmp)
-
-
-@contextlib.contextmanager
-def _atomic(path: str | os.PathLike[str]) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, else it goes."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        # mkstemp creates the file 0600; give the output the usual umask-based mode
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 #: Top-level h5ad elements :func:`read_h5ad` may leave unread.
@@ -1080,7 +1057,7 @@ def update_h5ad(
         )
         raise ValueError(msg)
     adata.strings_to_categoricals()  # as AnnData.write_h5ad does (object columns with NaN)
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         shutil.copyfile(src, tmp)
         with h5py.File(tmp, "a") as f:
             for key in elements:

@@ -60,7 +60,7 @@ def download_path(sample):
 
 def _check_urls():
     """Parse-time checks of URL rows: a readable file name and a well-formed sha256."""
-    from tmeflow.io import FORMATS
+    from tmeflow.formats import FORMATS
 
     for sample in SAMPLE_IDS:
         path = SAMPLES.loc[sample, "path"]
@@ -105,7 +105,7 @@ def ingest_input(wildcards):
     A URL: the download (the download_sample job); a 10x/GEO mtx input: its three files; the
     demo: the files the demo rule writes; otherwise the file itself.
     """
-    from tmeflow.io import input_files
+    from tmeflow.formats import input_files
 
     path = SAMPLES.loc[wildcards.sample, "path"]
     if tmc.is_url(path):

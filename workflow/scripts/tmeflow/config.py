@@ -12,6 +12,8 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from tmeflow.downloads import is_url
+
 REQUIRED_COLUMNS = ("sample", "condition", "path")
 
 
@@ -217,8 +219,3 @@ def design_warnings(sheet: pd.DataFrame, contrast: dict) -> list[str]:
                 "and report 'not tested'."
             )
     return warnings
-
-
-def is_url(path: str) -> bool:
-    """True for http(s) paths, which are downloaded through Snakemake's HTTP storage."""
-    return path.startswith(("http://", "https://"))

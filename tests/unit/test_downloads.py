@@ -27,6 +27,12 @@ def test_verify_download(tmp_path: Path) -> None:
     assert downloads.is_url("https://a/b.h5") and not downloads.is_url("data/b.h5")
 
 
+def test_url_file_name_drops_query_and_fragment() -> None:
+    assert downloads.url_file_name("https://host/data/s1.h5?download=1#top") == "s1.h5"
+    assert downloads.url_file_name("http://host/a/b.csv.gz") == "b.csv.gz"
+    assert downloads.url_file_name("https://host/dir/") == "dir"  # the last segment
+
+
 def test_is_url_takes_str_and_paths() -> None:
     assert downloads.is_url("http://h/x.h5") and downloads.is_url("https://h/x.h5")
     assert not downloads.is_url(Path("data/x.h5")) and not downloads.is_url("ftp://h/x.h5")

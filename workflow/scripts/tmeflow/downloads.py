@@ -15,6 +15,22 @@ def is_url(path: str | os.PathLike[str]) -> bool:
     return str(path).startswith(("http://", "https://"))
 
 
+def url_file_name(url: str) -> str:
+    """The file name a download keeps: the URL's last path segment, without query or fragment.
+
+    Parameters
+    ----------
+    url
+        An http(s) URL.
+
+    Returns
+    -------
+    str
+        E.g. ``"s1.h5"`` for ``"https://host/data/s1.h5?download=1"``.
+    """
+    return Path(url.split("?", 1)[0].split("#", 1)[0]).name
+
+
 def sha256sum(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     import hashlib

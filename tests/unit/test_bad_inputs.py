@@ -3,8 +3,9 @@
 
 Cases checked at parse time from the sheet/config alone live in tests/unit/test_config.py
 (missing file, duplicate sample ids, ids with spaces/slashes/shell metacharacters, unknown
-config keys, misspelled required column, condition outside the contrast) and, for URL rows,
-in tests/workflow/test_inputs_workflow.py. Workflow-level failures (wrong checksum, a
+config keys, misspelled required column, condition outside the contrast, and the URL rows of
+tmeflow.config.check_url_rows); the URL rows also run through Snakemake in
+tests/workflow/test_inputs_workflow.py. Workflow-level failures (wrong checksum, a
 condition without cells) are also run through Snakemake there.
 """
 
@@ -17,9 +18,10 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from tmeflow import io, qc, sources
+from tmeflow import downloads, ingest, qc, sources
+from tmeflow.errors import InputError
 
-from .test_io import BARCODES, COUNTS, IDS, NAMES, v3_features, write_cr3_h5, write_mtx
+from ._inputs import BARCODES, COUNTS, IDS, NAMES, v3_features, write_cr3_h5, write_mtx
 
 
 def test_truncated_hdf5(tmp_path: Path) -> None:
@@ -27,8 +29,8 @@ def test_truncated_hdf5(tmp_path: Path) -> None:
     write_cr3_h5(p, COUNTS, BARCODES, IDS, NAMES, ["Gene Expression"] * 5, ["mm10"] * 5)
     bad = tmp_path / "s1_filtered.h5"
     bad.write_bytes(p.read_bytes()[:600])
-    with pytest.raises(io.InputError) as exc:
-        io.ingest_sample(bad, sample="s1", condition="control")
+    with pytest.raises(InputError) as exc:
+        ingest.ingest_sample(bad, sample="s1", condition="control")
     msg = str(exc.value)
     assert msg.startswith("sample 's1': unreadable or truncated 10x HDF5")
     assert f"in {str(bad)!r}" in msg and msg.endswith("(check its size / checksum).")
@@ -37,16 +39,16 @@ def test_truncated_hdf5(tmp_path: Path) -> None:
 def test_not_hdf5_at_all(tmp_path: Path) -> None:
     bad = tmp_path / "s2.h5"
     bad.write_text("<html>404 Not Found</html>")
-    with pytest.raises(io.InputError, match=r"sample 's2': unreadable or truncated 10x HDF5.*"
+    with pytest.raises(InputError, match=r"sample 's2': unreadable or truncated 10x HDF5.*"
                        r"Re-download or re-copy the file"):  # fmt: skip
-        io.ingest_sample(bad, sample="s2", condition="control")
+        ingest.ingest_sample(bad, sample="s2", condition="control")
 
 
 def test_mtx_with_mismatched_dimensions(tmp_path: Path) -> None:
     d = write_mtx(tmp_path / "s3", COUNTS, BARCODES[:3], v3_features(), gz=True,
                   features_name="features.tsv")  # fmt: skip
-    with pytest.raises(io.InputError) as exc:
-        io.ingest_sample(d, sample="s3", condition="control")
+    with pytest.raises(InputError) as exc:
+        ingest.ingest_sample(d, sample="s3", condition="control")
     msg = str(exc.value)
     assert msg.startswith(
         "sample 's3': matrix dimensions (5, 4) do not match 5 features (features.tsv.gz) x 3 "
@@ -58,8 +60,8 @@ def test_mtx_with_mismatched_dimensions(tmp_path: Path) -> None:
 def test_non_integer_counts(tmp_path: Path) -> None:
     p = tmp_path / "s4.csv"
     pd.DataFrame(COUNTS.T + 0.5, index=NAMES[:1] + IDS[1:], columns=BARCODES).to_csv(p)
-    with pytest.raises(io.InputError) as exc:
-        io.ingest_sample(p, sample="s4", condition="control")
+    with pytest.raises(InputError) as exc:
+        ingest.ingest_sample(p, sample="s4", condition="control")
     assert str(exc.value) == (
         f"sample 's4': the matrix holds normalised or non-integer values in {str(p)!r}. "
         "Provide raw UMI counts (e.g. Cell Ranger's filtered matrix), not log-normalised data."
@@ -71,8 +73,8 @@ def test_log_normalised_h5ad(tmp_path: Path) -> None:
     p = tmp_path / "s5.h5ad"
     ad.AnnData(sp.csr_matrix(X), obs=pd.DataFrame(index=BARCODES),
                var=pd.DataFrame(index=IDS)).write_h5ad(p)  # fmt: skip
-    with pytest.raises(io.InputError) as exc:
-        io.ingest_sample(p, sample="s5", condition="control")
+    with pytest.raises(InputError) as exc:
+        ingest.ingest_sample(p, sample="s5", condition="control")
     msg = str(exc.value)
     assert msg.startswith("sample 's5': the h5ad holds normalised or non-integer values (tried X)")
     assert 'Provide raw UMI counts (in X, layers["counts"] or raw.X).' in msg
@@ -85,13 +87,13 @@ def test_unfiltered_matrix_refused_when_cell_calling_is_off(tmp_path: Path) -> N
     p = tmp_path / "s6_raw.h5ad"
     ad.AnnData(X, obs=pd.DataFrame(index=[f"bc{i}" for i in range(tot.size)]),
                var=pd.DataFrame(index=["Gas6", "Axl"])).write_h5ad(p)  # fmt: skip
-    with pytest.raises(io.InputError) as exc:
-        io.ingest_sample(p, sample="s6", condition="control", cell_calling="never")
+    with pytest.raises(InputError) as exc:
+        ingest.ingest_sample(p, sample="s6", condition="control", cell_calling="never")
     msg = str(exc.value)
     assert msg.startswith(f"sample 's6': {str(p)!r} looks like an unfiltered (raw) droplet matrix")
     assert "Provide the filtered (cell-called) matrix" in msg
     assert "ingest.cell_calling: auto" in msg
-    a = io.ingest_sample(p, sample="s6", condition="control")  # auto: cells are called
+    a = ingest.ingest_sample(p, sample="s6", condition="control")  # auto: cells are called
     assert a.n_obs == 50 and a.uns["ingest"]["cell_calling"]["cutoff_umi"] == 4500  # 3000 + 1500
 
 
@@ -145,8 +147,8 @@ def test_url_with_wrong_checksum(tmp_path: Path) -> None:
     src = tmp_path / "download"
     src.write_bytes(b"not what was published")
     dest = tmp_path / "resources" / "download" / "s8" / "s8.h5"
-    with pytest.raises(io.InputError) as exc:
-        io.verify_download(src, dest, sha256="ab" * 32, sample="s8",
+    with pytest.raises(InputError) as exc:
+        downloads.verify_download(src, dest, sha256="ab" * 32, sample="s8",
                            url="https://example.org/s8.h5")  # fmt: skip
     msg = str(exc.value)
     assert msg.startswith("sample 's8': checksum mismatch: the downloaded file has sha256 ")
@@ -161,6 +163,6 @@ def test_matrix_market_of_floats(tmp_path: Path) -> None:
     scipy.io.mmwrite(str(d / "matrix.mtx"), sp.coo_matrix(COUNTS.T * 0.37))
     (d / "genes.tsv").write_text("".join(f"{i}\t{n}\n" for i, n in zip(IDS, NAMES, strict=True)))
     (d / "barcodes.tsv").write_text("".join(b + "\n" for b in BARCODES))
-    with pytest.raises(io.InputError, match=r"sample 's9': the matrix holds normalised or "
+    with pytest.raises(InputError, match=r"sample 's9': the matrix holds normalised or "
                        r"non-integer values in '.*s9'\. Provide raw UMI counts"):  # fmt: skip
-        io.ingest_sample(d, sample="s9", condition="control")
+        ingest.ingest_sample(d, sample="s9", condition="control")

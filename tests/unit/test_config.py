@@ -164,3 +164,75 @@ def test_unknown_covariate_refused(files):
 def test_missing_sheet_names_the_key(tmp_path):
     with pytest.raises(tmc.ConfigError, match="config key 'samples'"):
         tmc.read_sample_sheet(tmp_path / "nope.tsv")
+
+
+# ---------------------------------------------------------------------------- URL rows
+def url_sheet(path: str, **cells: str) -> pd.DataFrame:
+    """A one-sample sheet as read_sample_sheet returns it (strings, '' for empty cells)."""
+    row = {"sample": "s1", "condition": "control", "path": path, **cells}
+    return pd.DataFrame([row], dtype=str).set_index("sample", drop=False)
+
+
+@pytest.mark.parametrize(
+    ("path", "cells"),
+    [("https://h.org/d/s1.h5?dl=1", {"sha256": "a" * 64}), ("http://h.org/s1.tsv.gz", {}),
+     ("https://h.org/counts.bin", {"format": "h5ad"}), ("data/s1.h5", {"sha256": ""}),
+     ("data/s1.mtx", {"format": "10x_mtx"})],
+)  # fmt: skip
+def test_url_rows_accepted(path, cells):
+    tmc.check_url_rows(url_sheet(path, **cells))
+
+
+def test_sha256_on_a_local_path_refused():
+    with pytest.raises(tmc.ConfigError) as exc:
+        tmc.check_url_rows(url_sheet("inputs/s1.h5", sha256="a" * 64))
+    assert str(exc.value) == (
+        "sample 's1': a sha256 is given but path 'inputs/s1.h5' is not an http(s) URL; "
+        "checksums are verified for downloads only. Clear the sha256 cell."
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "fmt"),
+    [("http://h.org/GSM1_matrix.mtx.gz", ""), ("http://h.org/m.mtx", "auto"),
+     ("http://h.org/s1.h5", "10x_mtx")],
+)  # fmt: skip
+def test_matrix_market_url_refused(path, fmt):
+    with pytest.raises(tmc.ConfigError) as exc:
+        tmc.check_url_rows(url_sheet(path, format=fmt))
+    assert str(exc.value) == (
+        f"sample 's1': URL {path!r} is a Matrix Market input; its barcode and feature lists "
+        "cannot come with it. Download the three files into one folder and point 'path' at "
+        "the matrix file."
+    )
+
+
+@pytest.mark.parametrize("fmt", [None, "", "auto"])
+def test_url_of_unknown_format_refused(fmt):
+    cells = {} if fmt is None else {"format": fmt}
+    with pytest.raises(tmc.ConfigError) as exc:
+        tmc.check_url_rows(url_sheet("https://h.org/counts.bin?x=1", **cells))
+    assert str(exc.value) == (
+        "sample 's1': cannot tell the format of 'counts.bin' from its name. Add a 'format' "
+        "column to the sample sheet (10x_h5, 10x_mtx, h5ad, table)."
+    )
+
+
+def test_url_without_a_file_name_refused(monkeypatch):
+    # an http(s) URL always has a last segment ("https://h.org/" -> "h.org"), so the message
+    # is reached only through a name that comes out empty
+    assert tmc.url_file_name("https://h.org/") == "h.org"
+    monkeypatch.setattr(tmc, "url_file_name", lambda url: "")
+    with pytest.raises(tmc.ConfigError) as exc:
+        tmc.check_url_rows(url_sheet("https://h.org/"))
+    assert str(exc.value) == (
+        "sample 's1': URL 'https://h.org/' does not end in a file name. Point it at one file "
+        "(.h5, .h5ad, .csv/.tsv[.gz]); an mtx folder must be downloaded by hand."
+    )
+
+
+def test_url_rows_checked_in_sheet_order():
+    df = pd.concat([url_sheet("http://h.org/a.h5"), url_sheet("http://h.org/b.mtx")])
+    df["sample"] = ["ok", "bad"]
+    with pytest.raises(tmc.ConfigError, match=r"^sample 'bad': URL"):
+        tmc.check_url_rows(df)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tmeflow import io, qc, species
+from tmeflow import h5ad, qc, species
 
 MAD_NORMAL = 1.482602218505602  # 1 / Phi^-1(3/4)
 
@@ -132,8 +132,8 @@ def test_thresholds_per_species_group(tmp_path: Path) -> None:
     _, pooled = qc.filter_cells(_obs_adata(obs), group_key=None, **floors)
     assert pooled["removed_low_counts"] == 0
     assert "threshold_min_counts_all" in pooled
-    io.write_h5ad(kept, tmp_path / "qc.h5ad")  # uns["qc"] must be writable
-    assert io.read_h5ad(tmp_path / "qc.h5ad").uns["qc"]["params"]["nmads_counts"] == 5.0
+    h5ad.write_h5ad(kept, tmp_path / "qc.h5ad")  # uns["qc"] must be writable
+    assert h5ad.read_h5ad(tmp_path / "qc.h5ad").uns["qc"]["params"]["nmads_counts"] == 5.0
 
 
 def test_zero_cells_kept_names_sample_reason_and_key() -> None:

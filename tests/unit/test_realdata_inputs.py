@@ -12,7 +12,8 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from tmeflow import io, qc, species
+from tmeflow import ingest, qc, readers, species
+from tmeflow.errors import InputError
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -28,7 +29,7 @@ def _is_integer(X: sp.spmatrix) -> bool:
 
 def test_hgmm_species_calls_match_majority_species() -> None:
     folder = DATA / "hgmm_100_filtered_mtx"
-    a = io.ingest_sample(folder, sample="hgmm", condition="mix")
+    a = ingest.ingest_sample(folder, sample="hgmm", condition="mix")
     assert a.shape == (123, 60736)
     species.assign_species(a, mode="xenograft", min_fraction=0.8)
 
@@ -56,8 +57,8 @@ def test_hgmm_species_calls_match_majority_species() -> None:
 
 
 def test_hgmm_raw_h5ad_holds_filtered_counts() -> None:
-    raw = io.read_counts(DATA / "hgmm_100_raw_nonzero.h5ad", sample="hgmm_raw")
-    filt = io.read_counts(DATA / "hgmm_100_filtered_mtx", sample="hgmm")
+    raw = readers.read_counts(DATA / "hgmm_100_raw_nonzero.h5ad", sample="hgmm_raw")
+    filt = readers.read_counts(DATA / "hgmm_100_filtered_mtx", sample="hgmm")
     assert raw.shape == (118_098, 60_736)
     assert list(raw.var_names) == list(filt.var_names)
     sub = raw[filt.obs_names]
@@ -65,7 +66,7 @@ def test_hgmm_raw_h5ad_holds_filtered_counts() -> None:
 
 
 def test_heart_cellranger2_h5() -> None:
-    a = io.ingest_sample(
+    a = ingest.ingest_sample(
         DATA / "heart_1k_v2" / "filtered_gene_bc_matrices_h5.h5", sample="heart", condition="e18"
     )
     assert a.shape == (712, 31053)
@@ -81,7 +82,7 @@ def test_heart_cellranger2_h5() -> None:
 
 
 def test_tabula_muris_symbol_only_features() -> None:
-    a = io.ingest_sample(DATA / "tabula_muris_lung_P7_8", sample="lung", condition="normal")
+    a = ingest.ingest_sample(DATA / "tabula_muris_lung_P7_8", sample="lung", condition="normal")
     assert a.shape == (625, 23433)
     assert {"Gas6", "Mmp11", "Col1a1", "Pdgfra"} <= set(a.var_names)
     assert (a.var["gene_ids"] == a.var["gene_symbols"]).all()
@@ -90,7 +91,7 @@ def test_tabula_muris_symbol_only_features() -> None:
 
 
 def test_zilionis_h5ad() -> None:
-    a = io.ingest_sample(
+    a = ingest.ingest_sample(
         DATA / "zilionis_lung_cd45" / "zilionis_lung_cd45_800.h5ad",
         sample="zil",
         condition="tumour",
@@ -108,7 +109,7 @@ def test_zilionis_h5ad() -> None:
 def test_zilionis_upper_case_mouse_symbols_get_the_mouse_spelling() -> None:
     # the deposit writes mouse genes upper-case (GAS6); the panels and gene sets are mouse-case
     path = DATA / "zilionis_lung_cd45" / "zilionis_lung_cd45_800.h5ad"
-    a = io.ingest_sample(
+    a = ingest.ingest_sample(
         path, sample="zil", condition="tumour", species="mouse", symbol_reference=["H2-Ab1"]
     )
     assert a.uns["ingest"]["symbols_recased"] > 20_000
@@ -117,14 +118,14 @@ def test_zilionis_upper_case_mouse_symbols_get_the_mouse_spelling() -> None:
     assert "GAS6" not in names and a.var.loc["Gas6", "symbol_input"] == "GAS6"
     assert a.var_names.is_unique and a.n_vars == 24_248
     assert _is_integer(a.X)
-    keep = io.ingest_sample(
+    keep = ingest.ingest_sample(
         path, sample="zil", condition="tumour", species="mouse", symbol_case="keep"
     )
     assert "GAS6" in keep.var_names and keep.uns["ingest"]["symbols_recased"] == 0
 
 
 def test_hgmm_raw_cell_calling_recovers_the_filtered_cells() -> None:
-    a = io.ingest_sample(DATA / "hgmm_100_raw_nonzero.h5ad", sample="hgmm", condition="mix")
+    a = ingest.ingest_sample(DATA / "hgmm_100_raw_nonzero.h5ad", sample="hgmm", condition="mix")
     info = a.uns["ingest"]["cell_calling"]
     assert info["looks_raw"] and info["called"] and info["n_barcodes"] == 118_098
     with gzip.open(DATA / "hgmm_100_filtered_mtx" / "barcodes.tsv.gz", "rt") as fh:
@@ -135,9 +136,9 @@ def test_hgmm_raw_cell_calling_recovers_the_filtered_cells() -> None:
     assert recovered >= 0.9
     assert len(called) < 2 * len(filtered)
     assert 500 < info["cutoff_umi"] < 3000
-    assert io.ingest_report(a)["cell_calling_cutoff_umi"] == info["cutoff_umi"]
-    with pytest.raises(io.InputError, match="looks like an unfiltered"):
-        io.ingest_sample(
+    assert ingest.ingest_report(a)["cell_calling_cutoff_umi"] == info["cutoff_umi"]
+    with pytest.raises(InputError, match="looks like an unfiltered"):
+        ingest.ingest_sample(
             DATA / "hgmm_100_raw_nonzero.h5ad", sample="hgmm", condition="mix", cell_calling="never"
         )
 
@@ -145,7 +146,7 @@ def test_hgmm_raw_cell_calling_recovers_the_filtered_cells() -> None:
 def test_hgmm_contamination_reported_and_plotted(tmp_path: Path) -> None:
     from tmeflow import qcplots
 
-    a = io.ingest_sample(DATA / "hgmm_100_filtered_mtx", sample="hgmm", condition="mix")
+    a = ingest.ingest_sample(DATA / "hgmm_100_filtered_mtx", sample="hgmm", condition="mix")
     species.assign_species(a, mode="xenograft")
     row = species.species_report(a, mode="xenograft")
     # measured: 0.18% mouse UMIs in human cells, 0.29% human UMIs in mouse cells (medians)

@@ -10,7 +10,7 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from tmeflow import io, species
+from tmeflow import h5ad, ingest, species
 
 
 def _adata(X: np.ndarray, names: list[str], **var_cols: list[str]) -> ad.AnnData:
@@ -90,8 +90,8 @@ def test_prefix_stripping_with_collision(tmp_path: Path) -> None:
     assert a.obs["n_counts_human"].tolist() == [1 + 3 + 5, 7 + 9 + 11]
     assert a.obs["n_counts_mouse"].tolist() == [2 + 4, 8 + 10]
     assert a.uns["species"]["n_features_kept_prefixed"] == 2
-    io.write_h5ad(a, tmp_path / "sp.h5ad")  # uns and var must be writable
-    back = io.read_h5ad(tmp_path / "sp.h5ad")
+    h5ad.write_h5ad(a, tmp_path / "sp.h5ad")  # uns and var must be writable
+    back = h5ad.read_h5ad(tmp_path / "sp.h5ad")
     assert list(back.var_names) == list(a.var_names)
     assert list(back.uns["species"]["prefixes"]["human"]) == ["GRCh38_"]
 
@@ -141,7 +141,7 @@ def test_species_from_prefixed_ids_when_names_unprefixed(tmp_path: Path) -> None
     with gzip.open(d / "features.tsv.gz", "wt") as fh:
         fh.writelines(f"{i}\t{n}\tGene Expression\n" for i, n in feats)
     (d / "barcodes.tsv").write_text("AAAC-1\nAAAG-1\nAAAT-1\n")
-    a = io.ingest_sample(d, sample="x1", condition="ctrl")
+    a = ingest.ingest_sample(d, sample="x1", condition="ctrl")
     assert list(a.var_names) == ["ACTB", "MT-ND1", "DHRSX", "Actb", "mt-Nd1", "DHRSX-1"]
     species.assign_species(a, mode="xenograft")
     assert a.uns["species"]["source"] == "gene_ids"

@@ -8,6 +8,7 @@ from snakemake.logging import logger
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from tmeflow import config as tmc  # noqa: E402
+from tmeflow.downloads import url_file_name  # noqa: E402
 from tmeflow.simulate import demo_layout, demo_outputs  # noqa: E402
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -53,50 +54,10 @@ def _sheet_value(sample, column):
 
 def download_path(sample):
     """Where the download of a sample whose sheet path is a URL is kept."""
-    url = SAMPLES.loc[sample, "path"]
-    name = Path(url.split("?", 1)[0].split("#", 1)[0]).name
-    return f"resources/download/{sample}/{name}"
+    return f"resources/download/{sample}/{url_file_name(SAMPLES.loc[sample, 'path'])}"
 
 
-def _check_urls():
-    """Parse-time checks of URL rows: a readable file name and a well-formed sha256."""
-    from tmeflow.io import FORMATS
-
-    for sample in SAMPLE_IDS:
-        path = SAMPLES.loc[sample, "path"]
-        sha = _sheet_value(sample, "sha256")
-        if sha and not tmc.is_url(path):
-            raise tmc.ConfigError(
-                f"sample {sample!r}: a sha256 is given but path {path!r} is not an http(s) "
-                "URL; checksums are verified for downloads only. Clear the sha256 cell."
-            )
-        if not tmc.is_url(path):
-            continue
-        name = Path(download_path(sample)).name
-        fmt = _sheet_value(sample, "format")
-        if not name:
-            raise tmc.ConfigError(
-                f"sample {sample!r}: URL {path!r} does not end in a file name. Point it at one "
-                f"file (.h5, .h5ad, .csv/.tsv[.gz]); an mtx folder must be downloaded by hand."
-            )
-        lowered = name.lower()
-        if lowered.endswith((".mtx", ".mtx.gz")) or fmt == "10x_mtx":
-            raise tmc.ConfigError(
-                f"sample {sample!r}: URL {path!r} is a Matrix Market input; its barcode and "
-                "feature lists cannot come with it. Download the three files into one folder "
-                "and point 'path' at the matrix file."
-            )
-        if fmt in ("", "auto"):
-            if not lowered.removesuffix(".gz").endswith(
-                (".h5", ".hdf5", ".h5ad", ".csv", ".tsv", ".txt")
-            ):
-                raise tmc.ConfigError(
-                    f"sample {sample!r}: cannot tell the format of {name!r} from its name. "
-                    f"Add a 'format' column to the sample sheet ({', '.join(FORMATS)})."
-                )
-
-
-_check_urls()
+tmc.check_url_rows(SAMPLES)
 
 
 def ingest_input(wildcards):
@@ -105,7 +66,7 @@ def ingest_input(wildcards):
     A URL: the download (the download_sample job); a 10x/GEO mtx input: its three files; the
     demo: the files the demo rule writes; otherwise the file itself.
     """
-    from tmeflow.io import input_files
+    from tmeflow.formats import input_files
 
     path = SAMPLES.loc[wildcards.sample, "path"]
     if tmc.is_url(path):

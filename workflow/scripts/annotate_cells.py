@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from tmeflow import annotate, annotation_plots, integrate, io, runtime, tables
+from tmeflow import annotate, annotation_plots, h5ad, integrate, runtime, tables
 
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     integrate.set_threads(smk.threads)
     p = smk.params
-    adata = io.read_h5ad(smk.input.h5ad, skip=("layers",))
+    adata = h5ad.read_h5ad(smk.input.h5ad, skip=("layers",))
     panel = annotate.load_panels([smk.input.panel, *smk.input.extra_panels])
     table = annotate.annotate(
         adata,
@@ -39,7 +39,7 @@ def main(smk) -> None:
         "cell_state",
     ]
     tables.write_tsv(adata.obs[cols], smk.output.labels, index=True, index_label="cell")
-    io.update_h5ad(adata, smk.input.h5ad, smk.output.h5ad)
+    h5ad.update_h5ad(adata, smk.input.h5ad, smk.output.h5ad)
 
 
 if __name__ == "__main__":

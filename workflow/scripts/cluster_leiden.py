@@ -3,14 +3,14 @@ tmeflow.cluster."""
 
 from pathlib import Path
 
-from tmeflow import annotation_plots, cluster, integrate, io, runtime, tables
+from tmeflow import annotation_plots, cluster, h5ad, integrate, runtime, tables
 
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     integrate.set_threads(smk.threads)
     p = smk.params
-    adata = io.read_h5ad(smk.input[0], skip=("X", "layers"))
+    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "layers"))
     sweep = cluster.embed_and_cluster(
         adata,
         n_neighbors=p.n_neighbors,
@@ -24,7 +24,7 @@ def main(smk) -> None:
     log.info("clustering: %s", adata.uns["cluster"])
     tables.write_tsv(sweep, smk.output.sweep)
     annotation_plots.resolution_sweep_plot(sweep, stem=Path(smk.output.figure[0]).with_suffix(""))
-    io.update_h5ad(adata, smk.input[0], smk.output.h5ad)
+    h5ad.update_h5ad(adata, smk.input[0], smk.output.h5ad)
 
 
 if __name__ == "__main__":

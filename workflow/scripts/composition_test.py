@@ -3,13 +3,13 @@
 The logic lives in tmeflow.composition.
 """
 
-from tmeflow import composition, io, runtime, tables
+from tmeflow import composition, h5ad, runtime, tables
 
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    adata = io.read_h5ad(smk.input[0], skip=("X", "layers", "obsp"))
+    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "layers", "obsp"))
     props = composition.proportions(adata, group_key="cell_type", condition_key=p.condition_key)
     test = composition.compare_proportions(
         props, reference=p.reference, test=p.test, method=p.method, alpha=p.alpha

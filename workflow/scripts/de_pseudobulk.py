@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tmeflow import de, io, runtime, tables
+from tmeflow import de, h5ad, runtime, tables
 
 
 def _write_tables(results: dict, outdir: Path, log, alpha: float, level: str) -> None:
@@ -24,7 +24,7 @@ def _write_tables(results: dict, outdir: Path, log, alpha: float, level: str) ->
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    adata = io.read_h5ad(smk.input[0], skip=("X", "obsp"))
+    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "obsp"))
     common = dict(
         condition_key=p.condition_key,
         reference=p.reference,

@@ -1,19 +1,19 @@
-"""Snakemake adapter: verify and keep one downloaded input; the logic lives in tmeflow.io."""
+"""Snakemake adapter: verify and keep one downloaded input; the logic lives in tmeflow.downloads."""
 
-from tmeflow import io, runtime
+from tmeflow import downloads, errors, runtime
 
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     try:
-        digest = io.verify_download(
+        digest = downloads.verify_download(
             smk.input[0],
             smk.output[0],
             sha256=smk.params.sha256 or None,
             sample=smk.wildcards.sample,
             url=smk.params.url,
         )
-    except io.InputError as exc:
+    except errors.InputError as exc:
         log.error("%s", exc)  # the message in the rule's log, not only in Snakemake's output
         raise
     log.info(

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from tmeflow import figures, io, runtime
+from tmeflow import figures, h5ad, runtime
 
 
 def main(smk) -> None:
     runtime.setup(smk.log[0], threads=smk.threads)
-    adata = io.read_h5ad(smk.input[0], skip=("X", "layers", "obsp"))
+    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "layers", "obsp"))
     for key in smk.params.umap_keys:
         order = list(smk.params.conditions) if key == "condition" else None
         figures.umap_plot(

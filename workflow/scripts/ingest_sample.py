@@ -1,8 +1,8 @@
-"""Snakemake adapter: read one sample's count matrix; the logic lives in tmeflow.io."""
+"""Snakemake adapter: read one sample's count matrix; the logic lives in tmeflow.ingest."""
 
 import pandas as pd
 
-from tmeflow import gsea, io, runtime, tables
+from tmeflow import downloads, errors, gsea, h5ad, ingest, runtime, tables
 
 
 def reference_symbols(panels, gene_sets, genes):
@@ -22,11 +22,11 @@ def reference_symbols(panels, gene_sets, genes):
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     path = smk.params.path
-    if io.is_url(path):
+    if downloads.is_url(path):
         path = smk.input[0]  # the verified download (rule download_sample)
     p = smk.params
     try:
-        adata = io.ingest_sample(
+        adata = ingest.ingest_sample(
             path,
             sample=smk.wildcards.sample,
             condition=p.condition,
@@ -43,12 +43,12 @@ def main(smk) -> None:
                 else ()
             ),
         )
-    except io.InputError as exc:
+    except errors.InputError as exc:
         log.error("%s", exc)  # the message in the rule's log, not only in Snakemake's output
         raise
     log.info("%s: %d cells x %d features from %s", smk.wildcards.sample, *adata.shape, path)
-    tables.write_tsv(pd.DataFrame([io.ingest_report(adata)]), smk.output.table)
-    io.write_h5ad(adata, smk.output.h5ad)
+    tables.write_tsv(pd.DataFrame([ingest.ingest_report(adata)]), smk.output.table)
+    h5ad.write_h5ad(adata, smk.output.h5ad)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,17 @@
 """Snakemake adapter: merge samples, normalise, select HVGs; logic in tmeflow.integrate."""
 
-from tmeflow import integrate, io, runtime
+from tmeflow import h5ad, integrate, runtime
 
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     # the per-sample objects live only inside concat_samples, so they are freed on return;
     # HVGs come from the raw counts before X is written (peak about 2x the counts' size)
-    merged = integrate.concat_samples([io.read_h5ad(f) for f in smk.input.h5ads])
+    merged = integrate.concat_samples([h5ad.read_h5ad(f) for f in smk.input.h5ads])
     integrate.select_hvgs(merged, n_top_genes=smk.params.n_top_genes, batch_key="sample")
     integrate.normalise(merged)
     log.info("merged %d cells x %d genes; %s", *merged.shape, merged.uns["hvg"])
-    io.write_h5ad(merged, smk.output[0])
+    h5ad.write_h5ad(merged, smk.output[0])
 
 
 if __name__ == "__main__":

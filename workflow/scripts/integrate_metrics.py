@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from tmeflow import annotation_plots, integrate, io, metrics, runtime, tables
+from tmeflow import annotation_plots, h5ad, integrate, metrics, runtime, tables
 
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     integrate.set_threads(smk.threads)
     p = smk.params
-    adata = io.read_h5ad(smk.input[0], skip=("layers", "obsp"))
+    adata = h5ad.read_h5ad(smk.input[0], skip=("layers", "obsp"))
     table, condition = metrics.integration_metrics(
         adata,
         batch_key=p.batch_key,

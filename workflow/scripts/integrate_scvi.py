@@ -1,12 +1,12 @@
 """Snakemake adapter: scVI integration (batch = sample); logic in tmeflow.integrate."""
 
-from tmeflow import integrate, io, runtime, tables
+from tmeflow import h5ad, integrate, runtime, tables
 
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    adata = io.read_h5ad(smk.input[0], skip=("X",))
+    adata = h5ad.read_h5ad(smk.input[0], skip=("X",))
     history = integrate.train_scvi(
         adata,
         n_latent=p.n_latent,
@@ -22,7 +22,7 @@ def main(smk) -> None:
     )
     log.info("scVI: %s", adata.uns["scvi"])
     tables.write_tsv(history, smk.output.history)
-    io.update_h5ad(adata, smk.input[0], smk.output.h5ad, elements=("obsm", "uns"))
+    h5ad.update_h5ad(adata, smk.input[0], smk.output.h5ad, elements=("obsm", "uns"))
 
 
 if __name__ == "__main__":

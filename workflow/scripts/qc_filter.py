@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from tmeflow import io, qc, runtime, tables
+from tmeflow import h5ad, qc, runtime, tables
 
 CELL_COLUMNS = [
     "sample", "barcode", "species", "total_counts", "n_genes_by_counts", "pct_counts_mt",
@@ -13,7 +13,7 @@ CELL_COLUMNS = [
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    adata = io.read_h5ad(smk.input[0])
+    adata = h5ad.read_h5ad(smk.input[0])
     qc.qc_metrics(adata)
     if p.doublets:
         qc.detect_doublets(adata, seed=p.seed)
@@ -36,7 +36,7 @@ def main(smk) -> None:
     tables.write_tsv(obs[cols], smk.output.cells, index=True, index_label="cell")
     tables.write_tsv(pd.DataFrame([metrics]), smk.output.metrics)
     log.info("QC %s: %s", smk.wildcards.sample, metrics)
-    io.write_h5ad(kept, smk.output.h5ad)
+    h5ad.write_h5ad(kept, smk.output.h5ad)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,13 @@ The logic lives in tmeflow.sources. A gene absent from the data gets tables with
 
 import pandas as pd
 
-from tmeflow import io, runtime, sources, tables
+from tmeflow import h5ad, runtime, sources, tables
 
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     gene = smk.wildcards.gene
-    adata = io.read_h5ad(smk.input[0], skip=("X", "obsp"))
+    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "obsp"))
     per_sample = []
     for key, out in (("cell_type", smk.output.table), ("cell_subtype", smk.output.subtypes)):
         try:

@@ -2,17 +2,17 @@
 
 import pandas as pd
 
-from tmeflow import io, runtime, species, tables
+from tmeflow import h5ad, runtime, species, tables
 
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
-    adata = io.read_h5ad(smk.input[0])
+    adata = h5ad.read_h5ad(smk.input[0])
     species.assign_species(adata, mode=smk.params.mode, min_fraction=smk.params.min_fraction)
     row = {"sample": smk.wildcards.sample, **species.species_report(adata, mode=smk.params.mode)}
     log.info("species calls: %s", row)
     tables.write_tsv(pd.DataFrame([row]), smk.output.table)
-    io.write_h5ad(adata, smk.output.h5ad)
+    h5ad.write_h5ad(adata, smk.output.h5ad)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from tmeflow.downloads import is_url, url_file_name
+from tmeflow.formats import FORMATS
+
 REQUIRED_COLUMNS = ("sample", "condition", "path")
 
 
@@ -219,6 +222,51 @@ def design_warnings(sheet: pd.DataFrame, contrast: dict) -> list[str]:
     return warnings
 
 
-def is_url(path: str) -> bool:
-    """True for http(s) paths, which are downloaded through Snakemake's HTTP storage."""
-    return path.startswith(("http://", "https://"))
+def check_url_rows(sheet: pd.DataFrame) -> None:
+    """Parse-time checks of the sheet's URL rows: a readable file name and a fitting sha256.
+
+    Parameters
+    ----------
+    sheet
+        The sample sheet (columns ``sample`` and ``path``; ``sha256`` and ``format`` optional),
+        as :func:`validate_sample_sheet` returns it.
+
+    Raises
+    ------
+    ConfigError
+        A sha256 on a row whose path is not an http(s) URL; a URL without a file name; a URL
+        to a Matrix Market file (or with format ``10x_mtx``), whose barcode and feature lists
+        cannot come with it; a URL whose format neither its name nor a ``format`` cell tells.
+    """
+    for _, row in sheet.iterrows():
+        sample, path = row["sample"], row["path"]
+        sha = str(row.get("sha256", "") or "").strip()
+        if sha and not is_url(path):
+            raise ConfigError(
+                f"sample {sample!r}: a sha256 is given but path {path!r} is not an http(s) "
+                "URL; checksums are verified for downloads only. Clear the sha256 cell."
+            )
+        if not is_url(path):
+            continue
+        name = url_file_name(path)
+        fmt = str(row.get("format", "") or "").strip()
+        if not name:
+            raise ConfigError(
+                f"sample {sample!r}: URL {path!r} does not end in a file name. Point it at one "
+                f"file (.h5, .h5ad, .csv/.tsv[.gz]); an mtx folder must be downloaded by hand."
+            )
+        lowered = name.lower()
+        if lowered.endswith((".mtx", ".mtx.gz")) or fmt == "10x_mtx":
+            raise ConfigError(
+                f"sample {sample!r}: URL {path!r} is a Matrix Market input; its barcode and "
+                "feature lists cannot come with it. Download the three files into one folder "
+                "and point 'path' at the matrix file."
+            )
+        if fmt in ("", "auto"):
+            if not lowered.removesuffix(".gz").endswith(
+                (".h5", ".hdf5", ".h5ad", ".csv", ".tsv", ".txt")
+            ):
+                raise ConfigError(
+                    f"sample {sample!r}: cannot tell the format of {name!r} from its name. "
+                    f"Add a 'format' column to the sample sheet ({', '.join(FORMATS)})."
+                )

@@ -507,7 +507,7 @@ def summary_table(
 ) -> pd.DataFrame:
     """The QC summary: one row per sample, explaining where every barcode went.
 
-    Joins the per-sample ingest rows (:func:`tmeflow.io.ingest_report`), species rows
+    Joins the per-sample ingest rows (:func:`tmeflow.ingest.ingest_report`), species rows
     (:func:`tmeflow.species.species_report`) and QC metrics (:func:`filter_cells`) on
     ``sample``. Columns, in order: ``sample``, ``condition``; ingest (``format``,
     ``orientation``, ``n_barcodes``, ``looks_raw``, ``cells_called``,

@@ -133,7 +133,7 @@ def _new_names(prefix: np.ndarray, symbol: np.ndarray) -> tuple[list[str], int]:
 
     Symbols repeated under one prefix (or none) are made unique with ``-N`` suffixes.
     """
-    from tmeflow.io import make_unique
+    from tmeflow.genenames import make_unique
 
     df = pd.DataFrame({"prefix": prefix.astype(str), "symbol": symbol.astype(str)})
     n_prefixes = df.groupby("symbol", sort=False)["prefix"].transform("nunique").to_numpy()

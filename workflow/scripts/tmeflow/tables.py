@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from tmeflow.atomic import atomic_path
+
 FLOAT_FORMAT = "%.6g"
 
 
 def write_tsv(table: pd.DataFrame, path: str | Path, *, index: bool = False, **kwargs) -> None:
     """Write a TSV (gzipped when the name ends in .gz) whose bytes depend only on the data."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = table.to_csv(sep="\t", index=index, float_format=FLOAT_FORMAT, **kwargs)
     data = text.encode()
     if path.suffix == ".gz":
@@ -20,6 +21,5 @@ def write_tsv(table: pd.DataFrame, path: str | Path, *, index: bool = False, **k
         with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
             gz.write(data)
         data = buf.getvalue()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)

@@ -1,0 +1,101 @@
+"""Read and write the h5ad files the workflow's stages pass on, atomically and selectively."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import h5py
+
+from tmeflow.atomic import atomic_path
+
+
+def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str]) -> None:
+    """Write ``adata`` to ``path`` atomically (temp file in the same folder, then ``os.replace``).
+
+    A failed write never leaves a partial file at ``path``. Parent folders are created.
+    """
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp)
+
+
+#: Top-level h5ad elements :func:`read_h5ad` may leave unread.
+SKIPPABLE = ("X", "layers", "obsm", "obsp", "varm", "varp", "uns", "raw")
+#: Elements :func:`update_h5ad` replaces (the matrices ``X`` and ``layers`` stay as read).
+UPDATABLE = ("obs", "obsm", "obsp", "uns", "varm", "varp")
+
+
+def read_h5ad(path: str | os.PathLike[str], *, skip: Iterable[str] = ()) -> ad.AnnData:
+    """Read an h5ad written by a previous stage.
+
+    ``skip`` names top-level elements not to load (see :data:`SKIPPABLE`), e.g.
+    ``skip=("X",)`` in a step that only needs ``layers["counts"]``: large matrices a step
+    does not use are never held in memory. A skipped ``X`` leaves ``adata.X`` as ``None``.
+
+    Raises
+    ------
+    FileNotFoundError
+        With the path and a hint, when it is missing.
+    """
+    p = Path(path)
+    if not p.is_file():
+        msg = f"{os.fspath(p)!r} not found; run the stage that writes it first."
+        raise FileNotFoundError(msg)
+    skip = set(skip)
+    unknown = skip - set(SKIPPABLE)
+    if unknown:
+        raise ValueError(f"cannot skip {sorted(unknown)}; choose from {list(SKIPPABLE)}")
+    if not skip:
+        return ad.read_h5ad(p)
+    parts: dict[str, Any] = {}
+    with h5py.File(p, "r") as f:
+        for key in ("X", "obs", "var", "obsm", "varm", "obsp", "varp", "layers", "uns"):
+            if key in f and key not in skip:
+                parts[key] = ad.io.read_elem(f[key])
+        if "raw" in f and "raw" not in skip:
+            raw = ad.io.read_elem(f["raw"])
+            parts["raw"] = ad.AnnData(X=raw.get("X"), var=raw.get("var"), varm=raw.get("varm"))
+    return ad.AnnData(**parts)
+
+
+def update_h5ad(
+    adata: ad.AnnData,
+    source: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    elements: Iterable[str] = UPDATABLE,
+) -> None:
+    """Write ``adata`` to ``path`` as a copy of ``source`` with ``elements`` replaced.
+
+    For steps that read ``source`` with :func:`read_h5ad` (``skip=...``) and add annotations:
+    the matrices they never loaded are copied file to file instead of through memory. Cells
+    and genes must be those of ``source`` (same names, same order). Atomic like
+    :func:`write_h5ad`.
+    """
+    src = Path(source)
+    elements = list(elements)
+    bad = [e for e in elements if e not in UPDATABLE]
+    if bad:
+        raise ValueError(f"cannot replace {bad}; choose from {list(UPDATABLE)}")
+    with h5py.File(src, "r") as f:
+        obs_names = ad.io.read_elem(f["obs"]).index
+        var_names = ad.io.read_elem(f["var"]).index
+    if not (adata.obs_names.equals(obs_names) and adata.var_names.equals(var_names)):
+        msg = (
+            f"cannot update {os.fspath(src)!r}: the object's cells or genes differ from the "
+            "file's; write it whole with write_h5ad instead"
+        )
+        raise ValueError(msg)
+    adata.strings_to_categoricals()  # as AnnData.write_h5ad does (object columns with NaN)
+    with atomic_path(path) as tmp:
+        shutil.copyfile(src, tmp)
+        with h5py.File(tmp, "a") as f:
+            for key in elements:
+                if key in f:
+                    del f[key]
+                value = getattr(adata, key)
+                ad.io.write_elem(f, key, dict(value) if key != "obs" else value)

@@ -16,7 +16,8 @@ import yaml
 from anndata import AnnData
 
 from tmeflow import simulate as sim
-from tmeflow.io import detect_format, read_counts  # the workflow's count readers
+from tmeflow.formats import detect_format  # the workflow's count readers
+from tmeflow.readers import read_counts
 
 SMALL = {"n_genes_mouse": 400, "n_genes_human": 200}
 

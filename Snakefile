@@ -26,4 +26,4 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        FINAL_TARGETS,
+        get_final_output(),

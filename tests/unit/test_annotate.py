@@ -149,26 +149,6 @@ def test_score_cells_zscores_within_mask():
     assert abs(scores.loc[mask, "B"].mean()) < 1e-9
 
 
-def test_shipped_panel_loads_with_sources():
-    panel = annotate.load_panel(REPO / "config/markers/mouse_tme.yaml")
-    vocab = {"tumor", "CAF", "TAM", "monocyte", "neutrophil", "NK", "B", "endothelial", "pericyte"}
-    assert vocab <= set(panel["cell_types"])
-    assert set(annotate.subtype_markers(panel, "TAM")) >= {"TAM_Mrc1", "TAM_Spp1"}
-    assert set(annotate.subtype_markers(panel, "CAF")) >= {"myCAF", "iCAF"}
-
-
-@pytest.mark.parametrize(
-    ("entry", "message"),
-    [({"markers": ["a"]}, "needs a 'source'"), ({"source": "x"}, "needs a 'markers'"),
-     ({"markers": ["a"], "source": "x", "colour": "red"}, "unknown keys")],
-)  # fmt: skip
-def test_bad_panel_entries_refused(tmp_path, entry, message):
-    path = tmp_path / "panel.yaml"
-    path.write_text(yaml.safe_dump({"cell_types": {"X": entry}}))
-    with pytest.raises(ValueError, match=message):
-        annotate.load_panel(path)
-
-
 def test_assign_groups_reports_margin():
     scores = pd.DataFrame({"a": [2.0, 2.0, 0.0], "b": [0.0, 0.5, 0.1]}, index=["x", "y", "z"])
     groups = pd.Series(["1", "1", "2"], index=scores.index)
@@ -277,44 +257,6 @@ def test_state_names_subcluster_only_without_identity():
     assert (adata.obs.loc[adata.obs_names[half], "cell_subtype"] == "CAF_IFN").mean() >= 0.9
 
 
-def test_load_panels_merges_and_replaces(tmp_path):
-    extra = tmp_path / "extra.yaml"
-    extra.write_text(yaml.safe_dump({"name": "extra", "cell_types": {
-        "TAM": {"markers": ["g10"], "source": "mine"},
-        "mast": {"markers": ["Cpa3"], "source": "mine"},
-    }}))  # fmt: skip
-    panel = annotate.load_panels([REPO / "config/markers/mouse_tme.yaml", extra])
-    assert panel["cell_types"]["TAM"]["markers"] == ["g10"]
-    assert "mast" in panel["cell_types"] and "CAF" in panel["cell_types"]
-    assert panel["name"] == "mouse_tme+extra"
-    with pytest.raises(ValueError, match="state"):
-        bad = tmp_path / "bad.yaml"
-        bad.write_text(yaml.safe_dump({"cell_types": {"X": {"markers": ["a"], "source": "s",
-                                                             "state": "yes"}}}))  # fmt: skip
-        annotate.load_panel(bad)
-
-
-def test_shipped_panels_cover_the_tme_with_sources():
-    panel = annotate.load_panels(
-        [REPO / "config/markers/mouse_tme.yaml", REPO / "config/markers/human_tumor_states.yaml"]
-    )
-    want = {"CAF", "TAM", "monocyte", "neutrophil", "NK", "B", "T", "DC", "endothelial",
-            "pericyte", "epithelial", "erythroid", "tumor"}  # fmt: skip
-    assert want <= set(panel["cell_types"])
-    assert set(annotate.subtype_markers(panel, "CAF")) == {"myCAF", "iCAF", "apCAF"}
-    assert set(annotate.subtype_markers(panel, "TAM", kind="identity")) == {"TAM_Mrc1", "TAM_Spp1"}
-    assert set(annotate.subtype_markers(panel, "TAM", kind="state")) == {"TAM_IFN"}
-    assert annotate.subtype_markers(panel, "tumor", kind="state")
-    for label, entry in panel["cell_types"].items():
-        assert entry["source"], label
-        for sub in (entry.get("subtypes") or {}).values():
-            assert sub["source"]
-    # no marker is shared between two cell types of the mouse panel
-    mouse = annotate.panel_markers(panel, species="mouse")
-    seen = [g for gs in mouse.values() for g in gs]
-    assert len(seen) == len(set(seen))
-
-
 def test_parent_entry_labels_its_clusters_with_the_parent():
     """A form of a cell type (panel key ``parent``, e.g. alveolar macrophages of TAM) labels the
     clusters it wins with the parent; the two forms do not compete for the margin."""
@@ -349,19 +291,3 @@ def test_assign_groups_runner_up_is_another_label():
         min_margin=0.1, parent={"form": "a"},
     )  # fmt: skip
     assert swapped.loc[0, "label"] == "a" and swapped.loc[0, "best_label"] == "form"
-
-
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [({"parent": "nope"}, "must be another cell type"),
-     ({"parent": "TAM", "species": "human"}, "different species"),
-     ({"parent": "TAM", "subtypes": {"s": {"markers": ["a"], "source": "x"}}},
-      "list subtypes under 'TAM'")],
-)  # fmt: skip
-def test_bad_parent_refused(tmp_path, extra, message):
-    panel = yaml.safe_load(yaml.safe_dump(PANEL))
-    panel["cell_types"]["form"] = {"markers": ["a"], "source": "x", **extra}
-    path = tmp_path / "panel.yaml"
-    path.write_text(yaml.safe_dump(panel))
-    with pytest.raises(ValueError, match=message):
-        annotate.load_panel(path)

@@ -1,11 +1,5 @@
 # Marker-based annotation of clusters (cell types) and re-clustered CAF/TAM (subtypes).
 
-FINAL_TARGETS += [
-    "results/annotate/annotated.h5ad",
-    "results/annotate/cluster_scores.tsv",
-    "results/figures/annotation_scores.pdf",
-]
-
 
 rule annotate_cells:
     input:

@@ -1,10 +1,5 @@
 # Neighbours on X_scVI, UMAP, a Leiden resolution sweep and Leiden at the chosen resolution.
 
-FINAL_TARGETS += [
-    "results/cluster/resolution_sweep.tsv",
-    "results/figures/resolution_sweep.pdf",
-]
-
 
 rule cluster_leiden:
     input:

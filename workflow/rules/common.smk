@@ -1,4 +1,5 @@
-# Validation of config and sample sheet, input functions and constraints. No rules here.
+# Validation of config and sample sheet, input functions, constraints and the final targets
+# (get_final_output). No rules here.
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,6 +41,7 @@ EXTRA_COLUMNS = [
     c for c in SAMPLES.columns if c not in ("sample", "path", "sha256", "format")
 ]
 GENES = list(config["genes_of_interest"])
+UMAP_KEYS = ["cell_type", "cell_subtype", "condition", "sample", "species"]
 
 
 wildcard_constraints:
@@ -139,5 +141,76 @@ def figure(stem, caption, category, subcategory=None):
     return [png, f"{stem}.pdf"]
 
 
-# Final targets: each stage's rule file appends what `rule all` must build.
-FINAL_TARGETS = []
+def get_final_output(include_provenance=True):
+    """Everything the workflow builds (the inputs of `rule all`), stage by stage.
+
+    The provenance record runs after every other output: its rule takes
+    get_final_output(include_provenance=False) as input.
+    """
+    final_output = []
+    # QC: the summary of every barcode, per-sample QC and contamination figures
+    final_output.append("results/qc/summary.tsv")
+    final_output.extend(
+        expand("results/qc/plots/{sample}.{ext}", sample=SAMPLE_IDS, ext=["pdf", "png"])
+    )
+    final_output.extend(
+        expand("results/figures/qc_contamination.{ext}", ext=["pdf", "png"])
+    )
+    # integration quality (scib-metrics) of scVI vs unintegrated PCA
+    final_output.extend(
+        ["results/integrate/metrics.tsv", "results/integrate/condition_signal.tsv"]
+    )
+    # Leiden resolution sweep
+    final_output.extend(
+        ["results/cluster/resolution_sweep.tsv", "results/figures/resolution_sweep.pdf"]
+    )
+    # marker-based annotation
+    final_output.extend(
+        [
+            "results/annotate/annotated.h5ad",
+            "results/annotate/cluster_scores.tsv",
+            "results/figures/annotation_scores.pdf",
+        ]
+    )
+    # condition statistics: pseudobulk DE, genes of interest, composition, expression sources
+    final_output.extend(
+        [
+            "results/de/genes_of_interest.tsv",
+            "results/de/pseudobulk_values.tsv",
+            "results/de/summary.tsv",
+            "results/de/pseudobulk_subtypes",
+            "results/composition/proportions.tsv",
+            "results/composition/test.tsv",
+            "results/sources/primary_sources.tsv",
+            "results/figures/primary_sources.pdf",
+        ]
+    )
+    final_output.extend(expand("results/sources/{gene}.tsv", gene=GENES))
+    # gene-set enrichment
+    final_output.extend(
+        [
+            "results/gsea/pseudobulk",
+            "results/gsea/summary.tsv",
+            "results/figures/gsea_dotplot.pdf",
+        ]
+    )
+    # figures (PDF + PNG)
+    fmt = ["pdf", "png"]
+    final_output.extend(
+        expand("results/figures/umap_{key}.{ext}", key=UMAP_KEYS, ext=fmt)
+    )
+    final_output.extend(
+        expand(
+            "results/figures/{name}.{ext}",
+            name=["marker_dotplot", "composition"],
+            ext=fmt,
+        )
+    )
+    final_output.extend(expand("results/figures/goi_{gene}.{ext}", gene=GENES, ext=fmt))
+    final_output.extend(
+        expand("results/figures/sources_{gene}.{ext}", gene=GENES, ext=fmt)
+    )
+    final_output.append("results/figures/volcano")
+    if include_provenance:
+        final_output.append("results/provenance.json")
+    return final_output

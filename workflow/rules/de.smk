@@ -1,17 +1,5 @@
 # Condition statistics: pseudobulk DE, genes of interest, composition, expression sources.
 
-FINAL_TARGETS += [
-    "results/de/genes_of_interest.tsv",
-    "results/de/pseudobulk_values.tsv",
-    "results/de/summary.tsv",
-    "results/de/pseudobulk_subtypes",
-    "results/composition/proportions.tsv",
-    "results/composition/test.tsv",
-    "results/sources/primary_sources.tsv",
-    "results/figures/primary_sources.pdf",
-]
-FINAL_TARGETS += expand("results/sources/{gene}.tsv", gene=GENES)
-
 
 rule de_pseudobulk:
     input:

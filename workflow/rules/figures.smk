@@ -1,22 +1,6 @@
 # Figures (PDF + PNG, deterministic bytes) in results/figures/.
 
 
-UMAP_KEYS = ["cell_type", "cell_subtype", "condition", "sample", "species"]
-FMT = ["pdf", "png"]
-FIGURES = (
-    expand("results/figures/umap_{key}.{ext}", key=UMAP_KEYS, ext=FMT)
-    + expand(
-        "results/figures/{name}.{ext}",
-        name=["marker_dotplot", "composition"],
-        ext=FMT,
-    )
-    + expand("results/figures/goi_{gene}.{ext}", gene=GENES, ext=FMT)
-    + expand("results/figures/sources_{gene}.{ext}", gene=GENES, ext=FMT)
-    + ["results/figures/volcano"]
-)
-FINAL_TARGETS += FIGURES
-
-
 rule figures_umap:
     input:
         "results/annotate/annotated.h5ad",

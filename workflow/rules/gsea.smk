@@ -1,11 +1,5 @@
 # Preranked GSEA of each cell type's pseudobulk statistic against shipped gene sets (offline).
 
-FINAL_TARGETS += [
-    "results/gsea/pseudobulk",
-    "results/gsea/summary.tsv",
-    "results/figures/gsea_dotplot.pdf",
-]
-
 
 rule gsea_prerank:
     input:

@@ -55,10 +55,6 @@ rule integrate_scvi:
 
 
 # Integration quality (scib-metrics) of scVI vs unintegrated PCA, labels from the annotation.
-FINAL_TARGETS += [
-    "results/integrate/metrics.tsv",
-    "results/integrate/condition_signal.tsv",
-]
 
 
 rule integrate_metrics:

@@ -1,12 +1,6 @@
 # Per-sample QC: MAD thresholds per sample and species, hard floors, scrublet doublets;
 # the summary explains every barcode; per-sample QC and contamination figures.
 
-FINAL_TARGETS += ["results/qc/summary.tsv"]
-FINAL_TARGETS += expand(
-    "results/qc/plots/{sample}.{ext}", sample=SAMPLE_IDS, ext=["pdf", "png"]
-)
-FINAL_TARGETS += expand("results/figures/qc_contamination.{ext}", ext=["pdf", "png"])
-
 
 rule qc_filter:
     input:

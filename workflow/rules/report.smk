@@ -1,5 +1,5 @@
-# Provenance record and the Snakemake report's front page. Included last by the Snakefile, so
-# FINAL_TARGETS already lists every other stage's outputs; the provenance job runs after them.
+# Provenance record and the Snakemake report's front page. The provenance job runs after every
+# other output of the workflow (get_final_output in common.smk, without the record itself).
 import copy
 
 from tmeflow.provenance import KEY_PACKAGES
@@ -8,14 +8,10 @@ from tmeflow.provenance import KEY_PACKAGES
 report: "../report/workflow.rst"
 
 
-PROVENANCE_AFTER = list(FINAL_TARGETS)
-FINAL_TARGETS += ["results/provenance.json"]
-
-
 rule provenance:
     input:
         matrices=provenance_matrices,
-        outputs=PROVENANCE_AFTER,
+        outputs=get_final_output(include_provenance=False),
     output:
         record=report(
             "results/provenance.json",

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tmeflow import annotate, annotation_plots, h5ad, integrate, runtime, tables
+from tmeflow import annotate, annotation_plots, h5ad, integrate, panel, runtime, tables
 
 
 def main(smk) -> None:
@@ -10,10 +10,10 @@ def main(smk) -> None:
     integrate.set_threads(smk.threads)
     p = smk.params
     adata = h5ad.read_h5ad(smk.input.h5ad, skip=("layers",))
-    panel = annotate.load_panels([smk.input.panel, *smk.input.extra_panels])
+    marker_panel = panel.load_panels([smk.input.panel, *smk.input.extra_panels])
     table = annotate.annotate(
         adata,
-        panel,
+        marker_panel,
         species_mode=p.species,
         min_score=p.min_score,
         min_margin=p.min_margin,

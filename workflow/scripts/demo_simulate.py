@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tmeflow import annotate, runtime, simulate
+from tmeflow import panel, runtime, simulate
 
 
 def main(smk) -> None:
@@ -10,7 +10,7 @@ def main(smk) -> None:
     pool = simulate.read_gmt_genes(smk.input.gene_pool)
     # Marker genes are simulated explicitly; keep them out of the random filler programs.
     panel_genes = set()
-    for entry in annotate.load_panel(smk.input.panel)["cell_types"].values():
+    for entry in panel.load_panel(smk.input.panel)["cell_types"].values():
         panel_genes.update(entry["markers"])
         for sub in (entry.get("subtypes") or {}).values():
             panel_genes.update(sub["markers"])

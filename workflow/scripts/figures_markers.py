@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from tmeflow import annotate, figures, h5ad, runtime
+from tmeflow import figures, h5ad, panel, runtime
 
 
 def main(smk) -> None:
     runtime.setup(smk.log[0], threads=smk.threads)
     adata = h5ad.read_h5ad(smk.input.h5ad, skip=("layers", "obsp"))
-    markers = annotate.panel_markers(annotate.load_panel(smk.input.panel))
+    markers = panel.panel_markers(panel.load_panel(smk.input.panel))
     present = set(adata.obs["cell_type"].astype(str))
     markers = {k: v for k, v in markers.items() if k in present}
     figures.marker_dotplot(

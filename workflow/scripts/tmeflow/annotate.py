@@ -23,143 +23,22 @@ one arm) then marks cells without stealing them from their identity.
 """
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
-import yaml
 from anndata import AnnData
 
 from tmeflow._utils import natural_key
 from tmeflow.cluster import leiden
+from tmeflow.panel import marker_sources, panel_markers, parent_of, subtype_markers
 
 logger = logging.getLogger(__name__)
 
 UNASSIGNED = "unassigned"
 TUMOR = "tumor"
 NO_STATE = "none"
-
-
-def load_panel(path: str | Path) -> dict:
-    """Read and check a marker panel YAML (``cell_types: {label: {markers, source, ...}}``)."""
-    with open(path) as fh:
-        panel = yaml.safe_load(fh)
-    if not isinstance(panel, dict) or not isinstance(panel.get("cell_types"), dict):
-        raise ValueError(f"marker panel {str(path)!r}: expected a top-level 'cell_types' mapping")
-    for label, entry in panel["cell_types"].items():
-        _check_entry(path, label, entry)
-        for sub, sub_entry in (entry.get("subtypes") or {}).items():
-            _check_entry(path, f"{label}.{sub}", sub_entry)
-            if "parent" in sub_entry:
-                raise ValueError(
-                    f"marker panel {str(path)!r}: subtype {label}.{sub} cannot have a 'parent' "
-                    "(only cell-type entries can be a form of another cell type)"
-                )
-    _check_parents(panel, path)
-    return panel
-
-
-def _check_parents(panel: dict, path) -> None:
-    """A ``parent`` names another cell type of the same species that has no parent itself."""
-    types = panel["cell_types"]
-    for label, entry in types.items():
-        if "parent" not in entry:
-            continue
-        parent = entry["parent"]
-        if parent not in types or parent == label or "parent" in types[parent]:
-            raise ValueError(
-                f"marker panel {str(path)!r}: entry {label!r} has parent {parent!r}, which must "
-                "be another cell type of the panel without a parent of its own"
-            )
-        if entry.get("species", "mouse") != types[parent].get("species", "mouse"):
-            raise ValueError(
-                f"marker panel {str(path)!r}: entry {label!r} and its parent {parent!r} have "
-                "different species"
-            )
-        if entry.get("subtypes"):
-            raise ValueError(
-                f"marker panel {str(path)!r}: entry {label!r} has a parent; list subtypes under "
-                f"{parent!r} instead"
-            )
-
-
-def parent_of(panel: dict) -> dict[str, str]:
-    """Cell-type entry -> the cell type it is reported as (itself unless it has a ``parent``)."""
-    return {label: str(e.get("parent", label)) for label, e in panel["cell_types"].items()}
-
-
-def _check_entry(path, label: str, entry) -> None:
-    if not isinstance(entry, dict) or not entry.get("markers"):
-        raise ValueError(f"marker panel {str(path)!r}: entry {label!r} needs a 'markers' list")
-    if "state" in entry and not isinstance(entry["state"], bool):
-        raise ValueError(f"marker panel {str(path)!r}: entry {label!r}: 'state' must be true/false")
-    if not entry.get("source"):
-        raise ValueError(
-            f"marker panel {str(path)!r}: entry {label!r} needs a 'source' (paper or database)"
-        )
-    unknown = set(entry) - {
-        "markers",
-        "source",
-        "species",
-        "subtypes",
-        "description",
-        "state",
-        "parent",
-    }
-    if unknown:
-        raise ValueError(f"marker panel {str(path)!r}: entry {label!r} has unknown keys {unknown}")
-
-
-def load_panels(paths) -> dict:
-    """Read one panel or merge several.
-
-    A later panel adds cell types or replaces an entry of the same label (subtypes included),
-    so a user panel can extend or override the shipped one.
-    """
-    paths = [paths] if isinstance(paths, str | Path) else list(paths)
-    if not paths:
-        raise ValueError("no marker panel given; set the config key 'annotation.panel'")
-    merged = load_panel(paths[0])
-    names = [str(merged.get("name", Path(paths[0]).stem))]
-    for path in paths[1:]:
-        extra = load_panel(path)
-        replaced = sorted(set(extra["cell_types"]) & set(merged["cell_types"]))
-        if replaced:
-            logger.info("panel %s replaces entries %s", path, replaced)
-        merged["cell_types"] = {**merged["cell_types"], **extra["cell_types"]}
-        names.append(str(extra.get("name", Path(path).stem)))
-    merged["name"] = "+".join(names)
-    _check_parents(merged, "+".join(str(p) for p in paths))
-    return merged
-
-
-def panel_markers(panel: dict, *, species: str | None = None) -> dict[str, list[str]]:
-    """Label -> markers for the panel's cell types (optionally of one species only)."""
-    return {
-        label: list(entry["markers"])
-        for label, entry in panel["cell_types"].items()
-        if species is None or entry.get("species", "mouse") == species
-    }
-
-
-def subtype_markers(
-    panel: dict, cell_type: str, *, kind: str | None = None
-) -> dict[str, list[str]]:
-    """Subtype -> markers of one cell type ({} when it has no subtypes).
-
-    ``kind="identity"`` keeps the mutually exclusive subtypes, ``kind="state"`` the programmes
-    marked ``state: true``; ``None`` keeps both.
-    """
-    if kind not in (None, "identity", "state"):
-        raise ValueError(f"kind must be 'identity', 'state' or None, not {kind!r}")
-    entry = panel["cell_types"].get(cell_type, {})
-    return {
-        k: list(v["markers"])
-        for k, v in (entry.get("subtypes") or {}).items()
-        if kind is None or bool(v.get("state", False)) == (kind == "state")
-    }
 
 
 def score_cells(
@@ -292,55 +171,23 @@ def annotate(
             cell_type[mask] = TUMOR
             confident[mask] = True
             continue
-        markers = panel_markers(panel, species=sp_name)
-        if not markers:
-            logger.warning(
-                "panel has no %s entries: %d %s cells left unassigned", sp_name, mask.sum(), sp_name
-            )
-            continue
-        scores = score_cells(adata, markers, mask=mask)
-        for label in scores.columns:
-            adata.obs[f"score_{label}"] = scores[label].to_numpy()
-        table = assign_groups(
-            scores.loc[mask],
-            adata.obs.loc[mask, cluster_key].astype(str),
+        labelled = _label_clusters(
+            adata,
+            panel,
+            sp_name,
+            mask,
+            cluster_key=cluster_key,
             min_score=min_score,
             min_margin=min_margin,
-            parent=parent_of(panel),
+            refine_fraction=refine_fraction,
+            refine_resolution=refine_resolution,
+            n_neighbors=n_neighbors,
+            seed=seed,
         )
-        table.insert(0, "level", "cell_type")
-        table.insert(1, "species", sp_name)
-        tables.append(table)
-        label_of = dict(zip(table["group"], table["label"], strict=True))
-        conf_of = dict(zip(table["group"], table["confident"], strict=True))
-        clusters = adata.obs.loc[mask, cluster_key].astype(str)
-        groups = clusters.copy()
-        if refine_fraction > 0:
-            groups, refined = refine_mixed(
-                adata[mask],
-                scores.loc[mask],
-                clusters,
-                label_of,
-                parent=parent_of(panel),
-                min_score=min_score,
-                min_margin=min_margin,
-                fraction=refine_fraction,
-                resolution=refine_resolution,
-                n_neighbors=n_neighbors,
-                seed=seed,
-            )
-            if len(refined):
-                refined.insert(0, "level", "refined")
-                refined.insert(1, "species", sp_name)
-                tables.append(refined)
-                # a part that keeps its cluster's label keeps that label's confidence
-                conf_of.update(
-                    (g, bool(c) or (lab == label_of[g.split(":")[0]] and conf_of[g.split(":")[0]]))
-                    for g, c, lab in zip(
-                        refined["group"], refined["confident"], refined["label"], strict=True
-                    )
-                )
-                label_of.update(zip(refined["group"], refined["label"], strict=True))
+        if labelled is None:
+            continue
+        groups, label_of, conf_of, sp_tables = labelled
+        tables.extend(sp_tables)
         annotation_group.loc[mask] = groups.to_numpy()
         cell_type[mask] = groups.map(label_of).to_numpy()
         confident[mask] = groups.map(conf_of).astype(bool).to_numpy()
@@ -348,30 +195,18 @@ def annotate(
     adata.obs["cell_type"] = pd.Categorical(cell_type)
     adata.obs["annotation_confident"] = confident.to_numpy()
     adata.obs["annotation_group"] = pd.Categorical(annotation_group.to_numpy())
-    subtype = cell_type.copy()
-    state = pd.Series(NO_STATE, index=adata.obs_names, dtype=object)
-    for parent in panel["cell_types"]:
-        identity = subtype_markers(panel, parent, kind="identity")
-        states = subtype_markers(panel, parent, kind="state")
-        members = (cell_type == parent).to_numpy()
-        if not (identity or states) or members.sum() == 0:
-            continue
-        sub_labels, sub_states, sub_tables = _subtypes(
-            adata,
-            members,
-            identity,
-            states,
-            parent=parent,
-            resolution=subcluster_resolution,
-            n_neighbors=n_neighbors,
-            seed=seed,
-            min_score=min_score,
-            min_margin=min_margin,
-            min_cells=min_subcluster_cells,
-        )
-        subtype[members] = sub_labels
-        state[members] = sub_states
-        tables.extend(sub_tables)
+    subtype, state = _label_subtypes(
+        adata,
+        panel,
+        cell_type,
+        tables,
+        resolution=subcluster_resolution,
+        n_neighbors=n_neighbors,
+        seed=seed,
+        min_score=min_score,
+        min_margin=min_margin,
+        min_cells=min_subcluster_cells,
+    )
     adata.obs["cell_subtype"] = pd.Categorical(subtype)
     adata.obs["cell_state"] = pd.Categorical(state)
     adata.uns["annotation"] = {
@@ -387,9 +222,113 @@ def annotate(
             {g.split(":")[0] for g in annotation_group.astype(str) if ":" in g}, key=natural_key
         ),
         "seed": seed,
-        "sources": _sources(panel),
+        "sources": marker_sources(panel),
     }
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _label_clusters(
+    adata: AnnData,
+    panel: dict,
+    sp_name: str,
+    mask: np.ndarray,
+    *,
+    cluster_key: str,
+    min_score: float,
+    min_margin: float,
+    refine_fraction: float,
+    refine_resolution: float,
+    n_neighbors: int,
+    seed: int,
+) -> tuple[pd.Series, dict[str, str], dict[str, bool], list[pd.DataFrame]] | None:
+    """Score the cells of one species (``mask``) against its entries and label their clusters.
+
+    Writes ``obs["score_<label>"]`` of the species' entries. Mixed clusters are refined
+    (:func:`refine_mixed`) when ``refine_fraction`` > 0. Returns the annotation group of each
+    cell of the species (its cluster, or ``<cluster>:<part>``), group -> label, group ->
+    confident, and the score tables (levels ``cell_type`` and ``refined``); ``None`` when the
+    panel has no entry of the species (its cells stay unassigned).
+    """
+    markers = panel_markers(panel, species=sp_name)
+    if not markers:
+        logger.warning(
+            "panel has no %s entries: %d %s cells left unassigned", sp_name, mask.sum(), sp_name
+        )
+        return None
+    scores = score_cells(adata, markers, mask=mask)
+    for label in scores.columns:
+        adata.obs[f"score_{label}"] = scores[label].to_numpy()
+    clusters = adata.obs.loc[mask, cluster_key].astype(str)
+    table = assign_groups(
+        scores.loc[mask],
+        clusters,
+        min_score=min_score,
+        min_margin=min_margin,
+        parent=parent_of(panel),
+    )
+    table.insert(0, "level", "cell_type")
+    table.insert(1, "species", sp_name)
+    tables = [table]
+    label_of = dict(zip(table["group"], table["label"], strict=True))
+    conf_of = dict(zip(table["group"], table["confident"], strict=True))
+    groups = clusters.copy()
+    if refine_fraction > 0:
+        groups, refined = refine_mixed(
+            adata[mask],
+            scores.loc[mask],
+            clusters,
+            label_of,
+            parent=parent_of(panel),
+            min_score=min_score,
+            min_margin=min_margin,
+            fraction=refine_fraction,
+            resolution=refine_resolution,
+            n_neighbors=n_neighbors,
+            seed=seed,
+        )
+        if len(refined):
+            refined.insert(0, "level", "refined")
+            refined.insert(1, "species", sp_name)
+            tables.append(refined)
+            # a part that keeps its cluster's label keeps that label's confidence
+            conf_of.update(
+                (g, bool(c) or (lab == label_of[g.split(":")[0]] and conf_of[g.split(":")[0]]))
+                for g, c, lab in zip(
+                    refined["group"], refined["confident"], refined["label"], strict=True
+                )
+            )
+            label_of.update(zip(refined["group"], refined["label"], strict=True))
+    return groups, label_of, conf_of, tables
+
+
+def _label_subtypes(
+    adata: AnnData,
+    panel: dict,
+    cell_type: pd.Series,
+    tables: list[pd.DataFrame],
+    **subtype_params,
+) -> tuple[pd.Series, pd.Series]:
+    """Subtype and state of every cell: each cell type with subtypes re-clustered on its own.
+
+    Cells of a cell type without subtypes keep the cell type as subtype and state ``none``.
+    The subtype score tables are appended to ``tables``; ``subtype_params`` go to
+    :func:`_subtypes`.
+    """
+    subtype = cell_type.copy()
+    state = pd.Series(NO_STATE, index=adata.obs_names, dtype=object)
+    for parent in panel["cell_types"]:
+        identity = subtype_markers(panel, parent, kind="identity")
+        states = subtype_markers(panel, parent, kind="state")
+        members = (cell_type == parent).to_numpy()
+        if not (identity or states) or members.sum() == 0:
+            continue
+        sub_labels, sub_states, sub_tables = _subtypes(
+            adata, members, identity, states, parent=parent, **subtype_params
+        )
+        subtype[members] = sub_labels
+        state[members] = sub_states
+        tables.extend(sub_tables)
+    return subtype, state
 
 
 def _recluster(
@@ -581,15 +520,6 @@ def _cell_species(adata: AnnData, species_mode: str) -> pd.Series:
             raise ValueError("xenograft annotation needs obs['species']; run species assignment")
         return adata.obs["species"].astype(str)
     return pd.Series(species_mode, index=adata.obs_names)
-
-
-def _sources(panel: dict) -> dict[str, str]:
-    out = {}
-    for label, entry in panel["cell_types"].items():
-        out[label] = str(entry.get("source", ""))
-        for sub, sub_entry in (entry.get("subtypes") or {}).items():
-            out[sub] = str(sub_entry.get("source", ""))
-    return out
 
 
 def _subtypes(

@@ -80,6 +80,29 @@ def _format_error(error: jsonschema.ValidationError, schema: dict, what: str) ->
     return f"{what}: key '{key}': {error.message}{hint}"
 
 
+def schema_errors(
+    instance: Any, schema_path: str | Path
+) -> tuple[dict, list[jsonschema.ValidationError]]:
+    """Validate ``instance`` against a JSON schema (draft 2020-12) file, filling defaults.
+
+    Parameters
+    ----------
+    instance
+        The document (the config, a marker panel); absent keys that have a ``default`` in the
+        schema are filled in place.
+    schema_path
+        The schema YAML file (workflow/schemas/).
+
+    Returns
+    -------
+    schema, errors
+        The schema read and every validation error, sorted by the path of the offending key.
+    """
+    schema = _load_schema(schema_path)
+    errors = sorted(_Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    return schema, errors
+
+
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Validate ``config`` in place against the JSON schema, filling defaults.
 
@@ -88,8 +111,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     ConfigError
         naming the offending key, what is wrong and what the key means.
     """
-    schema = _load_schema(schema_path)
-    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    schema, errors = schema_errors(config, schema_path)
     if errors:
         msgs = [_format_error(e, schema, "config") for e in errors]
         raise ConfigError("Invalid configuration:\n  " + "\n  ".join(msgs))

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from tmeflow.panel import all_markers, load_panel
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +92,13 @@ def read_gmt(path: str | PathLike[str]) -> dict[str, list[str]]:
 
 
 def marker_sets(panel: str | PathLike[str]) -> dict[str, list[str]]:
-    """The marker panel's cell types and subtypes as gene sets ``MARKERS_<label>``."""
-    path = Path(panel)
-    if not path.is_file():
-        msg = f"marker panel {str(path)!r} not found"
-        raise FileNotFoundError(msg)
-    doc = yaml.safe_load(path.read_text()) or {}
-    sets: dict[str, list[str]] = {}
-    for label, entry in (doc.get("cell_types") or {}).items():
-        sets[f"{MARKER_PREFIX}{label}"] = list(dict.fromkeys(entry.get("markers") or []))
-        for sub, sub_entry in (entry.get("subtypes") or {}).items():
-            sets[f"{MARKER_PREFIX}{sub}"] = list(dict.fromkeys(sub_entry.get("markers") or []))
-    return {k: v for k, v in sets.items() if v}
+    """The marker panel's cell types and subtypes as gene sets ``MARKERS_<label>``.
+
+    The panel is read and checked by :func:`tmeflow.panel.load_panel` (a missing file raises
+    ``FileNotFoundError``, an invalid panel a ``ConfigError``).
+    """
+    sets = all_markers(load_panel(panel))
+    return {f"{MARKER_PREFIX}{k}": list(dict.fromkeys(v)) for k, v in sets.items() if v}
 
 
 def load_gene_sets(

@@ -202,83 +202,22 @@ def filter_cells(
         raise ValueError(msg)
     if not {"total_counts", "n_genes_by_counts", "pct_counts_mt"} <= set(adata.obs.columns):
         qc_metrics(adata)
-    obs = adata.obs
-    samples = (
-        obs["sample"].astype(str).to_numpy() if "sample" in obs else np.full(adata.n_obs, "sample")
+    flags, thresholds = _threshold_flags(
+        adata.obs,
+        _cell_groups(adata, group_key),
+        nmads={"nmads_counts": nmads_counts, "nmads_genes": nmads_genes, "nmads_mito": nmads_mito},
+        floors={"min_counts": min_counts, "min_genes": min_genes, "max_pct_mito": max_pct_mito},
+        min_group_cells=min_group_cells,
     )
-    groups = (
-        obs[group_key].astype(str).to_numpy()
-        if group_key is not None and group_key in obs
-        else np.full(adata.n_obs, "all")
+    flags.update(
+        _other_flags(adata.obs, remove_doublets=remove_doublets, remove_mixed=remove_mixed)
     )
-    multi = len(pd.unique(samples)) > 1
-    nm = {"nmads_counts": nmads_counts, "nmads_genes": nmads_genes, "nmads_mito": nmads_mito}
-
-    low_counts = np.zeros(adata.n_obs, dtype=bool)
-    low_genes = np.zeros(adata.n_obs, dtype=bool)
-    high_mito = np.zeros(adata.n_obs, dtype=bool)
-    thresholds: dict[str, dict[str, float]] = {}
-    for s in pd.unique(samples):
-        in_s = samples == s
-        sample_mad = _group_thresholds(obs.loc[in_s], **nm)
-        for g in pd.unique(groups[in_s]):
-            idx = in_s & (groups == g)
-            n_g = int(idx.sum())
-            mad = _group_thresholds(obs.loc[idx], **nm) if n_g >= min_group_cells else sample_mad
-            th = {
-                "min_counts": max(float(min_counts), mad["mad_min_counts"]),
-                "min_genes": max(float(min_genes), mad["mad_min_genes"]),
-                "max_pct_mito": min(float(max_pct_mito), mad["mad_max_pct_mito"]),
-                "n_cells": n_g,
-                "mad_from_sample": bool(n_g < min_group_cells),
-                **mad,
-            }
-            label = f"{s}.{g}" if multi else str(g)
-            thresholds[label] = th
-            low_counts[idx] = obs.loc[idx, "total_counts"].to_numpy() < th["min_counts"]
-            low_genes[idx] = obs.loc[idx, "n_genes_by_counts"].to_numpy() < th["min_genes"]
-            high_mito[idx] = obs.loc[idx, "pct_counts_mt"].to_numpy() > th["max_pct_mito"]
-            logger.info("sample %s group %s: thresholds %s", s, g, th)
-
-    doublet = (
-        obs["predicted_doublet"].fillna(False).to_numpy(dtype=bool)
-        if remove_doublets
-        else np.zeros(adata.n_obs, dtype=bool)
-    )
-    mixed = (
-        (obs["species"].astype(str).to_numpy() == "mixed")
-        if remove_mixed and "species" in obs
-        else np.zeros(adata.n_obs, dtype=bool)
-    )
-    flags = {
-        "low_counts": low_counts,
-        "low_genes": low_genes,
-        "high_mito": high_mito,
-        "doublet": doublet,
-        "mixed_species": mixed,
-    }
     fail = np.zeros(adata.n_obs, dtype=bool)
     for reason, f in flags.items():
         adata.obs[f"qc_{reason}"] = f
         fail |= f
     adata.obs["qc_pass"] = ~fail
-    obs = adata.obs
-
-    metrics: dict[str, Any] = {"sample": sample, "n_cells_in": int(adata.n_obs)}
-    for reason, f in flags.items():
-        metrics[f"removed_{reason}"] = int(f.sum())
-    metrics["n_removed"] = int(fail.sum())
-    metrics["n_kept"] = int((~fail).sum())
-    sp_kept = obs.loc[~fail, "species"].astype(str) if "species" in obs else pd.Series(dtype=str)
-    metrics["n_human_kept"] = int((sp_kept == "human").sum())
-    metrics["n_mouse_kept"] = int((sp_kept == "mouse").sum())
-    metrics["n_mixed_kept"] = int((sp_kept == "mixed").sum())
-    for label, th in thresholds.items():
-        for key in ("min_counts", "min_genes", "max_pct_mito"):
-            metrics[f"threshold_{key}_{label}"] = th[key]
-        metrics[f"n_cells_{label}"] = th["n_cells"]
-    metrics["note"] = ""
-
+    metrics = _filter_metrics(adata, sample, flags, fail, thresholds)
     params = {
         "nmads_counts": float(nmads_counts),
         "nmads_genes": float(nmads_genes),
@@ -293,14 +232,7 @@ def filter_cells(
         "mad_scale": MAD_SCALE,
     }
     if metrics["n_kept"] == 0:
-        worst = max(REASONS, key=lambda r: metrics[f"removed_{r}"])
-        source = adata.uns.get("ingest", {}).get("path", "")
-        where = f" (input {source!r})" if source else ""
-        msg = (
-            f"sample {sample!r}{where}: QC removed all {adata.n_obs} cells; most were removed "
-            f"for {worst} ({metrics[f'removed_{worst}']} cells). Relax {CONFIG_KEYS[worst]} in "
-            f"the config, or check the input (thresholds: {_fmt_thresholds(thresholds)})."
-        )
+        msg = _all_removed_message(adata, sample, metrics, thresholds)
         if not allow_empty:
             raise ValueError(msg)
         logger.warning("%s The sample is left out of the analysis.", msg)
@@ -309,6 +241,119 @@ def filter_cells(
     logger.info("sample %s: QC %s", sample, metrics)
     kept = adata[~fail].copy()
     return kept, metrics
+
+
+def _cell_groups(adata: AnnData, group_key: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, its sample (``"sample"`` without ``obs["sample"]``) and its QC group."""
+    obs = adata.obs
+    samples = (
+        obs["sample"].astype(str).to_numpy() if "sample" in obs else np.full(adata.n_obs, "sample")
+    )
+    groups = (
+        obs[group_key].astype(str).to_numpy()
+        if group_key is not None and group_key in obs
+        else np.full(adata.n_obs, "all")
+    )
+    return samples, groups
+
+
+def _threshold_flags(
+    obs: pd.DataFrame,
+    cell_groups: tuple[np.ndarray, np.ndarray],
+    *,
+    nmads: dict[str, float],
+    floors: dict[str, float],
+    min_group_cells: int,
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]]]:
+    """The low_counts/low_genes/high_mito flags and the thresholds of every sample and group.
+
+    A group's MAD bounds are combined with the hard ``floors`` (the stricter one applies); a
+    group of fewer than ``min_group_cells`` cells uses the MAD bounds of its whole sample.
+    Thresholds are keyed by the group, prefixed by ``<sample>.`` when there are several samples.
+    """
+    samples, groups = cell_groups
+    multi = len(pd.unique(samples)) > 1
+    flags = {k: np.zeros(len(obs), dtype=bool) for k in ("low_counts", "low_genes", "high_mito")}
+    thresholds: dict[str, dict[str, float]] = {}
+    for s in pd.unique(samples):
+        in_s = samples == s
+        sample_mad = _group_thresholds(obs.loc[in_s], **nmads)
+        for g in pd.unique(groups[in_s]):
+            idx = in_s & (groups == g)
+            n_g = int(idx.sum())
+            mad = _group_thresholds(obs.loc[idx], **nmads) if n_g >= min_group_cells else sample_mad
+            th = {
+                "min_counts": max(float(floors["min_counts"]), mad["mad_min_counts"]),
+                "min_genes": max(float(floors["min_genes"]), mad["mad_min_genes"]),
+                "max_pct_mito": min(float(floors["max_pct_mito"]), mad["mad_max_pct_mito"]),
+                "n_cells": n_g,
+                "mad_from_sample": bool(n_g < min_group_cells),
+                **mad,
+            }
+            label = f"{s}.{g}" if multi else str(g)
+            thresholds[label] = th
+            flags["low_counts"][idx] = obs.loc[idx, "total_counts"].to_numpy() < th["min_counts"]
+            flags["low_genes"][idx] = obs.loc[idx, "n_genes_by_counts"].to_numpy() < th["min_genes"]
+            flags["high_mito"][idx] = obs.loc[idx, "pct_counts_mt"].to_numpy() > th["max_pct_mito"]
+            logger.info("sample %s group %s: thresholds %s", s, g, th)
+    return flags, thresholds
+
+
+def _other_flags(
+    obs: pd.DataFrame, *, remove_doublets: bool, remove_mixed: bool
+) -> dict[str, np.ndarray]:
+    """The doublet and mixed_species flags (all False when that removal is off)."""
+    doublet = (
+        obs["predicted_doublet"].fillna(False).to_numpy(dtype=bool)
+        if remove_doublets
+        else np.zeros(len(obs), dtype=bool)
+    )
+    mixed = (
+        (obs["species"].astype(str).to_numpy() == "mixed")
+        if remove_mixed and "species" in obs
+        else np.zeros(len(obs), dtype=bool)
+    )
+    return {"doublet": doublet, "mixed_species": mixed}
+
+
+def _filter_metrics(
+    adata: AnnData,
+    sample: str,
+    flags: dict[str, np.ndarray],
+    fail: np.ndarray,
+    thresholds: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """The flat metrics dict of :func:`filter_cells` (``note`` empty)."""
+    obs = adata.obs
+    metrics: dict[str, Any] = {"sample": sample, "n_cells_in": int(adata.n_obs)}
+    for reason, f in flags.items():
+        metrics[f"removed_{reason}"] = int(f.sum())
+    metrics["n_removed"] = int(fail.sum())
+    metrics["n_kept"] = int((~fail).sum())
+    sp_kept = obs.loc[~fail, "species"].astype(str) if "species" in obs else pd.Series(dtype=str)
+    metrics["n_human_kept"] = int((sp_kept == "human").sum())
+    metrics["n_mouse_kept"] = int((sp_kept == "mouse").sum())
+    metrics["n_mixed_kept"] = int((sp_kept == "mixed").sum())
+    for label, th in thresholds.items():
+        for key in ("min_counts", "min_genes", "max_pct_mito"):
+            metrics[f"threshold_{key}_{label}"] = th[key]
+        metrics[f"n_cells_{label}"] = th["n_cells"]
+    metrics["note"] = ""
+    return metrics
+
+
+def _all_removed_message(
+    adata: AnnData, sample: str, metrics: dict[str, Any], thresholds: dict[str, dict[str, float]]
+) -> str:
+    """The zero-cells message: the reason that removed most cells and the config key to relax."""
+    worst = max(REASONS, key=lambda r: metrics[f"removed_{r}"])
+    source = adata.uns.get("ingest", {}).get("path", "")
+    where = f" (input {source!r})" if source else ""
+    return (
+        f"sample {sample!r}{where}: QC removed all {adata.n_obs} cells; most were removed "
+        f"for {worst} ({metrics[f'removed_{worst}']} cells). Relax {CONFIG_KEYS[worst]} in "
+        f"the config, or check the input (thresholds: {_fmt_thresholds(thresholds)})."
+    )
 
 
 def _fmt_thresholds(thresholds: dict[str, dict[str, float]]) -> str:

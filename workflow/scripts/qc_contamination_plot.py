@@ -11,7 +11,8 @@ from tmeflow.plots import qc
 def main(smk) -> None:
     runtime.setup(smk.log[0], threads=smk.threads)
     summary = pd.read_csv(smk.input[0], sep="\t")
-    qc.contamination_plot(summary, stem=Path(smk.output[0]).with_suffix(""))
+    stem = Path(smk.output[0]).with_suffix("")
+    qc.contamination_plot(summary, stem=stem, conditions=list(smk.params.conditions))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@
 - :mod:`tmeflow.plots.qc`: per-sample QC and the ambient contamination;
 - :mod:`tmeflow.plots.atlas`: UMAPs, marker dot plot, resolution sweep, annotation scores and
   integration metrics;
-- :mod:`tmeflow.plots.stats`: genes of interest, expression sources, composition, volcano
-  plots and GSEA.
+- :mod:`tmeflow.plots.stats`: genes of interest, composition, volcano plots and GSEA;
+- :mod:`tmeflow.plots.sources`: expression sources of a gene and its per-animal primary sources;
+- ``_style`` (rcParams, deterministic saving, figure factory, message panel) and ``_utils``
+  (checks, dodging, the one legend helper) are shared.
 
 Every plotting function takes an output stem, writes ``{stem}.pdf`` and ``{stem}.png``
 (:func:`tmeflow.plots._style.save_figure`) and returns the files written. Figures are built on

@@ -144,7 +144,7 @@ def test_hgmm_raw_cell_calling_recovers_the_filtered_cells() -> None:
 
 
 def test_hgmm_contamination_reported_and_plotted(tmp_path: Path) -> None:
-    from tmeflow import qcplots
+    from tmeflow.plots import qc as qc_plots
 
     a = ingest.ingest_sample(DATA / "hgmm_100_filtered_mtx", sample="hgmm", condition="mix")
     species.assign_species(a, mode="xenograft")
@@ -153,5 +153,7 @@ def test_hgmm_contamination_reported_and_plotted(tmp_path: Path) -> None:
     assert 0 < row["contamination_mouse_in_human_median"] < 0.01
     assert 0 < row["contamination_human_in_mouse_median"] < 0.01
     assert row["prefixes"] == "human:hg19_;mouse:mm10_"
-    out = qcplots.contamination_plot(pd.DataFrame([{"sample": "hgmm", **row}]), stem=tmp_path / "c")
+    out = qc_plots.contamination_plot(
+        pd.DataFrame([{"sample": "hgmm", **row}]), stem=tmp_path / "c"
+    )
     assert all(p.stat().st_size > 1000 for p in out)

@@ -93,5 +93,7 @@ rule qc_contamination_plot:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
     script:
         "../scripts/qc_contamination_plot.py"

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from tmeflow import annotate, annotation_plots, h5ad, integrate, panel, runtime, tables
+from tmeflow import annotate, h5ad, integrate, panel, runtime, tables
+from tmeflow.plots import atlas
 
 
 def main(smk) -> None:
@@ -27,7 +28,7 @@ def main(smk) -> None:
     log.info("cell types: %s", adata.obs["cell_type"].value_counts().to_dict())
     log.info("subtypes: %s", adata.obs["cell_subtype"].value_counts().to_dict())
     tables.write_tsv(table, smk.output.scores)
-    annotation_plots.score_heatmap(table, stem=Path(smk.output.heatmap[0]).with_suffix(""))
+    atlas.score_heatmap(table, stem=Path(smk.output.heatmap[0]).with_suffix(""))
     cols = [
         "sample",
         "barcode",

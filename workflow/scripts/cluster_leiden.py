@@ -3,7 +3,8 @@ tmeflow.cluster."""
 
 from pathlib import Path
 
-from tmeflow import annotation_plots, cluster, h5ad, integrate, runtime, tables
+from tmeflow import cluster, h5ad, integrate, runtime, tables
+from tmeflow.plots import atlas
 
 
 def main(smk) -> None:
@@ -23,7 +24,7 @@ def main(smk) -> None:
     )
     log.info("clustering: %s", adata.uns["cluster"])
     tables.write_tsv(sweep, smk.output.sweep)
-    annotation_plots.resolution_sweep_plot(sweep, stem=Path(smk.output.figure[0]).with_suffix(""))
+    atlas.resolution_sweep_plot(sweep, stem=Path(smk.output.figure[0]).with_suffix(""))
     h5ad.update_h5ad(adata, smk.input[0], smk.output.h5ad)
 
 

@@ -1,14 +1,15 @@
 """Snakemake adapter: dot plot of the top GSEA terms across cell types
 (results/figures/gsea_dotplot.{pdf,png}).
 
-The drawing lives in tmeflow.figures.gsea_dotplot.
+The drawing lives in tmeflow.plots.stats.gsea_dotplot.
 """
 
 from pathlib import Path
 
 import pandas as pd
 
-from tmeflow import figures, runtime
+from tmeflow import runtime
+from tmeflow.plots import stats
 
 
 def main(smk) -> None:
@@ -18,7 +19,7 @@ def main(smk) -> None:
     if table.empty:
         table = pd.DataFrame(columns=["cell_type", "Term", "NES", "FDR q-val"])
     stem = str(smk.output[0]).rsplit(".", 1)[0]
-    figures.gsea_dotplot(table, stem=stem, top=smk.params.top)
+    stats.gsea_dotplot(table, stem=stem, top=smk.params.top)
 
 
 if __name__ == "__main__":

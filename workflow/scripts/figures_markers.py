@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from tmeflow import figures, h5ad, panel, runtime
+from tmeflow import h5ad, panel, runtime
+from tmeflow.plots import atlas
 
 
 def main(smk) -> None:
@@ -11,7 +12,7 @@ def main(smk) -> None:
     markers = panel.panel_markers(panel.load_panel(smk.input.panel))
     present = set(adata.obs["cell_type"].astype(str))
     markers = {k: v for k, v in markers.items() if k in present}
-    figures.marker_dotplot(
+    atlas.marker_dotplot(
         adata, markers=markers, groupby="cell_type", stem=Path(smk.output[0]).with_suffix("")
     )
 

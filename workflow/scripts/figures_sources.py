@@ -1,12 +1,13 @@
 """Snakemake adapter: figure of the primary sources of each gene of interest, with one point
 per animal (results/figures/primary_sources.{pdf,png}).
 
-The logic lives in tmeflow.stats_plots.
+The logic lives in tmeflow.plots.sources.
 """
 
 import pandas as pd
 
-from tmeflow import runtime, stats_plots
+from tmeflow import runtime
+from tmeflow.plots import sources
 
 
 def main(smk) -> None:
@@ -14,7 +15,7 @@ def main(smk) -> None:
     primary = pd.read_csv(smk.input.primary, sep="\t")
     samples = pd.concat([pd.read_csv(f, sep="\t") for f in smk.input.samples], ignore_index=True)
     stem = str(smk.output[0]).rsplit(".", 1)[0]
-    stats_plots.primary_sources_plot(
+    sources.primary_sources_plot(
         primary, samples, stem=stem, conditions=list(smk.params.conditions), seed=smk.params.seed
     )
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tmeflow import figures, runtime
+from tmeflow import runtime
+from tmeflow.plots import stats
 
 
 def main(smk) -> None:
@@ -13,26 +14,14 @@ def main(smk) -> None:
     out = Path(smk.output.composition[0]).parent
     conditions = list(p.conditions)
     values = pd.read_csv(smk.input.values, sep="\t")
-    if "level" in values.columns:  # cell types here; subtypes are in the same table
-        values = values[values["level"] == "cell_type"]
     for gene, table in zip(p.genes, smk.input.sources, strict=True):
-        figures.genes_of_interest_plot(
-            values, gene=gene, stem=out / f"goi_{gene}", conditions=conditions
-        )
-        figures.sources_plot(pd.read_csv(table, sep="\t"), gene=gene, stem=out / f"sources_{gene}")
+        sources = pd.read_csv(table, sep="\t")
+        stats.gene_figures(values, sources, gene=gene, out=out, conditions=conditions)
     props = pd.read_csv(smk.input.proportions, sep="\t")
-    figures.composition_plot(props, stem=out / "composition", conditions=conditions)
-    volcano_dir = Path(smk.output.volcano)
-    volcano_dir.mkdir(parents=True, exist_ok=True)
-    for table in sorted(Path(smk.input.de).glob("*.tsv")):
-        de = pd.read_csv(table, sep="\t")
-        figures.volcano_plot(
-            de,
-            title=f"{table.stem}: {conditions[1]} vs {conditions[0]}",
-            stem=volcano_dir / table.stem,
-            highlight=list(p.genes),
-            alpha=p.alpha,
-        )
+    stats.composition_plot(props, stem=out / "composition", conditions=conditions)
+    de = {t.stem: pd.read_csv(t, sep="\t") for t in sorted(Path(smk.input.de).glob("*.tsv"))}
+    stats.volcano_plots(de, out=smk.output.volcano, conditions=conditions, highlight=p.genes,
+                        alpha=p.alpha)  # fmt: skip
 
 
 if __name__ == "__main__":

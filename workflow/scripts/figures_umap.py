@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from tmeflow import figures, h5ad, runtime
+from tmeflow import h5ad, runtime
+from tmeflow.plots import atlas
 
 
 def main(smk) -> None:
@@ -10,7 +11,7 @@ def main(smk) -> None:
     adata = h5ad.read_h5ad(smk.input[0], skip=("X", "layers", "obsp"))
     for key in smk.params.umap_keys:
         order = list(smk.params.conditions) if key == "condition" else None
-        figures.umap_plot(
+        atlas.umap_plot(
             adata, color=key, stem=Path(smk.output[0]).parent / f"umap_{key}", order=order
         )
 

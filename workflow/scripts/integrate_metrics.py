@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from tmeflow import annotation_plots, h5ad, integrate, metrics, runtime, tables
+from tmeflow import h5ad, integrate, metrics, runtime, tables
+from tmeflow.plots import atlas
 
 
 def main(smk) -> None:
@@ -27,7 +28,7 @@ def main(smk) -> None:
     log.info("integration metrics:\n%s", table.to_string(index=False))
     tables.write_tsv(table, smk.output.metrics)
     tables.write_tsv(condition, smk.output.condition)
-    annotation_plots.integration_metrics_plot(
+    atlas.integration_metrics_plot(
         table, condition, stem=Path(smk.output.figure[0]).with_suffix("")
     )
 

@@ -1,16 +1,18 @@
-"""Snakemake adapter: per-sample ambient contamination figure; logic in tmeflow.qcplots."""
+"""Snakemake adapter: per-sample ambient contamination figure; logic in tmeflow.plots.qc."""
 
 from pathlib import Path
 
 import pandas as pd
 
-from tmeflow import qcplots, runtime
+from tmeflow import runtime
+from tmeflow.plots import qc
 
 
 def main(smk) -> None:
     runtime.setup(smk.log[0], threads=smk.threads)
     summary = pd.read_csv(smk.input[0], sep="\t")
-    qcplots.contamination_plot(summary, stem=Path(smk.output[0]).with_suffix(""))
+    stem = Path(smk.output[0]).with_suffix("")
+    qc.contamination_plot(summary, stem=stem, conditions=list(smk.params.conditions))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Snakemake adapter: one sample's QC figure; the logic lives in tmeflow.qcplots."""
+"""Snakemake adapter: one sample's QC figure; the logic lives in tmeflow.plots.qc."""
 
 from pathlib import Path
 
 import pandas as pd
 
-from tmeflow import qcplots, runtime
+from tmeflow import runtime
+from tmeflow.plots import qc
 
 
 def main(smk) -> None:
@@ -12,7 +13,7 @@ def main(smk) -> None:
     cells = pd.read_csv(smk.input.cells, sep="\t")
     metrics = pd.read_csv(smk.input.metrics, sep="\t").iloc[0].to_dict()
     stem = Path(smk.output[0]).with_suffix("")
-    qcplots.qc_sample_plot(cells, metrics, sample=smk.wildcards.sample, stem=stem)
+    qc.qc_sample_plot(cells, metrics, sample=smk.wildcards.sample, stem=stem)
 
 
 if __name__ == "__main__":

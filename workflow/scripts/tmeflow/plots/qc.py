@@ -2,27 +2,26 @@
 
 Per-sample metrics before/after with the thresholds applied, and the per-sample ambient
 (cross-species) contamination.
-
-Built on :mod:`tmeflow.figures` (house style, stable colours, deterministic PDF + PNG).
 """
-
-from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from tmeflow.figures import label_colors, save_figure, style
+from tmeflow._utils import natural_key
+from tmeflow.plots._style import message_panel, new_figure, save_figure, style
+from tmeflow.plots.palettes import label_colors, ordered_conditions, sample_order
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["CONTAMINATION", "PANELS", "contamination_plot", "qc_sample_plot"]
 
 PANELS: tuple[tuple[str, str, str], ...] = (
     ("total_counts", "min_counts", "UMIs per cell"),
@@ -54,6 +53,21 @@ def _explanation(metrics: Mapping[str, Any]) -> str:
     ]
     head = f"{int(metrics.get('n_cells_in', 0))} cells in, {int(metrics.get('n_kept', 0))} kept"
     return head + ("; removed: " + ", ".join(reasons) if reasons else "; none removed")
+
+
+def _violin(ax, v: np.ndarray, pos: float, color: str, alpha: float, rng) -> None:
+    """One group's values as a violin with its median, or as points when degenerate."""
+    if np.unique(v).size >= 2:
+        parts = ax.violinplot(v, positions=[pos], widths=0.36, showextrema=False, showmedians=True)
+        for body in parts["bodies"]:
+            body.set_facecolor(color)
+            body.set_edgecolor("none")
+            body.set_alpha(alpha)
+        parts["cmedians"].set_color("0.15")
+        parts["cmedians"].set_linewidth(0.8)
+    elif v.size:
+        jitter = rng.uniform(-0.05, 0.05, v.size)
+        ax.scatter(pos + jitter, v, s=6, color=color, alpha=alpha)
 
 
 def qc_sample_plot(
@@ -95,7 +109,7 @@ def qc_sample_plot(
     colors = label_colors(present)
     passed = cells["qc_pass"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
     with style():
-        fig = Figure(figsize=(2.4 + 1.3 * max(len(present), 1), 6.2), layout="constrained")
+        fig = new_figure(2.4 + 1.3 * max(len(present), 1), 6.2)
         axes = fig.subplots(len(PANELS), 1, squeeze=False)[:, 0]
         rng = np.random.default_rng(0)
         for ax, (col, tname, label) in zip(axes, PANELS, strict=True):
@@ -108,21 +122,7 @@ def qc_sample_plot(
                 in_g = (groups_col == g).to_numpy()
                 for j, (mask, alpha) in enumerate(((in_g, 0.35), (in_g & passed, 0.9))):
                     v = values[mask]
-                    v = v[np.isfinite(v)]
-                    pos = i - 0.2 + 0.4 * j
-                    if np.unique(v).size >= 2:
-                        parts = ax.violinplot(
-                            v, positions=[pos], widths=0.36, showextrema=False, showmedians=True
-                        )
-                        for body in parts["bodies"]:
-                            body.set_facecolor(colors[g])
-                            body.set_edgecolor("none")
-                            body.set_alpha(alpha)
-                        parts["cmedians"].set_color("0.15")
-                        parts["cmedians"].set_linewidth(0.8)
-                    elif v.size:
-                        jitter = rng.uniform(-0.05, 0.05, v.size)
-                        ax.scatter(pos + jitter, v, s=6, color=colors[g], alpha=alpha)
+                    _violin(ax, v[np.isfinite(v)], i - 0.2 + 0.4 * j, colors[g], alpha, rng)
                 t = ths.get(g, ths.get("all"))
                 if t is not None:
                     y = float(np.log10(1 + max(t, 0))) if log else t
@@ -144,9 +144,25 @@ CONTAMINATION = (
     ("mouse_in_human", "human", "mouse UMIs in human cells"),
     ("human_in_mouse", "mouse", "human UMIs in mouse cells"),
 )
+"""(summary column infix, species of the cells, legend label) per bar."""
 
 
-def contamination_plot(summary: pd.DataFrame, *, stem: str | Path) -> list[Path]:
+def _by_arm(summary: pd.DataFrame, conditions: Sequence[str] | None) -> pd.DataFrame:
+    """Rows of ``summary`` (one per sample) by arm, reference first, then naturally."""
+    samples = summary["sample"].astype(str)
+    if "condition" not in summary.columns:
+        order = sorted(samples, key=natural_key)
+    else:
+        by_sample = dict(zip(samples, summary["condition"].astype(str), strict=True))
+        order = sample_order(by_sample, ordered_conditions(by_sample.values(), conditions))
+    rank = {s: i for i, s in enumerate(order)}
+    rows = np.argsort([rank[s] for s in samples], kind="stable")
+    return summary.assign(sample=samples).iloc[rows].reset_index(drop=True)
+
+
+def contamination_plot(
+    summary: pd.DataFrame, *, stem: str | Path, conditions: Sequence[str] | None = None
+) -> list[Path]:
     """Per-sample ambient contamination from the species-exclusive genes.
 
     For each sample, the median (bar) and mean (black tick) percentage of the other species'
@@ -155,38 +171,49 @@ def contamination_plot(summary: pd.DataFrame, *, stem: str | Path) -> list[Path]
     those columns (not a xenograft) a panel says so. NaN (no cells of that species) is left
     blank and labelled ``n/a``.
 
+    Parameters
+    ----------
+    summary
+        One row per sample: ``sample``, optionally ``condition``, and the contamination
+        columns.
+    stem
+        Output stem; see :func:`~tmeflow.plots._style.save_figure`.
+    conditions
+        The contrast's levels, reference first. Samples are drawn by arm in this order (other
+        conditions after), then naturally; without a ``condition`` column, naturally.
+
     Returns
     -------
     list of Path
     """
+    if "sample" in summary:
+        summary = _by_arm(summary, conditions)
     samples = summary["sample"].astype(str).tolist() if "sample" in summary else []
     colors = label_colors(["human", "mouse"])
     have = all(f"contamination_{k}_median" in summary for k, _, _ in CONTAMINATION)
     with style():
-        fig = Figure(figsize=(2.4 + 0.5 * max(len(samples), 2), 3.0), layout="constrained")
+        fig = new_figure(2.4 + 0.5 * max(len(samples), 2), 3.0)
         ax = fig.subplots(1, 1)
         if not have or not samples:
-            ax.text(0.5, 0.5, "no contamination estimate\n(not a xenograft run)",
-                    ha="center", va="center", transform=ax.transAxes)  # fmt: skip
-            ax.set_axis_off()
-        else:
-            x = np.arange(len(samples))
-            for j, (kind, sp_, label) in enumerate(CONTAMINATION):
-                med = 100 * pd.to_numeric(summary[f"contamination_{kind}_median"]).to_numpy()
-                mean_col = f"contamination_{kind}_mean"
-                mean = (
-                    100 * pd.to_numeric(summary[mean_col]).to_numpy()
-                    if mean_col in summary
-                    else np.full(len(samples), np.nan)
-                )
-                pos = x - 0.2 + 0.4 * j
-                ax.bar(pos, np.nan_to_num(med), width=0.38, color=colors[sp_], label=label)
-                ax.scatter(pos, mean, marker="_", s=60, color="black", zorder=3)
-                for p_, m in zip(pos, med, strict=True):
-                    if not np.isfinite(m):
-                        ax.text(p_, 0, "n/a", ha="center", va="bottom", fontsize=5)
-            ax.set_xticks(x, samples, rotation=90)
-            ax.set_ylabel("% of the cell's UMIs (median; tick = mean)")
-            ax.set_title("ambient RNA: other-species UMIs per cell", fontsize=8)
-            ax.legend(frameon=False, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            message_panel(ax, "no contamination estimate\n(not a xenograft run)", color="black")
+            return save_figure(fig, stem)
+        x = np.arange(len(samples))
+        for j, (kind, sp_, label) in enumerate(CONTAMINATION):
+            med = 100 * pd.to_numeric(summary[f"contamination_{kind}_median"]).to_numpy()
+            mean_col = f"contamination_{kind}_mean"
+            mean = (
+                100 * pd.to_numeric(summary[mean_col]).to_numpy()
+                if mean_col in summary
+                else np.full(len(samples), np.nan)
+            )
+            pos = x - 0.2 + 0.4 * j
+            ax.bar(pos, np.nan_to_num(med), width=0.38, color=colors[sp_], label=label)
+            ax.scatter(pos, mean, marker="_", s=60, color="black", zorder=3)
+            for p_, m in zip(pos, med, strict=True):
+                if not np.isfinite(m):
+                    ax.text(p_, 0, "n/a", ha="center", va="bottom", fontsize=5)
+        ax.set_xticks(x, samples, rotation=90)
+        ax.set_ylabel("% of the cell's UMIs (median; tick = mean)")
+        ax.set_title("ambient RNA: other-species UMIs per cell", fontsize=8)
+        ax.legend(frameon=False, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return save_figure(fig, stem)

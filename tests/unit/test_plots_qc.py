@@ -1,0 +1,88 @@
+"""Tests of tmeflow.plots.qc: per-sample QC figure and the contamination figure."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tmeflow.plots import qc
+
+
+def _cells(n: int = 80, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    sp_ = np.where(np.arange(n) % 2 == 0, "human", "mouse")
+    return pd.DataFrame(
+        {
+            "sample": "s1",
+            "species": sp_,
+            "total_counts": rng.lognormal(8, 0.5, n),
+            "n_genes_by_counts": rng.lognormal(7, 0.4, n),
+            "pct_counts_mt": rng.uniform(0, 20, n),
+            "qc_pass": rng.uniform(size=n) > 0.2,
+        }
+    )
+
+
+METRICS = {"sample": "s1", "n_cells_in": 80, "n_kept": 64, "removed_low_counts": 10,
+           "removed_doublet": 0, "removed_high_mito": 6, "threshold_min_counts_human": 900.0,
+           "threshold_min_counts_mouse": 700.0, "threshold_max_pct_mito_human": 15.0}  # fmt: skip
+
+
+def test_thresholds_and_explanation_from_metrics() -> None:
+    assert qc._thresholds(METRICS, "min_counts") == {"human": 900.0, "mouse": 700.0}
+    assert qc._thresholds(METRICS, "min_genes") == {}
+    text = qc._explanation(METRICS)
+    assert text == "80 cells in, 64 kept; removed: low counts 10, high mito 6"
+
+
+def test_qc_sample_plot_is_deterministic(tmp_path: Path) -> None:
+    a = qc.qc_sample_plot(_cells(), METRICS, sample="s1", stem=tmp_path / "a" / "s1")
+    b = qc.qc_sample_plot(_cells(), METRICS, sample="s1", stem=tmp_path / "b" / "s1")
+    assert [p.name for p in a] == ["s1.pdf", "s1.png"]
+    for x, y in zip(a, b, strict=True):
+        assert x.stat().st_size > 1000 and x.read_bytes() == y.read_bytes()
+    # a sample left without cells still gets its figure (all cells, none passing)
+    empty = _cells().assign(qc_pass=False)
+    qc.qc_sample_plot(empty, {**METRICS, "n_kept": 0}, sample="s1", stem=tmp_path / "e")
+    assert (tmp_path / "e.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="qc_pass"):
+        qc.qc_sample_plot(_cells().drop(columns="qc_pass"), METRICS, sample="s1",
+                               stem=tmp_path / "x")  # fmt: skip
+
+
+def test_contamination_plot_with_and_without_estimates(tmp_path: Path) -> None:
+    summary = pd.DataFrame(
+        {"sample": ["a", "b"], "contamination_mouse_in_human_median": [0.01, np.nan],
+         "contamination_mouse_in_human_mean": [0.02, np.nan],
+         "contamination_human_in_mouse_median": [0.03, 0.04],
+         "contamination_human_in_mouse_mean": [0.03, 0.05]}
+    )  # fmt: skip
+    out = qc.contamination_plot(summary, stem=tmp_path / "cont")
+    assert all(p.stat().st_size > 1000 for p in out)
+    none = qc.contamination_plot(pd.DataFrame({"sample": ["a"]}), stem=tmp_path / "none")
+    assert none[0].read_bytes() != out[0].read_bytes()
+
+
+def test_contamination_samples_by_arm_then_naturally(tmp_path: Path) -> None:
+    """Samples are drawn reference arm first, then naturally (ctrl_2 before ctrl_10), whatever
+    the order of the summary's rows; without a condition column, naturally."""
+    ordered = pd.DataFrame(
+        {"sample": ["ctrl_2", "ctrl_10", "alec_1", "alec_3"],
+         "condition": ["ctrl", "ctrl", "alectinib", "alectinib"],
+         "contamination_mouse_in_human_median": [0.01, 0.02, 0.03, 0.04],
+         "contamination_human_in_mouse_median": [0.05, 0.06, 0.07, 0.08]}
+    )  # fmt: skip
+    alphabetical = ordered.sort_values("sample")  # as results/qc/summary.tsv lists them
+    assert alphabetical["sample"].tolist() == ["alec_1", "alec_3", "ctrl_10", "ctrl_2"]
+    want = qc.contamination_plot(ordered, stem=tmp_path / "want", conditions=["ctrl", "alectinib"])
+    got = qc.contamination_plot(
+        alphabetical, stem=tmp_path / "got", conditions=["ctrl", "alectinib"]
+    )
+    assert got[1].read_bytes() == want[1].read_bytes()
+    flipped = qc.contamination_plot(ordered, stem=tmp_path / "f", conditions=["alectinib", "ctrl"])
+    assert flipped[1].read_bytes() != want[1].read_bytes()
+    natural = ordered.drop(columns="condition")
+    a = qc.contamination_plot(natural.iloc[[1, 0, 3, 2]], stem=tmp_path / "a")
+    b = qc.contamination_plot(natural.iloc[[2, 3, 0, 1]], stem=tmp_path / "b")
+    assert a[1].read_bytes() == b[1].read_bytes()

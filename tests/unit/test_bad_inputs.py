@@ -121,7 +121,7 @@ def test_all_samples_of_one_condition_empty() -> None:
 
 
 def test_gene_of_interest_absent_is_reported_not_a_crash() -> None:
-    from tmeflow import de
+    from tmeflow import goi
 
     rng = np.random.default_rng(4)
     X = sp.csr_matrix(rng.poisson(2, size=(24, 3)).astype(np.float32))
@@ -133,8 +133,8 @@ def test_gene_of_interest_absent_is_reported_not_a_crash() -> None:
     )  # fmt: skip
     a = ad.AnnData(X, obs=obs, var=pd.DataFrame(index=["Gas6", "Axl", "Col1a1"]))
     a.layers["counts"] = a.X.copy()
-    report, _ = de.genes_of_interest(a, {}, genes=["Gas6", "Mmp11"], reference="control",
-                                     test="alectinib")  # fmt: skip
+    report, _ = goi.genes_of_interest(a, {}, genes=["Gas6", "Mmp11"], reference="control",
+                                      test="alectinib")  # fmt: skip
     mmp11 = report[report["gene"] == "Mmp11"]
     assert len(mmp11) and not mmp11["present"].any()
     assert (mmp11["note"] == "gene absent from the data").all()

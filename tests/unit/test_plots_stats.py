@@ -118,7 +118,7 @@ def test_primary_sources_plot_without_sources(tmp_path) -> None:
 def test_condition_figures_of_a_one_condition_design(tmp_path) -> None:
     """One arm only (e.g. a single mouse lung): every figure of figures_stats, figures_sources
     and figures_gsea is drawn (message panels where nothing was tested), nothing raises."""
-    from tmeflow import composition, de, gsea
+    from tmeflow import composition, de, goi, gsea
 
     from .test_de import make_adata as make_de_adata
 
@@ -139,7 +139,7 @@ def test_condition_figures_of_a_one_condition_design(tmp_path) -> None:
     de_adata = make_de_adata(samples_per_arm=2, cells_per_sample=60)
     de_one = de_adata[(de_adata.obs["condition"].astype(str) == "ctrl").to_numpy()].copy()
     res = de.run_de(de_one, group_key="cell_type", reference="ctrl", test="alectinib")
-    _, values = de.genes_of_interest(
+    _, values = goi.genes_of_interest(
         de_one, res, genes=["Gas6"], reference="ctrl", test="alectinib"
     )
     assert len(values) and set(values["condition"]) == {"ctrl"}

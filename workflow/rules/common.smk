@@ -37,9 +37,7 @@ SAMPLES = tmc.validate_sample_sheet(
 for _warning in tmc.design_warnings(SAMPLES, config["contrast"]):
     logger.warning(f"WARNING ({config['samples']}): {_warning}")
 SAMPLE_IDS = list(SAMPLES["sample"])
-EXTRA_COLUMNS = [
-    c for c in SAMPLES.columns if c not in ("sample", "path", "sha256", "format")
-]
+EXTRA_COLUMNS = tmc.metadata_columns(SAMPLES)
 GENES = list(config["genes_of_interest"])
 UMAP_KEYS = ["cell_type", "cell_subtype", "condition", "sample", "species"]
 

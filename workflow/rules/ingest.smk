@@ -41,6 +41,8 @@ rule ingest_sample:
         condition=lambda wc: SAMPLES.loc[wc.sample, config["contrast"]["column"]],
         meta=sample_meta,
         fmt=sample_format,
+        obs_column=lambda wc: _sheet_value(wc.sample, "obs_column"),
+        obs_value=lambda wc: _sheet_value(wc.sample, "obs_value"),
         cell_calling=config["ingest"]["cell_calling"],
         raw_min_barcodes=config["ingest"]["raw_min_barcodes"],
         min_umi=config["ingest"]["min_umi"],

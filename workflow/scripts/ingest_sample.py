@@ -32,6 +32,8 @@ def main(smk) -> None:
             condition=p.condition,
             extra=dict(p.meta),
             fmt=p.fmt,
+            obs_column=p.obs_column or None,
+            obs_value=p.obs_value or None,
             cell_calling=p.cell_calling,
             raw_min_barcodes=p.raw_min_barcodes,
             min_umi=p.min_umi,

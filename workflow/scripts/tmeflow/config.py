@@ -16,6 +16,9 @@ from tmeflow.downloads import is_url, url_file_name
 from tmeflow.formats import FORMATS
 
 REQUIRED_COLUMNS = ("sample", "condition", "path")
+INPUT_COLUMNS = ("sample", "path", "sha256", "format", "obs_column", "obs_value")
+"""Sheet columns that describe the input; every other column is sample metadata (obs)."""
+SPLIT_COLUMNS = ("obs_column", "obs_value")
 
 
 class ConfigError(ValueError):
@@ -221,7 +224,164 @@ def validate_sample_sheet(
             f"sample {sample!r}: input {path!r} does not exist. Fix the 'path' column of "
             f"{sheet_path} (paths are relative to the working directory)."
         )
+    check_obs_splits(sheet, sheet_path=sheet_path, base_dir=base_dir)
     return sheet.set_index("sample", drop=False)
+
+
+def metadata_columns(sheet: pd.DataFrame) -> list[str]:
+    """The sheet's columns that are sample metadata, kept in ``obs`` at ingest.
+
+    All columns but :data:`INPUT_COLUMNS` (so ``condition`` is one; ``obs_column`` and
+    ``obs_value`` describe the input and are not).
+    """
+    return [c for c in sheet.columns if c not in INPUT_COLUMNS]
+
+
+def _cell(row: Any, column: str) -> str:
+    return str(row.get(column, "") or "").strip()
+
+
+def _split_format(path: str, fmt: str, base_dir: Path) -> str:
+    """How a split row's path is read (the ``format`` cell, else its name), for messages."""
+    from tmeflow.errors import InputError
+    from tmeflow.formats import detect_format
+
+    if fmt not in ("", "auto"):
+        return "h5ad" if fmt == "h5ad" else f"a {fmt} input (sheet column 'format')"
+    name = url_file_name(path) if is_url(path) else Path(path).name
+    if name.lower().endswith(".h5ad"):
+        return "h5ad"
+    local = Path(path) if Path(path).is_absolute() else base_dir / path
+    if not is_url(path) and local.exists():
+        try:
+            return f"a {detect_format(local)} input"
+        except InputError:
+            return "an input of unknown format"
+    return "not an h5ad"
+
+
+def check_obs_splits(
+    sheet: pd.DataFrame, *, sheet_path: str = "the sample sheet", base_dir: str | Path = "."
+) -> None:
+    """Parse-time checks of rows that take part of a deposited h5ad (``obs_column``/``obs_value``).
+
+    A row with both cells set takes the cells of its ``path`` whose ``obs[obs_column]`` equals
+    ``obs_value`` (string equality). For a local file only its ``obs`` is read, once per
+    distinct file; URL rows are checked at ingest, after the download.
+
+    Parameters
+    ----------
+    sheet
+        The sample sheet (columns ``sample`` and ``path``; ``format``, ``obs_column`` and
+        ``obs_value`` optional; empty cells mean "not given").
+    sheet_path
+        The sheet's name, for messages.
+    base_dir
+        What relative paths are relative to.
+
+    Raises
+    ------
+    ConfigError
+        Only one of the two cells given; a split of an input that is not an h5ad (no cell
+        metadata); two rows that would share cells: the same path with the same column and
+        value, a row taking a whole file that another row splits, or (local files) selections
+        of different columns that meet; a column the file's obs lacks (the available columns
+        are listed); a value that selects no cell (the column's first values are listed).
+    """
+    if not any(c in sheet.columns for c in SPLIT_COLUMNS):
+        return
+    base_dir = Path(base_dir)
+    rows = []
+    for _, row in sheet.iterrows():
+        sample, path = str(row["sample"]), str(row["path"])
+        column, value = _cell(row, "obs_column"), _cell(row, "obs_value")
+        if bool(column) != bool(value):
+            given, missing = ("obs_column", "obs_value") if column else ("obs_value", "obs_column")
+            raise ConfigError(
+                f"{sheet_path}: sample {sample!r}: column '{given}' is set but '{missing}' is "
+                f"empty. Give both (the sample's cells are those of {path!r} with "
+                "obs[obs_column] == obs_value) or neither (the sample is the whole file)."
+            )
+        if column:
+            fmt = _split_format(path, _cell(row, "format"), base_dir)
+            if fmt != "h5ad":
+                raise ConfigError(
+                    f"{sheet_path}: sample {sample!r}: column 'obs_column' ({column!r}) selects "
+                    f"cells by their metadata, but {path!r} is {fmt}, which has none. "
+                    "Only an h5ad input can be split: clear obs_column/obs_value, or give each "
+                    "sample its own matrix file."
+                )
+        key = (
+            path
+            if is_url(path)
+            else str((Path(path) if Path(path).is_absolute() else base_dir / path).resolve())
+        )
+        rows.append((sample, path, key, column, value))
+    by_file: dict[str, list[tuple[str, str, str, str, str]]] = {}
+    for r in rows:
+        by_file.setdefault(r[2], []).append(r)
+    for key, group in by_file.items():
+        if not any(r[3] for r in group):
+            continue
+        whole = [r[0] for r in group if not r[3]]
+        if whole:
+            others = [r[0] for r in group if r[0] != whole[0]]
+            raise ConfigError(
+                f"{sheet_path}: sample {whole[0]!r} takes the whole of {group[0][1]!r} (no "
+                f"obs_column), so it shares cells with sample(s) {others} that split the same "
+                "file. Set obs_column/obs_value on every row of a split file."
+            )
+        seen: dict[tuple[str, str], str] = {}
+        for sample, path, _, column, value in group:
+            if (column, value) in seen:
+                raise ConfigError(
+                    f"{sheet_path}: samples {seen[(column, value)]!r} and {sample!r} both take "
+                    f"the cells of {path!r} with obs_column {column!r} = {value!r}; no cell may "
+                    "land in two samples. Fix the obs_value of one of them."
+                )
+            seen[(column, value)] = sample
+        if not is_url(key) and Path(key).is_file():
+            _check_local_split(key, group, sheet_path=sheet_path)
+
+
+def _check_local_split(
+    file: str, group: list[tuple[str, str, str, str, str]], *, sheet_path: str
+) -> None:
+    """Column present, value selecting cells, no cell in two samples: from ``obs`` only."""
+    import numpy as np
+
+    from tmeflow.readers import first_values, obs_mask, read_h5ad_obs
+
+    try:
+        obs = read_h5ad_obs(file)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(
+            f"{sheet_path}: sample {group[0][0]!r}: cannot read the obs of {group[0][1]!r} "
+            f"({type(exc).__name__}: {exc}). Check that it is an h5ad file."
+        ) from exc
+    owner = np.full(len(obs), -1)
+    for i, (sample, path, _, column, value) in enumerate(group):
+        if column not in obs.columns:
+            raise ConfigError(
+                f"{sheet_path}: sample {sample!r}: column 'obs_column' is {column!r}, which is "
+                f"not a column of the obs of {path!r}. Set it to one of {list(obs.columns)}."
+            )
+        mask = obs_mask(obs, column, value)
+        if not mask.any():
+            raise ConfigError(
+                f"{sheet_path}: sample {sample!r}: column 'obs_value' is {value!r}, which "
+                f"selects no cell of {path!r} (obs column {column!r} holds "
+                f"{first_values(obs[column])}). Set obs_value to one of these."
+            )
+        clash = mask & (owner >= 0)
+        if clash.any():
+            other = group[int(owner[clash][0])]
+            raise ConfigError(
+                f"{sheet_path}: samples {other[0]!r} ({other[3]} = {other[4]!r}) and {sample!r} "
+                f"({column} = {value!r}) share {int(clash.sum())} cell(s) of {path!r}; no cell "
+                "may land in two samples. Split the file by one column, or fix the values."
+            )
+        owner[mask] = i
 
 
 def design_warnings(sheet: pd.DataFrame, contrast: dict) -> list[str]:

@@ -39,6 +39,8 @@ def ingest_sample(
     species: str | None = None,
     symbol_case: str = "auto",
     symbol_reference: Iterable[str] = (),
+    obs_column: str | None = None,
+    obs_value: str | None = None,
 ) -> ad.AnnData:
     """Read one sample's raw counts, call cells in an unfiltered matrix, annotate its cells.
 
@@ -48,7 +50,8 @@ def ingest_sample(
     clash with these names are kept with an ``_input`` suffix. ``uns["ingest"]`` records the
     input path, format, the orientation of a table, and ``cell_calling`` (see
     :func:`tmeflow.cellcalling.call_cells`: whether the matrix looked raw, the UMI cut-off,
-    barcodes in and cells out).
+    barcodes in and cells out) and, for a sample that is part of a deposited h5ad, its
+    ``obs_column`` and ``obs_value``.
 
     Parameters
     ----------
@@ -59,19 +62,26 @@ def ingest_sample(
         their mouse spelling (:func:`tmeflow.genenames.repair_mouse_symbol_case` with
         ``symbol_reference``); recorded in ``uns["ingest"]["symbols_recased"]``. ``"keep"``
         leaves names as they are.
+    obs_column, obs_value
+        The sample sheet's optional columns: the sample's cells are those of ``path`` (an h5ad)
+        whose ``obs[obs_column] == obs_value``; only their rows are read
+        (:func:`tmeflow.readers.read_counts`). Cell calling then sees the selected cells only
+        (with ``cell_calling: auto`` a split of a filtered deposit does not look raw and is kept
+        whole).
 
     Raises
     ------
     InputError
         Missing or unreadable input, non-count values, zero cells or zero features, a raw
         matrix with ``cell_calling="never"``, or an ``extra`` column that would overwrite
-        ``barcode`` or disagree with sample/condition.
+        ``barcode`` or disagree with sample/condition; ``obs_column`` on an input that is not
+        an h5ad, a column the file lacks or a value that selects no cell.
     """
     from tmeflow import cellcalling
 
     p = Path(path)
     fmt = detect_format(p, sample=sample) if fmt in (None, "", "auto") else fmt
-    adata = read_counts(p, sample=sample, fmt=fmt)
+    adata = read_counts(p, sample=sample, fmt=fmt, obs_column=obs_column, obs_value=obs_value)
     orientation = adata.uns.pop("orientation", None)
     if adata.n_obs:
         try:
@@ -117,6 +127,9 @@ def ingest_sample(
         "sample": str(sample),
         "symbols_recased": int(recased),
     }
+    if obs_column:
+        adata.uns["ingest"]["obs_column"] = str(obs_column)
+        adata.uns["ingest"]["obs_value"] = str(obs_value)
     if orientation is not None:
         adata.uns["ingest"]["orientation"] = orientation
     adata.uns["ingest"]["cell_calling"] = calling
@@ -180,7 +193,9 @@ def ingest_report(adata: ad.AnnData) -> dict[str, Any]:
     Columns: ``sample``, ``format``, ``orientation`` (tables only, else empty),
     ``n_barcodes`` (in the input), ``looks_raw``, ``cells_called``, ``cell_calling_cutoff_umi``
     (NaN when no cell calling), ``n_cells``, ``n_features``, ``symbols_recased`` (upper-case
-    mouse symbols given the mouse spelling; see :func:`tmeflow.genenames.repair_mouse_symbol_case`).
+    mouse symbols given the mouse spelling; see :func:`tmeflow.genenames.repair_mouse_symbol_case`),
+    ``obs_column`` and ``obs_value`` (the selection of a deposited h5ad; empty when the sample
+    is the whole file).
     """
     info = adata.uns.get("ingest", {})
     calling = info.get("cell_calling", {}) or {}
@@ -196,4 +211,6 @@ def ingest_report(adata: ad.AnnData) -> dict[str, Any]:
         "n_cells": int(adata.n_obs),
         "n_features": int(adata.n_vars),
         "symbols_recased": int(info.get("symbols_recased", 0)),
+        "obs_column": str(info.get("obs_column", "")),
+        "obs_value": str(info.get("obs_value", "")),
     }

@@ -288,3 +288,41 @@ def test_summary_table_one_column_per_reason_in_order() -> None:
     assert cols.index("n_barcodes") < cols.index("n_cells_in") < cols.index("n_kept")
     assert cols[-1] == "note" and cols.count("n_cells_in") == 1 and "n_cells" not in cols
     assert out["cell_calling_cutoff_umi"].iat[0] == 812.0 and out["condition"].iat[0] == "c"
+
+
+# ------------------------------------------------ small groups (issue 13: the vanished tumour)
+def _few_tumour_cells_in_mito_poor_stroma(seed: int = 7) -> pd.DataFrame:
+    """A treated xenograft: 108 mouse cells with ~0.1% mito reads and 6 human tumour cells
+    with 3-5% mito reads (the shape that lost its whole tumour to the mouse cells' cut-off)."""
+    rng = np.random.default_rng(seed)
+    mouse = _healthy(108, rng, counts=4000, sp_name="mouse")
+    mouse["pct_counts_mt"] = rng.uniform(0.05, 0.15, 108)
+    human = _healthy(6, rng, counts=8000, sp_name="human")
+    human["pct_counts_mt"] = [3.0, 3.4, 3.8, 4.2, 4.6, 5.0]
+    obs = pd.concat([mouse, human])
+    obs["sample"] = "alectinib_2"
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    return obs
+
+
+def test_small_group_gets_floors_not_the_other_species_thresholds(caplog) -> None:
+    obs = _few_tumour_cells_in_mito_poor_stroma()
+    with caplog.at_level(logging.WARNING, logger="tmeflow.qc"):
+        kept, m = qc.filter_cells(_obs_adata(obs), remove_doublets=False)
+    human = kept.obs["species"].astype(str) == "human"
+    assert int(human.sum()) == 6  # every tumour cell stays (3-5% mito is healthy)
+    th = kept.uns["qc"]["thresholds"]
+    assert th["human"]["mad_source"] == "floors" and th["human"]["max_pct_mito"] == 25.0
+    assert th["mouse"]["mad_source"] == "group" and th["mouse"]["max_pct_mito"] < 1.0
+    assert "too few for MAD thresholds" in caplog.text and "alectinib_2" in caplog.text
+    assert m["qc_warnings"] == ""
+
+
+def test_group_mostly_removed_is_warned_and_listed(caplog) -> None:
+    obs = _few_tumour_cells_in_mito_poor_stroma()
+    obs.loc[obs["species"] == "human", "pct_counts_mt"] = 40.0  # above the 25% floor
+    with caplog.at_level(logging.WARNING, logger="tmeflow.qc"):
+        kept, m = qc.filter_cells(_obs_adata(obs), remove_doublets=False)
+    assert (kept.obs["species"].astype(str) == "human").sum() == 0
+    assert m["qc_warnings"] == "alectinib_2.human: removed 6 of 6 (high_mito 6)"
+    assert "QC removes 6 of 6 cells" in caplog.text

@@ -156,6 +156,7 @@ def filter_cells(
     remove_mixed: bool = True,
     group_key: str | None = "species",
     min_group_cells: int = 30,
+    warn_fraction: float = 0.5,
     allow_empty: bool = False,
 ) -> tuple[AnnData, dict[str, Any]]:
     """Flag and remove low-quality cells with per-sample, per-species MAD thresholds.
@@ -165,8 +166,12 @@ def filter_cells(
     :func:`mad_thresholds`) of ``log1p(total_counts)`` and ``log1p(n_genes_by_counts)`` (lower
     side, back-transformed to counts) and of ``pct_counts_mt`` (upper side). The effective
     thresholds are ``max(min_counts, MAD bound)``, ``max(min_genes, MAD bound)`` and
-    ``min(max_pct_mito, MAD bound)``. A group with fewer than ``min_group_cells`` cells uses
-    the MAD bounds of its whole sample. QC metrics are computed if absent.
+    ``min(max_pct_mito, MAD bound)``. A group with fewer than ``min_group_cells`` cells is too
+    small for its own MADs and gets the hard floors alone: never the MAD bounds of its whole
+    sample, which are set by the other species (a tumour left with 6 human cells among 100
+    mouse cells of mito-poor lung would get the mouse cells' mitochondrial cut-off). A group
+    that loses more than ``warn_fraction`` of its cells is logged as a warning and listed in
+    ``metrics["qc_warnings"]``. QC metrics are computed if absent.
 
     Writes into ``adata`` (all cells) and the returned object (kept cells): ``obs`` boolean
     flags ``qc_low_counts`` (total_counts < threshold), ``qc_low_genes``, ``qc_high_mito``
@@ -183,7 +188,9 @@ def filter_cells(
         group ``threshold_min_counts_<group>``, ``threshold_min_genes_<group>``,
         ``threshold_max_pct_mito_<group>`` (the thresholds applied) and ``n_cells_<group>``
         (group = the species, prefixed by ``<sample>.`` when ``adata`` holds several samples),
-        and ``note``: empty, or the zero-cells message when ``allow_empty``.
+        ``qc_warnings`` (groups that lost more than ``warn_fraction`` of their cells, with
+        the counts per reason; empty when none) and ``note``: empty, or the zero-cells message
+        when ``allow_empty``.
 
     Raises
     ------
@@ -218,6 +225,9 @@ def filter_cells(
         fail |= f
     adata.obs["qc_pass"] = ~fail
     metrics = _filter_metrics(adata, sample, flags, fail, thresholds)
+    metrics["qc_warnings"] = _group_loss_warnings(
+        _cell_groups(adata, group_key), flags, fail, warn_fraction=warn_fraction
+    )
     params = {
         "nmads_counts": float(nmads_counts),
         "nmads_genes": float(nmads_genes),
@@ -229,6 +239,8 @@ def filter_cells(
         "remove_mixed": bool(remove_mixed),
         "group_key": group_key if group_key is not None else "",
         "min_group_cells": int(min_group_cells),
+        "small_group_thresholds": "floors",
+        "warn_fraction": float(warn_fraction),
         "mad_scale": MAD_SCALE,
     }
     if metrics["n_kept"] == 0:
@@ -268,7 +280,8 @@ def _threshold_flags(
     """The low_counts/low_genes/high_mito flags and the thresholds of every sample and group.
 
     A group's MAD bounds are combined with the hard ``floors`` (the stricter one applies); a
-    group of fewer than ``min_group_cells`` cells uses the MAD bounds of its whole sample.
+    group of fewer than ``min_group_cells`` cells gets the floors alone (``mad_source``
+    ``"floors"``), never bounds taken from cells of another group.
     Thresholds are keyed by the group, prefixed by ``<sample>.`` when there are several samples.
     """
     samples, groups = cell_groups
@@ -277,19 +290,29 @@ def _threshold_flags(
     thresholds: dict[str, dict[str, float]] = {}
     for s in pd.unique(samples):
         in_s = samples == s
-        sample_mad = _group_thresholds(obs.loc[in_s], **nmads)
         for g in pd.unique(groups[in_s]):
             idx = in_s & (groups == g)
             n_g = int(idx.sum())
-            mad = _group_thresholds(obs.loc[idx], **nmads) if n_g >= min_group_cells else sample_mad
+            small = n_g < min_group_cells
+            mad = _NO_MAD if small else _group_thresholds(obs.loc[idx], **nmads)
             th = {
                 "min_counts": max(float(floors["min_counts"]), mad["mad_min_counts"]),
                 "min_genes": max(float(floors["min_genes"]), mad["mad_min_genes"]),
                 "max_pct_mito": min(float(floors["max_pct_mito"]), mad["mad_max_pct_mito"]),
                 "n_cells": n_g,
-                "mad_from_sample": bool(n_g < min_group_cells),
+                "mad_source": "floors" if small else "group",
                 **mad,
             }
+            if small and n_g:
+                logger.warning(
+                    "sample %s group %s: %d cell(s) (< qc min_group_cells %d) are too few for "
+                    "MAD thresholds; the hard floors apply (qc.min_counts, qc.min_genes, "
+                    "qc.max_pct_mito)",
+                    s,
+                    g,
+                    n_g,
+                    min_group_cells,
+                )
             label = f"{s}.{g}" if multi else str(g)
             thresholds[label] = th
             flags["low_counts"][idx] = obs.loc[idx, "total_counts"].to_numpy() < th["min_counts"]
@@ -297,6 +320,58 @@ def _threshold_flags(
             flags["high_mito"][idx] = obs.loc[idx, "pct_counts_mt"].to_numpy() > th["max_pct_mito"]
             logger.info("sample %s group %s: thresholds %s", s, g, th)
     return flags, thresholds
+
+
+#: MAD bounds that never bind: a group too small for MADs gets the hard floors alone.
+_NO_MAD = {"mad_min_counts": 0.0, "mad_min_genes": 0.0, "mad_max_pct_mito": 100.0}
+
+
+def _group_loss_warnings(
+    cell_groups: tuple[np.ndarray, np.ndarray],
+    flags: dict[str, np.ndarray],
+    fail: np.ndarray,
+    *,
+    warn_fraction: float,
+) -> str:
+    """Describe every group that QC would mostly remove; log each as a warning.
+
+    Parameters
+    ----------
+    cell_groups
+        Per cell, its sample and QC group (:func:`_cell_groups`).
+    flags
+        Per reason, the cells it removes.
+    fail
+        Cells removed for any reason.
+    warn_fraction
+        A group losing more than this fraction of its cells is reported.
+
+    Returns
+    -------
+    str
+        ``"<sample>.<group>: removed R of N (reason k, ...)"`` entries joined by ``"; "``, or
+        ``""``.
+    """
+    samples, groups = cell_groups
+    out = []
+    for s in pd.unique(samples):
+        for g in pd.unique(groups[samples == s]):
+            idx = (samples == s) & (groups == g)
+            n, removed = int(idx.sum()), int(fail[idx].sum())
+            if g == "mixed" or not n or removed <= warn_fraction * n:
+                continue
+            why = ", ".join(f"{r} {int(f[idx].sum())}" for r, f in flags.items() if f[idx].any())
+            out.append(f"{s}.{g}: removed {removed} of {n} ({why})")
+            logger.warning(
+                "sample %s group %s: QC removes %d of %d cells (%s); check the thresholds "
+                "in the QC summary before trusting this group",
+                s,
+                g,
+                removed,
+                n,
+                why,
+            )
+    return "; ".join(out)
 
 
 def _other_flags(
@@ -572,7 +647,7 @@ def summary_table(
     first += [c for c in species.columns if c != "sample"]
     first = [c for c in first if c in out.columns]
     last = [c for c in out.columns if c.startswith(("threshold_", "n_cells_")) and c not in first]
-    last += ["note"]
+    last += ["qc_warnings", "note"]
     middle = [c for c in out.columns if c not in first and c not in last]
     cols = first + middle + [c for c in last if c in out.columns]
     return out[cols].sort_values("sample", kind="stable").reset_index(drop=True)

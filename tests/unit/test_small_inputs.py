@@ -71,3 +71,74 @@ def test_normal_size_records_no_adjustment():
     a = embedding(60)
     cluster.embed_and_cluster(a, n_neighbors=15, resolution=1.0, seed=0)
     assert "notes" not in a.uns["cluster"] and "n_neighbors_configured" not in a.uns["cluster"]
+
+
+# --- composition ----------------------------------------------------------------------------
+
+
+def cells(design: dict[str, tuple[str, dict[str, int]]]) -> AnnData:
+    """Cells of ``{sample: (condition, {cell type: n})}``."""
+    rows = [(s, c, t) for s, (c, d) in design.items() for t, n in d.items() for _ in range(n)]
+    obs = pd.DataFrame(rows, columns=["sample", "condition", "cell_type"])
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    return AnnData(obs=obs)
+
+
+def assert_every_nan_has_a_reason(table: pd.DataFrame) -> None:
+    assert table["cell_type"].is_unique
+    stats_cols = ["effect", "pvalue", "padj", "log2_ratio"]
+    unexplained = table[table[stats_cols].isna().any(axis=1) & (table["note"] == "")]
+    assert unexplained.empty, unexplained
+
+
+EXTREME = {
+    # T everywhere; "onlyRef" absent from the test arm; "gap" absent from one animal;
+    # "single" in one animal only; r3 lost most cells in QC (4 cells)
+    "r1": ("ctrl", {"T": 50, "B": 10, "onlyRef": 5, "gap": 4, "single": 0}),
+    "r2": ("ctrl", {"T": 60, "B": 7, "onlyRef": 3, "gap": 0, "single": 3}),
+    "r3": ("ctrl", {"T": 3, "B": 1}),
+    "t1": ("trt", {"T": 40, "B": 12, "gap": 6}),
+    "t2": ("trt", {"T": 30, "B": 9, "gap": 2}),
+}
+
+
+@pytest.mark.parametrize("method", ["logit_lm", "arcsine_lm"])
+def test_composition_types_missing_from_arms_or_animals(method, caplog):
+    from tmeflow import composition
+
+    props = composition.proportions(cells(EXTREME))
+    np.testing.assert_allclose(props.groupby("sample")["fraction"].sum(), 1.0)
+    with caplog.at_level(logging.WARNING, logger="tmeflow.composition"):
+        out = composition.compare_proportions(props, reference="ctrl", test="trt", method=method)
+    assert sorted(out["cell_type"]) == ["B", "T", "gap", "onlyRef", "single"]
+    assert out["pvalue"].notna().all()  # each type has a statistic: >= 2 animals per arm
+    assert_every_nan_has_a_reason(out)
+    row = out.set_index("cell_type").loc["onlyRef"]
+    assert np.isnan(row["log2_ratio"]) and "no cells of this type in any 'trt'" in row["note"]
+    assert any("'onlyRef'" in r.getMessage() for r in caplog.records)
+
+
+def test_composition_one_animal_per_arm_is_descriptive_with_reasons():
+    from tmeflow import composition
+
+    design = {"r1": ("ctrl", {"T": 5, "B": 1}), "t1": ("trt", {"T": 1})}
+    props = composition.proportions(cells(design))
+    np.testing.assert_allclose(props.groupby("sample")["fraction"].sum(), 1.0)
+    out = composition.compare_proportions(props, reference="ctrl", test="trt")
+    assert (out["method"] == composition.DESCRIPTIVE).all()
+    assert_every_nan_has_a_reason(out)
+    assert "no cells of this type in any 'trt'" in out.set_index("cell_type").loc["B", "note"]
+
+
+def test_composition_zero_variance_arms_are_not_tested_with_a_warning(caplog):
+    from tmeflow import composition
+
+    same = {"T": 10, "B": 10}
+    design = {s: (c, same) for s, c in [("r1", "ctrl"), ("r2", "ctrl"), ("t1", "trt")]}
+    design["t2"] = ("trt", same)
+    props = composition.proportions(cells(design))
+    with caplog.at_level(logging.WARNING, logger="tmeflow.composition"):
+        out = composition.compare_proportions(props, reference="ctrl", test="trt")
+    assert out["pvalue"].isna().all() and out["note"].str.contains("no variation").all()
+    assert_every_nan_has_a_reason(out)
+    assert any("'T'" in r.getMessage() for r in caplog.records)

@@ -142,3 +142,65 @@ def test_composition_zero_variance_arms_are_not_tested_with_a_warning(caplog):
     assert out["pvalue"].isna().all() and out["note"].str.contains("no variation").all()
     assert_every_nan_has_a_reason(out)
     assert any("'T'" in r.getMessage() for r in caplog.records)
+
+
+# --- GSEA -----------------------------------------------------------------------------------
+
+GENES = [f"g{i}" for i in range(200)]
+SETS = {"A": GENES[:20], "B": GENES[50:80], "C": GENES[100:130]}
+
+
+def de_table(stat, genes=GENES) -> pd.DataFrame:
+    return pd.DataFrame({"gene": genes, "stat": stat, "method": "pydeseq2"})
+
+
+@pytest.mark.parametrize(
+    ("case", "table", "reason"),
+    [
+        # gseapy ordered the genes arbitrarily and reported NES 6.8, p = 0
+        ("all_equal", de_table(np.ones(200)), "same statistic"),
+        # gseapy's Rust core panicked: "user-provided comparison function does not correctly
+        # implement a total order" (pyo3_runtime.PanicException)
+        ("all_zero", de_table(np.zeros(200)), "same statistic"),
+        ("fewer_than_min_size", de_table(np.arange(4.0), GENES[:4]), "4 genes"),
+        ("empty", pd.DataFrame(columns=["gene", "stat", "method"]), "empty DE table"),
+        # KeyError "DE table lacks column(s) ['gene', 'stat']" before
+        ("empty_no_header", pd.DataFrame(), "empty DE table"),
+        ("no_stat", de_table(np.full(200, np.nan)), "0 genes"),
+        (
+            "no_set_ranked",
+            de_table(np.linspace(-2, 2, 200), [f"h{i}" for i in range(200)]),
+            "no gene set",
+        ),
+    ],
+)
+def test_gsea_degenerate_tables_are_empty_with_a_reason(case, table, reason, caplog, monkeypatch):
+    import gseapy
+
+    from tmeflow import gsea
+
+    def offline(*args, **kwargs):  # pragma: no cover - must never be reached
+        raise AssertionError("gseapy called on a degenerate table")
+
+    monkeypatch.setattr(gseapy, "prerank", offline)
+    with caplog.at_level(logging.WARNING, logger="tmeflow.gsea"):
+        out = gsea.prerank(table, SETS, cell_type=case, permutations=10, min_size=5)
+    assert out.empty and list(out.columns) == gsea.GSEA_COLUMNS
+    assert out.attrs["note"].startswith("not tested") and reason in out.attrs["note"]
+    assert any(case in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    summary = gsea.gsea_summary({case: out})
+    assert reason in summary.loc[0, "note"]
+
+
+def test_gsea_library_failure_names_the_cell_type(monkeypatch):
+    import gseapy
+
+    from tmeflow import gsea
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(gseapy, "prerank", broken)
+    table = de_table(np.linspace(-2, 2, 200))
+    with pytest.raises(RuntimeError, match=r"cell type 'TAM'.*gsea\.min_size"):
+        gsea.prerank(table, SETS, cell_type="TAM", permutations=10, min_size=5)

@@ -204,3 +204,83 @@ def test_gsea_library_failure_names_the_cell_type(monkeypatch):
     table = de_table(np.linspace(-2, 2, 200))
     with pytest.raises(RuntimeError, match=r"cell type 'TAM'.*gsea\.min_size"):
         gsea.prerank(table, SETS, cell_type="TAM", permutations=10, min_size=5)
+
+
+# --- scVI -----------------------------------------------------------------------------------
+
+
+def merged(sizes: list[int]) -> AnnData:
+    """Merged, normalised counts of one sample per entry of ``sizes`` (cells)."""
+    from tmeflow import integrate
+
+    from ._synthetic import clustered_counts
+
+    parts = []
+    for i, n in enumerate(sizes):
+        a = clustered_counts(n_per_group=max(n, 2), groups=("A",), n_batches=1, n_genes=40, seed=i)
+        a = a[:n].copy()
+        a.obs["sample"] = f"s{i}"
+        a.obs_names = [f"s{i}_{j}" for j in range(n)]
+        parts.append(a)
+    return integrate.merge_samples(parts)
+
+
+TINY_SCVI = {"n_latent": 2, "n_hidden": 8, "max_epochs": 2, "seed": 0, "threads": 1}
+
+
+def test_scvi_under_20_cells_trains_on_all_without_early_stopping(caplog):
+    # before: ValueError "Can't run Early Stopping with validation monitor with no validation
+    # set" (9 cells: scVI's 90% split leaves no validation cell)
+    from tmeflow import integrate
+
+    a = merged([9])
+    with caplog.at_level(logging.WARNING, logger="tmeflow.integrate"):
+        integrate.train_scvi(a, early_stopping=True, batch_size=4, **TINY_SCVI)
+    assert np.isfinite(a.obsm["X_scVI"]).all() and a.obsm["X_scVI"].shape == (9, 2)
+    rec = a.uns["scvi"]
+    assert rec["early_stopping"] is False and rec["early_stopping_configured"] is True
+    assert rec["train_size"] == 1.0
+    # 9 cells in minibatches of 4 leave one alone (BatchNorm fails on it): raised to 5
+    assert rec["batch_size"] == 5 and rec["batch_size_configured"] == 4
+    assert any("trained on all 9 cells" in n for n in rec["notes"])
+    assert any("trained on all 9 cells" in r.getMessage() for r in caplog.records)
+
+
+def test_scvi_two_cells_train():
+    # before: ValueError "num_samples should be a positive integer value, but got
+    # num_samples=0" (scVI dropped both cells as a too-small last minibatch)
+    from tmeflow import integrate
+
+    a = merged([2])
+    integrate.train_scvi(a, early_stopping=False, **TINY_SCVI)
+    assert np.isfinite(a.obsm["X_scVI"]).all() and a.uns["scvi"]["train_size"] == 1.0
+
+
+def test_scvi_one_cell_sample_and_a_last_minibatch_of_one(caplog):
+    # 143 cells: scVI's 90% training split is 129 = 128 + 1 cells; scvi-tools moves the lone
+    # cell to validation itself; the one-cell sample s1 is named
+    from tmeflow import integrate
+
+    a = merged([142, 1])
+    with caplog.at_level(logging.WARNING, logger="tmeflow.integrate"):
+        integrate.train_scvi(a, early_stopping=True, patience=2, **TINY_SCVI)
+    assert np.isfinite(a.obsm["X_scVI"]).all() and a.obsm["X_scVI"].shape == (143, 2)
+    assert a.uns["scvi"]["batch_size"] == 128 and "train_size" not in a.uns["scvi"]
+    assert "'s1': 1" in a.uns["scvi"]["notes"][0]
+    assert any("'s1': 1" in r.getMessage() for r in caplog.records)
+
+
+def test_scvi_data_smaller_than_a_batch_needs_no_adjustment():
+    from tmeflow import integrate
+
+    a = merged([25, 5])
+    integrate.train_scvi(a, early_stopping=True, patience=2, **TINY_SCVI)
+    assert np.isfinite(a.obsm["X_scVI"]).all()
+    assert "notes" not in a.uns["scvi"] and a.uns["scvi"]["early_stopping"] is True
+
+
+def test_scvi_one_cell_in_all_is_a_clear_error():
+    from tmeflow import integrate
+
+    with pytest.raises(ValueError, match=r"at least 2 cells.*'s0': 1.*relax the QC"):
+        integrate.train_scvi(merged([1]), **TINY_SCVI)

@@ -16,10 +16,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import scanpy as sc
+import scipy.sparse as sp
 from anndata import AnnData
 from sklearn.metrics import adjusted_rand_score
 
 logger = logging.getLogger(__name__)
+
+#: Fewer cells than this are not clustered: they form one cluster "0".
+MIN_CELLS_TO_CLUSTER = 3
+#: UMAP's spectral initialisation needs more cells than its 2 components + 1; below this, random.
+MIN_CELLS_SPECTRAL = 4
 
 
 def leiden(
@@ -150,12 +156,56 @@ def embed_and_cluster(
     ``obs["leiden"]`` and ``uns["cluster"]`` (parameters, chosen resolution and how, number of
     clusters). Returns the sweep table (:func:`resolution_sweep`) with a boolean ``chosen``
     column (empty when no sweep resolutions are given).
+
+    Small data sets: ``n_neighbors`` is capped at ``n_cells - 1``; UMAP is initialised at
+    random below :data:`MIN_CELLS_SPECTRAL` cells; below :data:`MIN_CELLS_TO_CLUSTER` cells
+    nothing is computed and every cell is in cluster ``"0"`` (downstream annotation still
+    runs; one cluster is all such data can support). Each adjustment is logged as a WARNING
+    and recorded in ``uns["cluster"]["notes"]`` (with ``n_neighbors_configured``); normal
+    data sets get neither key. No cells at all is a ``ValueError`` naming the fix.
     """
     if use_rep not in adata.obsm:
         raise ValueError(f"obsm[{use_rep!r}] is missing; run the integration step first")
-    n_neighbors = int(min(n_neighbors, max(adata.n_obs - 1, 2)))
+    n_cells = int(adata.n_obs)
+    if n_cells == 0:
+        msg = (
+            "no cells to cluster: every sample lost all its cells in QC; relax the QC "
+            "thresholds (config 'qc') or drop the empty samples from the sample sheet"
+        )
+        raise ValueError(msg)
+    notes: list[str] = []
+    if n_cells < MIN_CELLS_TO_CLUSTER:
+        return _single_cluster(
+            adata,
+            use_rep=use_rep,
+            n_neighbors=n_neighbors,
+            resolution=resolution,
+            seed=seed,
+            sweep_resolutions=sweep_resolutions,
+            sweep_seeds=sweep_seeds,
+            choice=choice,
+            stability_tolerance=stability_tolerance,
+        )
+    configured_neighbors = int(n_neighbors)
+    n_neighbors = int(min(n_neighbors, max(n_cells - 1, 2)))
+    if n_neighbors < configured_neighbors:
+        note = (
+            f"n_neighbors {configured_neighbors} capped at {n_neighbors}: only {n_cells} cells "
+            "(at most n_cells - 1)"
+        )
+        logger.warning("clustering: %s", note)
+        notes.append(note)
     sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, random_state=seed)
-    sc.tl.umap(adata, random_state=seed)
+    if n_cells < MIN_CELLS_SPECTRAL:
+        note = (
+            f"UMAP initialised at random: spectral initialisation needs at least "
+            f"{MIN_CELLS_SPECTRAL} cells, there are {n_cells}"
+        )
+        logger.warning("clustering: %s", note)
+        notes.append(note)
+        sc.tl.umap(adata, random_state=seed, init_pos="random")
+    else:
+        sc.tl.umap(adata, random_state=seed)
     adata.obsm["X_umap"] = np.asarray(adata.obsm["X_umap"], dtype=np.float32)
     sweep = (
         resolution_sweep(adata, sweep_resolutions, n_seeds=sweep_seeds, seed=seed)
@@ -179,10 +229,86 @@ def embed_and_cluster(
         "seed": int(seed),
         "n_clusters": int(adata.obs["leiden"].nunique()),
     }
+    if notes:  # only small data sets: normal runs keep exactly the keys above
+        adata.uns["cluster"]["n_neighbors_configured"] = configured_neighbors
+        adata.uns["cluster"]["notes"] = notes
     logger.info(
         "Leiden resolution %.3g (%s): %d clusters",
         chosen,
         choice,
         adata.uns["cluster"]["n_clusters"],
     )
+    return sweep
+
+
+def _single_cluster(
+    adata: AnnData,
+    *,
+    use_rep: str,
+    n_neighbors: int,
+    resolution: float,
+    seed: int,
+    sweep_resolutions: Sequence[float],
+    sweep_seeds: int,
+    choice: str,
+    stability_tolerance: float,
+) -> pd.DataFrame:
+    """One cluster ``"0"`` for a data set too small to cluster (fewer than 3 cells).
+
+    A neighbour graph, UMAP and Leiden are undefined or meaningless on one or two cells (and
+    the libraries fail: a 0-neighbour graph, an eigen-decomposition larger than the matrix).
+    Downstream steps still get every element they read: an empty graph, a UMAP of zeros, one
+    cluster, and a sweep of one cluster at every resolution. ``uns["cluster"]["notes"]`` and a
+    WARNING say why.
+    """
+    n_cells = int(adata.n_obs)
+    note = (
+        f"not clustered: only {n_cells} cell(s) after QC (at least {MIN_CELLS_TO_CLUSTER} "
+        "needed); every cell is in cluster 0. Add cells (more samples, or relax the QC "
+        "thresholds) for a real clustering"
+    )
+    logger.warning("clustering: %s", note)
+    empty = sp.csr_matrix((n_cells, n_cells), dtype=np.float32)
+    adata.obsp["connectivities"] = empty
+    adata.obsp["distances"] = empty.copy()
+    adata.uns["neighbors"] = {
+        "connectivities_key": "connectivities",
+        "distances_key": "distances",
+        "params": {"n_neighbors": 0, "method": "none", "use_rep": use_rep},
+    }
+    adata.obsm["X_umap"] = np.zeros((n_cells, 2), dtype=np.float32)
+    adata.obs["leiden"] = pd.Categorical(["0"] * n_cells, categories=["0"])
+    resolutions = sorted(float(r) for r in sweep_resolutions)
+    sweep = pd.DataFrame(
+        {
+            "resolution": resolutions,
+            "n_clusters": 1,
+            "n_clusters_min": 1,
+            "n_clusters_max": 1,
+            "stability": 1.0,
+            "ari_previous": [np.nan] + [1.0] * max(len(resolutions) - 1, 0),
+        }
+    )
+    chosen = float(resolution)
+    if choice == "stability" and resolutions:
+        chosen = choose_resolution(sweep, method=choice, resolution=resolution)
+    if resolutions:
+        sweep["chosen"] = np.isclose(sweep["resolution"].astype(float), chosen)
+    else:
+        sweep = pd.DataFrame(columns=["resolution", "n_clusters", "stability", "ari_previous"])
+        sweep["chosen"] = pd.Series(dtype=bool)
+    adata.uns["cluster"] = {
+        "use_rep": use_rep,
+        "n_neighbors": 0,
+        "resolution": chosen,
+        "resolution_choice": choice,
+        "configured_resolution": float(resolution),
+        "sweep_resolutions": [float(r) for r in sweep_resolutions],
+        "sweep_seeds": int(sweep_seeds),
+        "stability_tolerance": float(stability_tolerance),
+        "seed": int(seed),
+        "n_clusters": 1,
+        "n_neighbors_configured": int(n_neighbors),
+        "notes": [note],
+    }
     return sweep

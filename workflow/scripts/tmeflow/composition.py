@@ -169,7 +169,9 @@ def compare_proportions(
         ``effect`` (test - reference on the transformed scale) with its 95% ``ci_low`` /
         ``ci_high``, ``pvalue``, ``padj`` (BH over the tested types), ``fraction_reference``
         / ``fraction_test`` (mean per-sample fractions), ``log2_ratio`` of those means (NaN
-        when either is 0), ``method``, sample counts and ``note``.
+        when either is 0), ``method``, sample counts and ``note``. Every NaN statistic has
+        its reason in ``note``: too few samples (descriptive rows), no variation between
+        samples (not tested) or a type with no cells in an arm (log2 ratio undefined).
     """
     if method not in METHODS:
         msg = f"method={method!r} is not one of {METHODS}"
@@ -243,6 +245,7 @@ def compare_proportions(
                 else f"descriptive only: {n_ref} {reference!r} and {n_test} {test!r} samples "
                 "(at least 2 per arm needed for a test)"
             )
+            _note_absence(row, reference, test)
             rows.append(row)
             continue
         y = _transform(sub["n_cells"].to_numpy(float), sub["_total"].to_numpy(float), method)
@@ -260,6 +263,14 @@ def compare_proportions(
             row["pvalue"] = float(2 * stats.t.sf(abs(effect / se), dof))
         else:
             row["note"] = "no variation between samples; not tested"
+            logger.warning(
+                "composition %s vs %s: cell type %r has the same transformed proportion in "
+                "every sample of each arm; not tested",
+                test,
+                reference,
+                cell_type,
+            )
+        _note_absence(row, reference, test)
         rows.append(row)
 
     out = pd.DataFrame(rows, columns=[c for c in COMPOSITION_COLUMNS if c != "padj"])
@@ -271,9 +282,37 @@ def compare_proportions(
         )
     sig = out["padj"] < alpha
     if sig.any():
-        out.loc[sig, "note"] = (
+        sig_note = (
             f"padj < {alpha:g}: per-type test of closed proportions; a change of another type "
             "shifts this one, and BH bounds the expected share of false calls among the "
             f"{int(sig.sum())} significant type(s), not each call"
         )
+        # keep a note already there (a type absent from an arm) in front of this one
+        out.loc[sig, "note"] = [f"{n}; {sig_note}" if n else sig_note for n in out.loc[sig, "note"]]
     return out[COMPOSITION_COLUMNS].reset_index(drop=True)
+
+
+def _note_absence(row: dict[str, object], reference: str, test: str) -> None:
+    """Say why ``log2_ratio`` is NaN when the type has no cells in an arm (and warn).
+
+    Only rows with a mean fraction of exactly 0 in an arm are touched; the note is appended
+    to any note already there.
+    """
+    absent = [
+        level
+        for level, key in ((reference, "fraction_reference"), (test, "fraction_test"))
+        if row[key] == 0
+    ]
+    if not absent:
+        return
+    where = " or ".join(repr(level) for level in absent)
+    note = f"no cells of this type in any {where} sample: log2 ratio undefined"
+    logger.warning(
+        "composition %s vs %s: cell type %r has no cells in any %s sample; log2_ratio is NaN "
+        "(the logit test, if run, still compares the arms with its +0.5 correction)",
+        test,
+        reference,
+        row["cell_type"],
+        where,
+    )
+    row["note"] = f"{row['note']}; {note}" if row["note"] else note

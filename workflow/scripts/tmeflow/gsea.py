@@ -193,8 +193,9 @@ def prerank(
         Columns :data:`GSEA_COLUMNS`, sorted by FDR, then p-value, then ``|NES|``
         (descending), then term. Empty (with ``attrs["note"]``) when the DE table is empty
         (DE did not test the group, e.g. a one-condition design), has fewer than
-        ``max(min_size, 10)`` ranked genes or no set has ``min_size`` of them (e.g. a human
-        tumour table against mouse sets).
+        ``max(min_size, 10)`` ranked genes, gives every gene the same statistic (no ranking),
+        or no set has ``min_size`` of them (e.g. a human tumour table against mouse sets);
+        each of these is also logged as a WARNING naming the cell type.
     """
     import gseapy
 
@@ -212,15 +213,25 @@ def prerank(
         if "method" in de_table.columns and len(de_table)
         else str(de_table.attrs.get("method", "not_tested"))
     )
-    rnk = ranking(de_table)
     if de_table.empty:
-        # DE did not test this group (e.g. a one-condition design: nothing to compare)
+        # DE did not test this group (e.g. a one-condition design: nothing to compare); checked
+        # before ranking so that a table without even a header is not a missing-column error
         why = str(de_table.attrs.get("note") or "see the DE summary for why")
         note = f"not tested: empty DE table ({why})"
         logger.warning("GSEA %s: %s", cell_type, note)
         return _empty(cell_type, note, de_method, 0)
+    rnk = ranking(de_table)
     if len(rnk) < max(min_size, 10):
         note = f"not tested: {len(rnk)} genes with a statistic"
+        logger.warning("GSEA %s: %s", cell_type, note)
+        return _empty(cell_type, note, de_method, len(rnk))
+    if rnk.nunique() < 2:
+        # no ranking at all: gseapy would order the genes arbitrarily (and report strong
+        # enrichments) or, when every statistic is 0, panic inside its Rust core
+        note = (
+            f"not tested: all {len(rnk)} genes have the same statistic ({float(rnk.iat[0]):g}), "
+            "so there is no ranking"
+        )
         logger.warning("GSEA %s: %s", cell_type, note)
         return _empty(cell_type, note, de_method, len(rnk))
     ranked = set(rnk.index)
@@ -236,18 +247,30 @@ def prerank(
         )
         logger.warning("GSEA %s: %s", cell_type, note)
         return _empty(cell_type, note, de_method, len(rnk))
-    res = gseapy.prerank(
-        rnk=rnk,
-        gene_sets=sets,  # a dict: gseapy never looks a name up online
-        outdir=None,
-        permutation_num=int(permutations),
-        min_size=int(min_size),
-        max_size=int(max_size),
-        seed=int(seed),
-        threads=int(threads),
-        no_plot=True,
-        verbose=False,
-    )
+    try:
+        res = gseapy.prerank(
+            rnk=rnk,
+            gene_sets=sets,  # a dict: gseapy never looks a name up online
+            outdir=None,
+            permutation_num=int(permutations),
+            min_size=int(min_size),
+            max_size=int(max_size),
+            seed=int(seed),
+            threads=int(threads),
+            no_plot=True,
+            verbose=False,
+        )
+    except BaseException as exc:
+        # gseapy's Rust core fails with pyo3's PanicException, a BaseException
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise
+        msg = (
+            f"GSEA of cell type {cell_type!r} failed inside gseapy ({type(exc).__name__}: "
+            f"{exc}) on {len(rnk)} ranked genes ({rnk.nunique()} distinct statistics) and "
+            f"{len(sets)} gene sets; check this cell type's DE table, or raise gsea.min_size "
+            "in the config to skip small sets"
+        )
+        raise RuntimeError(msg) from exc
     out = res.res2d.copy()
     for col in _NUMERIC:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)

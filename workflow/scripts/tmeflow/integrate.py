@@ -161,6 +161,61 @@ def default_max_epochs(n_cells: int) -> int:
     return int(min(400, round(20000 / max(n_cells, 1) * 400)))
 
 
+#: Below this many cells scVI trains on all of them: no validation split, no early stopping.
+MIN_CELLS_VALIDATION = 20
+#: Samples with fewer cells than this are named in a WARNING (their batch term rests on them).
+MIN_CELLS_PER_SAMPLE = 3
+
+
+def _tiny_data_plan(
+    obs: pd.DataFrame, *, batch_key: str, batch_size: int, early_stopping: bool
+) -> tuple[dict, int, bool, list[str]]:
+    """Training adjustments for data sets too small for scVI's defaults.
+
+    Returns extra ``model.train`` keywords, the batch size and early stopping to use and the
+    notes explaining each change (all empty / unchanged for normal data). On normal data
+    scvi-tools itself moves a final training minibatch of 1-2 cells (BatchNorm fails on one
+    cell) to the validation set; it cannot when there is no validation set, so below
+    :data:`MIN_CELLS_VALIDATION` cells every cell is trained on, early stopping (which needs a
+    validation set) is off, and the batch size is raised if a minibatch would hold one cell.
+    """
+    n_cells = len(obs)
+    sizes = obs[batch_key].astype(str).value_counts()
+    if n_cells < 2:
+        msg = (
+            f"scVI needs at least 2 cells and the merged data has {n_cells} (cells per "
+            f"sample: {sizes.to_dict()}); relax the QC thresholds (config 'qc') or add samples"
+        )
+        raise ValueError(msg)
+    extra: dict = {}
+    notes: list[str] = []
+    small = sizes[sizes < MIN_CELLS_PER_SAMPLE]
+    if len(small) and len(sizes) > 1:
+        notes.append(
+            f"sample(s) with fewer than {MIN_CELLS_PER_SAMPLE} cells after QC: "
+            f"{small.to_dict()}; their batch correction rests on these cells alone "
+            "(drop them from the sample sheet if their QC failed)"
+        )
+    if n_cells < MIN_CELLS_VALIDATION:
+        extra["train_size"] = 1.0
+        notes.append(
+            f"trained on all {n_cells} cells: fewer than {MIN_CELLS_VALIDATION} leave no "
+            "useful validation set"
+            + ("; early stopping (which monitors it) turned off" if early_stopping else "")
+        )
+        early_stopping = False
+        used = int(batch_size)
+        while n_cells % used == 1:  # one cell alone in a minibatch breaks BatchNorm
+            used += 1
+        if used != batch_size:
+            notes.append(
+                f"batch_size {batch_size} raised to {used} so that no minibatch of the "
+                f"{n_cells} cells holds a single cell"
+            )
+        batch_size = used
+    return extra, int(batch_size), bool(early_stopping), notes
+
+
 def train_scvi(
     adata: AnnData,
     *,
@@ -180,6 +235,12 @@ def train_scvi(
 
     Writes ``obsm["X_scVI"]`` (float32) and ``uns["scvi"]`` (parameters, epochs run, device).
     Returns the training history (epoch, train/validation ELBO).
+
+    Small data (:func:`_tiny_data_plan`): under 20 cells scVI trains on every cell without
+    early stopping, with a batch size that leaves no minibatch of one cell; samples of fewer
+    than 3 cells are named. Each adjustment is a WARNING and, with the configured values, is
+    recorded in ``uns["scvi"]["notes"]``; normal data get no such key and unchanged training.
+    Fewer than 2 cells in all is a ``ValueError`` naming the fix.
     """
     import scvi
     import torch
@@ -202,6 +263,12 @@ def train_scvi(
             "counts": _float_counts(adata.layers["counts"], adata.var_names.get_indexer(genes))
         },
     )
+    configured = {"batch_size": int(batch_size), "early_stopping": bool(early_stopping)}
+    extra, batch_size, early_stopping, notes = _tiny_data_plan(
+        sub.obs, batch_key=batch_key, batch_size=batch_size, early_stopping=early_stopping
+    )
+    for note in notes:
+        logger.warning("scVI: %s", note)
     n_batches = sub.obs[batch_key].nunique()
     scvi.model.SCVI.setup_anndata(
         sub, layer="counts", batch_key=batch_key if n_batches > 1 else None
@@ -218,6 +285,7 @@ def train_scvi(
         check_val_every_n_epoch=1 if early_stopping else None,
         enable_progress_bar=False,
         deterministic=accelerator == "cpu",
+        **extra,
     )
     adata.obsm["X_scVI"] = np.asarray(model.get_latent_representation(), dtype=np.float32)
     history = _history_table(model.history)
@@ -236,6 +304,9 @@ def train_scvi(
         "n_genes": len(genes),
         "scvi_version": scvi.__version__,
     }
+    if notes:  # only small data: normal runs keep exactly the keys above
+        adata.uns["scvi"].update({f"{k}_configured": v for k, v in configured.items()})
+        adata.uns["scvi"].update(extra, notes=notes)
     return history
 
 

@@ -33,14 +33,54 @@ def test_merge_keeps_integer_counts_and_lognormalises():
     assert (merged.var["species"] == "mouse").all()
 
 
-def test_merge_outer_join_fills_zeros():
+def test_merge_keeps_features_measured_in_every_sample(caplog):
+    # g0..g4 are absent from s1's matrix: not measured there, so they must not read as zeros
     adata = clustered_counts()
     a, b = per_sample(adata)
     b = b[:, b.var_names[5:]].copy()
-    merged = integrate.merge_samples([a, b])
-    assert merged.n_vars == adata.n_vars
-    in_b = merged.obs["sample"] == "s1"
-    assert merged[in_b.to_numpy(), "g0"].layers["counts"].sum() == 0
+    with caplog.at_level("WARNING", logger="tmeflow.integrate"):
+        merged = integrate.merge_samples([a, b])
+    assert merged.n_vars == adata.n_vars - 5
+    assert not set(merged.var_names) & {f"g{i}" for i in range(5)}
+    info = merged.uns["merge"]
+    assert info["join"] == "inner" and info["n_features_dropped"] == 5
+    assert info["n_features_union"] == adata.n_vars and info["n_features"] == merged.n_vars
+    assert set(info["missing"]) == {"s1"}
+    assert info["missing"]["s1"]["n_missing"] == 5
+    assert info["missing"]["s1"]["examples"] == [f"g{i}" for i in range(5)]
+    assert "sample s1 lacks 5" in caplog.text
+    # the kept features' counts are untouched
+    kept = merged.var_names
+    np.testing.assert_array_equal(
+        merged[merged.obs["sample"].to_numpy() == "s0"].layers["counts"].toarray(),
+        a[:, kept].X.toarray(),
+    )
+
+
+def test_merge_of_samples_sharing_features_drops_nothing(caplog):
+    adata = clustered_counts()
+    with caplog.at_level("WARNING", logger="tmeflow.integrate"):
+        merged = integrate.merge_samples(per_sample(adata))
+    assert list(merged.var_names) == list(adata.var_names)
+    assert merged.uns["merge"]["n_features_dropped"] == 0 and merged.uns["merge"]["missing"] == {}
+    assert "lacks" not in caplog.text
+
+
+def test_merge_examples_are_capped_at_ten():
+    adata = clustered_counts()
+    a, b = per_sample(adata)
+    b = b[:, b.var_names[30:]].copy()
+    merged = integrate.concat_samples([a, b])
+    assert merged.uns["merge"]["missing"]["s1"]["n_missing"] == 30
+    assert len(merged.uns["merge"]["missing"]["s1"]["examples"]) == 10
+
+
+def test_merge_refuses_samples_without_shared_features():
+    adata = clustered_counts()
+    a, b = per_sample(adata)
+    b.var_names = [f"x{i}" for i in range(b.n_vars)]
+    with pytest.raises(ValueError, match="share no feature"):
+        integrate.concat_samples([a, b])
 
 
 def test_merge_refuses_non_integer():

@@ -1,4 +1,5 @@
-# Merge samples, highly variable genes (seurat_v3, batch-aware) and scVI (batch = sample).
+# Merge samples (features measured in every sample), highly variable genes (seurat_v3 per
+# sample with logged fallbacks; per species in xenograft mode) and scVI (batch = sample).
 
 
 rule integrate_merge:
@@ -20,6 +21,9 @@ rule integrate_merge:
         runtime=30,
     params:
         n_top_genes=config["hvg"]["n_top_genes"],
+        fallback_span=config["hvg"]["fallback_span"],
+        fallback_min_cells=config["hvg"]["fallback_min_cells"],
+        min_species_fraction=config["hvg"]["min_species_fraction"],
     script:
         "../scripts/integrate_merge.py"
 

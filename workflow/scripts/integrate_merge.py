@@ -8,9 +8,17 @@ def main(smk) -> None:
     # the per-sample objects live only inside concat_samples, so they are freed on return;
     # HVGs come from the raw counts before X is written (peak about 2x the counts' size)
     merged = integrate.concat_samples([h5ad.read_h5ad(f) for f in smk.input.h5ads])
-    integrate.select_hvgs(merged, n_top_genes=smk.params.n_top_genes, batch_key="sample")
+    integrate.select_hvgs(
+        merged,
+        n_top_genes=smk.params.n_top_genes,
+        batch_key="sample",
+        fallback_span=smk.params.fallback_span,
+        fallback_min_cells=smk.params.fallback_min_cells,
+        min_species_fraction=smk.params.min_species_fraction,
+    )
     integrate.normalise(merged)
-    log.info("merged %d cells x %d genes; %s", *merged.shape, merged.uns["hvg"])
+    hvg = {k: v for k, v in merged.uns["hvg"].items() if k != "fits"}
+    log.info("merged %d cells x %d genes; HVGs %s", *merged.shape, hvg)
     h5ad.write_h5ad(merged, smk.output[0])
 
 

@@ -7,7 +7,7 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from tmeflow import integrate, io, species
+from tmeflow import h5ad, integrate, readers, species
 
 from ._synthetic import clustered_counts
 
@@ -256,8 +256,8 @@ def test_single_species_mode_ignores_obs_species():
 def test_uns_hvg_writes_to_h5ad(tmp_path, monkeypatch):
     adata = _xenograft()
     integrate.select_hvgs(adata, n_top_genes=100, batch_key="sample")
-    io.write_h5ad(adata, tmp_path / "a.h5ad")
-    back = io.read_h5ad(tmp_path / "a.h5ad")
+    h5ad.write_h5ad(adata, tmp_path / "a.h5ad")
+    back = h5ad.read_h5ad(tmp_path / "a.h5ad")
     assert back.uns["hvg"]["fits"]["human"]["s1"]["step"] == "seurat_v3"
 
 
@@ -265,7 +265,7 @@ def _hgmm_split(shared_data, n_samples=3, seed=0):
     path = shared_data / "hgmm_100_filtered_mtx"
     if not path.is_dir():
         pytest.skip(f"{path} absent")
-    raw = io.read_counts(path, sample="hgmm")
+    raw = readers.read_counts(path, sample="hgmm")
     species.assign_species(raw, mode="xenograft")
     lab = np.random.default_rng(seed).integers(0, n_samples, raw.n_obs)
     parts = []

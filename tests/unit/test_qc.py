@@ -288,3 +288,22 @@ def test_summary_table_one_column_per_reason_in_order() -> None:
     assert cols.index("n_barcodes") < cols.index("n_cells_in") < cols.index("n_kept")
     assert cols[-1] == "note" and cols.count("n_cells_in") == 1 and "n_cells" not in cols
     assert out["cell_calling_cutoff_umi"].iat[0] == 812.0 and out["condition"].iat[0] == "c"
+
+
+def test_cell_table_columns_in_order() -> None:
+    obs = pd.DataFrame(
+        {
+            "qc_zeta": [True, False],
+            "condition": ["a", "a"],
+            "qc_pass": [True, False],
+            "total_counts": [10.0, 2.0],
+            "sample": ["s1", "s1"],
+            "qc_alpha": [False, True],
+        },
+        index=["c1", "c2"],
+    )
+    table = qc.cell_table(obs)
+    assert list(table.columns) == ["sample", "total_counts", "qc_pass", "qc_alpha", "qc_zeta"]
+    assert list(table.index) == ["c1", "c2"]
+    table.loc["c1", "sample"] = "changed"
+    assert obs.loc["c1", "sample"] == "s1"

@@ -115,26 +115,13 @@ def test_missing_arm_gives_empty_tables_and_descriptive_report(
 
 
 def test_covariates(de_data: AnnData) -> None:
-    res = de.run_de(
-        de_data,
-        group_key="cell_type",
-        reference=REF,
-        test=TEST,
-        covariates=["batch"],
-        groups=["CAF"],
-    )
+    kw = {"group_key": "cell_type", "reference": REF, "test": TEST, "groups": ["CAF"]}
+    res = de.run_de(de_data, covariates=["batch"], **kw)
     row = res["CAF"].set_index("gene").loc["Mmp11"]
     assert row["log2FoldChange"] == pytest.approx(2.0, abs=0.4)
     confounded = de_data.copy()
     confounded.obs["arm_copy"] = confounded.obs["condition"].astype(str)
-    res = de.run_de(
-        confounded,
-        group_key="cell_type",
-        reference=REF,
-        test=TEST,
-        covariates=["arm_copy"],
-        groups=["CAF"],
-    )
+    res = de.run_de(confounded, covariates=["arm_copy"], **kw)
     assert res["CAF"].empty and "not full rank" in res["CAF"].attrs["note"]
 
 

@@ -25,6 +25,8 @@ from tmeflow.readers_base import _build, _is_count_matrix, _unreadable
 logger = logging.getLogger("tmeflow.readers")  # the readers' log lines, unchanged
 
 
+_REWRITE = "Re-download or re-write the file."
+
 _H5AD_COUNTS = (
     ('layers["counts"]', "layers/counts", "var"),
     ("raw.X", "raw/X", "raw/var"),
@@ -68,13 +70,7 @@ def _read_h5ad_counts(path: Path, *, sample: str | None) -> ad.AnnData:
     try:
         src = ad.read_h5ad(path)
     except (OSError, KeyError, ValueError) as exc:
-        raise _unreadable(
-            sample,
-            path,
-            "h5ad",
-            exc,
-            "Re-download or re-write the file.",
-        ) from exc
+        raise _unreadable(sample, path, "h5ad", exc, _REWRITE) from exc
     candidates: list[tuple[str, Any, pd.DataFrame]] = []
     if "counts" in src.layers:
         candidates.append(('layers["counts"]', src.layers["counts"], src.var))
@@ -155,13 +151,7 @@ def _read_h5ad_split(path: Path, *, sample: str | None, column: str, value: str)
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:
-        raise _unreadable(
-            sample,
-            path,
-            "h5ad",
-            exc,
-            "Re-download or re-write the file.",
-        ) from exc
+        raise _unreadable(sample, path, "h5ad", exc, _REWRITE) from exc
     with fh as f:
         obs = read_elem(f["obs"])
         if column not in obs.columns:

@@ -1,4 +1,7 @@
-"""Xenograft-like synthetic counts shared by the DE, pseudobulk, GOI and DE-levels tests."""
+"""Xenograft-like synthetic counts shared by the DE, pseudobulk, GOI and DE-levels tests.
+
+The fixtures ``de_data`` and ``de_tables`` (tests/unit/conftest.py) serve these data.
+"""
 
 import numpy as np
 import pandas as pd

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tmeflow import annotate, integrate
+from tmeflow import annotate, annotate_groups, integrate
 
 from ._synthetic import clustered_counts
 
@@ -120,7 +120,7 @@ def test_cell_best_labels_maps_parents_and_thresholds():
         {"TAM": [0.1, 2.0, np.nan], "alveolar": [1.5, 0.2, np.nan], "B": [0.0, 0.1, 0.3]},
         index=["a", "b", "c"],
     )
-    best = annotate.cell_best_labels(scores, min_score=0.5, parent={"alveolar": "TAM"})
+    best = annotate_groups.cell_best_labels(scores, min_score=0.5, parent={"alveolar": "TAM"})
     assert best["a"] == "TAM" and best["b"] == "TAM" and pd.isna(best["c"])
 
 
@@ -291,3 +291,14 @@ def test_assign_groups_runner_up_is_another_label():
         min_margin=0.1, parent={"form": "a"},
     )  # fmt: skip
     assert swapped.loc[0, "label"] == "a" and swapped.loc[0, "best_label"] == "form"
+
+
+def test_label_table_has_the_label_columns_per_cell():
+    adata = labelled()
+    adata.obs["sample"] = "s1"
+    adata.obs["barcode"] = adata.obs_names
+    annotate.annotate(adata, PANEL, species_mode="mouse", subcluster_resolution=0.3)
+    labels = annotate.label_table(adata)
+    assert list(labels.columns) == list(annotate.LABEL_COLUMNS)
+    assert labels.index.equals(adata.obs_names)
+    assert labels["cell_type"].equals(adata.obs["cell_type"])

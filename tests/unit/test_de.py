@@ -14,18 +14,8 @@ from ._de_data import HUMAN, MMP11_FOLD, MOUSE, REF, TEST, make_adata
 __all__ = ["HUMAN", "MMP11_FOLD", "MOUSE", "REF", "TEST", "make_adata"]  # test_stats_plots imports
 
 
-@pytest.fixture(scope="module")
-def adata() -> AnnData:
-    return make_adata()
-
-
-@pytest.fixture(scope="module")
-def tables(adata: AnnData) -> dict[str, pd.DataFrame]:
-    return de.run_de(adata, group_key="cell_type", reference=REF, test=TEST)
-
-
-def test_planted_effect_found_with_ci(tables: dict[str, pd.DataFrame]) -> None:
-    caf = tables["CAF"]
+def test_planted_effect_found_with_ci(de_tables: dict[str, pd.DataFrame]) -> None:
+    caf = de_tables["CAF"]
     assert list(caf.columns) == de.DE_COLUMNS
     assert (caf["method"] == "pydeseq2").all()
     row = caf.set_index("gene").loc["Mmp11"]
@@ -36,24 +26,24 @@ def test_planted_effect_found_with_ci(tables: dict[str, pd.DataFrame]) -> None:
     assert caf["gene"].iat[0] == "Mmp11"  # sorted by p-value
     assert (row["n_samples_reference"], row["n_samples_test"]) == (3, 3)
     # null genes: nothing planted, (almost) nothing significant
-    for name, table in tables.items():
+    for name, table in de_tables.items():
         null = table[table["gene"] != "Mmp11"]
         assert (null["padj"] < 0.05).sum() <= 2, name
 
 
-def test_genes_restricted_to_majority_species(tables: dict[str, pd.DataFrame]) -> None:
-    assert set(tables) == {"tumor", "CAF", "TAM"}
-    assert set(tables["tumor"]["gene"]) <= set(HUMAN)
-    assert set(tables["CAF"]["gene"]) <= set(MOUSE)
-    assert "AXL" in set(tables["tumor"]["gene"]) and "Axl" in set(tables["CAF"]["gene"])
-    assert tables["CAF"].attrs["species"] == "mouse"
+def test_genes_restricted_to_majority_species(de_tables: dict[str, pd.DataFrame]) -> None:
+    assert set(de_tables) == {"tumor", "CAF", "TAM"}
+    assert set(de_tables["tumor"]["gene"]) <= set(HUMAN)
+    assert set(de_tables["CAF"]["gene"]) <= set(MOUSE)
+    assert "AXL" in set(de_tables["tumor"]["gene"]) and "Axl" in set(de_tables["CAF"]["gene"])
+    assert de_tables["CAF"].attrs["species"] == "mouse"
 
 
-def test_sorted_and_deterministic(adata: AnnData, tables: dict[str, pd.DataFrame]) -> None:
-    caf = tables["CAF"]
+def test_sorted_and_deterministic(de_data: AnnData, de_tables: dict[str, pd.DataFrame]) -> None:
+    caf = de_tables["CAF"]
     p = caf["pvalue"].to_numpy()
     assert np.all(np.diff(p[~np.isnan(p)]) >= 0)
-    again = de.run_de(adata, group_key="cell_type", reference=REF, test=TEST, groups=["CAF"])
+    again = de.run_de(de_data, group_key="cell_type", reference=REF, test=TEST, groups=["CAF"])
     pd.testing.assert_frame_equal(again["CAF"], caf)
 
 
@@ -71,20 +61,20 @@ def test_one_replicate_falls_back_to_wilcoxon(caplog: pytest.LogCaptureFixture) 
     assert de_levels.de_summary(res)["method"].eq("wilcoxon_exploratory").all()
 
 
-def test_too_few_cells_per_sample_falls_back(adata: AnnData) -> None:
+def test_too_few_cells_per_sample_falls_back(de_data: AnnData) -> None:
     res = de.run_de(
-        adata, group_key="cell_type", reference=REF, test=TEST, min_cells=10_000, groups=["TAM"]
+        de_data, group_key="cell_type", reference=REF, test=TEST, min_cells=10_000, groups=["TAM"]
     )
     assert (res["TAM"]["method"] == "wilcoxon_exploratory").all()
     assert (
         res["TAM"]["n_cells_reference"].iat[0]
-        == ((adata.obs["cell_type"] == "TAM") & (adata.obs["condition"] == REF)).sum()
+        == ((de_data.obs["cell_type"] == "TAM") & (de_data.obs["condition"] == REF)).sum()
     )
 
 
-def test_group_missing_from_one_arm_gives_empty_table_with_note(adata: AnnData) -> None:
-    obs = adata.obs
-    sub = adata[~((obs["cell_type"] == "TAM") & (obs["condition"] == REF)).to_numpy()].copy()
+def test_group_missing_from_one_arm_gives_empty_table_with_note(de_data: AnnData) -> None:
+    obs = de_data.obs
+    sub = de_data[~((obs["cell_type"] == "TAM") & (obs["condition"] == REF)).to_numpy()].copy()
     res = de.run_de(sub, group_key="cell_type", reference=REF, test=TEST, groups=["TAM"])
     assert res["TAM"].empty
     assert list(res["TAM"].columns) == de.DE_COLUMNS
@@ -96,11 +86,11 @@ def test_group_missing_from_one_arm_gives_empty_table_with_note(adata: AnnData) 
 
 @pytest.mark.parametrize("n_samples", [1, 3])
 def test_missing_arm_gives_empty_tables_and_descriptive_report(
-    adata: AnnData, n_samples: int
+    de_data: AnnData, n_samples: int
 ) -> None:
     # a one-condition design (issue 4: one mouse lung, no alectinib sample)
-    keep = adata.obs["sample"].isin([f"{REF}_{i}" for i in range(n_samples)]).to_numpy()
-    one = adata[keep].copy()
+    keep = de_data.obs["sample"].isin([f"{REF}_{i}" for i in range(n_samples)]).to_numpy()
+    one = de_data[keep].copy()
     res = de.run_de(one, group_key="cell_type", reference=REF, test=TEST)
     assert set(res) == {"tumor", "CAF", "TAM"}
     for group, table in res.items():
@@ -124,29 +114,21 @@ def test_missing_arm_gives_empty_tables_and_descriptive_report(
     assert per_sample["sample"].nunique() == n_samples
 
 
-def test_covariates(adata: AnnData) -> None:
-    res = de.run_de(
-        adata, group_key="cell_type", reference=REF, test=TEST, covariates=["batch"], groups=["CAF"]
-    )
+def test_covariates(de_data: AnnData) -> None:
+    kw = {"group_key": "cell_type", "reference": REF, "test": TEST, "groups": ["CAF"]}
+    res = de.run_de(de_data, covariates=["batch"], **kw)
     row = res["CAF"].set_index("gene").loc["Mmp11"]
     assert row["log2FoldChange"] == pytest.approx(2.0, abs=0.4)
-    confounded = adata.copy()
+    confounded = de_data.copy()
     confounded.obs["arm_copy"] = confounded.obs["condition"].astype(str)
-    res = de.run_de(
-        confounded,
-        group_key="cell_type",
-        reference=REF,
-        test=TEST,
-        covariates=["arm_copy"],
-        groups=["CAF"],
-    )
+    res = de.run_de(confounded, covariates=["arm_copy"], **kw)
     assert res["CAF"].empty and "not full rank" in res["CAF"].attrs["note"]
 
 
-def test_bad_inputs_raise_helpful_errors(adata: AnnData) -> None:
+def test_bad_inputs_raise_helpful_errors(de_data: AnnData) -> None:
     with pytest.raises(ValueError, match="neither contrast level"):
-        de.run_de(adata, group_key="cell_type", reference="placebo", test="other")
+        de.run_de(de_data, group_key="cell_type", reference="placebo", test="other")
     with pytest.raises(ValueError, match="sample-level"):
         de.run_de(
-            adata, group_key="cell_type", reference=REF, test=TEST, covariates=["total_counts"]
+            de_data, group_key="cell_type", reference=REF, test=TEST, covariates=["total_counts"]
         )

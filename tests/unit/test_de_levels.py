@@ -12,25 +12,15 @@ from tmeflow import de, de_levels, goi
 from ._de_data import REF, TEST, make_adata, with_subtypes
 
 
-@pytest.fixture(scope="module")
-def adata() -> AnnData:
-    return make_adata()
-
-
-@pytest.fixture(scope="module")
-def tables(adata: AnnData) -> dict[str, pd.DataFrame]:
-    return de.run_de(adata, group_key="cell_type", reference=REF, test=TEST)
-
-
-def test_subtype_groups_only_split_types_and_skips_unassigned(adata: AnnData) -> None:
-    tested, skipped = de_levels.subtype_groups(with_subtypes(adata))
+def test_subtype_groups_only_split_types_and_skips_unassigned(de_data: AnnData) -> None:
+    tested, skipped = de_levels.subtype_groups(with_subtypes(de_data))
     assert sorted(tested) == ["iCAF", "myCAF"]  # tumor/TAM labels equal their type
     assert list(skipped) == ["TAM_unassigned"]
     assert "not tested" in skipped["TAM_unassigned"]
 
 
-def test_subtype_de_finds_planted_effect_in_both_caf_subtypes(adata: AnnData) -> None:
-    sub = with_subtypes(adata)
+def test_subtype_de_finds_planted_effect_in_both_caf_subtypes(de_data: AnnData) -> None:
+    sub = with_subtypes(de_data)
     tested, _ = de_levels.subtype_groups(sub)
     res = de.run_de(sub, group_key="cell_subtype", reference=REF, test=TEST, groups=tested)
     for label in ("myCAF", "iCAF"):
@@ -47,8 +37,8 @@ def test_subtype_de_finds_planted_effect_in_both_caf_subtypes(adata: AnnData) ->
     assert len(values) == 2 * 6  # 2 subtypes x 6 animals
 
 
-def test_de_summary_columns_and_exploratory_flag(tables: dict[str, pd.DataFrame]) -> None:
-    summary = de_levels.de_summary(tables, level="cell_type")
+def test_de_summary_columns_and_exploratory_flag(de_tables: dict[str, pd.DataFrame]) -> None:
+    summary = de_levels.de_summary(de_tables, level="cell_type")
     assert list(summary.columns) == de_levels.SUMMARY_COLUMNS
     assert (summary["level"] == "cell_type").all()
     assert not summary["exploratory"].any()

@@ -5,26 +5,16 @@ import pandas as pd
 import pytest
 from anndata import AnnData
 
-from tmeflow import de, goi
+from tmeflow import goi
 
-from ._de_data import REF, TEST, make_adata
-
-
-@pytest.fixture(scope="module")
-def adata() -> AnnData:
-    return make_adata()
+from ._de_data import REF, TEST
 
 
-@pytest.fixture(scope="module")
-def tables(adata: AnnData) -> dict[str, pd.DataFrame]:
-    return de.run_de(adata, group_key="cell_type", reference=REF, test=TEST)
-
-
-def test_genes_of_interest_report(adata: AnnData, tables: dict[str, pd.DataFrame]) -> None:
+def test_genes_of_interest_report(de_data: AnnData, de_tables: dict[str, pd.DataFrame]) -> None:
     genes = ["Mmp11", "AXL", "Axl", "NotAGene", "axl"]
     report, per_sample = goi.genes_of_interest(
-        adata,
-        tables,
+        de_data,
+        de_tables,
         genes=genes,
         group_key="cell_type",
         condition_key="condition",
@@ -39,7 +29,7 @@ def test_genes_of_interest_report(adata: AnnData, tables: dict[str, pd.DataFrame
         assert not r.loc[absent, "present"].any()
         assert (r.loc[absent, "note"] == "gene absent from the data").all()
     # DE values copied from the table
-    mmp11 = tables["CAF"].set_index("gene").loc["Mmp11"]
+    mmp11 = de_tables["CAF"].set_index("gene").loc["Mmp11"]
     assert r.loc[("Mmp11", "CAF"), "log2FoldChange"] == mmp11["log2FoldChange"]
     assert r.loc[("Mmp11", "CAF"), "padj"] < 0.05
     assert r.loc[("Mmp11", "CAF"), "method"] == "pydeseq2"
@@ -51,9 +41,9 @@ def test_genes_of_interest_report(adata: AnnData, tables: dict[str, pd.DataFrame
     assert r.loc[("Axl", "tumor"), "frac_expressing_reference"] == 0.0
     assert r.loc[("AXL", "tumor"), "frac_expressing_reference"] > 0.5
     # descriptive values against a manual computation
-    dense = adata.layers["counts"].toarray()
-    j = list(adata.var_names).index("Mmp11")
-    mask = ((adata.obs["cell_type"] == "CAF") & (adata.obs["condition"] == TEST)).to_numpy()
+    dense = de_data.layers["counts"].toarray()
+    j = list(de_data.var_names).index("Mmp11")
+    mask = ((de_data.obs["cell_type"] == "CAF") & (de_data.obs["condition"] == TEST)).to_numpy()
     manual_frac = (dense[mask, j] > 0).mean()
     manual_norm = np.log1p(dense[mask, j] / dense[mask].sum(axis=1) * 1e4).mean()
     assert r.loc[("Mmp11", "CAF"), "frac_expressing_test"] == pytest.approx(manual_frac)
@@ -66,11 +56,11 @@ def test_genes_of_interest_report(adata: AnnData, tables: dict[str, pd.DataFrame
     assert list(per_sample.columns) == goi.GOI_SAMPLE_COLUMNS
     assert set(per_sample["gene"]) == {"Mmp11", "AXL", "Axl"}
     assert len(per_sample) == 3 * 3 * 6
-    k = list(adata.var_names).index("AXL")
+    k = list(de_data.var_names).index("AXL")
     one = per_sample[(per_sample["gene"] == "AXL") & (per_sample["cell_type"] == "tumor")]
     for _, rec in one.iterrows():
         cells = (
-            (adata.obs["sample"] == rec["sample"]) & (adata.obs["cell_type"] == "tumor")
+            (de_data.obs["sample"] == rec["sample"]) & (de_data.obs["cell_type"] == "tumor")
         ).to_numpy()
         assert rec["counts"] == dense[cells, k].sum()
         assert rec["cpm"] == pytest.approx(dense[cells, k].sum() / dense[cells].sum() * 1e6)

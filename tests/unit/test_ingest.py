@@ -63,3 +63,31 @@ def test_format_column_overrides_detection(tmp_path: Path) -> None:
         "why": "column labels look like barcodes",
     }
     assert ingest.ingest_report(a)["orientation"] == "genes x cells"
+
+
+def test_reference_symbols_order_and_laziness(tmp_path: Path) -> None:
+    from tmeflow import gsea
+
+    root = Path(__file__).resolve().parents[2] / "config"
+    panel = root / "markers" / "mouse_tme.yaml"
+    gmt = tmp_path / "sets.gmt"
+    gmt.write_text("SET_A\tdesc\tGas6\tH2-Ab1\nSET_B\tdesc\tLy6c2\n")
+    refs = ingest.reference_symbols([panel], [gmt], ["Axl", "Mertk"])
+    expected = ["Axl", "Mertk"]
+    for markers in gsea.marker_sets(panel).values():
+        expected += markers
+    expected += ["Gas6", "H2-Ab1", "Ly6c2"]
+    assert list(refs) == expected
+    # lazy: a missing file is only an error once the symbols are needed
+    missing = ingest.reference_symbols([], [tmp_path / "missing.gmt"], ["Axl"])
+    assert next(missing) == "Axl"
+    with pytest.raises(FileNotFoundError):
+        list(missing)
+
+
+def test_symbol_reference_only_for_mouse_auto(tmp_path: Path) -> None:
+    gmt = tmp_path / "sets.gmt"
+    gmt.write_text("SET_A\tdesc\tGas6\n")
+    assert list(ingest.symbol_reference("mouse", "auto", [], [gmt], ["Axl"])) == ["Axl", "Gas6"]
+    assert ingest.symbol_reference("mouse", "keep", [], [gmt], ["Axl"]) == ()
+    assert ingest.symbol_reference("human", "auto", [], [gmt], ["Axl"]) == ()

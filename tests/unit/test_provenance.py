@@ -121,3 +121,11 @@ def test_run_times_from_snakemake_metadata_with_mtime_fallback(tmp_path, monkeyp
     assert got["outputs"]["results/integrate/integrated.h5ad"]["rule"] == "integrate_scvi"
     assert got["outputs"]["results/qc/summary.tsv"]["rule"] is None
     assert set(got["outputs"]) == {"results/integrate/integrated.h5ad", "results/qc/summary.tsv"}
+
+
+def test_present_outputs_sorted_without_skipped_and_temporary(tmp_path):
+    (tmp_path / "qc").mkdir()
+    for name in ("qc/b.tsv", "qc/a.tsv", "provenance.json", "x.tmp.h5ad"):
+        (tmp_path / name).write_text("")
+    got = provenance.present_outputs(tmp_path, skip=[str(tmp_path / "provenance.json")])
+    assert got == [str(tmp_path / p) for p in ("qc", "qc/a.tsv", "qc/b.tsv")]

@@ -326,3 +326,22 @@ def test_group_mostly_removed_is_warned_and_listed(caplog) -> None:
     assert (kept.obs["species"].astype(str) == "human").sum() == 0
     assert m["qc_warnings"] == "alectinib_2.human: removed 6 of 6 (high_mito 6)"
     assert "QC removes 6 of 6 cells" in caplog.text
+
+
+def test_cell_table_columns_in_order() -> None:
+    obs = pd.DataFrame(
+        {
+            "qc_zeta": [True, False],
+            "condition": ["a", "a"],
+            "qc_pass": [True, False],
+            "total_counts": [10.0, 2.0],
+            "sample": ["s1", "s1"],
+            "qc_alpha": [False, True],
+        },
+        index=["c1", "c2"],
+    )
+    table = qc.cell_table(obs)
+    assert list(table.columns) == ["sample", "total_counts", "qc_pass", "qc_alpha", "qc_zeta"]
+    assert list(table.index) == ["c1", "c2"]
+    table.loc["c1", "sample"] = "changed"
+    assert obs.loc["c1", "sample"] == "s1"

@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from tmeflow import formats, ingest, readers
+from tmeflow import formats, ingest, readers, readers_base
 from tmeflow.errors import InputError
 
 from ._inputs import (
@@ -248,18 +248,18 @@ def test_log_normalised_table_rejected(tmp_path: Path) -> None:
 def test_check_integer_counts_sparse_without_densifying() -> None:
     n = 10**7  # dense would be 10^14 entries: the check must look at .data only
     ok = sp.csr_matrix((np.array([1.0, 5.0, 2.0]), ([0, 5, 9], [1, 2, 3])), shape=(n, n))
-    readers.check_integer_counts(ok, sample="s", path="p")
+    readers_base.check_integer_counts(ok, sample="s", path="p")
     bad = ok.copy()
     bad.data = np.log1p(bad.data)
     with pytest.raises(InputError, match="normalised or non-integer"):
-        readers.check_integer_counts(bad, sample="s", path="p")
+        readers_base.check_integer_counts(bad, sample="s", path="p")
     neg = ok.copy()
     neg.data = np.array([1.0, -2.0, 3.0])
     with pytest.raises(InputError, match="negative"):
-        readers.check_integer_counts(neg, sample="s", path="p")
+        readers_base.check_integer_counts(neg, sample="s", path="p")
     with pytest.raises(InputError, match="NaN"):
-        readers.check_integer_counts(np.array([[1.0, np.nan]]), sample="s", path="p")
-    readers.check_integer_counts(np.array([[0, 3]], dtype=np.int32), sample="s", path="p")
+        readers_base.check_integer_counts(np.array([[1.0, np.nan]]), sample="s", path="p")
+    readers_base.check_integer_counts(np.array([[0, 3]], dtype=np.int32), sample="s", path="p")
 
 
 def _geo_set(folder: Path, prefix: str, X: np.ndarray, feats: list[list[str]]) -> Path:

@@ -138,3 +138,37 @@ def test_primary_summary_ranks_levels_with_per_sample_range(table: pd.DataFrame)
     # a note-only table (absent gene) contributes nothing
     none = sources.primary_summary({"cell_type": pd.DataFrame([{"gene": "X", "note": "absent"}])})
     assert none.empty and list(none.columns) == sources.PRIMARY_COLUMNS
+
+
+def test_gene_sources_levels_samples_and_absent_gene(tmp_path) -> None:
+    adata = make_adata()
+    adata.obs["cell_subtype"] = adata.obs["cell_type"]
+    levels, samples = sources.gene_sources(adata, "Gas6")
+    assert set(levels) == {"cell_type", "cell_subtype"}
+    pd.testing.assert_frame_equal(levels["cell_type"], sources.expression_sources(adata, "Gas6"))
+    assert list(samples.columns) == ["level", *sources.SAMPLE_SHARE_COLUMNS]
+    assert list(samples["level"].unique()) == ["cell_type", "cell_subtype"]
+    absent, none = sources.gene_sources(adata, "Nope")
+    assert list(absent["cell_type"].columns) == ["gene", "note"]
+    assert "not in the data" in absent["cell_subtype"]["note"].iat[0]
+    assert none.empty and list(none.columns) == ["level", *sources.SAMPLE_SHARE_COLUMNS]
+    # the files of rule sources_gene give the same summary as the tables
+    paths = {}
+    for gene, (lv, sm) in {"Gas6": (levels, samples), "Nope": (absent, none)}.items():
+        for name, t in (*lv.items(), ("samples", sm)):
+            if sm.empty and name == "samples":
+                continue  # header only
+            paths.setdefault(name, []).append(tmp_path / f"{gene}.{name}.tsv")
+            t.to_csv(paths[name][-1], sep="\t", index=False)
+    assert len(sources.read_tables(paths["cell_type"])) == len(levels["cell_type"])
+    assert sources.read_tables(paths["cell_type"][1:]).empty
+    from_files = sources.primary_from_files(
+        paths["cell_type"], paths["cell_subtype"], paths["samples"], min_share=0.2
+    )
+    direct = sources.primary_summary(
+        {k: sources.read_tables(paths[k]) for k in ("cell_type", "cell_subtype")},
+        dict(list(sources.read_tables(paths["samples"]).groupby("level", sort=False))),
+        min_share=0.2,
+    )
+    pd.testing.assert_frame_equal(from_files, direct)
+    assert set(from_files["level"]) == {"cell_type", "cell_subtype"}

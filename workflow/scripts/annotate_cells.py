@@ -13,33 +13,17 @@ def main(smk) -> None:
     adata = h5ad.read_h5ad(smk.input.h5ad, skip=("layers",))
     marker_panel = panel.load_panels([smk.input.panel, *smk.input.extra_panels])
     table = annotate.annotate(
-        adata,
-        marker_panel,
-        species_mode=p.species,
-        min_score=p.min_score,
-        min_margin=p.min_margin,
-        subcluster_resolution=p.subcluster_resolution,
-        n_neighbors=p.n_neighbors,
-        seed=p.seed,
-        min_subcluster_cells=p.min_subcluster_cells,
-        refine_fraction=p.refine_fraction,
-        refine_resolution=p.refine_resolution,
-    )
+        adata, marker_panel, species_mode=p.species, min_score=p.min_score,
+        min_margin=p.min_margin, subcluster_resolution=p.subcluster_resolution,
+        n_neighbors=p.n_neighbors, seed=p.seed, min_subcluster_cells=p.min_subcluster_cells,
+        refine_fraction=p.refine_fraction, refine_resolution=p.refine_resolution,
+    )  # fmt: skip
     log.info("cell types: %s", adata.obs["cell_type"].value_counts().to_dict())
     log.info("subtypes: %s", adata.obs["cell_subtype"].value_counts().to_dict())
     tables.write_tsv(table, smk.output.scores)
     atlas.score_heatmap(table, stem=Path(smk.output.heatmap[0]).with_suffix(""))
-    cols = [
-        "sample",
-        "barcode",
-        "species",
-        "leiden",
-        "annotation_group",
-        "cell_type",
-        "cell_subtype",
-        "cell_state",
-    ]
-    tables.write_tsv(adata.obs[cols], smk.output.labels, index=True, index_label="cell")
+    labels = annotate.label_table(adata)
+    tables.write_tsv(labels, smk.output.labels, index=True, index_label="cell")
     h5ad.update_h5ad(adata, smk.input.h5ad, smk.output.h5ad)
 
 

@@ -17,17 +17,10 @@ def main(smk) -> None:
     provenance.write_json(record, smk.output.record)
     log.info(
         "provenance: workflow %s, %d input file(s) hashed, seeds %s",
-        record["workflow"]["version"],
-        len(record["inputs"]),
-        record["seeds"],
-    )
+        record["workflow"]["version"], len(record["inputs"]), record["seeds"],
+    )  # fmt: skip
     # Times of every job whose output is present under results/ (not byte-compared).
-    skip = {str(Path(f)) for f in smk.output}
-    present = sorted(
-        str(f)
-        for f in Path(smk.output.record).parent.rglob("*")
-        if str(f) not in skip and ".tmp" not in f.name
-    )
+    present = provenance.present_outputs(Path(smk.output.record).parent, skip=smk.output)
     provenance.write_json(provenance.run_times(present), smk.output.times)
 
 

@@ -4,11 +4,6 @@ import pandas as pd
 
 from tmeflow import h5ad, qc, runtime, tables
 
-CELL_COLUMNS = [
-    "sample", "barcode", "species", "total_counts", "n_genes_by_counts", "pct_counts_mt",
-    "doublet_score", "predicted_doublet", "qc_pass",
-]  # fmt: skip
-
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
@@ -20,20 +15,12 @@ def main(smk) -> None:
     # A sample that loses every cell is reported (metrics "note", warning) and left out;
     # qc_summary fails when a whole condition is left without cells.
     kept, metrics = qc.filter_cells(
-        adata,
-        nmads_counts=p.nmads_counts,
-        nmads_genes=p.nmads_genes,
-        nmads_mito=p.nmads_mito,
-        min_counts=p.min_counts,
-        min_genes=p.min_genes,
-        max_pct_mito=p.max_pct_mito,
-        remove_doublets=p.doublets,
-        allow_empty=True,
-    )
-    obs = adata.obs.copy()
-    cols = [c for c in CELL_COLUMNS if c in obs.columns]
-    cols += sorted(c for c in obs.columns if c.startswith("qc_") and c not in cols)
-    tables.write_tsv(obs[cols], smk.output.cells, index=True, index_label="cell")
+        adata, nmads_counts=p.nmads_counts, nmads_genes=p.nmads_genes,
+        nmads_mito=p.nmads_mito, min_counts=p.min_counts, min_genes=p.min_genes,
+        max_pct_mito=p.max_pct_mito, remove_doublets=p.doublets, allow_empty=True,
+    )  # fmt: skip
+    cells = qc.cell_table(adata.obs)
+    tables.write_tsv(cells, smk.output.cells, index=True, index_label="cell")
     tables.write_tsv(pd.DataFrame([metrics]), smk.output.metrics)
     log.info("QC %s: %s", smk.wildcards.sample, metrics)
     h5ad.write_h5ad(kept, smk.output.h5ad)

@@ -4,38 +4,18 @@ condition and per animal.
 The logic lives in tmeflow.sources. A gene absent from the data gets tables with a note.
 """
 
-import pandas as pd
-
 from tmeflow import h5ad, runtime, sources, tables
 
 
 def main(smk) -> None:
-    log = runtime.setup(smk.log[0], threads=smk.threads)
-    gene = smk.wildcards.gene
+    runtime.setup(smk.log[0], threads=smk.threads)
     adata = h5ad.read_h5ad(smk.input[0], skip=("X", "obsp"))
-    per_sample = []
-    for key, out in (("cell_type", smk.output.table), ("cell_subtype", smk.output.subtypes)):
-        try:
-            table = sources.expression_sources(
-                adata, gene, group_key=key, condition_key=smk.params.condition_key
-            )
-            per_sample.append(
-                sources.sample_shares(
-                    adata, gene, group_key=key, condition_key=smk.params.condition_key
-                ).assign(level=key)
-            )
-        except ValueError as err:
-            log.warning("%s", err)
-            table = pd.DataFrame([{"gene": gene, "note": str(err)}])
-        tables.write_tsv(table, out)
-    samples = (
-        pd.concat(per_sample, ignore_index=True)
-        if per_sample
-        else pd.DataFrame(
-            {c: pd.Series(dtype=object) for c in sources.SAMPLE_SHARE_COLUMNS}
-        ).assign(level=pd.Series(dtype=object))
+    levels, samples = sources.gene_sources(
+        adata, smk.wildcards.gene, condition_key=smk.params.condition_key
     )
-    tables.write_tsv(samples[["level", *sources.SAMPLE_SHARE_COLUMNS]], smk.output.samples)
+    tables.write_tsv(levels["cell_type"], smk.output.table)
+    tables.write_tsv(levels["cell_subtype"], smk.output.subtypes)
+    tables.write_tsv(samples, smk.output.samples)
 
 
 if __name__ == "__main__":

@@ -350,7 +350,7 @@ def _check_local_split(
     """Column present, value selecting cells, no cell in two samples: from ``obs`` only."""
     import numpy as np
 
-    from tmeflow.readers import first_values, obs_mask, read_h5ad_obs
+    from tmeflow.readers_h5ad import first_values, obs_mask, read_h5ad_obs
 
     try:
         obs = read_h5ad_obs(file)

@@ -19,11 +19,7 @@ from tmeflow.pseudobulk import check_obs, counts_matrix, cp10k_log, pair_indicat
 
 __all__ = ["GOI_COLUMNS", "GOI_SAMPLE_COLUMNS", "genes_of_interest"]
 
-#: Columns of the per-gene report of :func:`genes_of_interest`, in order.
-GOI_COLUMNS: list[str] = [
-    "gene",
-    "cell_type",
-    "present",
+_DE_FIELDS: tuple[str, ...] = (
     "log2FoldChange",
     "ci_low",
     "ci_high",
@@ -32,6 +28,15 @@ GOI_COLUMNS: list[str] = [
     "method",
     "n_samples_reference",
     "n_samples_test",
+)
+"""The columns of the report copied from the gene's row of the DE table."""
+
+#: Columns of the per-gene report of :func:`genes_of_interest`, in order.
+GOI_COLUMNS: list[str] = [
+    "gene",
+    "cell_type",
+    "present",
+    *_DE_FIELDS,
     "frac_expressing_reference",
     "frac_expressing_test",
     "mean_norm_reference",
@@ -213,16 +218,7 @@ def _copy_de(
     hit = table[table["gene"] == gene] if table is not None and len(table) else None
     if hit is not None and len(hit):
         rec = hit.iloc[0]
-        for col in (
-            "log2FoldChange",
-            "ci_low",
-            "ci_high",
-            "pvalue",
-            "padj",
-            "method",
-            "n_samples_reference",
-            "n_samples_test",
-        ):
+        for col in _DE_FIELDS:
             row[col] = rec[col]
         row["note"] = rec.get("note", "") if isinstance(rec.get("note", ""), str) else ""
     else:

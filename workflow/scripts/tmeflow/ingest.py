@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import anndata as ad
 import pandas as pd
 
+from tmeflow import gsea
 from tmeflow.errors import InputError, input_error
 from tmeflow.formats import detect_format
 from tmeflow.genenames import repair_mouse_symbol_case
@@ -77,50 +78,20 @@ def ingest_sample(
         ``barcode`` or disagree with sample/condition; ``obs_column`` on an input that is not
         an h5ad, a column the file lacks or a value that selects no cell.
     """
-    from tmeflow import cellcalling
-
     p = Path(path)
     fmt = detect_format(p, sample=sample) if fmt in (None, "", "auto") else fmt
     adata = read_counts(p, sample=sample, fmt=fmt, obs_column=obs_column, obs_value=obs_value)
     orientation = adata.uns.pop("orientation", None)
-    if adata.n_obs:
-        try:
-            adata, calling = cellcalling.call_cells(
-                adata,
-                mode=cell_calling,
-                raw_min_barcodes=raw_min_barcodes,
-                min_umi=min_umi,
-                sample=sample,
-                path=os.fspath(p),
-            )
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
-        adata.uns.pop("cell_calling", None)
-    else:
-        calling = {}
-    if adata.n_obs == 0:
-        raise input_error(
-            sample,
-            p,
-            "zero cells",
-            "Check that this is the filtered (cell-called) matrix and not an empty export.",
-        )
-    if adata.n_vars == 0:
-        raise input_error(sample, p, "zero features", "Check the features file / reference.")
-    adata.obs = _sample_obs(adata, p, sample=sample, condition=condition, extra=extra)
-    recased = (
-        repair_mouse_symbol_case(adata, symbol_reference)
-        if species == "mouse" and symbol_case == "auto"
-        else 0
+    adata, calling = _call_cells(
+        adata,
+        p,
+        sample=sample,
+        mode=cell_calling,
+        raw_min_barcodes=raw_min_barcodes,
+        min_umi=min_umi,
     )
-    if recased:
-        logger.warning(
-            "sample %s: every feature name was upper-case; %d mouse symbols were given their "
-            "mouse spelling (GAS6 -> Gas6; input names in var['symbol_input']; "
-            "ingest.symbol_case: keep turns this off)",
-            sample,
-            recased,
-        )
+    adata.obs = _sample_obs(adata, p, sample=sample, condition=condition, extra=extra)
+    recased = _recase_symbols(adata, sample, species, symbol_case, symbol_reference)
     adata.uns["ingest"] = {
         "path": os.fspath(p),
         "format": fmt,
@@ -142,6 +113,129 @@ def ingest_sample(
         fmt,
     )
     return adata
+
+
+def _call_cells(
+    adata: ad.AnnData,
+    p: Path,
+    *,
+    sample: str,
+    mode: str,
+    raw_min_barcodes: int,
+    min_umi: int,
+) -> tuple[ad.AnnData, dict[str, Any]]:
+    """Cell calling of :func:`ingest_sample`; fails on zero cells or zero features."""
+    from tmeflow import cellcalling
+
+    if adata.n_obs:
+        try:
+            adata, calling = cellcalling.call_cells(
+                adata,
+                mode=mode,
+                raw_min_barcodes=raw_min_barcodes,
+                min_umi=min_umi,
+                sample=sample,
+                path=os.fspath(p),
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        adata.uns.pop("cell_calling", None)
+    else:
+        calling = {}
+    if adata.n_obs == 0:
+        raise input_error(
+            sample,
+            p,
+            "zero cells",
+            "Check that this is the filtered (cell-called) matrix and not an empty export.",
+        )
+    if adata.n_vars == 0:
+        raise input_error(sample, p, "zero features", "Check the features file / reference.")
+    return adata, calling
+
+
+def _recase_symbols(
+    adata: ad.AnnData,
+    sample: str,
+    species: str | None,
+    symbol_case: str,
+    symbol_reference: Iterable[str],
+) -> int:
+    """The mouse spelling of upper-cased symbols (``species="mouse"``, ``symbol_case="auto"``)."""
+    recased = (
+        repair_mouse_symbol_case(adata, symbol_reference)
+        if species == "mouse" and symbol_case == "auto"
+        else 0
+    )
+    if recased:
+        logger.warning(
+            "sample %s: every feature name was upper-case; %d mouse symbols were given their "
+            "mouse spelling (GAS6 -> Gas6; input names in var['symbol_input']; "
+            "ingest.symbol_case: keep turns this off)",
+            sample,
+            recased,
+        )
+    return recased
+
+
+def reference_symbols(
+    panels: Iterable[str | os.PathLike[str]],
+    gene_sets: Iterable[str | os.PathLike[str]],
+    genes: Iterable[str],
+) -> Iterator[str]:
+    """Gene symbols in their canonical spelling: genes of interest, panels' markers, gene sets.
+
+    A generator: the files are read only when ingest needs them (all-upper-case mouse names,
+    :func:`tmeflow.genenames.repair_mouse_symbol_case`).
+
+    Parameters
+    ----------
+    panels
+        Marker-panel files (:func:`tmeflow.gsea.marker_sets`).
+    gene_sets
+        GMT files (:func:`tmeflow.gsea.read_gmt`).
+    genes
+        The genes of interest.
+
+    Yields
+    ------
+    str
+        The genes, then every panel's markers, then every gene set's members, in file order.
+    """
+    yield from genes
+    for panel in panels:
+        for markers in gsea.marker_sets(panel).values():
+            yield from markers
+    for gmt in gene_sets:
+        for members in gsea.read_gmt(gmt).values():
+            yield from members
+
+
+def symbol_reference(
+    species: str | None,
+    symbol_case: str,
+    panels: Iterable[str | os.PathLike[str]],
+    gene_sets: Iterable[str | os.PathLike[str]],
+    genes: Iterable[str],
+) -> Iterable[str]:
+    """The ``symbol_reference`` of :func:`ingest_sample`: empty unless mouse with ``"auto"``.
+
+    Parameters
+    ----------
+    species, symbol_case
+        As for :func:`ingest_sample`.
+    panels, gene_sets, genes
+        As for :func:`reference_symbols`.
+
+    Returns
+    -------
+    Iterable[str]
+        A lazy :func:`reference_symbols` for ``species="mouse"`` with ``symbol_case="auto"``,
+        else an empty tuple.
+    """
+    if species == "mouse" and symbol_case == "auto":
+        return reference_symbols(panels, gene_sets, genes)
+    return ()
 
 
 def _sample_obs(

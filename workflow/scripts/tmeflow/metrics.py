@@ -222,24 +222,9 @@ def integration_metrics(
     embeddings = {"PCA": pca, name: np.asarray(adata.obsm[integrated_key], dtype=np.float32)}
     batch = adata.obs[batch_key].astype(str).to_numpy()
     labels = adata.obs[label_key].astype(str).to_numpy()
-    rows = []
-    cells = subsample(batch, max_cells=max_cells, seed=seed)
-    if len(cells) < len(batch):
-        logger.info("scib metrics on %d of %d cells (max_cells)", len(cells), len(batch))
-    for emb, x in embeddings.items():
-        logger.info("scib metrics of %s (%d dims)", emb, x.shape[1])
-        scores = scib_scores(
-            x[cells], pca[cells], batch=batch[cells], labels=labels[cells], kbet=kbet
-        )
-        rows.append({"embedding": emb, **scores})
-    table = pd.DataFrame(rows)
-    table["n_cells_scored"] = len(cells)
-    table["batch_correction"] = table[list(BATCH_METRICS)].mean(axis=1, skipna=True)
-    table["bio_conservation"] = table[list(BIO_METRICS)].mean(axis=1, skipna=True)
-    table["total"] = 0.4 * table["batch_correction"] + 0.6 * table["bio_conservation"]
-    table["n_batches"] = len(set(batch))
-    table["n_labels"] = len(set(labels))
-
+    table, cells = _scib_table(
+        embeddings, pca, batch=batch, labels=labels, max_cells=max_cells, seed=seed, kbet=kbet
+    )
     cond = (
         condition_signal(
             embeddings,
@@ -253,29 +238,14 @@ def integration_metrics(
         if condition_key in adata.obs
         else pd.DataFrame({"cell_type": []})
     )
-    before = cond.get("condition_signal_PCA", pd.Series(dtype=float))
-    after = cond.get(f"condition_signal_{name}", pd.Series(dtype=float))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cond["retained"] = np.where(before > 0, after / before, np.nan)
-    cond["flagged"] = (before >= min_signal) & (cond["retained"] < min_retained)
-    lost = cond.loc[cond["flagged"], "cell_type"].tolist()
-    for row in cond.loc[cond["flagged"]].itertuples(index=False):
-        logger.warning(
-            "integration removed most of the condition signal in %s: %.2f in PCA, %.2f in %s; "
-            "embedding-based views of this cell type (subclusters, UMAP) hide the condition "
-            "difference",
-            row.cell_type,
-            row.condition_signal_PCA,
-            getattr(row, f"condition_signal_{name}"),
-            name,
-        )
-    if cond.empty or before.isna().all():
-        logger.warning(
-            "condition signal not estimable: needs >= %d samples of >= %d cells per condition "
-            "in a cell type",
-            min_samples,
-            min_cells,
-        )
+    lost = _flag_lost_signal(
+        cond,
+        name,
+        min_signal=min_signal,
+        min_retained=min_retained,
+        min_cells=min_cells,
+        min_samples=min_samples,
+    )
     means = {
         emb: float(cond[f"condition_signal_{emb}"].mean()) if len(cond) else np.nan
         for emb in embeddings
@@ -301,3 +271,70 @@ def integration_metrics(
         "condition_signal_lost": lost,
     }
     return table, cond
+
+
+def _scib_table(
+    embeddings: dict[str, np.ndarray],
+    pca: np.ndarray,
+    *,
+    batch: np.ndarray,
+    labels: np.ndarray,
+    max_cells: int | None,
+    seed: int,
+    kbet: bool,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The scib rows of :func:`integration_metrics` and the cells they were computed on."""
+    rows = []
+    cells = subsample(batch, max_cells=max_cells, seed=seed)
+    if len(cells) < len(batch):
+        logger.info("scib metrics on %d of %d cells (max_cells)", len(cells), len(batch))
+    for emb, x in embeddings.items():
+        logger.info("scib metrics of %s (%d dims)", emb, x.shape[1])
+        scores = scib_scores(
+            x[cells], pca[cells], batch=batch[cells], labels=labels[cells], kbet=kbet
+        )
+        rows.append({"embedding": emb, **scores})
+    table = pd.DataFrame(rows)
+    table["n_cells_scored"] = len(cells)
+    table["batch_correction"] = table[list(BATCH_METRICS)].mean(axis=1, skipna=True)
+    table["bio_conservation"] = table[list(BIO_METRICS)].mean(axis=1, skipna=True)
+    table["total"] = 0.4 * table["batch_correction"] + 0.6 * table["bio_conservation"]
+    table["n_batches"] = len(set(batch))
+    table["n_labels"] = len(set(labels))
+    return table, cells
+
+
+def _flag_lost_signal(
+    cond: pd.DataFrame,
+    name: str,
+    *,
+    min_signal: float,
+    min_retained: float,
+    min_cells: int,
+    min_samples: int,
+) -> list[str]:
+    """Add ``retained`` and ``flagged`` to ``cond`` (in place); the flagged cell types, logged."""
+    before = cond.get("condition_signal_PCA", pd.Series(dtype=float))
+    after = cond.get(f"condition_signal_{name}", pd.Series(dtype=float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond["retained"] = np.where(before > 0, after / before, np.nan)
+    cond["flagged"] = (before >= min_signal) & (cond["retained"] < min_retained)
+    lost = cond.loc[cond["flagged"], "cell_type"].tolist()
+    for row in cond.loc[cond["flagged"]].itertuples(index=False):
+        logger.warning(
+            "integration removed most of the condition signal in %s: %.2f in PCA, %.2f in %s; "
+            "embedding-based views of this cell type (subclusters, UMAP) hide the condition "
+            "difference",
+            row.cell_type,
+            row.condition_signal_PCA,
+            getattr(row, f"condition_signal_{name}"),
+            name,
+        )
+    if cond.empty or before.isna().all():
+        logger.warning(
+            "condition signal not estimable: needs >= %d samples of >= %d cells per condition "
+            "in a cell type",
+            min_samples,
+            min_cells,
+        )
+    return lost

@@ -225,6 +225,29 @@ def run_times(
     }
 
 
+def present_outputs(
+    results: str | os.PathLike[str], skip: Iterable[str | os.PathLike[str]] = ()
+) -> list[str]:
+    """Every file and folder under ``results`` whose job times :func:`run_times` reports.
+
+    Parameters
+    ----------
+    results
+        The results folder.
+    skip
+        Paths left out (the provenance files themselves).
+
+    Returns
+    -------
+    list of str
+        The paths, sorted, without ``skip`` and without temporary files (``.tmp`` in the name).
+    """
+    left_out = {str(Path(f)) for f in skip}
+    return sorted(
+        str(f) for f in Path(results).rglob("*") if str(f) not in left_out and ".tmp" not in f.name
+    )
+
+
 def write_json(record: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     """Write ``record`` as sorted, indented JSON with a final newline, atomically."""
     p = Path(path)

@@ -651,3 +651,29 @@ def summary_table(
     middle = [c for c in out.columns if c not in first and c not in last]
     cols = first + middle + [c for c in last if c in out.columns]
     return out[cols].sort_values("sample", kind="stable").reset_index(drop=True)
+
+
+CELL_COLUMNS: tuple[str, ...] = (
+    "sample", "barcode", "species", "total_counts", "n_genes_by_counts", "pct_counts_mt",
+    "doublet_score", "predicted_doublet", "qc_pass",
+)  # fmt: skip
+"""The leading columns of the per-cell QC table (:func:`cell_table`), where present."""
+
+
+def cell_table(obs: pd.DataFrame) -> pd.DataFrame:
+    """The per-cell QC table (``results/qc/{sample}.cells.tsv.gz``) of a sample's ``obs``.
+
+    Parameters
+    ----------
+    obs
+        ``adata.obs`` after :func:`qc_metrics`, :func:`detect_doublets` and
+        :func:`filter_cells` (every cell, kept or not).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The :data:`CELL_COLUMNS` present in ``obs``, then its other ``qc_*`` columns sorted.
+    """
+    cols = [c for c in CELL_COLUMNS if c in obs.columns]
+    cols += sorted(c for c in obs.columns if c.startswith("qc_") and c not in cols)
+    return obs[cols].copy()

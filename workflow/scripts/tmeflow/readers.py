@@ -26,6 +26,9 @@ Every reader returns an AnnData with ``X`` a CSR float32 matrix holding integer 
 symbols (species prefixes such as ``GRCh38_``/``mm10_`` intact), ``var["gene_ids"]``,
 ``var["gene_symbols"]`` (the symbol as in the file, before de-duplication) and
 ``var["feature_types"]``/``var["genome"]`` when the input has them.
+
+The h5ad reader is :mod:`tmeflow.readers_h5ad`; the AnnData every reader builds and the
+check of integer counts are :mod:`tmeflow.readers_base`.
 """
 
 from __future__ import annotations
@@ -34,9 +37,7 @@ import gzip
 import logging
 import os
 import re
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import anndata as ad
 import h5py
@@ -47,145 +48,19 @@ import scipy.sparse as sp
 
 from tmeflow.errors import InputError, input_error
 from tmeflow.formats import FORMATS, detect_format, mtx_triplet
-from tmeflow.genenames import make_unique
+from tmeflow.readers_base import (
+    _build,
+    _decode,
+    _keep_gene_expression,
+    _unreadable,
+)
+from tmeflow.readers_h5ad import _read_h5ad_counts, _read_h5ad_split
 
 logger = logging.getLogger(__name__)
 
-GENE_EXPRESSION = "Gene Expression"
 _BARCODE_RE = re.compile(r"[ACGTN]{8,}")
 
 
-def _decode(arr: Any) -> np.ndarray:
-    a = np.asarray(arr)
-    if a.dtype.kind == "S":
-        return a.astype(str)
-    if a.dtype.kind == "O":
-        return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a])
-    return a.astype(str)
-
-
-def _build(
-    X: sp.spmatrix | np.ndarray,
-    barcodes: Iterable[str],
-    *,
-    ids: Iterable[str],
-    symbols: Iterable[str],
-    feature_types: Iterable[str] | None = None,
-    genome: Iterable[str] | None = None,
-    sample: str | None,
-    path: str | os.PathLike[str],
-) -> ad.AnnData:
-    """Assemble the AnnData every reader returns (checks integers, CSR float32)."""
-    X = sp.csr_matrix(X)
-    check_integer_counts(X, sample=sample, path=path)
-    X = X.astype(np.float32)
-    X.sum_duplicates()
-    X.eliminate_zeros()
-    symbols = [str(s) for s in symbols]
-    var = pd.DataFrame(
-        {"gene_ids": [str(i) for i in ids], "gene_symbols": symbols},
-        index=pd.Index(make_unique(symbols)),
-    )
-    if feature_types is not None:
-        var["feature_types"] = [str(x) for x in feature_types]
-    if genome is not None:
-        var["genome"] = [str(x) for x in genome]
-    barcodes = [str(b) for b in barcodes]
-    obs_index = pd.Index(barcodes)
-    if obs_index.has_duplicates:
-        dup = obs_index[obs_index.duplicated()][:3].tolist()
-        raise input_error(
-            sample,
-            path,
-            f"duplicated barcodes (e.g. {dup})",
-            "Barcodes must be unique within a sample; split the file per library.",
-        )
-    n_renamed = int(np.sum(np.asarray(var.index) != np.asarray(symbols)))
-    if n_renamed:
-        logger.info("%d duplicated feature symbols made unique with -N suffixes", n_renamed)
-    return ad.AnnData(X=X, obs=pd.DataFrame(index=obs_index), var=var)
-
-
-def _keep_gene_expression(
-    feature_types: np.ndarray | None, *, sample: str | None, path: str | os.PathLike[str]
-) -> np.ndarray | None:
-    """Boolean mask of Gene Expression features (None: keep all); logs what is dropped."""
-    if feature_types is None:
-        return None
-    ft = np.asarray(feature_types).astype(str)
-    keep = ft == GENE_EXPRESSION
-    if not keep.any():
-        raise input_error(
-            sample,
-            path,
-            f"no '{GENE_EXPRESSION}' features (types: {sorted(set(ft.tolist()))})",
-            "Provide the gene-expression matrix of the library.",
-        )
-    if not keep.all():
-        dropped = pd.Series(ft[~keep]).value_counts().to_dict()
-        logger.info("dropped non-gene-expression features: %s", dropped)
-    return keep
-
-
-# --------------------------------------------------------------------------------------------
-# integer check
-# --------------------------------------------------------------------------------------------
-def check_integer_counts(
-    X: sp.spmatrix | np.ndarray, *, sample: str | None, path: str | os.PathLike[str]
-) -> None:
-    """Raise :class:`~tmeflow.errors.InputError` unless ``X`` holds finite, non-negative integers.
-
-    Works on the stored values of sparse matrices without densifying.
-
-    Raises
-    ------
-    InputError
-        For negative, non-finite or non-integer (e.g. log-normalised) values.
-    """
-    vals = X.data if sp.issparse(X) else np.asarray(X)
-    if vals.size == 0:
-        return
-    if vals.dtype.kind in "iub":
-        if vals.dtype.kind == "i" and vals.min() < 0:
-            raise input_error(
-                sample, path, "negative values", "Provide raw UMI counts (non-negative integers)."
-            )
-        return
-    if vals.dtype.kind != "f":
-        raise input_error(
-            sample, path, f"non-numeric values ({vals.dtype})", "Provide raw UMI counts."
-        )
-    if not np.isfinite(vals).all():
-        raise input_error(sample, path, "NaN or infinite values", "Provide raw UMI counts.")
-    if vals.min() < 0:
-        raise input_error(
-            sample,
-            path,
-            "negative values (scaled or batch-corrected data?)",
-            "Provide raw UMI counts (non-negative integers).",
-        )
-    if not np.array_equal(vals, np.round(vals)):
-        raise input_error(
-            sample,
-            path,
-            "the matrix holds normalised or non-integer values",
-            "Provide raw UMI counts (e.g. Cell Ranger's filtered matrix), not log-normalised data.",
-        )
-
-
-def _is_count_matrix(X: Any) -> bool:
-    if X is None:
-        return False
-    try:
-        check_integer_counts(X, sample=None, path="")
-    except InputError:
-        return False
-    return True
-
-
-# --------------------------------------------------------------------------------------------
-# readers
-# --------------------------------------------------------------------------------------------
 def _read_10x_h5(path: Path, *, sample: str | None) -> ad.AnnData:
     try:
         with h5py.File(path, "r") as f:
@@ -204,10 +79,11 @@ def _read_10x_h5(path: Path, *, sample: str | None) -> ad.AnnData:
     except InputError:
         raise
     except (OSError, KeyError, ValueError, IndexError, TypeError) as exc:
-        raise input_error(
+        raise _unreadable(
             sample,
             path,
-            f"unreadable or truncated 10x HDF5 ({type(exc).__name__}: {exc})",
+            "or truncated 10x HDF5",
+            exc,
             "Re-download or re-copy the file (check its size / checksum).",
         ) from exc
 
@@ -328,10 +204,11 @@ def _read_10x_mtx(path: Path, *, sample: str | None) -> ad.AnnData:
         feats = _read_lines_table(feats_path)
         bcs = _read_lines_table(bc_path).iloc[:, 0].to_numpy(dtype=str)
     except (OSError, EOFError, ValueError, pd.errors.ParserError) as exc:
-        raise input_error(
+        raise _unreadable(
             sample,
             folder,
-            f"unreadable 10x mtx files ({type(exc).__name__}: {exc})",
+            "10x mtx files",
+            exc,
             "Re-download or re-copy the folder (a truncated .gz?).",
         ) from exc
     n_feat, n_bc = feats.shape[0], bcs.shape[0]
@@ -363,196 +240,6 @@ def _read_10x_mtx(path: Path, *, sample: str | None) -> ad.AnnData:
     return _build(X, bcs, ids=ids, symbols=names, feature_types=ftypes, sample=sample, path=folder)
 
 
-_H5AD_COUNTS = (
-    ('layers["counts"]', "layers/counts", "var"),
-    ("raw.X", "raw/X", "raw/var"),
-    ("X", "X", "var"),
-)
-"""Where an h5ad may keep raw counts, in the order tried: (label, HDF5 key, its var)."""
-
-
-def _h5ad_out(
-    X: Any, obs_names: Iterable[str], obs: pd.DataFrame, var: pd.DataFrame, *, sample, path
-) -> ad.AnnData:
-    """The reader's AnnData from an h5ad's count matrix, its obs and the matching var."""
-    names = var.index.astype(str)
-    ids = var["gene_ids"].astype(str) if "gene_ids" in var else names
-    out = _build(
-        X,
-        obs_names,
-        ids=ids,
-        symbols=names,
-        feature_types=var["feature_types"] if "feature_types" in var else None,
-        genome=var["genome"] if "genome" in var else None,
-        sample=sample,
-        path=path,
-    )
-    obs = obs.copy()
-    obs.index = out.obs_names
-    out.obs = obs
-    return out
-
-
-def _not_counts_error(sample: str | None, path: Path, tried: Iterable[str]) -> InputError:
-    return input_error(
-        sample,
-        path,
-        f"the h5ad holds normalised or non-integer values (tried {', '.join(tried)})",
-        'Provide raw UMI counts (in X, layers["counts"] or raw.X).',
-    )
-
-
-def _read_h5ad_counts(path: Path, *, sample: str | None) -> ad.AnnData:
-    try:
-        src = ad.read_h5ad(path)
-    except (OSError, KeyError, ValueError) as exc:
-        raise input_error(
-            sample,
-            path,
-            f"unreadable h5ad ({type(exc).__name__}: {exc})",
-            "Re-download or re-write the file.",
-        ) from exc
-    candidates: list[tuple[str, Any, pd.DataFrame]] = []
-    if "counts" in src.layers:
-        candidates.append(('layers["counts"]', src.layers["counts"], src.var))
-    if src.raw is not None:
-        candidates.append(("raw.X", src.raw.X, src.raw.var))
-    candidates.append(("X", src.X, src.var))
-    for where, X, var in candidates:
-        if not _is_count_matrix(X):
-            logger.info("h5ad %s: %s does not hold non-negative integers; skipped", path, where)
-            continue
-        logger.info("h5ad %s: counts taken from %s", path, where)
-        return _h5ad_out(X, src.obs_names, src.obs, var, sample=sample, path=path)
-    raise _not_counts_error(sample, path, [w for w, _, _ in candidates])
-
-
-def read_h5ad_obs(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Only the ``obs`` table of an h5ad file; no count matrix is read.
-
-    Parameters
-    ----------
-    path
-        An h5ad file (anndata >= 0.7 on-disk format).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``obs`` with its index (the file's ``obs_names``).
-    """
-    from anndata.io import read_elem
-
-    with h5py.File(path, "r") as f:
-        return read_elem(f["obs"])
-
-
-def obs_mask(obs: pd.DataFrame, column: str, value: str) -> np.ndarray:
-    """Boolean mask of the cells whose ``obs[column]``, as a string, equals ``value``.
-
-    Parameters
-    ----------
-    obs
-        An h5ad's ``obs`` (see :func:`read_h5ad_obs`).
-    column, value
-        The sample sheet's ``obs_column`` and ``obs_value``; string equality, so a numeric
-        column's ``1`` matches the sheet's ``"1"``.
-
-    Returns
-    -------
-    numpy.ndarray
-        One bool per row of ``obs``.
-    """
-    return (obs[column].astype(str) == str(value)).to_numpy()
-
-
-def first_values(values: pd.Series, n: int = 8) -> str:
-    """``'a', 'b', ... (12 distinct)``: the first distinct values of a column, for messages."""
-    uniq = pd.unique(values.astype(str))
-    shown = ", ".join(repr(v) for v in uniq[:n])
-    return shown + (f", ... ({len(uniq)} distinct)" if len(uniq) > n else "")
-
-
-def _read_rows(elem: h5py.Group | h5py.Dataset, rows: np.ndarray) -> Any:
-    """Rows ``rows`` (increasing integers) of an on-disk matrix, without reading the others.
-
-    A CSR group reads only the selected rows' slices of ``data``/``indices``; a dense dataset
-    reads the selected rows. (A CSC group cannot be sliced by row cheaply; anndata reads it.)
-    """
-    from anndata.io import sparse_dataset
-
-    if isinstance(elem, h5py.Group):
-        return sparse_dataset(elem)[rows]
-    return elem[rows]
-
-
-def _read_h5ad_split(path: Path, *, sample: str | None, column: str, value: str) -> ad.AnnData:
-    """The cells of an h5ad whose ``obs[column] == value``; only their rows are read."""
-    from anndata.io import read_elem
-
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise input_error(
-            sample,
-            path,
-            f"unreadable h5ad ({type(exc).__name__}: {exc})",
-            "Re-download or re-write the file.",
-        ) from exc
-    with fh as f:
-        obs = read_elem(f["obs"])
-        if column not in obs.columns:
-            raise input_error(
-                sample,
-                path,
-                f"obs_column {column!r} is not a column of the file's obs",
-                f"Set obs_column to one of {list(obs.columns)}.",
-            )
-        mask = obs_mask(obs, column, value)
-        if not mask.any():
-            raise input_error(
-                sample,
-                path,
-                f"obs_value {value!r} selects no cell of obs column {column!r}",
-                f"Set obs_value to one of {first_values(obs[column])}.",
-            )
-        rows = np.flatnonzero(mask)
-        sub_obs = obs.iloc[rows]
-        names = sub_obs.index.astype(str)
-        if names.has_duplicates:
-            n_dup = int(names.duplicated().sum())
-            logger.warning(
-                "sample %s: %d cell names repeat within obs %s == %r of %s (barcodes of "
-                "several libraries?); made unique with -N suffixes",
-                sample,
-                n_dup,
-                column,
-                value,
-                path,
-            )
-            names = pd.Index(make_unique(names))
-        tried = []
-        for where, key, var_key in _H5AD_COUNTS:
-            if key not in f:
-                continue
-            tried.append(where)
-            X = _read_rows(f[key], rows)
-            if not _is_count_matrix(X):
-                logger.info("h5ad %s: %s does not hold non-negative integers; skipped", path, where)
-                continue
-            logger.info(
-                "h5ad %s: counts of %d of %d cells (%s == %r) taken from %s",
-                path,
-                len(rows),
-                len(obs),
-                column,
-                value,
-                where,
-            )
-            var = read_elem(f[var_key])
-            return _h5ad_out(X, names, sub_obs, var, sample=sample, path=path)
-    raise _not_counts_error(sample, path, tried)
-
-
 def _looks_like_barcodes(labels: pd.Index) -> float:
     s = pd.Series(labels.astype(str))
     if s.empty:
@@ -575,10 +262,11 @@ def _read_table(path: Path, *, sample: str | None) -> ad.AnnData:
     try:
         df = pd.read_csv(path, sep=sep, index_col=0, compression="infer")
     except (OSError, EOFError, ValueError, pd.errors.ParserError) as exc:
-        raise input_error(
+        raise _unreadable(
             sample,
             path,
-            f"unreadable table ({type(exc).__name__}: {exc})",
+            "table",
+            exc,
             "Provide a delimited table with labels in the first row and column.",
         ) from exc
     non_num = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]

@@ -7,6 +7,7 @@ pooled share is computed over all cells of a condition; its spread across animal
 """
 
 import logging
+import os
 
 import numpy as np
 import pandas as pd
@@ -106,10 +107,7 @@ def expression_sources(
     ValueError
         The gene is not in ``var_names``; the message lists case-insensitive matches.
     """
-    missing = [k for k in (group_key, condition_key, sample_key) if k not in adata.obs.columns]
-    if missing:
-        msg = f"obs lacks column(s) {missing}; available: {list(adata.obs.columns)}"
-        raise KeyError(msg)
+    _require_obs(adata, (group_key, condition_key, sample_key))
     col, totals = _gene_column(adata, gene, layer)
     norm = np.log1p(np.divide(col * _TARGET_SUM, totals, out=np.zeros_like(col), where=totals > 0))
     cells = pd.DataFrame(
@@ -124,7 +122,28 @@ def expression_sources(
     )
     groups = observed_levels(adata.obs[group_key])
     conditions = observed_levels(adata.obs[condition_key])
+    per = _pooled_shares(cells, conditions, groups)
+    per = _with_share_spread(per, cells, groups)
+    per["gene"] = gene
+    per["umis"] = per["umis"].astype(np.int64)
+    per = _ranked(per, conditions, groups)
+    for cond in conditions:
+        if not (per["condition"] == cond).any() or per.loc[per["condition"] == cond, "umis"].sum():
+            continue
+        logger.warning("%s: no counts in condition %r; shares are undefined", gene, cond)
+    return per[SOURCE_COLUMNS].reset_index(drop=True)
 
+
+def _require_obs(adata: AnnData, keys: tuple[str, ...]) -> None:
+    """Raise ``KeyError`` naming the ``keys`` that ``adata.obs`` lacks."""
+    missing = [k for k in keys if k not in adata.obs.columns]
+    if missing:
+        msg = f"obs lacks column(s) {missing}; available: {list(adata.obs.columns)}"
+        raise KeyError(msg)
+
+
+def _pooled_shares(cells: pd.DataFrame, conditions: list, groups: list) -> pd.DataFrame:
+    """Per condition x group (every pair): counts, cells, expression and the pooled share."""
     per = cells.groupby(["condition", "cell_type"], sort=False).agg(
         umis=("umis", "sum"),
         n_cells=("umis", "size"),
@@ -137,7 +156,11 @@ def expression_sources(
     per["umis"] = per["umis"].fillna(0.0)
     cond_total = per.groupby(level="condition", sort=False)["umis"].transform("sum")
     per["share"] = np.where(cond_total > 0, per["umis"] / cond_total.where(cond_total > 0), np.nan)
+    return per
 
+
+def _with_share_spread(per: pd.DataFrame, cells: pd.DataFrame, groups: list) -> pd.DataFrame:
+    """``per`` with ``share_sd`` and ``n_samples`` (over samples with counts), index reset."""
     # per-sample shares: the group's counts / the sample's counts of the gene
     by_sample = cells.groupby(["condition", "sample", "cell_type"], sort=False)["umis"].sum()
     by_sample = by_sample.unstack("cell_type").reindex(columns=groups).fillna(0.0)
@@ -151,10 +174,11 @@ def expression_sources(
     per = per.join(sd)
     per = per.join(n_s, on="condition")
     per["n_samples"] = per["n_samples"].fillna(0).astype(np.int64)
-    per = per.reset_index()
-    per["gene"] = gene
-    per["umis"] = per["umis"].astype(np.int64)
+    return per.reset_index()
 
+
+def _ranked(per: pd.DataFrame, conditions: list, groups: list) -> pd.DataFrame:
+    """``per`` ordered by condition, then share (ties by group order), with ``rank``."""
     order = {g: i for i, g in enumerate(groups)}
     per["_order"] = per["cell_type"].map(order)
     per = per.sort_values(
@@ -167,11 +191,7 @@ def expression_sources(
         ),
     )
     per["rank"] = per.groupby("condition", sort=False).cumcount() + 1
-    for cond in conditions:
-        if not (per["condition"] == cond).any() or per.loc[per["condition"] == cond, "umis"].sum():
-            continue
-        logger.warning("%s: no counts in condition %r; shares are undefined", gene, cond)
-    return per[SOURCE_COLUMNS].reset_index(drop=True)
+    return per
 
 
 def primary_sources(table: pd.DataFrame, *, min_share: float = 0.2) -> pd.DataFrame:
@@ -265,10 +285,7 @@ def sample_shares(
     ValueError
         The gene is not in ``var_names``.
     """
-    missing = [k for k in (group_key, condition_key, sample_key) if k not in adata.obs.columns]
-    if missing:
-        msg = f"obs lacks column(s) {missing}; available: {list(adata.obs.columns)}"
-        raise KeyError(msg)
+    _require_obs(adata, (group_key, condition_key, sample_key))
     col, _totals = _gene_column(adata, gene, layer)
     obs = adata.obs
     samples = observed_levels(obs[sample_key])
@@ -384,3 +401,109 @@ def primary_summary(
     if not parts:
         return pd.DataFrame(columns=PRIMARY_COLUMNS)
     return pd.concat(parts, ignore_index=True)[PRIMARY_COLUMNS]
+
+
+def gene_sources(
+    adata: AnnData,
+    gene: str,
+    *,
+    levels: tuple[str, ...] = ("cell_type", "cell_subtype"),
+    condition_key: str = "condition",
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The source tables of one gene at every annotation level (rule ``sources_gene``).
+
+    Parameters
+    ----------
+    adata
+        As for :func:`expression_sources`.
+    gene
+        The gene's symbol.
+    levels
+        ``obs`` columns of the annotation levels.
+    condition_key
+        ``obs`` column of the condition.
+
+    Returns
+    -------
+    tables : dict[str, pandas.DataFrame]
+        Level -> :func:`expression_sources`; for a gene absent from the data, a one-row table
+        ``gene``, ``note`` (the error's message, also logged as a warning).
+    samples : pandas.DataFrame
+        The :func:`sample_shares` of every level, with a leading ``level`` column (columns
+        ``level`` + :data:`SAMPLE_SHARE_COLUMNS`; no rows for an absent gene).
+    """
+    tables, per_sample = {}, []
+    for key in levels:
+        try:
+            tables[key] = expression_sources(
+                adata, gene, group_key=key, condition_key=condition_key
+            )
+            per_sample.append(
+                sample_shares(adata, gene, group_key=key, condition_key=condition_key).assign(
+                    level=key
+                )
+            )
+        except ValueError as err:
+            logger.warning("%s", err)
+            tables[key] = pd.DataFrame([{"gene": gene, "note": str(err)}])
+    samples = (
+        pd.concat(per_sample, ignore_index=True)
+        if per_sample
+        else pd.DataFrame({c: pd.Series(dtype=object) for c in SAMPLE_SHARE_COLUMNS}).assign(
+            level=pd.Series(dtype=object)
+        )
+    )
+    return tables, samples[["level", *SAMPLE_SHARE_COLUMNS]]
+
+
+def read_tables(paths: list[str | os.PathLike[str]]) -> pd.DataFrame:
+    """The tables of rule ``sources_gene`` at one level, concatenated.
+
+    Parameters
+    ----------
+    paths
+        TSV files written from :func:`gene_sources`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tables that have a ``share`` column (notes of absent genes are left out), in
+        order; an empty frame when none has.
+    """
+    parts = [pd.read_csv(p, sep="\t") for p in paths]
+    parts = [t for t in parts if "share" in t.columns]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def primary_from_files(
+    types: list[str | os.PathLike[str]],
+    subtypes: list[str | os.PathLike[str]],
+    samples: list[str | os.PathLike[str]],
+    *,
+    min_share: float,
+) -> pd.DataFrame:
+    """:func:`primary_summary` of the files of rule ``sources_gene`` (rule ``sources_primary``).
+
+    Parameters
+    ----------
+    types, subtypes
+        The per-gene tables at the cell-type and the subtype level.
+    samples
+        The per-gene per-sample tables (column ``level``).
+    min_share
+        See :func:`primary_sources`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`primary_summary`.
+    """
+    per_sample = read_tables(samples)
+    by_level = (
+        {lvl: t for lvl, t in per_sample.groupby("level", sort=False)} if len(per_sample) else {}
+    )
+    return primary_summary(
+        {"cell_type": read_tables(types), "cell_subtype": read_tables(subtypes)},
+        by_level,
+        min_share=min_share,
+    )

@@ -211,52 +211,9 @@ def assign_species(adata: AnnData, *, mode: str, min_fraction: float = 0.8) -> A
     if not sp.issparse(X):
         X = np.asarray(X)
     if mode == "xenograft":
-        missing = [s for s in SPECIES if not (feat_sp == s).any()]
-        if missing:
-            msg = (
-                f"sample {sample!r}: species mode 'xenograft' but no {' or '.join(missing)} "
-                f"features were recognised (looked for prefixes {PREFIXES} in var_names, "
-                "var['gene_ids'] and var['genome']). If the library was counted against a "
-                "single-species reference set `species: mouse` or `species: human` in the "
-                "config; otherwise check the reference (a combined human+mouse one is needed) "
-                "or extend tmeflow.species.PREFIXES."
-            )
-            raise ValueError(msg)
-        n_h = _row_sums(X, feat_sp == "human")
-        n_m = _row_sums(X, feat_sp == "mouse")
-        tot = n_h + n_m
-        safe = np.where(tot > 0, tot, 1)
-        frac = np.where(tot > 0, n_h / safe, np.nan)
-        mouse_frac = np.where(tot > 0, n_m / safe, np.nan)
-        call = np.full(adata.n_obs, "mixed", dtype=object)
-        call[frac >= min_fraction] = "human"
-        # compare the mouse fraction itself: 1 - min_fraction is inexact in floating point
-        call[mouse_frac >= min_fraction] = "mouse"
-        var_sp = np.where(feat_sp == "", "unknown", feat_sp)
-        n_unknown = int((feat_sp == "").sum())
-        if n_unknown:
-            logger.info(
-                "sample %s: %d features without a species prefix count for neither species",
-                sample,
-                n_unknown,
-            )
+        n_h, n_m, frac, call, var_sp = _call_xenograft(X, feat_sp, sample, min_fraction)
     else:
-        other = "human" if mode == "mouse" else "mouse"
-        if (feat_sp == other).any():
-            logger.warning(
-                "sample %s: species mode %r but %d %s-prefixed features found; "
-                "is this a xenograft (`species: xenograft`)?",
-                sample,
-                mode,
-                int((feat_sp == other).sum()),
-                other,
-            )
-        total = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-        zeros = np.zeros(adata.n_obs)
-        n_h, n_m = (total, zeros) if mode == "human" else (zeros, total)
-        frac = np.full(adata.n_obs, 1.0 if mode == "human" else 0.0)
-        call = np.full(adata.n_obs, mode, dtype=object)
-        var_sp = np.full(adata.n_vars, mode, dtype=object)
+        n_h, n_m, frac, call, var_sp = _call_single(X, feat_sp, sample, mode, adata.shape)
 
     adata.obs["n_counts_human"] = n_h
     adata.obs["n_counts_mouse"] = n_m
@@ -288,6 +245,66 @@ def assign_species(adata: AnnData, *, mode: str, min_fraction: float = 0.8) -> A
         n_kept_prefixed,
     )
     return adata
+
+
+def _call_xenograft(
+    X: Any, feat_sp: np.ndarray, sample: str, min_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Xenograft calls of :func:`assign_species`: UMIs per species, fraction, call, var species."""
+    missing = [s for s in SPECIES if not (feat_sp == s).any()]
+    if missing:
+        msg = (
+            f"sample {sample!r}: species mode 'xenograft' but no {' or '.join(missing)} "
+            f"features were recognised (looked for prefixes {PREFIXES} in var_names, "
+            "var['gene_ids'] and var['genome']). If the library was counted against a "
+            "single-species reference set `species: mouse` or `species: human` in the "
+            "config; otherwise check the reference (a combined human+mouse one is needed) "
+            "or extend tmeflow.species.PREFIXES."
+        )
+        raise ValueError(msg)
+    n_h = _row_sums(X, feat_sp == "human")
+    n_m = _row_sums(X, feat_sp == "mouse")
+    tot = n_h + n_m
+    safe = np.where(tot > 0, tot, 1)
+    frac = np.where(tot > 0, n_h / safe, np.nan)
+    mouse_frac = np.where(tot > 0, n_m / safe, np.nan)
+    call = np.full(X.shape[0], "mixed", dtype=object)
+    call[frac >= min_fraction] = "human"
+    # compare the mouse fraction itself: 1 - min_fraction is inexact in floating point
+    call[mouse_frac >= min_fraction] = "mouse"
+    var_sp = np.where(feat_sp == "", "unknown", feat_sp)
+    n_unknown = int((feat_sp == "").sum())
+    if n_unknown:
+        logger.info(
+            "sample %s: %d features without a species prefix count for neither species",
+            sample,
+            n_unknown,
+        )
+    return n_h, n_m, frac, call, var_sp
+
+
+def _call_single(
+    X: Any, feat_sp: np.ndarray, sample: str, mode: str, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Single-species calls of :func:`assign_species` (every cell and feature is ``mode``)."""
+    n_obs, n_vars = shape
+    other = "human" if mode == "mouse" else "mouse"
+    if (feat_sp == other).any():
+        logger.warning(
+            "sample %s: species mode %r but %d %s-prefixed features found; "
+            "is this a xenograft (`species: xenograft`)?",
+            sample,
+            mode,
+            int((feat_sp == other).sum()),
+            other,
+        )
+    total = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    zeros = np.zeros(n_obs)
+    n_h, n_m = (total, zeros) if mode == "human" else (zeros, total)
+    frac = np.full(n_obs, 1.0 if mode == "human" else 0.0)
+    call = np.full(n_obs, mode, dtype=object)
+    var_sp = np.full(n_vars, mode, dtype=object)
+    return n_h, n_m, frac, call, var_sp
 
 
 def contamination(adata: AnnData) -> dict[str, float | int]:

@@ -94,10 +94,8 @@ def demo_outputs(
 
     Parameters
     ----------
-    n_replicates
-        Samples per condition.
-    conditions
-        ``(reference, test)`` condition names.
+    n_replicates, conditions
+        As for :func:`demo_layout`.
 
     Returns
     -------

@@ -17,6 +17,8 @@ they are after the species stage; the 10x files carry prefixed names (``mm10_Mmp
 
 from collections.abc import Sequence
 
+from tmeflow.plots.palettes import DEFAULT_VOCAB
+
 CONDITIONS_DEFAULT: tuple[str, str] = ("control", "alectinib")
 
 HUMAN_PREFIX = "GRCh38_"
@@ -134,16 +136,11 @@ POPULATIONS: tuple[tuple[str, str, str], ...] = (
     ("endothelial", "endothelial", "mouse"),
     ("pericyte", "pericyte", "mouse"),
 )
-CELL_TYPES = (
-    "tumor",
-    "CAF",
-    "TAM",
-    "monocyte",
-    "neutrophil",
-    "NK",
-    "B",
-    "endothelial",
-    "pericyte",
+#: The simulated cell types: the types of :data:`POPULATIONS`, in the display order of the
+#: label vocabulary (:data:`tmeflow.plots.palettes.DEFAULT_VOCAB`), which fixes the order of
+#: the simulator's draws.
+CELL_TYPES: tuple[str, ...] = tuple(
+    t for t in DEFAULT_VOCAB if t in {cell_type for _, cell_type, _ in POPULATIONS}
 )
 COMPOSITION_REFERENCE: dict[str, float] = {
     "tumor": 0.45,

@@ -173,6 +173,26 @@ def compare_proportions(
         its reason in ``note``: too few samples (descriptive rows), no variation between
         samples (not tested) or a type with no cells in an arm (log2 ratio undefined).
     """
+    _check_props(props, reference=reference, test=test, method=method)
+    df, n_ref, n_test, absent = _arms(props, reference=reference, test=test)
+    descriptive = n_ref < 2 or n_test < 2
+    rows = []
+    for cell_type in dict.fromkeys(df["cell_type"].astype(str)):
+        sub = df[df["cell_type"].astype(str) == cell_type]
+        row = _describe_type(sub, cell_type, test=test, method=method)
+        if descriptive:
+            row["method"] = DESCRIPTIVE
+            row["note"] = _descriptive_note(absent, reference, test, n_ref, n_test)
+        else:
+            _test_type(row, sub, reference=reference, test=test, method=method)
+        _note_absence(row, reference, test)
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=[c for c in COMPOSITION_COLUMNS if c != "padj"])
+    return _adjust(out, alpha=alpha)[COMPOSITION_COLUMNS].reset_index(drop=True)
+
+
+def _check_props(props: pd.DataFrame, *, reference: str, test: str, method: str) -> None:
+    """Refuse an unknown method, missing columns, or props holding neither contrast level."""
     if method not in METHODS:
         msg = f"method={method!r} is not one of {METHODS}"
         raise ValueError(msg)
@@ -187,15 +207,23 @@ def compare_proportions(
             f"(levels: {sorted(conds)}); check the contrast in the config"
         )
         raise ValueError(msg)
-    absent = [level for level in (reference, test) if level not in conds]
 
+
+def _arms(
+    props: pd.DataFrame, *, reference: str, test: str
+) -> tuple[pd.DataFrame, int, int, list[str]]:
+    """Rows of the two arms (samples with cells), samples per arm, and the arms with none.
+
+    Logs why the comparison is descriptive only, when it is.
+    """
+    conds = set(props["condition"].astype(str))
+    absent = [level for level in (reference, test) if level not in conds]
     df = props[props["condition"].astype(str).isin([reference, test])].copy()
     df["_total"] = df.groupby("sample", sort=False)["n_cells"].transform("sum")
     df = df[df["_total"] > 0]
     samples_by_arm = df.groupby("condition", sort=False)["sample"].nunique()
     n_ref = int(samples_by_arm.get(reference, 0))
     n_test = int(samples_by_arm.get(test, 0))
-    descriptive = n_ref < 2 or n_test < 2
     if absent:
         logger.warning(
             "composition %s vs %s: no sample of %s: nothing to compare, reporting the "
@@ -204,7 +232,7 @@ def compare_proportions(
             reference,
             " or ".join(repr(level) for level in absent),
         )
-    elif descriptive:
+    elif n_ref < 2 or n_test < 2:
         logger.warning(
             "composition %s vs %s: %d and %d samples; at least 2 per arm are needed for a "
             "test, reporting descriptive fractions only",
@@ -213,67 +241,77 @@ def compare_proportions(
             n_ref,
             n_test,
         )
+    return df, n_ref, n_test, absent
 
-    rows = []
-    for cell_type in dict.fromkeys(df["cell_type"].astype(str)):
-        sub = df[df["cell_type"].astype(str) == cell_type]
-        is_test = (sub["condition"].astype(str) == test).to_numpy()
-        frac = sub["fraction"].to_numpy(float)
-        # an arm without samples (one-condition design) has no mean fraction
-        f_ref = float(frac[~is_test].mean()) if (~is_test).any() else np.nan
-        f_test = float(frac[is_test].mean()) if is_test.any() else np.nan
-        row: dict[str, object] = {
-            "cell_type": cell_type,
-            "effect": np.nan,
-            "ci_low": np.nan,
-            "ci_high": np.nan,
-            "pvalue": np.nan,
-            "fraction_reference": f_ref,
-            "fraction_test": f_test,
-            "log2_ratio": float(np.log2(f_test / f_ref)) if f_ref > 0 and f_test > 0 else np.nan,
-            "method": method,
-            "n_samples_reference": int((~is_test).sum()),
-            "n_samples_test": int(is_test.sum()),
-            "note": "",
-        }
-        if descriptive:
-            row["method"] = DESCRIPTIVE
-            row["note"] = (
-                "descriptive only: "
-                + "; ".join(f"condition {lv!r} has no samples: nothing to compare" for lv in absent)
-                if absent
-                else f"descriptive only: {n_ref} {reference!r} and {n_test} {test!r} samples "
-                "(at least 2 per arm needed for a test)"
-            )
-            _note_absence(row, reference, test)
-            rows.append(row)
-            continue
-        y = _transform(sub["n_cells"].to_numpy(float), sub["_total"].to_numpy(float), method)
-        y_ref, y_test = y[~is_test], y[is_test]
-        n1, n2 = y_ref.size, y_test.size
-        dof = n1 + n2 - 2
-        effect = float(y_test.mean() - y_ref.mean())
-        pooled = (((y_ref - y_ref.mean()) ** 2).sum() + ((y_test - y_test.mean()) ** 2).sum()) / dof
-        se = float(np.sqrt(pooled * (1 / n1 + 1 / n2)))
-        row["effect"] = effect
-        if se > 0:
-            t_crit = float(stats.t.ppf(0.975, dof))
-            row["ci_low"] = effect - t_crit * se
-            row["ci_high"] = effect + t_crit * se
-            row["pvalue"] = float(2 * stats.t.sf(abs(effect / se), dof))
-        else:
-            row["note"] = "no variation between samples; not tested"
-            logger.warning(
-                "composition %s vs %s: cell type %r has the same transformed proportion in "
-                "every sample of each arm; not tested",
-                test,
-                reference,
-                cell_type,
-            )
-        _note_absence(row, reference, test)
-        rows.append(row)
 
-    out = pd.DataFrame(rows, columns=[c for c in COMPOSITION_COLUMNS if c != "padj"])
+def _describe_type(
+    sub: pd.DataFrame, cell_type: str, *, test: str, method: str
+) -> dict[str, object]:
+    """One type's row before testing: mean fractions per arm and their log2 ratio."""
+    is_test = (sub["condition"].astype(str) == test).to_numpy()
+    frac = sub["fraction"].to_numpy(float)
+    # an arm without samples (one-condition design) has no mean fraction
+    f_ref = float(frac[~is_test].mean()) if (~is_test).any() else np.nan
+    f_test = float(frac[is_test].mean()) if is_test.any() else np.nan
+    return {
+        "cell_type": cell_type,
+        "effect": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "pvalue": np.nan,
+        "fraction_reference": f_ref,
+        "fraction_test": f_test,
+        "log2_ratio": float(np.log2(f_test / f_ref)) if f_ref > 0 and f_test > 0 else np.nan,
+        "method": method,
+        "n_samples_reference": int((~is_test).sum()),
+        "n_samples_test": int(is_test.sum()),
+        "note": "",
+    }
+
+
+def _descriptive_note(absent: list[str], reference: str, test: str, n_ref: int, n_test: int) -> str:
+    """Why a row is descriptive only: an arm without samples, or too few samples."""
+    if absent:
+        return "descriptive only: " + "; ".join(
+            f"condition {lv!r} has no samples: nothing to compare" for lv in absent
+        )
+    return (
+        f"descriptive only: {n_ref} {reference!r} and {n_test} {test!r} samples "
+        "(at least 2 per arm needed for a test)"
+    )
+
+
+def _test_type(
+    row: dict[str, object], sub: pd.DataFrame, *, reference: str, test: str, method: str
+) -> None:
+    """Fill ``row`` with the pooled-variance t-test of the transformed proportions."""
+    is_test = (sub["condition"].astype(str) == test).to_numpy()
+    y = _transform(sub["n_cells"].to_numpy(float), sub["_total"].to_numpy(float), method)
+    y_ref, y_test = y[~is_test], y[is_test]
+    n1, n2 = y_ref.size, y_test.size
+    dof = n1 + n2 - 2
+    effect = float(y_test.mean() - y_ref.mean())
+    pooled = (((y_ref - y_ref.mean()) ** 2).sum() + ((y_test - y_test.mean()) ** 2).sum()) / dof
+    se = float(np.sqrt(pooled * (1 / n1 + 1 / n2)))
+    row["effect"] = effect
+    if se > 0:
+        t_crit = float(stats.t.ppf(0.975, dof))
+        row["ci_low"] = effect - t_crit * se
+        row["ci_high"] = effect + t_crit * se
+        row["pvalue"] = float(2 * stats.t.sf(abs(effect / se), dof))
+        return
+    row["note"] = "no variation between samples; not tested"
+    logger.warning(
+        "composition %s vs %s: cell type %r has the same transformed proportion in "
+        "every sample of each arm; not tested",
+        test,
+        reference,
+        row["cell_type"],
+    )
+
+
+def _adjust(out: pd.DataFrame, *, alpha: float) -> pd.DataFrame:
+    """Add BH ``padj`` over the tested types and the closure note on significant rows."""
     out["padj"] = np.nan
     tested = out["pvalue"].notna()
     if tested.any():
@@ -289,7 +327,7 @@ def compare_proportions(
         )
         # keep a note already there (a type absent from an arm) in front of this one
         out.loc[sig, "note"] = [f"{n}; {sig_note}" if n else sig_note for n in out.loc[sig, "note"]]
-    return out[COMPOSITION_COLUMNS].reset_index(drop=True)
+    return out
 
 
 def _note_absence(row: dict[str, object], reference: str, test: str) -> None:

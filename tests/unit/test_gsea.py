@@ -123,3 +123,17 @@ def test_empty_de_table_of_a_one_condition_design_is_not_tested(tmp_path: Path) 
     assert summary["n_sets"].eq(0).all() and summary["n_fdr_below"].eq(0).all()
     assert summary["note"].str.startswith("not tested").all()
     assert gsea.gsea_summary({}).empty
+
+
+def test_prerank_files_runs_every_table_by_file_name(tmp_path) -> None:
+    """One result per DE file, keyed and ordered by the file's stem; empty tables say why."""
+    rng = np.random.default_rng(0)
+    genes = [f"G{i}" for i in range(40)]
+    good = pd.DataFrame({"gene": genes, "stat": rng.normal(size=40), "method": "pydeseq2"})
+    good.to_csv(tmp_path / "TAM.tsv", sep="\t", index=False)
+    good.iloc[:0].to_csv(tmp_path / "CAF.tsv", sep="\t", index=False)
+    sets = {"UP": genes[:10], "DOWN": genes[-10:]}
+    out = gsea.prerank_files(sorted(tmp_path.glob("*.tsv")), sets, permutations=20)
+    assert list(out) == ["CAF", "TAM"]
+    assert out["CAF"].empty and out["CAF"].attrs["note"].startswith("not tested: empty DE")
+    assert set(out["TAM"]["Term"]) == {"UP", "DOWN"}

@@ -197,8 +197,6 @@ def prerank(
         or no set has ``min_size`` of them (e.g. a human tumour table against mouse sets);
         each of these is also logged as a WARNING naming the cell type.
     """
-    import gseapy
-
     if not isinstance(gene_sets, Mapping):
         msg = (
             "gene_sets must be a mapping name -> genes (see load_gene_sets); a string would "
@@ -213,40 +211,91 @@ def prerank(
         if "method" in de_table.columns and len(de_table)
         else str(de_table.attrs.get("method", "not_tested"))
     )
-    if de_table.empty:
-        # DE did not test this group (e.g. a one-condition design: nothing to compare); checked
-        # before ranking so that a table without even a header is not a missing-column error
-        why = str(de_table.attrs.get("note") or "see the DE summary for why")
-        note = f"not tested: empty DE table ({why})"
-        logger.warning("GSEA %s: %s", cell_type, note)
-        return _empty(cell_type, note, de_method, 0)
-    rnk = ranking(de_table)
-    if len(rnk) < max(min_size, 10):
-        note = f"not tested: {len(rnk)} genes with a statistic"
+    # an empty table is checked before ranking, so one without even a header is not a
+    # missing-column error
+    rnk = ranking(de_table) if not de_table.empty else pd.Series(dtype=float)
+    sets = _testable_sets(gene_sets, rnk, min_size=min_size, max_size=max_size)
+    note = _untestable(de_table, rnk, sets, min_size=min_size, max_size=max_size)
+    if note:
         logger.warning("GSEA %s: %s", cell_type, note)
         return _empty(cell_type, note, de_method, len(rnk))
-    if rnk.nunique() < 2:
-        # no ranking at all: gseapy would order the genes arbitrarily (and report strong
-        # enrichments) or, when every statistic is 0, panic inside its Rust core
-        note = (
-            f"not tested: all {len(rnk)} genes have the same statistic ({float(rnk.iat[0]):g}), "
-            "so there is no ranking"
-        )
-        logger.warning("GSEA %s: %s", cell_type, note)
-        return _empty(cell_type, note, de_method, len(rnk))
+    res = _run_gseapy(
+        rnk,
+        sets,
+        cell_type=cell_type,
+        permutations=permutations,
+        min_size=min_size,
+        max_size=max_size,
+        seed=seed,
+        threads=threads,
+    )
+    return _result_table(
+        res,
+        sets,
+        cell_type=cell_type,
+        collection=collection,
+        de_method=de_method,
+        n_ranked=len(rnk),
+    )
+
+
+def _testable_sets(
+    gene_sets: Mapping[str, Iterable[str]], rnk: pd.Series, *, min_size: int, max_size: int
+) -> dict[str, list[str]]:
+    """The sets restricted to ranked genes, keeping those of ``min_size``..``max_size``."""
     ranked = set(rnk.index)
     sets = {}
     for name, genes in gene_sets.items():
         hit = [g for g in dict.fromkeys(genes) if g in ranked]
         if min_size <= len(hit) <= max_size and len(hit) < len(rnk):
             sets[str(name)] = hit
+    return sets
+
+
+def _untestable(
+    de_table: pd.DataFrame,
+    rnk: pd.Series,
+    sets: Mapping[str, list[str]],
+    *,
+    min_size: int,
+    max_size: int,
+) -> str:
+    """Why this ranking cannot be tested (``""`` when it can), first reason first."""
+    if de_table.empty:
+        # DE did not test this group (e.g. a one-condition design: nothing to compare)
+        why = str(de_table.attrs.get("note") or "see the DE summary for why")
+        return f"not tested: empty DE table ({why})"
+    if len(rnk) < max(min_size, 10):
+        return f"not tested: {len(rnk)} genes with a statistic"
+    if rnk.nunique() < 2:
+        # no ranking at all: gseapy would order the genes arbitrarily (and report strong
+        # enrichments) or, when every statistic is 0, panic inside its Rust core
+        return (
+            f"not tested: all {len(rnk)} genes have the same statistic ({float(rnk.iat[0]):g}), "
+            "so there is no ranking"
+        )
     if not sets:
-        note = (
+        return (
             f"not tested: no gene set has between {min_size} and {max_size} of the "
             f"{len(rnk)} ranked genes (different species or symbols?)"
         )
-        logger.warning("GSEA %s: %s", cell_type, note)
-        return _empty(cell_type, note, de_method, len(rnk))
+    return ""
+
+
+def _run_gseapy(
+    rnk: pd.Series,
+    sets: dict[str, list[str]],
+    *,
+    cell_type: str,
+    permutations: int,
+    min_size: int,
+    max_size: int,
+    seed: int,
+    threads: int,
+):
+    """Run ``gseapy.prerank`` offline; a failure inside it names the cell type."""
+    import gseapy
+
     try:
         res = gseapy.prerank(
             rnk=rnk,
@@ -271,6 +320,19 @@ def prerank(
             "in the config to skip small sets"
         )
         raise RuntimeError(msg) from exc
+    return res
+
+
+def _result_table(
+    res,
+    sets: Mapping[str, list[str]],
+    *,
+    cell_type: str,
+    collection: Mapping[str, str] | None,
+    de_method: str,
+    n_ranked: int,
+) -> pd.DataFrame:
+    """Turn the results of gseapy into :data:`GSEA_COLUMNS`, sorted, with their provenance."""
     out = res.res2d.copy()
     for col in _NUMERIC:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
@@ -279,7 +341,7 @@ def prerank(
     out["collection"] = out["Term"].map(dict(collection or {})).fillna("")
     out["set_size"] = out["Term"].map({k: len(v) for k, v in sets.items()}).astype(np.int64)
     out["de_method"] = de_method
-    out["n_ranked"] = len(rnk)
+    out["n_ranked"] = n_ranked
     out["note"] = (
         "exploratory: genes ranked by a cell-level Wilcoxon statistic (too few animals)"
         if de_method == "wilcoxon_exploratory"
@@ -292,7 +354,7 @@ def prerank(
         kind="mergesort",
     )
     out = out[GSEA_COLUMNS].reset_index(drop=True)
-    out.attrs.update(note="", cell_type=cell_type, de_method=de_method, n_ranked=len(rnk))
+    out.attrs.update(note="", cell_type=cell_type, de_method=de_method, n_ranked=n_ranked)
     return out
 
 
@@ -319,3 +381,46 @@ def gsea_summary(tables: Mapping[str, pd.DataFrame], *, fdr: float = 0.25) -> pd
         rows,
         columns=SUMMARY_COLUMNS,
     )
+
+
+def prerank_files(
+    de_tables: Iterable[str | PathLike[str]],
+    gene_sets: Mapping[str, Iterable[str]],
+    *,
+    collection: Mapping[str, str] | None = None,
+    permutations: int = 1000,
+    min_size: int = 5,
+    max_size: int = 500,
+    seed: int = 0,
+    threads: int = 1,
+) -> dict[str, pd.DataFrame]:
+    """Run :func:`prerank` on every DE table file, the cell type being the file's stem.
+
+    Parameters
+    ----------
+    de_tables
+        DE table files (TSV, as written by the DE step), one per cell type.
+    gene_sets, collection, permutations, min_size, max_size, seed, threads
+        As for :func:`prerank`.
+
+    Returns
+    -------
+    dict
+        Cell type -> its GSEA table, in file-name order; each is logged with its note.
+    """
+    results = {}
+    for path in sorted(Path(p) for p in de_tables):
+        res = prerank(
+            pd.read_csv(path, sep="\t"),
+            gene_sets,
+            cell_type=path.stem,
+            collection=collection,
+            permutations=permutations,
+            min_size=min_size,
+            max_size=max_size,
+            seed=seed,
+            threads=threads,
+        )
+        logger.info("%s: %d sets tested, %s", path.stem, len(res), res.attrs.get("note", ""))
+        results[path.stem] = res
+    return results

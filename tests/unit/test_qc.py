@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tmeflow import h5ad, qc, species
+from tmeflow import doublets, h5ad, qc, species
 
 MAD_NORMAL = 1.482602218505602  # 1 / Phi^-1(3/4)
 
@@ -176,7 +176,7 @@ def test_detect_doublets_skips_tiny_samples(caplog: pytest.LogCaptureFixture) ->
         obs=pd.DataFrame({"sample": "tiny"}, index=[f"c{i}" for i in range(20)]),
     )
     with caplog.at_level(logging.WARNING, logger="tmeflow.qc"):
-        qc.detect_doublets(a, seed=0)
+        doublets.detect_doublets(a, seed=0)
     assert "doublet detection skipped" in caplog.text and "tiny" in caplog.text
     assert not a.obs["predicted_doublet"].any()
     assert a.obs["doublet_score"].tolist() == [0.0] * 20
@@ -208,7 +208,7 @@ def _with_planted_doublets(seed: int = 1) -> tuple[ad.AnnData, np.ndarray]:
 def test_detect_doublets_finds_planted_doublets() -> None:
     a, truth = _with_planted_doublets()
     X_before = a.X.copy()
-    qc.detect_doublets(a, seed=0, expected_rate=0.1)
+    doublets.detect_doublets(a, seed=0, expected_rate=0.1)
     pred = a.obs["predicted_doublet"].to_numpy()
     score = a.obs["doublet_score"].to_numpy()
     assert pred[truth].mean() >= 0.9  # planted heterotypic doublets are found
@@ -217,17 +217,17 @@ def test_detect_doublets_finds_planted_doublets() -> None:
     assert (a.X != X_before).nnz == 0  # counts untouched
     assert a.uns["doublets"]["seed"] == 0 and a.uns["doublets"]["expected_rate"] == 0.1
     b, _ = _with_planted_doublets()
-    qc.detect_doublets(b, seed=0, expected_rate=0.1)
+    doublets.detect_doublets(b, seed=0, expected_rate=0.1)
     np.testing.assert_array_equal(b.obs["doublet_score"], a.obs["doublet_score"])
 
 
 def test_threshold_minimum_between_modes() -> None:
     rng = np.random.default_rng(0)
     v = np.r_[rng.normal(0.1, 0.03, 2000), rng.normal(0.6, 0.05, 1000)]
-    t = qc.threshold_minimum(v)
+    t = doublets.threshold_minimum(v)
     assert 0.2 < t < 0.5
     with pytest.raises(RuntimeError):
-        qc.threshold_minimum(np.full(10, 0.3))
+        doublets.threshold_minimum(np.full(10, 0.3))
 
 
 def test_zero_cells_allowed_is_reported_with_a_note(caplog: pytest.LogCaptureFixture) -> None:

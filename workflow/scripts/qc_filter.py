@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from tmeflow import h5ad, qc, runtime, tables
+from tmeflow import doublets, h5ad, qc, runtime, tables
 
 
 def main(smk) -> None:
@@ -11,7 +11,7 @@ def main(smk) -> None:
     adata = h5ad.read_h5ad(smk.input[0])
     qc.qc_metrics(adata)
     if p.doublets:
-        qc.detect_doublets(adata, seed=p.seed)
+        doublets.detect_doublets(adata, seed=p.seed)
     # A sample that loses every cell is reported (metrics "note", warning) and left out;
     # qc_summary fails when a whole condition is left without cells.
     kept, metrics = qc.filter_cells(

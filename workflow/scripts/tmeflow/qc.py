@@ -8,7 +8,6 @@ with a hard floor/cap: the stricter one applies.
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,8 @@ CONFIG_KEYS: dict[str, str] = {
 """Config keys to relax, per removal reason (named in the zero-cells error)."""
 
 
-def _sample_name(adata: AnnData) -> str:
+def sample_name(adata: AnnData) -> str:
+    """Name the sample(s) of ``adata`` for messages (``"<unknown>"`` without cells)."""
     if "sample" in adata.obs and adata.n_obs:
         return ",".join(map(str, pd.unique(adata.obs["sample"].astype(str))))
     return "<unknown>"
@@ -81,7 +81,7 @@ def qc_metrics(adata: AnnData) -> None:
         mt_counts = np.zeros(adata.n_obs)
         logger.warning(
             "sample %s: no mitochondrial features (MT-/mt-) found; pct_counts_mt is 0",
-            _sample_name(adata),
+            sample_name(adata),
         )
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = np.where(total > 0, 100.0 * mt_counts / np.where(total > 0, total, 1), 0.0)
@@ -200,11 +200,11 @@ def filter_cells(
         and the config key). With ``allow_empty`` the message is logged as a warning, stored
         in ``metrics["note"]`` and an empty AnnData is returned.
     """
-    sample = _sample_name(adata)
+    sample = sample_name(adata)
     if remove_doublets and "predicted_doublet" not in adata.obs:
         msg = (
             f"sample {sample!r}: remove_doublets=True but obs['predicted_doublet'] is missing; "
-            "run tmeflow.qc.detect_doublets first or set the config key qc.doublets: false."
+            "run tmeflow.doublets.detect_doublets first or set the config key qc.doublets: false."
         )
         raise ValueError(msg)
     if not {"total_counts", "n_genes_by_counts", "pct_counts_mt"} <= set(adata.obs.columns):
@@ -476,146 +476,6 @@ def check_conditions(summary: pd.DataFrame, conditions: dict[str, str]) -> None:
                 f"Relax the QC thresholds named below or check these inputs. {detail}"
             )
             raise ValueError(msg)
-
-
-def detect_doublets(
-    adata: AnnData,
-    *,
-    seed: int,
-    expected_rate: float | None = None,
-    min_cells: int = 100,
-) -> None:
-    """Score doublets with Scrublet (``scanpy.pp.scrublet``) on one sample's raw counts.
-
-    Works on a copy of the counts. ``expected_rate`` defaults to the 10x rule of thumb of
-    0.8% per 1,000 cells, clipped to [0.05, 0.25]: Scrublet's own default (0.05) is the floor,
-    since the call threshold comes from the simulated scores and a low expected rate mostly
-    costs sensitivity (on the simulated demo, 0.012 found 19 of 74 planted doublets, 0.05
-    found 42, with no false calls either way). Samples with fewer than ``min_cells`` cells
-    are skipped (a warning is logged; all cells get score 0 and no doublet call).
-
-    Writes ``obs["doublet_score"]`` (float), ``obs["predicted_doublet"]`` (bool) and
-    ``uns["doublets"]`` (``seed``, ``expected_rate``, ``threshold``, ``skipped``). The score
-    threshold is the minimum between the two modes of the simulated doublets' scores (as
-    Scrublet does, see :func:`threshold_minimum`); when those are not bimodal, the top
-    ``expected_rate`` fraction of observed scores is called (logged).
-    """
-    import scanpy as sc
-
-    sample = _sample_name(adata)
-    n = adata.n_obs
-    rate = (
-        float(expected_rate)
-        if expected_rate is not None
-        else float(np.clip(0.008 * n / 1000.0, 0.05, 0.25))
-    )
-    info: dict[str, Any] = {"seed": int(seed), "expected_rate": rate, "method": "scrublet"}
-    if n < min_cells:
-        logger.warning(
-            "sample %s: only %d cells (< %d); doublet detection skipped, no cell flagged",
-            sample,
-            n,
-            min_cells,
-        )
-        adata.obs["doublet_score"] = np.zeros(n)
-        adata.obs["predicted_doublet"] = np.zeros(n, dtype=bool)
-        adata.uns["doublets"] = {**info, "threshold": float("nan"), "skipped": True}
-        return
-    X = sp.csr_matrix(adata.X, dtype=np.float32, copy=True)
-    tmp = AnnData(X=X)
-    tmp.obs_names = adata.obs_names.copy()
-    tmp.var_names = [f"f{i}" for i in range(adata.n_vars)]
-    n_pcs = int(min(30, n - 1, max(2, int((X.getnnz(axis=0) > 0).sum()) - 1)))
-    # threshold=1.0 calls nothing (scores are <= 1); scanpy's automatic threshold needs
-    # scikit-image, which is not in the lock, so the same method is applied here.
-    with warnings.catch_warnings():
-        # expected with threshold=1.0 (0/0 detectable rate) and HVG-subset cells without counts
-        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
-        warnings.filterwarnings("ignore", "Some cells have zero counts", UserWarning)
-        sc.pp.scrublet(
-            tmp,
-            expected_doublet_rate=rate,
-            n_prin_comps=n_pcs,
-            threshold=1.0,
-            random_state=seed,
-            verbose=False,
-        )
-    scores = tmp.obs["doublet_score"].reindex(adata.obs_names).fillna(0.0).to_numpy(dtype=float)
-    sim = np.asarray(tmp.uns["scrublet"]["doublet_scores_sim"], dtype=float)
-    try:
-        threshold = threshold_minimum(sim)
-        how = "minimum between the modes of the simulated doublet scores"
-    except RuntimeError:
-        threshold = float(np.quantile(scores, 1.0 - rate))
-        how = f"top {rate:.1%} of observed scores (simulated scores not bimodal)"
-        logger.warning("sample %s: doublet threshold fallback: %s", sample, how)
-    pred = scores > threshold
-    adata.obs["doublet_score"] = scores
-    adata.obs["predicted_doublet"] = pred
-    adata.uns["doublets"] = {
-        **info,
-        "threshold": float(threshold),
-        "threshold_method": how,
-        "skipped": False,
-        "n_predicted": int(pred.sum()),
-    }
-    logger.info(
-        "sample %s: scrublet flagged %d / %d cells (rate %.3f, threshold %.3f: %s)",
-        sample,
-        pred.sum(),
-        n,
-        rate,
-        threshold,
-        how,
-    )
-
-
-def threshold_minimum(values: np.ndarray, *, nbins: int = 256, max_iter: int = 10_000) -> float:
-    """Threshold at the minimum between the two modes of a histogram.
-
-    A port of ``skimage.filters.threshold_minimum`` (the method Scrublet uses on simulated
-    doublet scores): the ``nbins`` histogram is smoothed with a 3-bin running mean until it has
-    at most two local maxima; the threshold is the centre of the lowest bin between them.
-
-    Raises
-    ------
-    RuntimeError
-        When the histogram does not have exactly two modes.
-    """
-    from scipy.ndimage import uniform_filter1d
-
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0 or v.min() == v.max():
-        msg = "threshold_minimum: no spread in the values"
-        raise RuntimeError(msg)
-    counts, edges = np.histogram(v, bins=nbins, range=(v.min(), v.max()))
-    centers = (edges[:-1] + edges[1:]) / 2
-    smooth = counts.astype(np.float64)
-    maxima: list[int] = []
-    for _ in range(max_iter):
-        smooth = uniform_filter1d(smooth, 3)
-        maxima = _local_maxima(smooth)
-        if len(maxima) < 3:
-            break
-    if len(maxima) != 2:
-        msg = "threshold_minimum: unable to find two maxima in the histogram"
-        raise RuntimeError(msg)
-    idx = int(np.argmin(smooth[maxima[0] : maxima[1] + 1]))
-    return float(centers[maxima[0] + idx])
-
-
-def _local_maxima(hist: np.ndarray) -> list[int]:
-    out: list[int] = []
-    direction = 1
-    for i in range(hist.shape[0] - 1):
-        if direction > 0:
-            if hist[i + 1] < hist[i]:
-                direction = -1
-                out.append(i)
-        elif hist[i + 1] > hist[i]:
-            direction = 1
-    return out
 
 
 def summary_table(

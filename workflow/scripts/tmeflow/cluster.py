@@ -217,18 +217,16 @@ def embed_and_cluster(
     )
     sweep["chosen"] = np.isclose(sweep["resolution"].astype(float), chosen)
     leiden(adata, resolution=chosen, seed=seed)
-    adata.uns["cluster"] = {
-        "use_rep": use_rep,
-        "n_neighbors": n_neighbors,
-        "resolution": float(chosen),
-        "resolution_choice": choice,
-        "configured_resolution": float(resolution),
-        "sweep_resolutions": [float(r) for r in sweep_resolutions],
-        "sweep_seeds": int(sweep_seeds),
-        "stability_tolerance": float(stability_tolerance),
-        "seed": int(seed),
-        "n_clusters": int(adata.obs["leiden"].nunique()),
-    }
+    adata.uns["cluster"] = _record(
+        adata,
+        use_rep=use_rep,
+        n_neighbors=n_neighbors,
+        chosen=float(chosen),
+        choice=choice,
+        resolution=resolution,
+        sweep=(sweep_resolutions, sweep_seeds, stability_tolerance),
+        seed=seed,
+    )
     if notes:  # only small data sets: normal runs keep exactly the keys above
         adata.uns["cluster"]["n_neighbors_configured"] = configured_neighbors
         adata.uns["cluster"]["notes"] = notes
@@ -297,9 +295,37 @@ def _single_cluster(
     else:
         sweep = pd.DataFrame(columns=["resolution", "n_clusters", "stability", "ari_previous"])
         sweep["chosen"] = pd.Series(dtype=bool)
-    adata.uns["cluster"] = {
+    adata.uns["cluster"] = _record(
+        adata,
+        use_rep=use_rep,
+        n_neighbors=0,
+        chosen=chosen,
+        choice=choice,
+        resolution=resolution,
+        sweep=(sweep_resolutions, sweep_seeds, stability_tolerance),
+        seed=seed,
+    )
+    adata.uns["cluster"]["n_neighbors_configured"] = int(n_neighbors)
+    adata.uns["cluster"]["notes"] = [note]
+    return sweep
+
+
+def _record(
+    adata: AnnData,
+    *,
+    use_rep: str,
+    n_neighbors: int,
+    chosen: float,
+    choice: str,
+    resolution: float,
+    sweep: tuple[Sequence[float], int, float],
+    seed: int,
+) -> dict:
+    """The parameters of ``uns["cluster"]``: graph, chosen resolution, sweep, clusters."""
+    sweep_resolutions, sweep_seeds, stability_tolerance = sweep
+    return {
         "use_rep": use_rep,
-        "n_neighbors": 0,
+        "n_neighbors": n_neighbors,
         "resolution": chosen,
         "resolution_choice": choice,
         "configured_resolution": float(resolution),
@@ -307,8 +333,5 @@ def _single_cluster(
         "sweep_seeds": int(sweep_seeds),
         "stability_tolerance": float(stability_tolerance),
         "seed": int(seed),
-        "n_clusters": 1,
-        "n_neighbors_configured": int(n_neighbors),
-        "notes": [note],
+        "n_clusters": int(adata.obs["leiden"].nunique()),
     }
-    return sweep

@@ -27,7 +27,7 @@ from anndata import AnnData
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from tmeflow import composition, de, de_levels, integrate, qc, species
+from tmeflow import cluster, composition, de, de_levels, integrate, qc, species
 
 REF, TEST = "ctrl", "treated"
 ARMS = (REF, TEST)
@@ -406,6 +406,12 @@ def _annotated(design: Design) -> AnnData | None:
     # mixed (cross-species) cells get no cell type of their own; annotation labels them by
     # their truth here
     merged.obs["cell_type"] = pd.Categorical(merged.obs["cell_type"].astype(str))
+    # CAFs split in two subtypes, every fifth CAF matching neither (``CAF_unassigned``)
+    sub = merged.obs["cell_type"].astype(str).to_numpy().copy()
+    caf = np.flatnonzero(sub == "CAF")
+    sub[caf[0::2]], sub[caf[1::2]] = "myCAF", "iCAF"
+    sub[caf[::5]] = "CAF_unassigned"
+    merged.obs["cell_subtype"] = pd.Categorical(sub)
     return merged
 
 
@@ -455,18 +461,31 @@ def test_de_reports_every_group(design: Design, min_cells: int) -> None:
         test=TEST,
         genes=genes,
         min_cells=min_cells,
-        subtypes=False,
+        subtypes=True,
     )
     assert sorted(res.by_type) == observed
     summary = res.summary
     assert sorted(summary.loc[summary["level"] == "cell_type", "cell_type"]) == observed
+    # subtypes: the split CAFs are tested (or say why not), the unassigned rest is listed
+    subtypes = set(adata.obs["cell_subtype"].astype(str)) - set(observed)
+    tested = subtypes - {"CAF_unassigned"}
+    assert set(res.by_subtype) == tested
+    at_sub = summary[summary["level"] == "cell_subtype"].set_index("cell_type")
+    assert set(at_sub.index) == subtypes
+    for label in subtypes:
+        assert at_sub.loc[label, "method"]
+        if at_sub.loc[label, "method"] == de.METHOD_NOT_TESTED:
+            assert at_sub.loc[label, "note"].startswith("not tested")
+        else:
+            assert at_sub.loc[label, "n_genes"] > 0
     assert summary["method"].notna().all() and (summary["method"] != "").all()
     obs = adata.obs
-    for group, table in res.by_type.items():
+    for group, table in {**res.by_type, **res.by_subtype}.items():
+        key = "cell_subtype" if group in res.by_subtype else "cell_type"
         event(f"DE method {table.attrs['method']}")
         assert list(table.columns) == de.DE_COLUMNS
-        row = summary.set_index("cell_type").loc[group]
-        in_g = obs["cell_type"].astype(str) == group
+        row = summary[summary["level"] == key].set_index("cell_type").loc[group]
+        in_g = obs[key].astype(str) == group
         n_arm = {c: int((in_g & (obs["condition"].astype(str) == c)).sum()) for c in ARMS}
         if len(table):
             assert table.attrs["method"] in (de.METHOD_PYDESEQ2, de.METHOD_WILCOXON)
@@ -540,3 +559,56 @@ def test_composition_sums_to_one_and_every_row_is_explained(obs: pd.DataFrame, m
         arms = props.groupby("condition")["sample"].nunique()
         if min(arms.get(REF, 0), arms.get(TEST, 0)) < 2:
             assert row["method"] == composition.DESCRIPTIVE
+
+
+# ------------------------------------------------------------------------------ 5. clustering
+# identical embeddings (``duplicated``) make scanpy's neighbours edit a CSR matrix in place:
+# a SparseEfficiencyWarning of scanpy's own, a performance note, not an error
+@pytest.mark.filterwarnings("ignore::scipy.sparse.SparseEfficiencyWarning")
+@settings(max_examples=8, **SETTINGS)
+@given(
+    # 1-2 cells are not clustered (one cluster "0"), 3 get a random UMAP initialisation
+    n_cells=st.one_of(st.integers(1, 40), st.sampled_from([1, 2, 3, 4, 15, 150])),
+    n_groups=st.integers(1, 4),
+    duplicated=st.booleans(),
+    sweep=st.sampled_from([(), (0.5, 1.0), (0.2, 1.0, 2.0)]),
+    choice=st.sampled_from(["fixed", "stability"]),
+)
+def test_clustering_labels_every_cell(n_cells, n_groups, duplicated, sweep, choice) -> None:
+    rng = np.random.default_rng(n_cells)
+    centres = rng.normal(0, 5, size=(n_groups, 4))
+    emb = centres[rng.integers(0, n_groups, n_cells)] + rng.normal(0, 0.3, size=(n_cells, 4))
+    if duplicated:  # identical cells (e.g. one barcode profile repeated)
+        emb[: n_cells // 2] = emb[0]
+    a = AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]))
+    a.obsm["X_scVI"] = emb.astype(np.float32)
+    kwargs = {"resolution": 1.0, "seed": 0, "sweep_resolutions": sweep, "sweep_seeds": 2}
+    if choice == "stability" and not sweep and n_cells >= cluster.MIN_CELLS_TO_CLUSTER:
+        # a configuration error, named as such (not a crash of the small data)
+        with pytest.raises(ValueError, match="needs a resolution sweep"):
+            cluster.embed_and_cluster(a, n_neighbors=15, choice=choice, **kwargs)
+        return
+    table = cluster.embed_and_cluster(a, n_neighbors=15, choice=choice, **kwargs)
+    info = a.uns["cluster"]
+    assert a.obs["leiden"].notna().all()
+    assert info["n_clusters"] == a.obs["leiden"].nunique() >= 1
+    assert a.obsm["X_umap"].shape == (n_cells, 2) and np.isfinite(a.obsm["X_umap"]).all()
+    assert info["n_neighbors"] <= max(n_cells - 1, 0)
+    assert len(table) == len(sweep)
+    if sweep and (choice == "stability" or 1.0 in sweep):
+        assert table["chosen"].sum() == 1
+    if info["n_neighbors"] < 15:
+        assert info["notes"]
+
+
+@pytest.mark.parametrize("n_cells", [1, 2])
+def test_one_or_two_cells_without_a_sweep_get_one_cluster(n_cells) -> None:
+    # found by test_clustering_labels_every_cell: with `sweep_resolutions: []` (documented as
+    # "skips it") the single-cluster path built a sweep table from arrays of lengths 0 and 1
+    # and raised "All arrays must be of the same length"
+    a = AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]))
+    a.obsm["X_scVI"] = np.zeros((n_cells, 4), dtype=np.float32)
+    table = cluster.embed_and_cluster(a, resolution=1.0, seed=0, sweep_resolutions=[])
+    assert table.empty and "chosen" in table.columns
+    assert list(a.obs["leiden"].astype(str)) == ["0"] * n_cells
+    assert a.uns["cluster"]["n_clusters"] == 1 and a.uns["cluster"]["notes"]

@@ -226,6 +226,30 @@ def species_called(design: Design) -> list[AnnData]:
     return out
 
 
+def _xenograft_study(*, cells: int = 80, lose: str | None = None) -> Design:
+    """Four animals, two per arm; TAMs absent from the treated arm, Tcells from one animal."""
+    specs = []
+    for i in range(4):
+        cond = ARMS[i % 2]
+        mouse = ("CAF", "TAM", "Tcell") if cond == REF else ("CAF", "Tcell")
+        if i == 2:
+            mouse = ("CAF", "TAM")
+        specs.append(
+            SampleSpec(
+                name=f"s{i}",
+                condition=cond,
+                n_cells=cells,
+                tumour_share=0.5,
+                types={"human": ("tumor",), "mouse": mouse},
+                depth=1500.0,
+                absent_genes=(3, 5) if i == 1 else (),
+                unmeasured=(),
+                lose=lose if i == 3 else None,
+            )
+        )
+    return Design(mode="xenograft", samples=tuple(specs), seed=0)
+
+
 QC_PARAMS = st.fixed_dictionaries(
     {
         "min_counts": st.sampled_from([0, 100, 500]),
@@ -304,8 +328,20 @@ def obs_names_passing(obs: pd.DataFrame) -> pd.Index:
     return obs.index[obs["qc_pass"].to_numpy(dtype=bool)]
 
 
-@settings(max_examples=30, **SETTINGS)
+_DEFAULT_QC = {
+    "min_counts": 500,
+    "min_genes": 200,
+    "max_pct_mito": 25.0,
+    "min_group_cells": 30,
+    "remove_doublets": True,
+}
+
+
+@settings(max_examples=50, **SETTINGS)
 @given(design=designs(), params=QC_PARAMS)
+# the extremes: 3,000-cell animals, one losing all its mouse cells; 15-cell animals
+@example(design=_xenograft_study(cells=3000, lose="mouse"), params=_DEFAULT_QC)
+@example(design=_xenograft_study(cells=15, lose="human"), params=_DEFAULT_QC)
 def test_qc_accounts_for_every_cell(design: Design, params: dict) -> None:
     raw = species_called(design)
     event(f"QC mode {design.mode}, {len(raw)} sample(s), max {max(a.n_obs for a in raw)} cells")
@@ -338,7 +374,9 @@ LENIENT_QC = {
 }
 
 
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=35, **SETTINGS)
+@example(design=_xenograft_study(cells=15), n_top=200, min_fraction=0.25)
+@example(design=_xenograft_study(cells=3000, lose="human"), n_top=20, min_fraction=0.25)
 @given(
     design=designs(),
     n_top=st.sampled_from([1, 2, 5, 20, 45, 200]),
@@ -415,31 +453,7 @@ def _annotated(design: Design) -> AnnData | None:
     return merged
 
 
-def _xenograft_study(*, cells: int = 80, lose: str | None = None) -> Design:
-    """Four animals, two per arm; TAMs absent from the treated arm, Tcells from one animal."""
-    specs = []
-    for i in range(4):
-        cond = ARMS[i % 2]
-        mouse = ("CAF", "TAM", "Tcell") if cond == REF else ("CAF", "Tcell")
-        if i == 2:
-            mouse = ("CAF", "TAM")
-        specs.append(
-            SampleSpec(
-                name=f"s{i}",
-                condition=cond,
-                n_cells=cells,
-                tumour_share=0.5,
-                types={"human": ("tumor",), "mouse": mouse},
-                depth=1500.0,
-                absent_genes=(3, 5) if i == 1 else (),
-                unmeasured=(),
-                lose=lose if i == 3 else None,
-            )
-        )
-    return Design(mode="xenograft", samples=tuple(specs), seed=0)
-
-
-@settings(max_examples=10, **SETTINGS)
+@settings(max_examples=14, **SETTINGS)
 @given(
     design=designs(min_samples=3, max_samples=6, cells=st.sampled_from([15, 40, 80, 120])),
     min_cells=st.sampled_from([3, 10]),
@@ -536,7 +550,7 @@ def compositions(draw) -> pd.DataFrame:
     return obs
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=120, **SETTINGS)
 @given(obs=compositions(), method=st.sampled_from(composition.METHODS))
 def test_composition_sums_to_one_and_every_row_is_explained(obs: pd.DataFrame, method) -> None:
     props = composition.proportions(AnnData(obs=obs))

@@ -284,7 +284,8 @@ def _single_cluster(
             "n_clusters_min": 1,
             "n_clusters_max": 1,
             "stability": 1.0,
-            "ari_previous": [np.nan] + [1.0] * max(len(resolutions) - 1, 0),
+            # no sweep ([] skips it): no rows; the first resolution has no previous one
+            "ari_previous": [np.nan if i == 0 else 1.0 for i in range(len(resolutions))],
         }
     )
     chosen = float(resolution)

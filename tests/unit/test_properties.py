@@ -377,6 +377,29 @@ LENIENT_QC = {
 @settings(max_examples=35, **SETTINGS)
 @example(design=_xenograft_study(cells=15), n_top=200, min_fraction=0.25)
 @example(design=_xenograft_study(cells=3000, lose="human"), n_top=20, min_fraction=0.25)
+# found by this property: one 15-cell sample that loses every human cell leaves a species with
+# a batch too small to fit (step "none"), which uns["hvg"]["step"] could not rank
+@example(
+    design=Design(
+        mode="xenograft",
+        samples=(
+            SampleSpec(
+                name="s0",
+                condition="ctrl",
+                n_cells=15,
+                tumour_share=0.5,
+                types={"human": ("tumor",), "mouse": ("CAF",)},
+                depth=300.0,
+                absent_genes=(),
+                unmeasured=(),
+                lose="human",
+            ),
+        ),
+        seed=0,
+    ),
+    n_top=1,
+    min_fraction=0.0,
+)
 @given(
     design=designs(),
     n_top=st.sampled_from([1, 2, 5, 20, 45, 200]),

@@ -338,7 +338,8 @@ def select_hvgs(
     adata.var["highly_variable_rank"] = rank
     adata.var["highly_variable_nbatches"] = nbatches
 
-    used = [f["step"] for per in fits.values() for f in per.values()]
+    # batches too small to fit (step "none") take no step of the chain
+    used = [f["step"] for per in fits.values() for f in per.values() if f["step"] in HVG_STEPS]
     furthest = max(used, key=HVG_STEPS.index) if used else HVG_STEPS[0]
     adata.uns["hvg"] = {
         "flavor": "seurat_v3",

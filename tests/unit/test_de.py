@@ -132,3 +132,29 @@ def test_bad_inputs_raise_helpful_errors(de_data: AnnData) -> None:
         de.run_de(
             de_data, group_key="cell_type", reference=REF, test=TEST, covariates=["total_counts"]
         )
+
+
+def test_exploratory_note_names_the_animals_short_of_cells(de_data: AnnData) -> None:
+    """Issue 13: a small design says which animals fell short of min_cells, with their cells."""
+    obs = de_data.obs
+    tam = (obs["cell_type"] == "TAM").to_numpy()
+    # keep 4 TAMs of one control animal and none of another: 1 control animal left with enough
+    ref_samples = sorted(obs.loc[obs["condition"] == REF, "sample"].astype(str).unique())
+    drop = np.zeros(de_data.n_obs, dtype=bool)
+    for s, keep in ((ref_samples[0], 4), (ref_samples[1], 0)):
+        idx = np.flatnonzero(tam & (obs["sample"].astype(str) == s).to_numpy())
+        drop[idx[keep:]] = True
+    small = de_data[~drop].copy()
+    res = de.run_de(small, group_key="cell_type", reference=REF, test=TEST, min_cells=10)
+    table = res["TAM"]
+    assert (table["method"] == "wilcoxon_exploratory").all()
+    note = table.attrs["note"]
+    assert f"animals short of 10 cells (their cells): {REF!r}: " in note
+    assert f"{ref_samples[0]} (4)" in note and f"{ref_samples[1]} (0)" in note
+    assert ref_samples[2] not in note  # it has enough TAMs
+    summary = de_levels.de_summary(res).set_index("cell_type")
+    assert f"{ref_samples[0]} (4)" in summary.loc["TAM", "note"]
+    gene = str(table["gene"].iat[0])
+    report, _ = goi.genes_of_interest(small, res, genes=[gene], reference=REF, test=TEST)
+    row = report[report["cell_type"].astype(str) == "TAM"]
+    assert f"{ref_samples[0]} (4)" in row["note"].iat[0]

@@ -22,7 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow._utils import observed_levels
+from tmeflow._utils import natural_key, observed_levels
 from tmeflow.pseudobulk import TARGET_SUM, check_obs, counts_matrix, cp10k_log, pseudobulk
 
 __all__ = [
@@ -459,7 +459,27 @@ def _test_group(run: _Run, group: str) -> pd.DataFrame:
         species=species,
         n_samples=n_samples,
         n_cells=n_cells,
+        short=_short_animals(run, m),
     )
+
+
+def _short_animals(run: _Run, pairs: pd.DataFrame) -> str:
+    """Name the animals of both arms with fewer than ``min_cells`` cells of the group.
+
+    ``pairs`` holds the group's observed (animal, group) rows; an animal of an arm without any
+    cell of the group is listed with 0 cells.
+    """
+    cells = pairs.set_index("sample")["n_cells"].astype(int)
+    samples = run.adata.obs[run.sample_key].astype(str).to_numpy()
+    parts = []
+    for arm in (run.reference, run.test):
+        animals = sorted(pd.unique(samples[run.cond == arm]), key=natural_key)
+        short = [
+            f"{a} ({int(cells.get(a, 0))})" for a in animals if cells.get(a, 0) < run.min_cells
+        ]
+        if short:
+            parts.append(f"{arm!r}: " + ", ".join(short))
+    return "; ".join(parts)
 
 
 def _test_pseudobulk(
@@ -527,8 +547,13 @@ def _test_cells(
     species: str | None,
     n_samples: tuple[int, int],
     n_cells: tuple[int, int],
+    short: str = "",
 ) -> pd.DataFrame:
-    """The exploratory cell-level Wilcoxon on ``cells`` (the group's cells of both arms)."""
+    """The exploratory cell-level Wilcoxon on ``cells`` (the group's cells of both arms).
+
+    ``short`` names the animals that fell short of ``min_cells`` cells (with their counts); the
+    note carries it so the DE summary and the genes-of-interest report show it.
+    """
     sub_mat = run.mat[cells]
     col_sums = np.asarray(sub_mat.sum(axis=0)).ravel()
     genes_idx = np.flatnonzero(gene_mask & (col_sums > 0))
@@ -540,6 +565,7 @@ def _test_cells(
         f"exploratory: {n_samples[0]} {run.reference!r} and {n_samples[1]} {run.test!r} "
         f"animals with >= {run.min_cells} cells (< {run.min_replicates} per arm); cell-level "
         "Wilcoxon, p-values ignore animal-to-animal variation"
+        + (f"; animals short of {run.min_cells} cells (their cells): {short}" if short else "")
     )
     logger.warning("%s: %s", label, note)
     table = _run_wilcoxon(

@@ -1,10 +1,11 @@
-"""Annotation of real mouse tissue (one sample each) through the workflow.
+"""Annotation of real mouse tissue through the workflow.
 
-Tabula Muris lung (fibroblasts, macrophages, ...), 10x heart_1k_v2 (fibroblasts, erythroid
-cells) and Zilionis et al. 2019 lung CD45+ cells (B, T, NK, neutrophils), each run as a
-one-sample, one-condition sheet with ``species: mouse`` and few scVI epochs; the lung runs the
-whole workflow (DE, composition and GSEA report "nothing to compare"), the others up to the
-annotation.
+Tabula Muris lung (fibroblasts, macrophages, ...) and 10x heart_1k_v2 (fibroblasts, erythroid
+cells), each run as a one-sample, one-condition sheet with ``species: mouse`` and few scVI
+epochs; the lung runs the whole workflow with the default genes of interest (DE, composition and
+GSEA report "nothing to compare"; the human AXL is reported absent), the heart up to the
+annotation. Zilionis et al. 2019 lung CD45+ cells (B, T, NK, neutrophils): one deposited h5ad
+split into its 4 animals through the sheet's obs_column/obs_value, two arms, the whole workflow.
 Truth for Zilionis is the authors' published labels; for the others it comes from the cells'
 own counts: a clear fibroblast is Col1a1+ Pdgfra+ Ptprc-, a clear macrophage (C1qa+ or
 Adgre1+) and Ptprc+ with no marker of another immune lineage (monocytes also express Adgre1;
@@ -18,10 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import yaml
 
-from .helpers import copy_workflow, snakemake, write_config
+from .helpers import REPO, copy_workflow, snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.realdata]
+
+# the config's default genes of interest (config/config.yaml)
+DEFAULT_GENES = yaml.safe_load((REPO / "config/config.yaml").read_text())["genes_of_interest"]
 
 TARGETS = (
     "results/annotate/annotated.h5ad",
@@ -31,7 +36,9 @@ TARGETS = (
 )
 
 
-def run_one_sample(tmp_path: Path, name: str, path: Path, targets=TARGETS) -> Path:
+def run_one_sample(
+    tmp_path: Path, name: str, path: Path, targets=TARGETS, config: dict | None = None
+) -> Path:
     work = copy_workflow(tmp_path / name)
     (work / "samples.tsv").write_text(f"sample\tcondition\tpath\n{name}\tcontrol\t{path}\n")
     cfg = write_config(
@@ -42,6 +49,7 @@ def run_one_sample(tmp_path: Path, name: str, path: Path, targets=TARGETS) -> Pa
             "genes_of_interest": ["Gas6", "Mmp11"],
             "scvi": {"max_epochs": 30},
             "integration_metrics": {"kbet": False},
+            **(config or {}),
         },
     )
     # a one-condition sheet is accepted with a parse-time warning (no 'alectinib' sample)
@@ -60,9 +68,14 @@ def counts_of(adata: ad.AnnData, gene: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def lung_run(shared_data, tmp_path_factory) -> Path:
     # the lung runs the whole workflow (default target): issue 4 asks that a one-sample,
-    # one-condition design goes through DE, composition, GSEA and the figures without crashing
+    # one-condition design goes through DE, composition, GSEA and the figures without crashing;
+    # issue 13: with the default genes of interest, whose human AXL a mouse lung lacks
     return run_one_sample(
-        tmp_path_factory.mktemp("real"), "lung", shared_data / "tabula_muris_lung_P7_8", ()
+        tmp_path_factory.mktemp("real"),
+        "lung",
+        shared_data / "tabula_muris_lung_P7_8",
+        (),
+        config={"genes_of_interest": DEFAULT_GENES},
     )
 
 
@@ -212,6 +225,17 @@ def test_lung_one_condition_comparisons_say_nothing_to_compare(lung_run):
         assert (lung_run / f"results/figures/{fig}.png").stat().st_size > 0, fig
 
 
+def test_lung_with_default_genes_reports_and_draws_the_absent_human_gene(lung_run):
+    # issue 13: the default genes of interest include the human AXL, absent from a mouse lung;
+    # its table says so and both of its figures are drawn (a panel with the note)
+    assert "AXL" in DEFAULT_GENES
+    sources = pd.read_csv(lung_run / "results/sources/AXL.tsv", sep="\t")
+    assert list(sources.columns) == ["gene", "note"] and "not in the data" in sources["note"].iat[0]
+    for fig in ("goi_AXL", "sources_AXL"):
+        for ext in ("pdf", "png"):
+            assert (lung_run / f"results/figures/{fig}.{ext}").stat().st_size > 0, fig
+
+
 def test_lung_metrics_with_one_batch(lung_run):
     # the metrics table of a one-sample run: batch metrics are undefined, bio metrics are not
     table = pd.read_csv(lung_run / "results/integrate/metrics.tsv", sep="\t")
@@ -222,19 +246,57 @@ def test_lung_metrics_with_one_batch(lung_run):
     assert table["condition_signal_mean"].isna().all()
 
 
+ZILIONIS_ANIMALS = {"h_1": "control", "h_2": "control", "t_1": "alectinib", "t_2": "alectinib"}
+
+
 @pytest.fixture(scope="module")
 def zilionis(shared_data, tmp_path_factory) -> tuple[Path, ad.AnnData]:
-    # 800 CD45+ lung cells with the authors' labels (B, T, NK, neutrophils; 200 each), inDrops,
-    # run as one sample; the deposit writes mouse symbols upper-case (GAS6)
+    # 800 CD45+ lung cells with the authors' labels (B, T, NK, neutrophils; 200 each), inDrops;
+    # ONE deposited h5ad holds the 4 animals (issue 13): the sheet takes each animal's cells by
+    # obs_column/obs_value, healthy lungs as the reference arm, tumour lungs as the test arm
+    # (the condition name is the config's; the cells are untreated). The deposit writes mouse
+    # symbols upper-case (GAS6). The whole workflow runs.
     path = shared_data / "zilionis_lung_cd45" / "zilionis_lung_cd45_800.h5ad"
-    work = run_one_sample(tmp_path_factory.mktemp("real"), "zilionis", path)
+    work = copy_workflow(tmp_path_factory.mktemp("real") / "zilionis")
+    rows = [
+        f"{a.replace('_', '')}\t{cond}\t{path}\tanimal\t{a}" for a, cond in ZILIONIS_ANIMALS.items()
+    ]
+    header = "sample\tcondition\tpath\tobs_column\tobs_value\n"
+    (work / "samples.tsv").write_text(header + "\n".join(rows) + "\n")
+    cfg = write_config(
+        work,
+        {
+            "samples": "samples.tsv",
+            "species": "mouse",
+            "genes_of_interest": ["Gas6", "Mmp11"],
+            "scvi": {"max_epochs": 30},
+            "integration_metrics": {"kbet": False},
+        },
+    )
+    snakemake(work, "--configfile", str(cfg))
     return work, ad.read_h5ad(work / "results/annotate/annotated.h5ad")
+
+
+def test_zilionis_one_file_split_into_its_four_animals(zilionis):
+    work, zilionis = zilionis
+    qc = pd.read_csv(work / "results/qc/summary.tsv", sep="\t").set_index("sample")
+    assert sorted(qc.index) == ["h1", "h2", "t1", "t2"]
+    # every cell of the deposit is in exactly one sample (114 + 173 + 315 + 198)
+    assert qc["n_cells_in"].sum() == 800 and qc.loc["t1", "n_cells_in"] == 315
+    assert set(qc["obs_value"]) == set(ZILIONIS_ANIMALS)
+    assert set(zilionis.obs["animal"].astype(str)) == set(ZILIONIS_ANIMALS)
+    assert (zilionis.obs["animal"].astype(str).str.replace("_", "") == zilionis.obs["sample"]).all()
+    # two animals per arm: the condition statistics ran with animals as replicates
+    de = pd.read_csv(work / "results/de/summary.tsv", sep="\t")
+    assert (de.loc[de["level"] == "cell_type", "method"] == "pydeseq2").any(), de
+    comp = pd.read_csv(work / "results/composition/test.tsv", sep="\t")
+    assert comp["pvalue"].notna().any(), comp
 
 
 def test_zilionis_published_labels_recovered(zilionis):
     # an independent truth: the cell types Zilionis et al. 2019 published for these cells
     work, zilionis = zilionis
-    ingest = pd.read_csv(work / "results/ingest/zilionis.tsv", sep="\t")
+    ingest = pd.read_csv(work / "results/ingest/h1.tsv", sep="\t")
     assert ingest["symbols_recased"].iat[0] > 20_000  # GAS6 -> Gas6, so the panels match
     assert zilionis.n_obs >= 700
     published = zilionis.obs["major_cell_type"].astype(str)

@@ -158,3 +158,18 @@ def test_exploratory_note_names_the_animals_short_of_cells(de_data: AnnData) -> 
     report, _ = goi.genes_of_interest(small, res, genes=[gene], reference=REF, test=TEST)
     row = report[report["cell_type"].astype(str) == "TAM"]
     assert f"{ref_samples[0]} (4)" in row["note"].iat[0]
+
+
+def test_pydeseq2_failure_is_a_not_tested_row_with_the_reason(de_data, monkeypatch) -> None:
+    """Issue 13: a fit that fails inside PyDESeq2 is a stated reason, not a traceback."""
+    import pydeseq2.dds
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("dispersion trend curve fitting did not converge")
+
+    monkeypatch.setattr(pydeseq2.dds.DeseqDataSet, "deseq2", broken)
+    res = de.run_de(de_data, group_key="cell_type", reference=REF, test=TEST, groups=["CAF"])
+    table = res["CAF"]
+    assert table.empty and table.attrs["method"] == "not_tested"
+    assert "PyDESeq2 failed" in table.attrs["note"]
+    assert "did not converge" in table.attrs["note"]

@@ -345,3 +345,19 @@ def test_cell_table_columns_in_order() -> None:
     assert list(table.index) == ["c1", "c2"]
     table.loc["c1", "sample"] = "changed"
     assert obs.loc["c1", "sample"] == "s1"
+
+
+def test_scrublet_failure_skips_with_a_recorded_reason(monkeypatch, caplog) -> None:
+    """Issue 13: a Scrublet failure inside scanpy is logged and recorded, not a traceback."""
+    import scanpy as sc
+
+    def broken(*args, **kwargs):
+        raise ValueError("n_components=30 must be between 1 and min(n_samples, n_features)")
+
+    a, _ = _with_planted_doublets()
+    monkeypatch.setattr(sc.pp, "scrublet", broken)
+    with caplog.at_level(logging.WARNING, logger="tmeflow.doublets"):
+        doublets.detect_doublets(a, seed=0)
+    assert a.uns["doublets"]["skipped"] is True
+    assert "Scrublet failed (ValueError: n_components" in a.uns["doublets"]["reason"]
+    assert not a.obs["predicted_doublet"].any() and "skipped" in caplog.text

@@ -129,6 +129,7 @@ def _run_pydeseq2(
     design = "~" + " + ".join([*covariates, condition_key])
     inference = DefaultInference(n_cpus=threads)
     note = ""
+    failure = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dds = DeseqDataSet(
@@ -144,17 +145,29 @@ def _run_pydeseq2(
             == (dds.obsm["design_matrix"].shape[1])
         )
         if full_rank:
-            dds.deseq2()
-            stats = DeseqStats(
-                dds,
-                contrast=[condition_key, test, reference],
-                alpha=alpha,
-                inference=inference,
-                quiet=True,
-            )
-            stats.summary()
+            try:
+                dds.deseq2()
+                stats = DeseqStats(
+                    dds,
+                    contrast=[condition_key, test, reference],
+                    alpha=alpha,
+                    inference=inference,
+                    quiet=True,
+                )
+                stats.summary()
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError, RuntimeError) as exc:
+                # e.g. a dispersion trend that cannot be fitted on a few genes or animals
+                failure = f"{type(exc).__name__}: {exc}"
     for w in caught:
         logger.warning("%s: PyDESeq2: %s", label, w.message)
+    if failure is not None:
+        note = (
+            f"not tested: PyDESeq2 failed on the {counts.shape[0]} pseudobulk samples and "
+            f"{counts.shape[1]} genes of this group ({failure}); raise de.min_cells or check "
+            "this group's counts"
+        )
+        logger.warning("%s: %s", label, note)
+        return None, note
     if not full_rank:
         note = (
             f"not tested: design {design!r} is not full rank for the samples of this group; "

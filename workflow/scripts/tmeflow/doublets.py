@@ -68,18 +68,33 @@ def detect_doublets(
     n_pcs = int(min(30, n - 1, max(2, int((X.getnnz(axis=0) > 0).sum()) - 1)))
     # threshold=1.0 calls nothing (scores are <= 1); scanpy's automatic threshold needs
     # scikit-image, which is not in the lock, so the same method is applied here.
-    with warnings.catch_warnings():
-        # expected with threshold=1.0 (0/0 detectable rate) and HVG-subset cells without counts
-        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
-        warnings.filterwarnings("ignore", "Some cells have zero counts", UserWarning)
-        sc.pp.scrublet(
-            tmp,
-            expected_doublet_rate=rate,
-            n_prin_comps=n_pcs,
-            threshold=1.0,
-            random_state=seed,
-            verbose=False,
+    try:
+        with warnings.catch_warnings():
+            # expected with threshold=1.0 (0/0 detectable rate) and HVG-subset cells without
+            # counts
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            warnings.filterwarnings("ignore", "Some cells have zero counts", UserWarning)
+            sc.pp.scrublet(
+                tmp,
+                expected_doublet_rate=rate,
+                n_prin_comps=n_pcs,
+                threshold=1.0,
+                random_state=seed,
+                verbose=False,
+            )
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        # e.g. too few variable genes for its PCA in a small or shallow sample
+        why = f"Scrublet failed ({type(exc).__name__}: {exc})"
+        logger.warning(
+            "sample %s: %s; doublet detection skipped, no cell flagged (set qc.doublets: "
+            "false to skip it on purpose)",
+            sample,
+            why,
         )
+        adata.obs["doublet_score"] = np.zeros(n)
+        adata.obs["predicted_doublet"] = np.zeros(n, dtype=bool)
+        adata.uns["doublets"] = {**info, "threshold": float("nan"), "skipped": True, "reason": why}
+        return
     scores = tmp.obs["doublet_score"].reindex(adata.obs_names).fillna(0.0).to_numpy(dtype=float)
     sim = np.asarray(tmp.uns["scrublet"]["doublet_scores_sim"], dtype=float)
     try:

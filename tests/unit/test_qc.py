@@ -361,3 +361,22 @@ def test_scrublet_failure_skips_with_a_recorded_reason(monkeypatch, caplog) -> N
     assert a.uns["doublets"]["skipped"] is True
     assert "Scrublet failed (ValueError: n_components" in a.uns["doublets"]["reason"]
     assert not a.obs["predicted_doublet"].any() and "skipped" in caplog.text
+
+
+def test_summary_names_the_features_a_sample_did_not_measure(tmp_path) -> None:
+    """Issue 13: samples counted against different references are named in the QC summary."""
+    a = ad.AnnData(sp.csr_matrix((2, 3), dtype=np.float32))
+    a.var_names = ["Gas6", "Mmp11", "Axl"]
+    h5ad.write_h5ad(a, tmp_path / "a.h5ad")
+    assert h5ad.read_var_names(tmp_path / "a.h5ad") == ["Gas6", "Mmp11", "Axl"]
+    rows = pd.DataFrame({"sample": ["a", "b"], "n_cells_in": 2, "n_kept": 2, "note": ""})
+    out = qc.summary_table(
+        ingest=pd.DataFrame({"sample": ["a", "b"]}),
+        species=pd.DataFrame({"sample": ["a", "b"]}),
+        metrics=rows,
+        conditions={"a": "c", "b": "t"},
+        features={"a": ["Gas6", "Mmp11", "Axl"], "b": ["Gas6", "Axl"]},
+    ).set_index("sample")
+    assert out.loc["a", "n_features_missing"] == 0
+    assert out.loc["b", "n_features_missing"] == 1
+    assert out.loc["b", "features_missing_examples"] == "Mmp11"

@@ -37,6 +37,8 @@ rule qc_summary:
         ingest=expand("results/ingest/{sample}.tsv", sample=SAMPLE_IDS),
         species=expand("results/species/{sample}.tsv", sample=SAMPLE_IDS),
         metrics=expand("results/qc/{sample}.metrics.tsv", sample=SAMPLE_IDS),
+        # feature names only (which features each sample measured)
+        h5ads=expand("results/qc/{sample}.h5ad", sample=SAMPLE_IDS),
     output:
         report(
             "results/qc/summary.tsv",
@@ -54,6 +56,7 @@ rule qc_summary:
         runtime=10,
     params:
         conditions=sample_conditions(),
+        samples=SAMPLE_IDS,
     script:
         "../scripts/qc_summary.py"
 

@@ -3,7 +3,7 @@ tmeflow.qc (a condition without cells fails here, before integration)."""
 
 import pandas as pd
 
-from tmeflow import qc, runtime, tables
+from tmeflow import h5ad, qc, runtime, tables
 
 
 def main(smk) -> None:
@@ -17,6 +17,10 @@ def main(smk) -> None:
         species=_read(smk.input.species),
         metrics=_read(smk.input.metrics),
         conditions=dict(smk.params.conditions),
+        features={
+            s: h5ad.read_var_names(f)
+            for s, f in zip(smk.params.samples, smk.input.h5ads, strict=True)
+        },
     )
     for note in summary["note"].fillna("").astype(str):
         if note:

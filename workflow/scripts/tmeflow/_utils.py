@@ -1,11 +1,12 @@
 """Small helpers shared by several stages: level order of a column, natural sort."""
 
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["natural_key", "observed_levels"]
+__all__ = ["missing_from_union", "natural_key", "observed_levels"]
 
 
 def observed_levels(values: pd.Series) -> list[str]:
@@ -47,3 +48,37 @@ def natural_key(label: Any) -> tuple:
     parts = re.split(r"(\d+)", text)
     key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts if p)
     return (*key, (-1, 0, text))
+
+
+def missing_from_union(
+    features: Mapping[str, Iterable[str]], *, max_examples: int = 10
+) -> dict[str, dict]:
+    """Features of the union that each sample lacks (count and the first examples).
+
+    Parameters
+    ----------
+    features
+        Sample -> the features its matrix measured.
+    max_examples
+        How many missing feature names to keep per sample.
+
+    Returns
+    -------
+    dict
+        ``{sample: {"n_missing": int, "examples": [name, ...]}}`` for the samples that lack at
+        least one feature measured in another sample; empty when all share their features.
+        Examples follow the order of the first sample that has them.
+    """
+    union: dict[str, None] = {}
+    have = {}
+    for name, names in features.items():
+        have[name] = list(dict.fromkeys(str(f) for f in names))
+        union.update(dict.fromkeys(have[name]))
+    out: dict[str, dict] = {}
+    for name, names in have.items():
+        if len(names) == len(union):
+            continue
+        present = set(names)
+        lacking = [f for f in union if f not in present]
+        out[name] = {"n_missing": len(lacking), "examples": lacking[:max_examples]}
+    return out

@@ -99,3 +99,22 @@ def update_h5ad(
                     del f[key]
                 value = getattr(adata, key)
                 ad.io.write_elem(f, key, dict(value) if key != "obs" else value)
+
+
+def read_var_names(path: str | os.PathLike[str]) -> list[str]:
+    """Read only the feature names of an h5ad file (no matrix, no other ``var`` column).
+
+    Parameters
+    ----------
+    path
+        An h5ad file written by anndata.
+
+    Returns
+    -------
+    list of str
+        ``var_names`` in file order.
+    """
+    with h5py.File(path, "r") as f:
+        var = f["var"]
+        index = var[var.attrs["_index"]]
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in index[()]]

@@ -10,6 +10,8 @@ import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
+from tmeflow._utils import missing_from_union
+
 logger = logging.getLogger(__name__)
 
 TARGET_SUM = 1e4
@@ -73,22 +75,15 @@ def missing_features(adatas: list[AnnData]) -> dict[str, dict]:
     Returns
     -------
     dict
-        ``{sample: {"n_missing": int, "examples": [name, ...]}}`` for the samples that lack at
-        least one feature measured in another sample; empty when all share their features.
-        Examples follow the order of the first sample that has them.
+        As :func:`tmeflow._utils.missing_from_union`.
     """
-    union: dict[str, None] = {}
-    for a in adatas:
-        union.update(dict.fromkeys(a.var_names.astype(str)))
-    out: dict[str, dict] = {}
-    for i, a in enumerate(adatas):
-        have = set(a.var_names.astype(str))
-        if len(have) == len(union):
-            continue
-        lacking = [f for f in union if f not in have]
-        name = str(a.obs["sample"].iat[0]) if "sample" in a.obs.columns and a.n_obs else f"#{i}"
-        out[name] = {"n_missing": len(lacking), "examples": lacking[:MAX_EXAMPLES]}
-    return out
+    names = {
+        (str(a.obs["sample"].iat[0]) if "sample" in a.obs.columns and a.n_obs else f"#{i}"): (
+            a.var_names.astype(str)
+        )
+        for i, a in enumerate(adatas)
+    }
+    return missing_from_union(names, max_examples=MAX_EXAMPLES)
 
 
 def concat_samples(adatas: list[AnnData]) -> AnnData:

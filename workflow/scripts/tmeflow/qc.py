@@ -8,6 +8,7 @@ with a hard floor/cap: the stricter one applies.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.stats import median_abs_deviation
 
+from tmeflow._utils import missing_from_union
 from tmeflow.species import strip_prefix
 
 logger = logging.getLogger(__name__)
@@ -484,6 +486,7 @@ def summary_table(
     species: pd.DataFrame,
     metrics: pd.DataFrame,
     conditions: dict[str, str],
+    features: Mapping[str, Iterable[str]] | None = None,
 ) -> pd.DataFrame:
     """The QC summary: one row per sample, explaining where every barcode went.
 
@@ -494,9 +497,14 @@ def summary_table(
     ``cell_calling_cutoff_umi``, ``n_features``, ``symbols_recased``); ``n_cells_in``; one
     ``removed_<reason>`` column per reason of :data:`REASONS`; ``n_removed``, ``n_kept`` and
     kept cells per species; species composition and prefixes; contamination; thresholds
-    (``threshold_*``) and group sizes; ``note`` (non-empty for a sample left without cells).
+    (``threshold_*``) and group sizes; ``qc_warnings``; ``note`` (non-empty for a sample left
+    without cells). With ``features`` (sample -> the features its matrix measured), also
+    ``n_features_missing`` and ``features_missing_examples``: the features other samples
+    measured and this one did not (the merge keeps only features measured in every sample).
     """
     ing = ingest.drop(columns=["n_cells"], errors="ignore")
+    if features is not None:
+        ing = ing.merge(_missing_columns(features), on="sample", how="left")
     out = metrics.merge(ing, on="sample", how="left", validate="one_to_one")
     out = out.merge(species, on="sample", how="left", validate="one_to_one")
     out.insert(1, "condition", out["sample"].map({str(k): str(v) for k, v in conditions.items()}))
@@ -518,6 +526,28 @@ CELL_COLUMNS: tuple[str, ...] = (
     "doublet_score", "predicted_doublet", "qc_pass",
 )  # fmt: skip
 """The leading columns of the per-cell QC table (:func:`cell_table`), where present."""
+
+
+def _missing_columns(features: Mapping[str, Iterable[str]]) -> pd.DataFrame:
+    """Per sample: features measured elsewhere but not here (count, examples); logged."""
+    missing = missing_from_union(features)
+    for name, info in missing.items():
+        logger.warning(
+            "sample %s lacks %d feature(s) that other samples measured (e.g. %s); the merge "
+            "keeps only features measured in every sample",
+            name,
+            info["n_missing"],
+            ", ".join(info["examples"]),
+        )
+    return pd.DataFrame(
+        {
+            "sample": [str(s) for s in features],
+            "n_features_missing": [missing.get(s, {}).get("n_missing", 0) for s in features],
+            "features_missing_examples": [
+                ";".join(missing.get(s, {}).get("examples", [])) for s in features
+            ],
+        }
+    )
 
 
 def cell_table(obs: pd.DataFrame) -> pd.DataFrame:

@@ -129,3 +129,36 @@ def test_present_outputs_sorted_without_skipped_and_temporary(tmp_path):
         (tmp_path / name).write_text("")
     got = provenance.present_outputs(tmp_path, skip=[str(tmp_path / "provenance.json")])
     assert got == [str(tmp_path / p) for p in ("qc", "qc/a.tsv", "qc/b.tsv")]
+
+
+def test_hvg_fallbacks_recorded_from_the_hvg_table(tmp_path) -> None:
+    """Issue 13: the provenance record names the HVG fits that needed a fallback."""
+    from tmeflow import integrate, tables
+
+    hvg = {
+        "fits": {
+            "human": {
+                "s1": {"step": "seurat_v3", "span": 0.3, "min_cells": 1, "n_cells": 40},
+                "s2": {
+                    "step": "seurat_v3_span",
+                    "span": 0.6,
+                    "min_cells": 1,
+                    "n_cells": 22,
+                    "n_genes": 12015,
+                    "failed": "seurat_v3: reciprocal condition number 1e-14",
+                },
+            },
+            "mouse": {"s3": {"step": "none", "n_cells": 1, "failed": "fewer than 2 cells"}},
+        }
+    }
+    table = integrate.hvg_table(hvg)
+    assert list(table.columns) == integrate.HVG_TABLE_COLUMNS
+    assert table["step"].tolist() == ["seurat_v3", "seurat_v3_span", "none"]
+    tables.write_tsv(table, tmp_path / "hvg.tsv")
+    out = provenance.hvg_fallbacks(tmp_path / "hvg.tsv")
+    assert [(f["batch"], f["step"]) for f in out] == [("s2", "seurat_v3_span"), ("s3", "none")]
+    assert "reciprocal condition number" in out[0]["failed"]
+    record = provenance.build_provenance(
+        config={"seed": 1}, inputs=[], repo_dir=tmp_path, fallbacks={"hvg": out}
+    )
+    assert record["fallbacks"]["hvg"][0]["step"] == "seurat_v3_span"

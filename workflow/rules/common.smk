@@ -156,7 +156,11 @@ def get_final_output(include_provenance=True):
     )
     # integration quality (scib-metrics) of scVI vs unintegrated PCA
     final_output.extend(
-        ["results/integrate/metrics.tsv", "results/integrate/condition_signal.tsv"]
+        [
+            "results/integrate/hvg.tsv",
+            "results/integrate/metrics.tsv",
+            "results/integrate/condition_signal.tsv",
+        ]
     )
     # Leiden resolution sweep
     final_output.extend(

@@ -8,7 +8,8 @@ rule integrate_merge:
         # the summary fails when a whole condition has no cells: merge only after it
         summary="results/qc/summary.tsv",
     output:
-        "results/integrate/merged.h5ad",
+        h5ad="results/integrate/merged.h5ad",
+        hvg="results/integrate/hvg.tsv",
     log:
         "logs/integrate_merge/integrate_merge.log",
     benchmark:

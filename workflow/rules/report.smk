@@ -12,6 +12,7 @@ rule provenance:
     input:
         matrices=provenance_matrices,
         outputs=get_final_output(include_provenance=False),
+        hvg="results/integrate/hvg.tsv",
     output:
         record=report(
             "results/provenance.json",

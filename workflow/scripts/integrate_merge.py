@@ -1,6 +1,6 @@
 """Snakemake adapter: merge samples, normalise, select HVGs; logic in tmeflow.integrate."""
 
-from tmeflow import h5ad, integrate, runtime
+from tmeflow import h5ad, integrate, runtime, tables
 
 
 def main(smk) -> None:
@@ -19,7 +19,8 @@ def main(smk) -> None:
     integrate.normalise(merged)
     hvg = {k: v for k, v in merged.uns["hvg"].items() if k != "fits"}
     log.info("merged %d cells x %d genes; HVGs %s", *merged.shape, hvg)
-    h5ad.write_h5ad(merged, smk.output[0])
+    tables.write_tsv(integrate.hvg_table(merged.uns["hvg"]), smk.output.hvg)
+    h5ad.write_h5ad(merged, smk.output.h5ad)
 
 
 if __name__ == "__main__":

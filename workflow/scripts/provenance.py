@@ -13,6 +13,7 @@ def main(smk) -> None:
         inputs=list(smk.input.matrices),
         repo_dir=Path(provenance.__file__).resolve().parents[3],  # the workflow checkout
         packages=p.packages,
+        fallbacks={"hvg": provenance.hvg_fallbacks(smk.input.hvg)},
     )
     provenance.write_json(record, smk.output.record)
     log.info(

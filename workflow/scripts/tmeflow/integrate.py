@@ -787,3 +787,46 @@ def _history_table(history: dict) -> pd.DataFrame:
     table = pd.DataFrame(cols)
     table.index.name = "epoch"
     return table.reset_index()
+
+
+#: Columns of :func:`hvg_table`.
+HVG_TABLE_COLUMNS = [
+    "species",
+    "batch",
+    "step",
+    "span",
+    "min_cells",
+    "n_cells",
+    "n_genes",
+    "failed",
+]
+
+
+def hvg_table(hvg: dict) -> pd.DataFrame:
+    """One row per fit of :func:`select_hvgs`: which step of the fallback chain each took.
+
+    Parameters
+    ----------
+    hvg
+        ``uns["hvg"]`` as written by :func:`select_hvgs`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`HVG_TABLE_COLUMNS`; ``step`` is ``seurat_v3`` where the first fit
+        worked, a later step of :data:`HVG_STEPS` where a fallback took over (``failed`` gives
+        the earlier steps' errors), or ``none`` for a batch too small to fit.
+    """
+    rows = []
+    for species, per in hvg.get("fits", {}).items():
+        for batch, fit in per.items():
+            failed = fit.get("failed", "")
+            rows.append(
+                {
+                    "species": species,
+                    "batch": batch,
+                    **{k: fit.get(k) for k in ("step", "span", "min_cells", "n_cells", "n_genes")},
+                    "failed": "; ".join(failed) if isinstance(failed, list | tuple) else failed,
+                }
+            )
+    return pd.DataFrame(rows, columns=HVG_TABLE_COLUMNS)

@@ -156,15 +156,18 @@ def build_provenance(
     inputs: Iterable[str | os.PathLike[str]],
     repo_dir: str | os.PathLike[str],
     packages: Iterable[str] = KEY_PACKAGES,
+    fallbacks: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The provenance record: nothing in it depends on the time of the run.
 
     Keys: ``workflow`` (``version`` from git, ``tmeflow`` package version), ``python``,
-    ``platform``, ``packages``, ``config`` (as run), ``seeds``, ``inputs`` (path -> sha256).
+    ``platform``, ``packages``, ``config`` (as run), ``seeds``, ``inputs`` (path -> sha256),
+    and ``fallbacks`` when given: the steps that did not run as configured (see
+    :func:`hvg_fallbacks`), so a reader sees which method produced the results.
     """
     from tmeflow import __version__
 
-    return {
+    record = {
         "workflow": {"version": workflow_version(repo_dir), "tmeflow": __version__},
         "python": platform.python_version(),
         "platform": {"system": platform.system(), "machine": platform.machine()},
@@ -173,6 +176,32 @@ def build_provenance(
         "seeds": find_seeds(config),
         "inputs": input_digests(inputs),
     }
+    if fallbacks is not None:
+        record["fallbacks"] = _plain(fallbacks)
+    return record
+
+
+def hvg_fallbacks(table: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The HVG fits that left the first step of the chain, from ``results/integrate/hvg.tsv``.
+
+    Parameters
+    ----------
+    table
+        The table of :func:`tmeflow.integrate.hvg_table`.
+
+    Returns
+    -------
+    list of dict
+        ``species``, ``batch``, ``step`` and ``failed`` of every fit whose step is not
+        ``seurat_v3``, in table order; empty when every fit worked as configured.
+    """
+    import pandas as pd
+
+    df = pd.read_csv(table, sep="\t", keep_default_na=False)
+    df = df[df["step"].astype(str) != "seurat_v3"]
+    return [
+        {k: str(row[k]) for k in ("species", "batch", "step", "failed")} for _, row in df.iterrows()
+    ]
 
 
 def _iso(seconds: float) -> str:

@@ -302,3 +302,53 @@ def test_label_table_has_the_label_columns_per_cell():
     assert list(labels.columns) == list(annotate.LABEL_COLUMNS)
     assert labels.index.equals(adata.obs_names)
     assert labels["cell_type"].equals(adata.obs["cell_type"])
+
+
+def _abundant_tam(p_tam: float, n: int = 1000, seed: int = 0) -> ad.AnnData:
+    """Mouse cells with a share ``p_tam`` of TAMs in 4 clusters, CAF and T cells in one each."""
+    rng = np.random.default_rng(seed)
+    types = rng.choice(["TAM", "CAF", "T"], size=n, p=[p_tam, (1 - p_tam) / 2, (1 - p_tam) / 2])
+    genes = ["C1qa", "C1qb", "Adgre1", "Col1a1", "Dcn", "Pdgfra", "Cd3e", "Cd3g", "Trac"]
+    genes += [f"g{i}" for i in range(30)]
+    x = rng.poisson(0.2, size=(n, len(genes))).astype(float)
+    for t, idx in {"TAM": [0, 1, 2], "CAF": [3, 4, 5], "T": [6, 7, 8]}.items():
+        x[np.ix_(types == t, idx)] += rng.poisson(5, size=((types == t).sum(), 3))
+    a = ad.AnnData(np.log1p(x))
+    a.var_names = genes
+    tam_cluster = np.array([f"tam{i}" for i in rng.integers(0, 4, n)])
+    a.obs["leiden"] = np.where(types == "TAM", tam_cluster, types)
+    return a
+
+
+ABUNDANT_MARKERS = {
+    "TAM": ["C1qa", "C1qb", "Adgre1"],
+    "CAF": ["Col1a1", "Dcn", "Pdgfra"],
+    "T": ["Cd3e", "Cd3g", "Trac"],
+}
+
+
+@pytest.mark.parametrize("p_tam", [0.8, 0.9])
+def test_abundant_type_is_labelled_not_capped_by_its_share(p_tam) -> None:
+    """Issue 13: z-scores cap a type of share p at sqrt((1-p)/p); 80% TAMs stay TAM."""
+    from tmeflow.annotate_groups import abundance_correction, assign_groups, score_cells
+
+    a = _abundant_tam(p_tam)
+    scores = score_cells(a, ABUNDANT_MARKERS)
+    groups = a.obs["leiden"].astype(str)
+    raw = assign_groups(scores, groups, min_score=0.5, min_margin=0.1).set_index("group")
+    assert (raw.loc[[f"tam{i}" for i in range(4)], "label"] == "unassigned").all()  # the cap
+    divisors = abundance_correction(scores, groups)
+    assert set(divisors) == {"TAM"} and divisors["TAM"] == pytest.approx(
+        np.sqrt((1 - p_tam) / p_tam), abs=0.05
+    )
+    scores["TAM"] = scores["TAM"] / divisors["TAM"]
+    fixed = assign_groups(scores, groups, min_score=0.5, min_margin=0.1).set_index("group")
+    assert (fixed.loc[[f"tam{i}" for i in range(4)], "label"] == "TAM").all()
+    assert fixed.loc["CAF", "label"] == "CAF" and fixed.loc["T", "label"] == "T"
+
+
+def test_no_abundance_correction_when_no_type_is_the_majority() -> None:
+    from tmeflow.annotate_groups import abundance_correction, score_cells
+
+    a = _abundant_tam(0.4)
+    assert abundance_correction(score_cells(a, ABUNDANT_MARKERS), a.obs["leiden"]) == {}

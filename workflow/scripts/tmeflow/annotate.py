@@ -29,7 +29,14 @@ import pandas as pd
 from anndata import AnnData
 
 from tmeflow._utils import natural_key
-from tmeflow.annotate_groups import UNASSIGNED, assign_groups, recluster, refine_mixed, score_cells
+from tmeflow.annotate_groups import (
+    UNASSIGNED,
+    abundance_correction,
+    assign_groups,
+    recluster,
+    refine_mixed,
+    score_cells,
+)
 from tmeflow.panel import marker_sources, panel_markers, parent_of, subtype_markers
 
 logger = logging.getLogger(__name__)
@@ -193,9 +200,22 @@ def _label_clusters(
         )
         return None
     scores = score_cells(adata, markers, mask=mask)
+    clusters = adata.obs.loc[mask, cluster_key].astype(str)
+    divisors = abundance_correction(scores.loc[mask], clusters, parent=parent_of(panel))
+    for entry, factor in divisors.items():
+        logger.warning(
+            "%s cells: %s makes up over half of the cells; its marker z-scores are capped by "
+            "its share and are divided by %.3f before labelling (tmeflow.annotate_groups."
+            "abundance_correction)",
+            sp_name,
+            entry,
+            factor,
+        )
+        scores[entry] = scores[entry] / factor
+    if divisors:  # recorded only where it applied
+        adata.uns.setdefault("annotation_abundance_correction", {})[sp_name] = dict(divisors)
     for label in scores.columns:
         adata.obs[f"score_{label}"] = scores[label].to_numpy()
-    clusters = adata.obs.loc[mask, cluster_key].astype(str)
     table = assign_groups(
         scores.loc[mask],
         clusters,

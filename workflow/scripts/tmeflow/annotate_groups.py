@@ -47,6 +47,55 @@ def score_cells(
     return scores
 
 
+#: A label whose best-scoring clusters hold more than this share of the scored cells gets its
+#: z-scores rescaled (:func:`abundance_correction`).
+ABUNDANT_SHARE = 0.5
+
+
+def abundance_correction(
+    scores: pd.DataFrame, groups: pd.Series, *, parent: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Divisors that undo the ceiling z-scores put on an abundant cell type's score.
+
+    Marker z-scores are taken across all scored cells. A marker expressed only by a type that
+    makes up a share ``p`` of the cells has z-score at most ``sqrt((1 - p) / p)`` in those
+    cells: 1 at ``p = 0.5``, 0.5 at ``p = 0.8``, 0.33 at ``p = 0.9``. A macrophage-rich
+    nude-mouse tumour (80% TAMs) would leave its TAM clusters below ``min_score`` and
+    ``unassigned``. For each reported label whose clusters (by best mean score) hold a share
+    ``q > 0.5`` of the cells, its entries' scores are divided by ``sqrt((1 - q) / q)``, so the
+    label is judged as if it were at the 50% mark. Labels at or below half the cells (every
+    label of a balanced sample) are untouched.
+
+    Parameters
+    ----------
+    scores
+        Per-cell scores (:func:`score_cells`) of the cells being labelled.
+    groups
+        Their cluster per cell.
+    parent
+        Entry -> reported label (as in :func:`assign_groups`).
+
+    Returns
+    -------
+    dict
+        Entry (score column) -> divisor, only for the entries of abundant labels.
+    """
+    parent = parent or {}
+    usable = scores.dropna(axis=1, how="all")
+    if usable.shape[1] == 0 or not len(groups):
+        return {}
+    means = usable.groupby(groups.astype(str).to_numpy()).mean()
+    sizes = groups.astype(str).value_counts()
+    best = means.idxmax(axis=1).map(lambda c: parent.get(c, c))
+    share = sizes.reindex(best.index).groupby(best.to_numpy()).sum() / sizes.sum()
+    out = {}
+    for label, q in share.items():
+        if q > ABUNDANT_SHARE and q < 1:
+            factor = float(np.sqrt((1 - q) / q))
+            out.update({c: factor for c in usable.columns if parent.get(c, c) == label})
+    return out
+
+
 def assign_groups(
     scores: pd.DataFrame,
     groups: pd.Series,

@@ -4,4 +4,4 @@ Every Snakemake ``script:`` adapter under ``workflow/scripts/`` is a thin wrappe
 function of this package; the tests import the package directly.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -18,7 +18,7 @@ rule annotate_cells:
     benchmark:
         "benchmarks/annotate_cells/annotate_cells.tsv"
     conda:
-        ENVS
+        "../envs/cluster.yaml"
     threads: 4
     resources:
         mem_mb=mem_mb_for(3000, 4),

@@ -15,7 +15,7 @@ rule cluster_leiden:
     benchmark:
         "benchmarks/cluster_leiden/cluster_leiden.tsv"
     conda:
-        ENVS
+        "../envs/cluster.yaml"
     threads: 4
     resources:
         mem_mb=mem_mb_for(3000, 4),

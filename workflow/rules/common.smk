@@ -13,7 +13,6 @@ from tmeflow.downloads import url_file_name  # noqa: E402
 from tmeflow.simulate import demo_layout, demo_outputs  # noqa: E402
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
-ENVS = "../../envs/tmeflow.yaml"
 DEMO_DIR = "resources/demo"
 
 tmc.validate_config(config, SCHEMAS / "config.schema.yaml")

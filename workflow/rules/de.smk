@@ -24,7 +24,7 @@ rule de_pseudobulk:
     benchmark:
         "benchmarks/de_pseudobulk/de_pseudobulk.tsv"
     conda:
-        ENVS
+        "../envs/stats.yaml"
     threads: 4
     resources:
         mem_mb=mem_mb_for(3000, 4),
@@ -57,7 +57,7 @@ rule composition_test:
     log:
         "logs/composition_test/composition_test.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 3),
@@ -87,7 +87,7 @@ rule sources_gene:
     log:
         "logs/sources_gene/{gene}.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 3),
@@ -112,7 +112,7 @@ rule sources_primary:
     log:
         "logs/sources_primary/sources_primary.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -136,7 +136,7 @@ rule figures_sources:
     log:
         "logs/figures_sources/figures_sources.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -12,7 +12,7 @@ rule demo_simulate:
     benchmark:
         "benchmarks/demo_simulate/demo_simulate.tsv"
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=4000,

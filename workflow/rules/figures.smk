@@ -15,7 +15,7 @@ rule figures_umap:
     log:
         "logs/figures_umap/figures_umap.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 3),
@@ -36,7 +36,7 @@ rule figures_markers:
     log:
         "logs/figures_markers/figures_markers.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 3),
@@ -79,7 +79,7 @@ rule figures_stats:
     log:
         "logs/figures_stats/figures_stats.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,

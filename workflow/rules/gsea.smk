@@ -18,7 +18,7 @@ rule gsea_prerank:
     benchmark:
         "benchmarks/gsea_prerank/gsea_prerank.tsv"
     conda:
-        ENVS
+        "../envs/stats.yaml"
     threads: 4
     resources:
         mem_mb=2000,
@@ -42,7 +42,7 @@ rule figures_gsea:
     log:
         "logs/figures_gsea/figures_gsea.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,

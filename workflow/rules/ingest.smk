@@ -10,7 +10,7 @@ rule download_sample:
     log:
         "logs/download_sample/{sample}/{filename}.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=500,
@@ -31,7 +31,7 @@ rule ingest_sample:
     log:
         "logs/ingest_sample/{sample}.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 4),

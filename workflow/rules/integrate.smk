@@ -15,7 +15,7 @@ rule integrate_merge:
     benchmark:
         "benchmarks/integrate_merge/integrate_merge.tsv"
     conda:
-        ENVS
+        "../envs/cluster.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb_for(3000, 4),
@@ -40,7 +40,7 @@ rule integrate_scvi:
     benchmark:
         "benchmarks/integrate_scvi/integrate_scvi.tsv"
     conda:
-        ENVS
+        "../envs/scvi.yaml"
     threads: 8
     resources:
         mem_mb=mem_mb_for(4000, 4),
@@ -82,7 +82,7 @@ rule integrate_metrics:
     benchmark:
         "benchmarks/integrate_metrics/integrate_metrics.tsv"
     conda:
-        ENVS
+        "../envs/scvi.yaml"
     threads: 4
     resources:
         mem_mb=mem_mb_for(4000, 6),

@@ -14,7 +14,7 @@ rule qc_filter:
     benchmark:
         "benchmarks/qc_filter/{sample}.tsv"
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 6),
@@ -49,7 +49,7 @@ rule qc_summary:
     log:
         "logs/qc_summary/qc_summary.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -70,7 +70,7 @@ rule qc_plots:
     log:
         "logs/qc_plots/{sample}.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -91,7 +91,7 @@ rule qc_contamination_plot:
     log:
         "logs/qc_contamination_plot/qc_contamination_plot.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=1000,

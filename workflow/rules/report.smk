@@ -23,7 +23,7 @@ rule provenance:
     log:
         "logs/provenance/provenance.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=1000,

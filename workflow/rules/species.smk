@@ -10,7 +10,7 @@ rule species_assign:
     log:
         "logs/species_assign/{sample}.log",
     conda:
-        ENVS
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 4),

@@ -317,3 +317,32 @@ def test_import_check_fails_for_a_missing_library(tmp_path):
         "igraph" in m
         for m in missing_libraries("cluster_leiden", SCRIPTS / "cluster_leiden.py", core)
     )
+
+
+# --- Makefile: which torch build -----------------------------------------------------------
+
+
+def _make_env_commands(*args: str) -> str:
+    import shutil
+    import subprocess
+
+    if not shutil.which("make"):
+        pytest.skip("make not installed")
+    run = subprocess.run(
+        ["make", "-n", "-B", "env", *args], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return run.stdout
+
+
+def test_make_env_default_installs_the_lock_only():
+    out = _make_env_commands()
+    assert "-r requirements.lock" in out
+    assert "--index-url" not in out
+
+
+def test_make_env_torch_index_installs_torch_first_from_that_index():
+    index = "https://download.pytorch.org/whl/cpu"
+    lines = _make_env_commands(f"TORCH_INDEX={index}").splitlines()
+    torch = next(i for i, ln in enumerate(lines) if f"--index-url {index}" in ln)
+    assert f'"torch=={lock()["torch"]}"' in lines[torch] and "--no-deps" in lines[torch]
+    assert torch < next(i for i, ln in enumerate(lines) if "-r requirements.lock" in ln)

@@ -1,29 +1,9 @@
 # tmeflow: tumour micro-environment of xenograft single-cell RNA-seq.
-# Run: snakemake --cores N [--configfile my.yaml]; see README.md.
-from snakemake.utils import min_version
-
-min_version("9.0")
-
-
-configfile: "config/config.yaml"
-
-
-# Validation of the config and the sample sheet happens at parse time in common.smk.
-include: "workflow/rules/common.smk"
-include: "workflow/rules/demo.smk"
-include: "workflow/rules/ingest.smk"
-include: "workflow/rules/species.smk"
-include: "workflow/rules/qc.smk"
-include: "workflow/rules/integrate.smk"
-include: "workflow/rules/cluster.smk"
-include: "workflow/rules/annotate.smk"
-include: "workflow/rules/de.smk"
-include: "workflow/rules/gsea.smk"
-include: "workflow/rules/figures.smk"
-include: "workflow/rules/report.smk"
-
-
-rule all:
-    default_target: True
-    input:
-        get_final_output(),
+# The workflow lives in workflow/Snakefile (Snakemake's standard layout, as the workflow
+# catalog expects); this file only includes it, so `snakemake` from the repository root and
+# `snakemake -s workflow/Snakefile` run the same workflow. See README.md.
+#
+# The include is written as the call `include:` compiles to, with overwrite_default_target:
+# a plain `include:` restores the including file's default target afterwards (none here), which
+# would drop workflow/Snakefile's `rule all` as the default ("Nothing to be done").
+workflow.include("workflow/Snakefile", overwrite_default_target=True)

@@ -5,8 +5,10 @@ time; skipped when ``slurmctld`` is already there), then ``munged``, ``slurmctld
 ``slurmd`` are started in a scratch folder with their own munge socket, config (``SLURM_CONF``)
 and pid files; /etc/slurm/slurm.conf (read by `srun` inside jobs) is written for the test and
 restored afterwards. The workflow runs through
-``--profile profiles/slurm --profile tests/slurm/profile`` (status via squeue, no account,
-2 CPUs, no GPU) and its tables must equal the local ``demo_run`` byte for byte. The daemons
+``--profile profiles/slurm --profile tests/slurm/profile``: the default, CPU-only cluster
+profile (no GPU request, so scVI trains on the CPU) plus the test cluster's site settings
+(status via squeue, no account, 2 CPUs); its tables must equal the local ``demo_run`` byte for
+byte. The daemons
 are stopped by the PIDs in their pid files. Skips with the reason wherever SLURM cannot be
 started (not root, no apt, install failure, a daemon that does not come up).
 Deselect with ``-m "not slurm"``; set ``TMEFLOW_SLURM_NO_INSTALL=1`` to forbid the apt install.
@@ -282,7 +284,8 @@ def test_demo_on_slurm_equals_local_run(slurm_cluster, demo_run, tmp_path):
     # Jobs really went through sbatch: the executor keeps a SLURM log folder per rule.
     rule_dirs = {p.name for p in (work / ".snakemake" / "slurm_logs").glob("rule_*")}
     assert {"rule_integrate_scvi", "rule_de_pseudobulk", "rule_qc_filter"} <= rule_dirs
-    # scVI was submitted with gpu: 0 on this node and fell back to the CPU (accelerator: auto).
+    # profiles/slurm asks for no GPU (opt-in: profiles/slurm-gpu): scVI ran on the CPU
+    # (accelerator: auto).
     with h5py.File(work / "results/integrate/integrated.h5ad", "r") as f:
         accelerator = f["uns/scvi/accelerator"][()]
     assert (accelerator.decode() if isinstance(accelerator, bytes) else accelerator) == "cpu"

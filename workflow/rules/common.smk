@@ -4,18 +4,61 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+# Folders of the tmeflow clone, from this file's own location (workflow/rules/), not from
+# workflow.basedir: that is the folder of the FIRST Snakefile, which is the repository root,
+# workflow/ (`snakemake -s workflow/Snakefile`) or another workflow's folder (tmeflow imported
+# as a module), so paths built on it break in all but one of these.
+RULES_DIR = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
+if not RULES_DIR.is_dir():
+    raise WorkflowError(
+        f"tmeflow's rules are not in a local folder ({RULES_DIR}): its Python package "
+        "(workflow/scripts/tmeflow) is imported at parse time, so a module import needs a local "
+        "clone (module ...: snakefile: '<clone>/workflow/Snakefile'), not a remote snakefile."
+    )
+WORKFLOW_DIR = RULES_DIR.parent  # workflow/
+REPO_DIR = WORKFLOW_DIR.parent  # the clone: config/ (shipped panels, gene sets), envs/
+
+sys.path.insert(0, str(WORKFLOW_DIR / "scripts"))
 
 from tmeflow import config as tmc  # noqa: E402
 from tmeflow.downloads import url_file_name  # noqa: E402
 from tmeflow.simulate import demo_layout, demo_outputs  # noqa: E402
 
-SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+SCHEMAS = WORKFLOW_DIR / "schemas"
 DEMO_DIR = "resources/demo"
 
+
+def shipped(path):
+    """A config path of a reference file, as Snakemake should see it.
+
+    Paths in the config are relative to the working directory. One that is absolute or exists
+    there is kept as is (a run from the repository root: unchanged). One that does not, but
+    names a file shipped with tmeflow (config/markers/..., config/genesets/...: the schema's
+    defaults), resolves to that file in the clone: relative to the working directory when it
+    lies below it, else absolute (tmeflow imported as a module from another folder).
+    """
+    p = Path(path)
+    candidate = REPO_DIR / p
+    if p.is_absolute() or p.exists() or not candidate.is_file():
+        return str(path)  # a missing file is named by Snakemake's missing-input error
+    try:
+        return str(candidate.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(candidate.resolve())
+
+
 tmc.validate_config(config, SCHEMAS / "config.schema.yaml")
+# Marker panels and gene sets: the shipped ones are found from any working directory.
+config["annotation"]["panel"] = shipped(config["annotation"]["panel"])
+config["annotation"]["extra_panels"] = [
+    shipped(p) for p in config["annotation"]["extra_panels"]
+]
+config["gsea"]["gene_sets"] = [shipped(p) for p in config["gsea"]["gene_sets"]]
+# The demo draws its gene names from the shipped mouse hallmark sets.
+DEMO_GENE_POOL = shipped("config/genesets/mh.all.v2023.1.Mm.symbols.gmt")
 
 DEMO_OUTPUTS = [
     f"{DEMO_DIR}/{p}"

@@ -3,7 +3,7 @@
 
 rule demo_simulate:
     input:
-        gene_pool="config/genesets/mh.all.v2023.1.Mm.symbols.gmt",
+        gene_pool=DEMO_GENE_POOL,
         panel=config["annotation"]["panel"],
     output:
         DEMO_OUTPUTS,

@@ -138,6 +138,8 @@ def _skips(sizes: pd.DataFrame, level: str, min_cells: int) -> tuple[list[str], 
     for row in sizes.itertuples(index=False):
         if row.n_cells < min_cells:
             note = f"{row.n_cells} cell(s), fewer than {min_cells}: not ranked"
+        elif total == row.n_cells:
+            note = "the only group of its species: nothing to compare it with, not ranked"
         elif total - row.n_cells < min_cells:
             note = (
                 f"the other groups of its species have {total - row.n_cells} cell(s), fewer "

@@ -216,6 +216,17 @@ def get_final_output(include_provenance=True):
             "results/figures/annotation_scores.pdf",
         ]
     )
+    # marker genes of each cluster and cell type (within species), and their dot plot
+    final_output.extend(
+        [
+            "results/markers/clusters.tsv",
+            "results/markers/cell_types.tsv",
+            "results/markers/notes.tsv",
+        ]
+    )
+    final_output.extend(
+        expand("results/figures/cluster_markers.{ext}", ext=["pdf", "png"])
+    )
     # condition statistics: pseudobulk DE, genes of interest, composition, expression sources
     final_output.extend(
         [

@@ -1,7 +1,7 @@
 """Figures of the cell atlas.
 
-UMAPs, the marker dot plot, the integration metrics, the resolution sweep and the annotation
-scores.
+UMAPs, the marker dot plots (of the panel, of each cluster's own markers),
+the integration metrics, the resolution sweep and the annotation scores.
 """
 
 import logging
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import Rectangle
 
@@ -29,6 +30,7 @@ from tmeflow.plots.palettes import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "cluster_markers_dotplot",
     "integration_metrics_plot",
     "marker_dotplot",
     "resolution_sweep_plot",
@@ -257,6 +259,67 @@ def marker_dotplot(
         sizes = {f"{f:.0%}": np.sqrt(f * max_dot_size) for f in (0.25, 0.5, 0.75, 1.0)}
         legend_right(ax, size_handles(sizes), title="fraction\nexpressing")
     return save_figure(fig, stem)
+
+
+def _cluster_names(top: pd.DataFrame) -> pd.DataFrame:
+    """Per ranked species and cluster, its column-set ``name`` and its ``row`` label.
+
+    ``name`` is the cluster (``<cluster> <species>`` when it was ranked in several species),
+    ``row`` is ``<name> (<label>)``.
+    """
+    keys = top[["species", "group", "label"]].drop_duplicates().astype(str)
+    multi = keys["group"].duplicated(keep=False)
+    keys["name"] = keys["group"].where(~multi, keys["group"] + " " + keys["species"])
+    keys["row"] = keys["name"] + " (" + keys["label"] + ")"
+    return keys
+
+
+def cluster_markers_dotplot(
+    adata, table: pd.DataFrame, *, stem: str | Path, groupby: str = "leiden", n_top: int = 3
+) -> list[Path]:
+    """Dot plot of each cluster's own top marker genes (of :func:`tmeflow.markers.rank_markers`).
+
+    Rows are the ranked clusters, labelled ``<cluster> (<cell type>)`` (and the cell count);
+    columns the ``n_top`` best-ranked genes of each cluster, under a bracket with the cluster's
+    name. Dots are drawn as in :func:`marker_dotplot` (size: fraction of the row's cells
+    expressing; colour: mean log-normalised expression scaled per gene across rows). Cells of
+    clusters that were not ranked are left out.
+
+    Parameters
+    ----------
+    adata
+        AnnData with log-normalised ``X`` and ``obs[groupby]`` (and ``obs["species"]``).
+    table
+        Marker table of the clusters: ``species``, ``group``, ``label``, ``rank``, ``gene``.
+    stem
+        Output stem; see :func:`~tmeflow.plots._style.save_figure`.
+    groupby
+        Column of ``obs`` holding the clusters.
+    n_top
+        Genes per cluster.
+
+    Returns
+    -------
+    list of Path
+    """
+    top = table.loc[table["rank"].astype(int) <= n_top].astype({"species": str, "group": str})
+    keys = _cluster_names(top)
+    top = top.merge(keys[["species", "group", "name"]], on=["species", "group"])
+    rows = dict(zip(zip(keys["species"], keys["group"], strict=True), keys["row"], strict=True))
+    species = (adata.obs["species"].astype(str) if "species" in adata.obs.columns
+               else pd.Series("", index=adata.obs_names))  # fmt: skip
+    cells = zip(species, adata.obs[groupby].astype(str), strict=True)
+    row = pd.Series([rows.get(k) for k in cells], dtype=object)
+    keep = row.notna().to_numpy()
+    genes = sorted(set(top["gene"]))
+    x = adata.X[:, pd.Index(adata.var_names).get_indexer(genes)][keep]
+    obs = pd.DataFrame({"cluster (cell type)": row[keep].to_numpy()},
+                       index=pd.Index(adata.obs_names[keep], dtype=str))  # fmt: skip
+    sub = AnnData(X=x, obs=obs, var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
+    top = top.sort_values(["name", "rank"], kind="stable")
+    by_set = {n: list(g["gene"]) for n, g in top.groupby("name", sort=False)}
+    ordered = {n: by_set[n] for n in label_order(by_set)}
+    return marker_dotplot(sub, markers=ordered, groupby="cluster (cell type)", stem=stem)
 
 
 # --------------------------------------------------------------------------- integration

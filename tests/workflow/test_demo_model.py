@@ -1,4 +1,4 @@
-"""The small demo's saved scVI model reloads and gives back X_scVI; its rule log shows every epoch."""
+"""The demo's saved scVI model reloads and gives back X_scVI; its rule log shows every epoch."""
 
 import re
 

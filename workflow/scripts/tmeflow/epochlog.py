@@ -40,16 +40,19 @@ class EpochLog(Callback):
         self._validation: float | None = None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
+        """Start the epoch's clock."""
         self._start = time.perf_counter()
         self._validation = None
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        """Keep this epoch's validation loss (none when validation did not run)."""
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get("validation_loss")
         self._validation = None if value is None else float(value)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Log the epoch's line (after its validation, which Lightning runs first)."""
         took = time.perf_counter() - self._start
         self.seconds.append(took)
         epoch = trainer.current_epoch + 1
@@ -68,7 +71,7 @@ class EpochLog(Callback):
 
 def _duration(seconds: float) -> str:
     """``42 s``, ``3 min 5 s`` or ``2 h 7 min``."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     if seconds < 3600:

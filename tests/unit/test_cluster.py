@@ -85,3 +85,17 @@ def test_embed_and_cluster_uses_stability_choice_and_marks_it():
     assert a.uns["cluster"]["resolution_choice"] == "stability"
     assert sweep["chosen"].sum() == 1
     assert a.uns["cluster"]["n_clusters"] == 3
+
+
+def test_resolution_sweep_logs_each_run_with_counters(caplog):
+    a = blobs()
+    cluster.embed_and_cluster(a, n_neighbors=10, resolution=0.3, seed=0)
+    with caplog.at_level("INFO", logger="tmeflow.cluster"):
+        cluster.resolution_sweep(a, [0.6, 0.2], n_seeds=2, seed=7)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sweep ")]
+    assert lines == [
+        "sweep 1/2: resolution 0.2, seed 1/2",
+        "sweep 1/2: resolution 0.2, seed 2/2",
+        "sweep 2/2: resolution 0.6, seed 1/2",
+        "sweep 2/2: resolution 0.6, seed 2/2",
+    ]

@@ -173,3 +173,19 @@ def test_pydeseq2_failure_is_a_not_tested_row_with_the_reason(de_data, monkeypat
     assert table.empty and table.attrs["method"] == "not_tested"
     assert "PyDESeq2 failed" in table.attrs["note"]
     assert "did not converge" in table.attrs["note"]
+
+
+def test_each_group_is_logged_with_its_position_and_animals(
+    de_data: AnnData, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="tmeflow.de"):
+        de.run_de(de_data, group_key="cell_type", reference=REF, test=TEST)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("DE ")]
+    lines = [m for m in lines if m[3].isdigit()]
+    assert [m.split(":")[0] for m in lines] == ["DE 1/3", "DE 2/3", "DE 3/3"]
+    assert {m.split(":")[1].split(",")[0].strip() for m in lines} == {
+        "cell_type tumor",
+        "cell_type CAF",
+        "cell_type TAM",
+    }
+    assert all(f", 3 vs 3 animals ({TEST} vs {REF}), " in m and m.endswith(" cells") for m in lines)

@@ -151,3 +151,64 @@ def test_scvi_latent_is_deterministic_and_separates_groups():
     dist = ((z.to_numpy()[:, None, :] - centroids.to_numpy()[None]) ** 2).sum(-1)
     predicted = centroids.index.to_numpy()[dist.argmin(1)]
     assert (predicted == adata.obs["group"].to_numpy()).mean() > 0.95
+
+
+def test_scvi_model_is_saved_and_reloads_to_the_same_latent(tmp_path):
+    adata = clustered_counts(n_per_group=40)
+    integrate.normalise(adata)
+    integrate.select_hvgs(adata, n_top_genes=60)
+    model_dir = tmp_path / "scvi_model"
+    integrate.train_scvi(
+        adata,
+        n_latent=3,
+        n_hidden=16,
+        max_epochs=3,
+        early_stopping=False,
+        seed=1,
+        threads=1,
+        model_dir=model_dir,
+    )
+    assert (model_dir / "model.pt").is_file()
+    assert not list(model_dir.glob("*.h5ad"))  # the AnnData is not saved with the model
+    # the training input rebuilt from the integrated object: HVGs' counts, batch column
+    sub = integrate.scvi_input(adata)
+    assert list(sub.var_names) == list(adata.var_names[adata.var["highly_variable"]])
+    assert list(sub.obs.columns) == ["sample"] and sub.X is None
+    model = integrate.load_scvi(model_dir, adata)
+    latent = model.get_latent_representation()
+    np.testing.assert_allclose(latent, adata.obsm["X_scVI"], atol=1e-5)
+
+
+def test_scvi_logs_every_epoch_with_losses_and_time_left(caplog):
+    adata = clustered_counts(n_per_group=40)
+    integrate.normalise(adata)
+    with caplog.at_level("INFO", logger="tmeflow"):
+        history = integrate.train_scvi(
+            adata, n_latent=3, n_hidden=16, max_epochs=4, early_stopping=True, seed=1
+        )
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("scVI epoch")]
+    assert len(lines) == len(history) == adata.uns["scvi"]["epochs_run"] == 4
+    assert [line.split(":")[0] for line in lines] == [f"scVI epoch {k}/4" for k in range(1, 5)]
+    assert all("train loss" in line and "validation loss" in line for line in lines)
+    assert all(" s, about " in line and "left" in line for line in lines)
+    assert lines[-1].endswith("about 0 s left")
+
+
+def test_epoch_log_without_validation_names_only_the_train_loss(caplog):
+    adata = clustered_counts(n_per_group=40)
+    integrate.normalise(adata)
+    with caplog.at_level("INFO", logger="tmeflow"):
+        integrate.train_scvi(
+            adata, n_latent=3, n_hidden=16, max_epochs=2, early_stopping=False, seed=1
+        )
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("scVI epoch")]
+    assert len(lines) == 2
+    assert all("train loss" in line and "validation" not in line for line in lines)
+
+
+def test_epoch_log_duration_wording():
+    from tmeflow.epochlog import _duration
+
+    assert _duration(4.4) == "4 s"
+    assert _duration(185) == "3 min 5 s"
+    assert _duration(7620) == "2 h 7 min"

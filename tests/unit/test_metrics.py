@@ -147,3 +147,33 @@ def test_integration_metrics_subsample_scores_fewer_cells_same_conclusion():
     assert row.loc["scVI", "batch_correction"] > row.loc["PCA", "batch_correction"]
     # the condition signal always uses every cell: flagged as in the full run
     assert cond["flagged"].all()
+
+
+def test_metrics_log_embedding_and_metric_counters(caplog):
+    adata = adata_for_metrics(condition_in_scvi=4.0)
+    with caplog.at_level("INFO", logger="tmeflow.metrics"):
+        metrics.integration_metrics(adata, n_comps=10, kbet=False)
+    messages = [r.getMessage() for r in caplog.records]
+    n = adata.n_obs
+    assert f"scib metrics 1/2: PCA (10 dims, {n} cells)" in messages
+    assert any(m.startswith("scib metrics 2/2: scVI (") for m in messages)
+    # kbet off: neighbours, 3 batch and 5 bio metrics
+    per_scvi = [m for m in messages if m.startswith("scVI: metric ")]
+    assert per_scvi[0] == "scVI: metric 1/9: neighbours"
+    assert per_scvi[-1] == "scVI: metric 9/9: clisi"
+    assert len(per_scvi) == 9 and not any("kbet" in m for m in per_scvi)
+    assert [m for m in messages if m.startswith("condition signal ")] == [
+        "condition signal 1/2: A",
+        "condition signal 2/2: B",
+    ]
+
+
+def test_scib_scores_one_batch_logs_only_the_bio_metrics(caplog):
+    obs = design()
+    x = embedding(obs)
+    with caplog.at_level("INFO", logger="tmeflow.metrics"):
+        metrics.scib_scores(
+            x, x, batch=np.full(len(obs), "only"), labels=obs["label"], kbet=False, name="X"
+        )
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("X: metric")]
+    assert steps[0] == "X: metric 1/6: neighbours" and steps[-1] == "X: metric 6/6: clisi"

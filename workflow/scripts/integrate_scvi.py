@@ -19,6 +19,7 @@ def main(smk) -> None:
         accelerator=p.accelerator,
         seed=p.seed,
         threads=smk.threads,
+        model_dir=smk.output.model,
     )
     log.info("scVI: %s", adata.uns["scvi"])
     tables.write_tsv(history, smk.output.history)

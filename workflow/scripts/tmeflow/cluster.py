@@ -75,6 +75,7 @@ def resolution_sweep(
     resolution: ``resolution``, ``n_clusters`` (first seed), ``n_clusters_min``/``_max`` (over
     seeds), ``stability`` (mean pairwise ARI between seeds; 1.0 with one seed) and
     ``ari_previous`` (ARI of the first seed with the next lower resolution; NaN for the first).
+    Each Leiden run is logged first (``sweep 3/10: resolution 0.6, seed 2/3``).
     """
     if not resolutions:
         raise ValueError("resolution sweep needs at least one resolution")
@@ -94,9 +95,11 @@ def resolution_sweep(
         "params": dict(adata.uns[key].get("params", {})),
     }
     rows, previous = [], None
-    for res in sorted(float(r) for r in resolutions):
+    ordered = sorted(float(r) for r in resolutions)
+    for k, res in enumerate(ordered, start=1):
         runs = []
-        for s in range(seed, seed + n_seeds):
+        for i, s in enumerate(range(seed, seed + n_seeds), start=1):
+            logger.info("sweep %d/%d: resolution %g, seed %d/%d", k, len(ordered), res, i, n_seeds)
             leiden(work, resolution=res, seed=s, key_added="sweep")
             runs.append(work.obs["sweep"].astype(str).to_numpy())
         pairs = list(itertools.combinations(runs, 2))

@@ -399,7 +399,10 @@ def run_de(
         return {
             group: empty_table(note, species=run.species_of(run.grp == group)) for group in wanted
         }
-    return {group: _test_group(run, group) for group in wanted}
+    return {
+        group: _test_group(run, group, position=(k, len(wanted)))
+        for k, group in enumerate(wanted, start=1)
+    }
 
 
 def _check_contrast(
@@ -435,14 +438,35 @@ def _not_tested(label: str, note: str, species: str | None) -> pd.DataFrame:
     return empty_table(note, species=species)
 
 
-def _test_group(run: _Run, group: str) -> pd.DataFrame:
-    """One group: PyDESeq2 with enough animals per arm, else the Wilcoxon fallback."""
+def _test_group(run: _Run, group: str, *, position: tuple[int, int] = (1, 1)) -> pd.DataFrame:
+    """One group: PyDESeq2 with enough animals per arm, else the Wilcoxon fallback.
+
+    Logs ``DE k/n: <group_key> <group>, a vs b animals (test vs reference), c vs d cells``
+    first (``position`` is ``(k, n)``; animals with at least ``min_cells`` cells of the group).
+    """
     label = f"DE {run.group_key}={group!r} ({run.test} vs {run.reference})"
     in_group = run.grp == group
     in_arms = in_group & np.isin(run.cond, [run.reference, run.test])
     n_cells = (
         int((in_arms & (run.cond == run.reference)).sum()),
         int((in_arms & (run.cond == run.test)).sum()),
+    )
+    arm_of = run.meta[run.condition_key].astype(str)
+    m = run.meta[(run.meta["group"] == group) & arm_of.isin([run.reference, run.test])]
+    kept = m[m["kept"]]
+    n_rep = kept[run.condition_key].astype(str).value_counts()
+    n_samples = (int(n_rep.get(run.reference, 0)), int(n_rep.get(run.test, 0)))
+    logger.info(
+        "DE %d/%d: %s %s, %d vs %d animals (%s vs %s), %d vs %d cells",
+        *position,
+        run.group_key,
+        group,
+        n_samples[1],
+        n_samples[0],
+        run.test,
+        run.reference,
+        n_cells[1],
+        n_cells[0],
     )
     species = run.species_of(in_group)
     if n_cells[0] < 2 or n_cells[1] < 2:
@@ -455,11 +479,6 @@ def _test_group(run: _Run, group: str) -> pd.DataFrame:
     if species is not None:
         gene_mask &= run.gene_species == species
 
-    arm_of = run.meta[run.condition_key].astype(str)
-    m = run.meta[(run.meta["group"] == group) & arm_of.isin([run.reference, run.test])]
-    kept = m[m["kept"]]
-    n_rep = kept[run.condition_key].astype(str).value_counts()
-    n_samples = (int(n_rep.get(run.reference, 0)), int(n_rep.get(run.test, 0)))
     if min(n_samples) >= run.min_replicates:
         return _test_pseudobulk(
             run, kept, gene_mask, label=label, species=species, n_samples=n_samples

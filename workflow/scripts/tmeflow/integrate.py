@@ -688,11 +688,18 @@ def train_scvi(
     accelerator: str = "auto",
     seed: int = 0,
     threads: int = 1,
+    model_dir: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Train scVI on the highly variable genes' raw counts with ``batch = sample``.
 
     Writes ``obsm["X_scVI"]`` (float32) and ``uns["scvi"]`` (parameters, epochs run, device).
-    Returns the training history (epoch, train/validation ELBO).
+    Returns the training history (epoch, train/validation ELBO). Every epoch is logged (INFO,
+    :class:`tmeflow.epochlog.EpochLog`: losses, seconds, time left); the logging neither draws
+    random numbers nor changes the training.
+
+    With ``model_dir`` the trained model is saved there (``model.save``, without the AnnData):
+    :func:`load_scvi` reloads it against the integrated object (the training input is rebuilt
+    by :func:`scvi_input`), to map new samples or to start scANVI.
 
     Small data (:func:`_tiny_data_plan`): under 20 cells scVI trains on every cell without
     early stopping, with a batch size that leaves no minibatch of one cell; samples of fewer
@@ -703,36 +710,33 @@ def train_scvi(
     import scvi
     import torch
 
+    from tmeflow.epochlog import EpochLog
+
     set_threads(threads)
     scvi.settings.seed = seed
     scvi.settings.num_threads = max(1, int(threads))
     scvi.settings.dl_num_workers = 0
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    if "highly_variable" in adata.var.columns:
-        genes = adata.var_names[adata.var["highly_variable"].to_numpy()]
-    else:
-        genes = adata.var_names
-    sub = AnnData(
-        X=None,
-        obs=adata.obs[[batch_key]].copy(),
-        var=pd.DataFrame(index=genes),
-        layers={
-            "counts": _float_counts(adata.layers["counts"], adata.var_names.get_indexer(genes))
-        },
-    )
+    sub = scvi_input(adata, batch_key=batch_key)
+    genes = sub.var_names
     configured = {"batch_size": int(batch_size), "early_stopping": bool(early_stopping)}
     extra, batch_size, early_stopping, notes = _tiny_data_plan(
         sub.obs, batch_key=batch_key, batch_size=batch_size, early_stopping=early_stopping
     )
     for note in notes:
         logger.warning("scVI: %s", note)
-    n_batches = sub.obs[batch_key].nunique()
-    scvi.model.SCVI.setup_anndata(
-        sub, layer="counts", batch_key=batch_key if n_batches > 1 else None
-    )
+    _setup_scvi(sub, batch_key=batch_key)
     model = scvi.model.SCVI(sub, n_latent=n_latent, n_hidden=n_hidden, n_layers=n_layers)
     epochs = int(max_epochs) if max_epochs else default_max_epochs(sub.n_obs)
+    logger.info(
+        "scVI: training on %d cells x %d genes, up to %d epochs%s, on %s",
+        sub.n_obs,
+        sub.n_vars,
+        epochs,
+        f" (early stopping, patience {patience})" if early_stopping else "",
+        accelerator,
+    )
     model.train(
         max_epochs=epochs,
         accelerator=accelerator,
@@ -743,8 +747,12 @@ def train_scvi(
         check_val_every_n_epoch=1 if early_stopping else None,
         enable_progress_bar=False,
         deterministic=accelerator == "cpu",
+        callbacks=[EpochLog(epochs, early_stopping=early_stopping)],
         **extra,
     )
+    if model_dir is not None:
+        model.save(str(model_dir), save_anndata=False, overwrite=True)
+        logger.info("scVI: model saved to %s", model_dir)
     adata.obsm["X_scVI"] = np.asarray(model.get_latent_representation(), dtype=np.float32)
     history = _history_table(model.history)
     adata.uns["scvi"] = {
@@ -766,6 +774,78 @@ def train_scvi(
         adata.uns["scvi"].update({f"{k}_configured": v for k, v in configured.items()})
         adata.uns["scvi"].update(extra, notes=notes)
     return history
+
+
+def scvi_input(adata: AnnData, *, batch_key: str = "sample") -> AnnData:
+    """The AnnData scVI is trained on: raw counts of the highly variable genes, the batches.
+
+    Used by :func:`train_scvi` and by :func:`load_scvi`, so that a saved model is reloaded
+    against exactly the object it was trained on.
+
+    Parameters
+    ----------
+    adata
+        Raw integer counts in ``layers["counts"]``, ``obs[batch_key]`` and, when present,
+        ``var["highly_variable"]`` (all genes without it), e.g. the merged or the integrated
+        object.
+    batch_key
+        ``obs`` column naming the batches (samples).
+
+    Returns
+    -------
+    AnnData
+        Cells x highly variable genes, no ``X``; ``layers["counts"]`` float32 CSR; ``obs``
+        holds only ``batch_key``.
+    """
+    if "highly_variable" in adata.var.columns:
+        genes = adata.var_names[adata.var["highly_variable"].to_numpy(dtype=bool)]
+    else:
+        genes = adata.var_names
+    return AnnData(
+        X=None,
+        obs=adata.obs[[batch_key]].copy(),
+        var=pd.DataFrame(index=genes),
+        layers={
+            "counts": _float_counts(adata.layers["counts"], adata.var_names.get_indexer(genes))
+        },
+    )
+
+
+def _setup_scvi(sub: AnnData, *, batch_key: str) -> None:
+    """``SCVI.setup_anndata`` as training uses it (no batch covariate for a single batch)."""
+    import scvi
+
+    n_batches = sub.obs[batch_key].nunique()
+    scvi.model.SCVI.setup_anndata(
+        sub, layer="counts", batch_key=batch_key if n_batches > 1 else None
+    )
+
+
+def load_scvi(model_dir: str | os.PathLike[str], adata: AnnData, *, accelerator: str = "cpu"):
+    """Reload the scVI model :func:`train_scvi` saved, against the object it was trained on.
+
+    Parameters
+    ----------
+    model_dir
+        The ``model_dir`` given to :func:`train_scvi` (``results/integrate/scvi_model``).
+    adata
+        The integrated object (``results/integrate/integrated.h5ad``) or any object with the
+        same raw counts, ``var["highly_variable"]`` and batch column; the batch column is
+        read from ``uns["scvi"]["batch_key"]`` when present (``sample`` otherwise).
+    accelerator
+        Where to put the model (``cpu``, ``gpu`` or ``auto``).
+
+    Returns
+    -------
+    scvi.model.SCVI
+        The trained model, set up on :func:`scvi_input` of ``adata``:
+        ``model.get_latent_representation()`` gives back ``obsm["X_scVI"]``.
+    """
+    import scvi
+
+    batch_key = str(adata.uns.get("scvi", {}).get("batch_key", "sample"))
+    sub = scvi_input(adata, batch_key=batch_key)
+    return scvi.model.SCVI.load(str(model_dir), adata=sub, accelerator=accelerator)
 
 
 def _float_counts(counts, columns: np.ndarray) -> sp.csr_matrix:

@@ -104,10 +104,12 @@ def scib_scores(
     batch: np.ndarray,
     labels: np.ndarray,
     kbet: bool = True,
+    name: str = "embedding",
 ) -> dict[str, float]:
     """The scib-metrics batch and bio metrics of one embedding (NaN where undefined).
 
     ``kbet=False`` skips kBET (NaN), by far the slowest metric (minutes on a few thousand cells).
+    Each metric is logged before it runs (``<name>: metric 3/10: kbet``).
     """
     sm = _scib()
     x = np.asarray(x, dtype=np.float32)
@@ -115,25 +117,50 @@ def scib_scores(
     labels = np.asarray(labels).astype(str)
     n_batch, n_label = len(set(batch)), len(set(labels))
     out = dict.fromkeys(BATCH_METRICS + BIO_METRICS, np.nan)
+    planned = ["neighbours"]
+    if n_batch >= 2:
+        planned += ["bras", "ilisi", *(["kbet"] if kbet else []), "pcr_comparison"]
+    if n_label >= 2:
+        planned += [
+            "graph_connectivity",
+            "isolated_labels",
+            "nmi_ari_kmeans",
+            "silhouette_label",
+            "clisi",
+        ]
+
+    def step(metric: str) -> None:
+        logger.info("%s: metric %d/%d: %s", name, planned.index(metric) + 1, len(planned), metric)
+
+    step("neighbours")
     nn = _neighbors(x, 90)
     if n_batch >= 2:
+        step("bras")
         out["bras"] = float(sm.bras(x, labels, batch))
+        step("ilisi")
         out["ilisi"] = float(sm.ilisi_knn(nn, batch))
         if kbet:
+            step("kbet")
             out["kbet"] = float(
                 sm.kbet_per_label(nn.subset_neighbors(min(50, nn.n_neighbors)), batch, labels)
             )
+        step("pcr_comparison")
         out["pcr_comparison"] = float(sm.pcr_comparison(x_pre, x, batch, categorical=True))
     else:
         logger.warning("one batch only: batch-correction metrics are undefined (NaN)")
     if n_label >= 2:
+        step("graph_connectivity")
         out["graph_connectivity"] = float(
             sm.graph_connectivity(nn.subset_neighbors(min(15, nn.n_neighbors)), labels)
         )
+        step("isolated_labels")
         out["isolated_labels"] = float(sm.isolated_labels(x, labels, batch))
+        step("nmi_ari_kmeans")
         nmi_ari = sm.nmi_ari_cluster_labels_kmeans(x, labels)
         out["nmi_kmeans"], out["ari_kmeans"] = float(nmi_ari["nmi"]), float(nmi_ari["ari"])
+        step("silhouette_label")
         out["silhouette_label"] = float(sm.silhouette_label(x, labels))
+        step("clisi")
         out["clisi"] = float(sm.clisi_knn(nn, labels))
     else:
         logger.warning("one label only: bio-conservation metrics are undefined (NaN)")
@@ -157,7 +184,9 @@ def condition_signal(
     ``min_samples`` samples (of ``min_cells`` cells) in some condition get NaN.
     """
     rows = []
-    for label in sorted(obs[label_key].astype(str).unique()):
+    labels = sorted(obs[label_key].astype(str).unique())
+    for k, label in enumerate(labels, start=1):
+        logger.info("condition signal %d/%d: %s", k, len(labels), label)
         in_label = (obs[label_key].astype(str) == label).to_numpy()
         sub = obs.loc[in_label, [batch_key, condition_key]].astype(str)
         counts = sub.groupby(batch_key).size()
@@ -288,10 +317,17 @@ def _scib_table(
     cells = subsample(batch, max_cells=max_cells, seed=seed)
     if len(cells) < len(batch):
         logger.info("scib metrics on %d of %d cells (max_cells)", len(cells), len(batch))
-    for emb, x in embeddings.items():
-        logger.info("scib metrics of %s (%d dims)", emb, x.shape[1])
+    for k, (emb, x) in enumerate(embeddings.items(), start=1):
+        logger.info(
+            "scib metrics %d/%d: %s (%d dims, %d cells)",
+            k,
+            len(embeddings),
+            emb,
+            x.shape[1],
+            len(cells),
+        )
         scores = scib_scores(
-            x[cells], pca[cells], batch=batch[cells], labels=labels[cells], kbet=kbet
+            x[cells], pca[cells], batch=batch[cells], labels=labels[cells], kbet=kbet, name=emb
         )
         rows.append({"embedding": emb, **scores})
     table = pd.DataFrame(rows)

@@ -44,17 +44,21 @@ NOT_REACHED = {
     "annotate_cells": {
         "scvi-tools": "integrate.train_scvi is not called (set_threads only)",
         "torch": "integrate.train_scvi is not called (set_threads only)",
+        "lightning": "integrate.train_scvi (its EpochLog callback) is not called",
         "scib-metrics": "metrics._scib is not called",
     },
     "cluster_leiden": {
         "scvi-tools": "integrate.train_scvi is not called (set_threads only)",
         "torch": "integrate.train_scvi is not called (set_threads only)",
+        "lightning": "integrate.train_scvi (its EpochLog callback) is not called",
         "scib-metrics": "metrics._scib is not called",
     },
     "integrate_merge": {
         "scvi-tools": "integrate.train_scvi is not called",
         "torch": "integrate.train_scvi is not called",
+        "lightning": "integrate.train_scvi (its EpochLog callback) is not called",
     },
+    "markers_rank": {"scib-metrics": "metrics._scib is not called"},
     "figures_markers": {"scib-metrics": "metrics._scib is not called"},
     "figures_umap": {"scib-metrics": "metrics._scib is not called"},
     "demo_simulate": {"gseapy": "only gsea.read_gmt is used, not gsea._run_gseapy"},
@@ -226,12 +230,13 @@ def scan(path: Path, package: str) -> list[tuple[str, bool]]:
 def needed_libraries(script: Path) -> dict[str, bool]:
     """``{distribution: needed for sure}`` for an adapter: its own imports and those of the
     tmeflow modules it reaches (transitively). False: a function-level import in a reached
-    tmeflow module (needed only if the rule calls that function)."""
+    tmeflow module, or any import of a tmeflow module reached only through one (needed only
+    if the rule calls that function)."""
     need: dict[str, bool] = {}
-    seen: set[str] = set()
-    todo = [(script, "", True)]
+    seen: dict[str, bool] = {}  # module -> reached at module level all the way
+    todo = [(script, "", True, True)]
     while todo:
-        path, package, is_adapter = todo.pop()
+        path, package, is_adapter, sure = todo.pop()
         for name, top in scan(path, package):
             root = name.split(".")[0]
             if root == "tmeflow":
@@ -239,13 +244,14 @@ def needed_libraries(script: Path) -> dict[str, bool]:
                 for i in range(1, len(parts) + 1):
                     mod = ".".join(parts[:i])
                     f = _module_file(mod)
-                    if f and mod not in seen:
-                        seen.add(mod)
+                    reach = sure and (top or is_adapter)
+                    if f and (mod not in seen or (reach and not seen[mod])):
+                        seen[mod] = reach
                         pkg = mod if f.name == "__init__.py" else ".".join(parts[: i - 1])
-                        todo.append((f, pkg, False))
+                        todo.append((f, pkg, False, reach))
             elif root not in sys.stdlib_module_names:
                 dist = norm(IMPORT_TO_DIST.get(root, root))
-                need[dist] = need.get(dist, False) or top or is_adapter
+                need[dist] = need.get(dist, False) or (sure and (top or is_adapter))
     return need
 
 

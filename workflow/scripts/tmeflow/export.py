@@ -174,6 +174,9 @@ def _obs_fields(obs: pd.DataFrame, species: str, settings: Mapping[str, Any]) ->
     """The exported obs: the workflow's columns (renamed) and the CELLxGENE fields."""
     keep = [c for c in obs.columns if c not in RESERVED_OBS or c in RENAMED_OBS]
     out = obs[keep].rename(columns=RENAMED_OBS).copy()
+    for column in out.columns:  # the other species' labels (CELLxGENE warns of empty ones)
+        if isinstance(out[column].dtype, pd.CategoricalDtype):
+            out[column] = out[column].cat.remove_unused_categories()
     mapping = dict(settings.get("cell_ontology", {}))
     labels = obs["cell_type"].astype(str) if "cell_type" in obs else pd.Series("", index=obs.index)
     terms = labels.map(lambda x: mapping.get(x, UNKNOWN) if x != UNASSIGNED else UNKNOWN)
@@ -265,9 +268,10 @@ def _uns(
     }
     if "X_umap" in out.obsm:
         uns["default_embedding"] = "X_umap"
-    for key in ("log1p", "normalisation"):
-        if key in adata.uns:
-            uns[key] = adata.uns[key]
+    # uns["log1p"] is left out: its None (written by anndata >= 0.12 as encoding "null") makes
+    # the file unreadable to anndata 0.11, which cellxgene-schema 7.1 uses
+    if "normalisation" in adata.uns:
+        uns["normalisation"] = dict(adata.uns["normalisation"])
     return uns
 
 

@@ -24,6 +24,8 @@ REPO_DIR = WORKFLOW_DIR.parent  # the clone: config/ (shipped panels, gene sets)
 sys.path.insert(0, str(WORKFLOW_DIR / "scripts"))
 
 from tmeflow import config as tmc  # noqa: E402
+from tmeflow import export as tmexport  # noqa: E402
+from tmeflow import panel as tmpanel  # noqa: E402
 from tmeflow.downloads import url_file_name  # noqa: E402
 from tmeflow.simulate import demo_layout, demo_outputs  # noqa: E402
 
@@ -82,6 +84,19 @@ SAMPLE_IDS = list(SAMPLES["sample"])
 EXTRA_COLUMNS = tmc.metadata_columns(SAMPLES)
 GENES = list(config["genes_of_interest"])
 UMAP_KEYS = ["cell_type", "cell_subtype", "condition", "sample", "species"]
+EXPORT_SPECIES = tmexport.export_species(config["species"])
+if config["export"]["enabled"]:
+    _labels = tmexport.panel_labels(
+        tmpanel.load_panels(
+            [config["annotation"]["panel"], *config["annotation"]["extra_panels"]]
+        )
+    )
+    try:
+        _warnings = tmexport.check_cell_ontology(config["export"]["cell_ontology"], _labels)
+    except ValueError as _err:
+        raise tmc.ConfigError(str(_err)) from None
+    for _warning in _warnings:
+        logger.warning(f"WARNING: {_warning}")
 
 
 wildcard_constraints:
@@ -266,6 +281,11 @@ def get_final_output(include_provenance=True):
         expand("results/figures/sources_{gene}.{ext}", gene=GENES, ext=fmt)
     )
     final_output.append("results/figures/volcano")
+    # CELLxGENE-schema export, one file per species
+    if config["export"]["enabled"]:
+        final_output.extend(
+            expand("results/export/{species}.h5ad", species=EXPORT_SPECIES)
+        )
     if include_provenance:
         final_output.append("results/provenance.json")
     return final_output

@@ -165,7 +165,12 @@ def concat_samples(adatas: list[AnnData]) -> AnnData:
 
 
 def normalise(adata: AnnData, *, target_sum: float = TARGET_SUM) -> None:
-    """Keep raw counts in ``layers["counts"]`` and put log1p(CP10k) in ``X`` (float32)."""
+    """Keep raw counts in ``layers["counts"]`` and put log1p(CP10k) in ``X`` (float32).
+
+    Records the normalisation in ``uns["normalisation"]`` and, as :func:`scanpy.pp.log1p`
+    does, ``uns["log1p"] = {"base": None}`` (natural log), so that scanpy functions reading
+    ``X`` (``rank_genes_groups``, ``highly_variable_genes``) know it is log-transformed.
+    """
     counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
     counts = counts if sp.isspmatrix_csr(counts) else sp.csr_matrix(counts)
     if counts.dtype != np.int32:
@@ -180,6 +185,7 @@ def normalise(adata: AnnData, *, target_sum: float = TARGET_SUM) -> None:
     np.log1p(data, out=data)
     adata.X = sp.csr_matrix((data, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)
     adata.uns["normalisation"] = {"target_sum": target_sum, "log1p": True}
+    adata.uns["log1p"] = {"base": None}
 
 
 HVG_STEPS: tuple[str, ...] = (

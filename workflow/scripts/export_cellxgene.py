@@ -1,0 +1,21 @@
+"""Snakemake adapter: CELLxGENE-schema h5ad per species; logic in tmeflow.export."""
+
+from pathlib import Path
+
+from tmeflow import export, h5ad, runtime
+
+
+def main(smk) -> None:
+    log = runtime.setup(smk.log[0], threads=smk.threads)
+    adata = h5ad.read_h5ad(smk.input.h5ad, skip=("obsp",))
+    for path in smk.output:
+        species = Path(path).stem
+        out = export.to_cellxgene(adata, species, smk.params.settings)
+        for problem in export.problems(out):
+            log.warning("%s: %s", path, problem)
+        log.info("%s: %d cells, %d features", path, out.n_obs, out.n_vars)
+        h5ad.write_h5ad(out, path)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

@@ -234,12 +234,39 @@ def _short(x) -> str:
     return s if len(s) < 120 else s[:117] + "..."
 
 
+# --------------------------------------------------------------------------- run times
+def check_benchmarks():
+    """Snakemake's own benchmark writer -> fake ``benchmarks/`` tree -> ``run_times``."""
+    import os
+
+    from snakemake.benchmark import BenchmarkRecord, write_benchmark_records
+
+    from tmeflow.provenance import run_times
+
+    jobs = {"qc_filter/s1.tsv": (2.5, 300.25), "integrate_scvi/integrate_scvi.tsv": (100, 2048)}
+    with tempfile.TemporaryDirectory() as tmp:
+        expected = {}
+        for rel, (secs, rss) in jobs.items():
+            rec = BenchmarkRecord(running_time=secs, max_rss=rss, cpu_time=secs * 2)
+            rec.data_collected = True
+            path = Path(tmp) / "benchmarks" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_benchmark_records([rec], str(path), False)
+            os.utime(path, (1_700_000_000.0, 1_700_000_000.0))
+            expected[str(path)] = {"rule": rel.split("/")[0], "s": float(secs), "max_rss": rss}
+        got = run_times([], benchmark_dir=Path(tmp) / "benchmarks", now=0.0)["jobs"]
+        seen = {k: {c: v[c] for c in ("rule", "s", "max_rss")} for k, v in got.items()}
+        same = seen == expected
+        record("provenance.run_times reads snakemake's benchmark TSVs", same, _short(seen))
+
+
 def main() -> int:
     data = counts_datasets()
     check_pseudobulk(data)
     check_qc(data)
     check_normalise(data)
     check_gmt()
+    check_benchmarks()
     n_diff = sum(not s for _, s, _ in RESULTS)
     print(f"\n{len(RESULTS)} comparisons, {n_diff} differ")
     return 0

@@ -269,7 +269,8 @@ def main() -> int:
     check_benchmarks()
     n_diff = sum(not s for _, s, _ in RESULTS)
     print(f"\n{len(RESULTS)} comparisons, {n_diff} differ")
-    return 0
+    switched = ("pseudobulk sums", "provenance.run_times")
+    return int(any(not same for name, same, _ in RESULTS if name.startswith(switched)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """tmeflow.provenance: input hashes, versions, seeds, deterministic JSON, run times."""
 
-import base64
 import hashlib
 import json
 import subprocess
@@ -93,18 +92,30 @@ def test_build_provenance_is_time_free_and_byte_stable(tmp_path):
     assert provenance.build_provenance(**kwargs)["inputs"] != one["inputs"]
 
 
-def test_run_times_from_snakemake_metadata_with_mtime_fallback(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    mdir = tmp_path / ".snakemake" / "metadata"
-    mdir.mkdir(parents=True)
-    rec = {"rule": "integrate_scvi", "starttime": 1_700_000_000.0, "endtime": 1_700_000_100.0}
-    name = base64.urlsafe_b64encode(b"results/integrate/integrated.h5ad").decode()
-    (mdir / name).write_text(json.dumps(rec))
-    _write(tmp_path / "results" / "integrate" / "integrated.h5ad", b"x")
-    other = _write(tmp_path / "results" / "qc" / "summary.tsv", b"y")
+BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def test_run_times_from_benchmark_files_and_output_mtimes(tmp_path, monkeypatch):
     import os
 
+    monkeypatch.chdir(tmp_path)
+    scvi = _write(
+        tmp_path / "benchmarks" / "integrate_scvi" / "integrate_scvi.tsv",
+        (
+            BENCH_HEADER + "100.00\t0:01:40\t2048.50\t4096\t2000\t2010\t1.5\t30\t95.2\t190.4\n"
+        ).encode(),
+    )
+    os.utime(scvi, (1_700_000_100.0, 1_700_000_100.0))
+    qc = _write(
+        tmp_path / "benchmarks" / "qc_filter" / "s1.tsv",
+        (BENCH_HEADER + "2.50\t0:00:02\t300\tNA\tNA\tNA\tNA\tNA\tNA\t2.0\n").encode(),
+    )
+    os.utime(qc, (1_700_000_010.0, 1_700_000_010.0))
+    _write(tmp_path / "benchmarks" / "broken" / "empty.tsv", BENCH_HEADER.encode())  # no row
+    _write(tmp_path / "results" / "integrate" / "integrated.h5ad", b"x")
+    other = _write(tmp_path / "results" / "qc" / "summary.tsv", b"y")
     os.utime(other, (1_700_000_500.0, 1_700_000_500.0))
+    os.utime(tmp_path / "results" / "integrate" / "integrated.h5ad", (1_700_000_100.0,) * 2)
     got = provenance.run_times(
         [
             "results/integrate/integrated.h5ad",
@@ -112,15 +123,52 @@ def test_run_times_from_snakemake_metadata_with_mtime_fallback(tmp_path, monkeyp
             "results/qc",
             "results/absent.tsv",
         ],
-        metadata_dir=mdir,
         now=1_700_001_000.0,
     )
-    assert got["start"] == "2023-11-14T22:13:20+00:00"
-    assert got["end"] == "2023-11-14T22:21:40+00:00"
+    assert got["start"] == "2023-11-14T22:13:20+00:00"  # scvi's end minus its 100 s
+    assert got["end"] == "2023-11-14T22:21:40+00:00"  # summary.tsv's mtime
     assert got["recorded"] == "2023-11-14T22:30:00+00:00"
-    assert got["outputs"]["results/integrate/integrated.h5ad"]["rule"] == "integrate_scvi"
-    assert got["outputs"]["results/qc/summary.tsv"]["rule"] is None
-    assert set(got["outputs"]) == {"results/integrate/integrated.h5ad", "results/qc/summary.tsv"}
+    assert set(got["jobs"]) == {
+        "benchmarks/integrate_scvi/integrate_scvi.tsv",
+        "benchmarks/qc_filter/s1.tsv",
+    }
+    job = got["jobs"]["benchmarks/integrate_scvi/integrate_scvi.tsv"]
+    assert job["rule"] == "integrate_scvi"
+    assert (job["start"], job["end"]) == ("2023-11-14T22:13:20+00:00", "2023-11-14T22:15:00+00:00")
+    assert (job["s"], job["max_rss"], job["cpu_time"]) == (100.0, 2048.5, 190.4)
+    assert "h:m:s" not in job
+    qc_job = got["jobs"]["benchmarks/qc_filter/s1.tsv"]
+    assert qc_job["rule"] == "qc_filter" and qc_job["max_vms"] is None
+    assert got["outputs"] == {
+        "results/integrate/integrated.h5ad": {"modified": "2023-11-14T22:15:00+00:00"},
+        "results/qc/summary.tsv": {"modified": "2023-11-14T22:21:40+00:00"},
+    }
+    json.dumps(got)  # JSON-safe
+
+
+def test_read_benchmark_combines_repeats(tmp_path):
+    f = _write(
+        tmp_path / "b.tsv",
+        (
+            BENCH_HEADER
+            + "1.00\t0\t10\t1\t1\t1\t0\t0\t50\t0.5\n"
+            + "2.00\t0\t30\t1\t1\t1\t0\t0\t60\t1.0\n"
+        ).encode(),
+    )
+    got = provenance.read_benchmark(f)
+    assert (got["s"], got["cpu_time"], got["max_rss"], got["repeats"]) == (3.0, 1.5, 30.0, 2)
+    assert provenance.read_benchmark(tmp_path / "absent.tsv") is None
+
+
+def test_run_times_without_benchmarks_or_outputs(tmp_path):
+    got = provenance.run_times([], benchmark_dir=tmp_path / "none", now=0.0)
+    assert got == {
+        "start": None,
+        "end": None,
+        "recorded": "1970-01-01T00:00:00+00:00",
+        "jobs": {},
+        "outputs": {},
+    }
 
 
 def test_present_outputs_sorted_without_skipped_and_temporary(tmp_path):

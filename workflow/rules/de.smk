@@ -56,6 +56,8 @@ rule composition_test:
         ),
     log:
         "logs/composition_test/composition_test.log",
+    benchmark:
+        "benchmarks/composition_test/composition_test.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -86,6 +88,8 @@ rule sources_gene:
         samples="results/sources/{gene}.samples.tsv",
     log:
         "logs/sources_gene/{gene}.log",
+    benchmark:
+        "benchmarks/sources_gene/{gene}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -111,6 +115,8 @@ rule sources_primary:
         ),
     log:
         "logs/sources_primary/sources_primary.log",
+    benchmark:
+        "benchmarks/sources_primary/sources_primary.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -135,6 +141,8 @@ rule figures_sources:
         ),
     log:
         "logs/figures_sources/figures_sources.log",
+    benchmark:
+        "benchmarks/figures_sources/figures_sources.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

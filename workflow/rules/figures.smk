@@ -14,6 +14,8 @@ rule figures_umap:
         ],
     log:
         "logs/figures_umap/figures_umap.log",
+    benchmark:
+        "benchmarks/figures_umap/figures_umap.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -35,6 +37,8 @@ rule figures_markers:
         figure("results/figures/marker_dotplot", "marker_dotplot", "3. Annotation"),
     log:
         "logs/figures_markers/figures_markers.log",
+    benchmark:
+        "benchmarks/figures_markers/figures_markers.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -78,6 +82,8 @@ rule figures_stats:
         ),
     log:
         "logs/figures_stats/figures_stats.log",
+    benchmark:
+        "benchmarks/figures_stats/figures_stats.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

@@ -41,6 +41,8 @@ rule figures_gsea:
         figure("results/figures/gsea_dotplot", "gsea_dotplot", "8. Gene set enrichment"),
     log:
         "logs/figures_gsea/figures_gsea.log",
+    benchmark:
+        "benchmarks/figures_gsea/figures_gsea.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

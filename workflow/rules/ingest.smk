@@ -9,6 +9,8 @@ rule download_sample:
         "resources/download/{sample}/{filename}",
     log:
         "logs/download_sample/{sample}/{filename}.log",
+    benchmark:
+        "benchmarks/download_sample/{sample}/{filename}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -30,6 +32,8 @@ rule ingest_sample:
         table="results/ingest/{sample}.tsv",
     log:
         "logs/ingest_sample/{sample}.log",
+    benchmark:
+        "benchmarks/ingest_sample/{sample}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

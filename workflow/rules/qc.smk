@@ -48,6 +48,8 @@ rule qc_summary:
         ),
     log:
         "logs/qc_summary/qc_summary.log",
+    benchmark:
+        "benchmarks/qc_summary/qc_summary.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -69,6 +71,8 @@ rule qc_plots:
         figure("results/qc/plots/{sample}", "qc", "1. Quality control", "{sample}"),
     log:
         "logs/qc_plots/{sample}.log",
+    benchmark:
+        "benchmarks/qc_plots/{sample}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -90,6 +94,8 @@ rule qc_contamination_plot:
         ),
     log:
         "logs/qc_contamination_plot/qc_contamination_plot.log",
+    benchmark:
+        "benchmarks/qc_contamination_plot/qc_contamination_plot.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

@@ -9,6 +9,8 @@ rule species_assign:
         table="results/species/{sample}.tsv",
     log:
         "logs/species_assign/{sample}.log",
+    benchmark:
+        "benchmarks/species_assign/{sample}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

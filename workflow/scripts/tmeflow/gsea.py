@@ -67,6 +67,13 @@ MARKER_PREFIX = "MARKERS_"
 def read_gmt(path: str | PathLike[str]) -> dict[str, list[str]]:
     """Read a GMT file (name, description, genes...) into ``{name: genes}``.
 
+    Kept by hand rather than :func:`gseapy.read_gmt`: on the shipped
+    ``config/genesets/*.gmt`` and on blank lines, CRLF, trailing tabs and duplicate set
+    names (last line wins) the two give identical dicts, but gseapy keeps duplicate genes
+    and empty fields (``a<TAB><TAB>b``), silently skips a line without genes (this raises),
+    needs a ``str`` path ending in ``gmt``, and would make gseapy a dependency of the
+    ``ingest_sample`` and ``demo_simulate`` environments (``bench/lib_equality.py``).
+
     Raises
     ------
     FileNotFoundError

@@ -170,6 +170,12 @@ def normalise(adata: AnnData, *, target_sum: float = TARGET_SUM) -> None:
     Records the normalisation in ``uns["normalisation"]`` and, as :func:`scanpy.pp.log1p`
     does, ``uns["log1p"] = {"base": None}`` (natural log), so that scanpy functions reading
     ``X`` (``rank_genes_groups``, ``highly_variable_genes``) know it is log-transformed.
+
+    Kept by hand rather than :func:`scanpy.pp.normalize_total` + :func:`scanpy.pp.log1p`,
+    which divide by ``total / target_sum`` where this multiplies by ``target_sum / total``:
+    measured by ``bench/lib_equality.py``, 1 float32 ulp (max relative 1.2e-7) apart in
+    58,145 of 6,000,000 entries of 3000 x 2000 counts, which would change every output
+    downstream of ``X`` (HVGs, markers, figures).
     """
     counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
     counts = counts if sp.isspmatrix_csr(counts) else sp.csr_matrix(counts)

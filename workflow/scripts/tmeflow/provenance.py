@@ -10,7 +10,6 @@ environment write the same bytes. Wall-clock times go to a separate file
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -208,56 +207,107 @@ def _iso(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat(timespec="seconds")
 
 
-def _metadata_record(metadata_dir: Path, path: str) -> dict[str, Any] | None:
-    """Snakemake's persistence record of an output (``.snakemake/metadata``), if readable."""
-    name = base64.urlsafe_b64encode(path.encode()).decode()
-    # Snakemake splits names longer than a file name may be into folders of 255 characters.
-    target = metadata_dir.joinpath(*[name[i : i + 255] for i in range(0, len(name), 255)])
+def _number(text: str) -> float | None:
+    """A benchmark cell as a number (``NA``, ``-`` and other non-numbers: ``None``)."""
     try:
-        return json.loads(target.read_text())
-    except (OSError, ValueError):
+        return float(text)
+    except ValueError:
         return None
+
+
+def read_benchmark(path: str | os.PathLike[str]) -> dict[str, float | None] | None:
+    """One Snakemake ``benchmark:`` TSV as ``{column: value}``; ``None`` without a data row.
+
+    Columns as Snakemake writes them (``s``, ``max_rss``, ``max_vms``, ``max_uss``,
+    ``max_pss``, ``io_in``, ``io_out``, ``mean_load``, ``cpu_time``; memory in MB), numbers or
+    ``None`` for ``NA``; ``h:m:s`` is left out (it repeats ``s``). A ``repeat()`` benchmark's
+    rows are combined: ``s`` and ``cpu_time`` summed, the rest their maximum, ``repeats`` added.
+    """
+    try:
+        lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(lines) < 2:
+        return None
+    header = lines[0].split("\t")
+    rows = [dict(zip(header, ln.split("\t"), strict=False)) for ln in lines[1:]]
+    record: dict[str, float | None] = {}
+    for col in header:
+        if col == "h:m:s":
+            continue
+        values = [v for v in (_number(r.get(col, "")) for r in rows) if v is not None]
+        if not values:
+            record[col] = None
+        elif col in {"s", "cpu_time"}:
+            record[col] = round(sum(values), 2)
+        else:
+            record[col] = max(values)
+    if len(rows) > 1:
+        record["repeats"] = len(rows)
+    return record if record.get("s") is not None else None
 
 
 def run_times(
     outputs: Iterable[str],
     *,
-    metadata_dir: str | os.PathLike[str] = ".snakemake/metadata",
+    benchmark_dir: str | os.PathLike[str] = "benchmarks",
     now: float | None = None,
+    metadata_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Wall-clock times of the run, kept out of ``provenance.json``.
+    """Wall-clock times and peak memory of the run, kept out of ``provenance.json``.
 
-    ``start``/``end``: the earliest job start and the latest job end among the jobs that
-    wrote ``outputs`` (from Snakemake's metadata; a file's modification time when a record
-    is missing; folders without a record are skipped); ``recorded``: when this record was
-    written (``now``). All UTC ISO 8601.
+    Read from the rules' ``benchmark:`` files (``benchmarks/<rule>/...tsv``), not from
+    Snakemake's private job records. Keys (times UTC ISO 8601):
+
+    ``jobs``
+        Benchmark file -> ``rule`` (the folder under ``benchmark_dir``), ``start`` (the file's
+        modification time minus ``s``), ``end`` (its modification time) and the numbers of
+        :func:`read_benchmark` (``s``, ``max_rss`` in MB, ``cpu_time``, ...). Every benchmark
+        file present counts, including one left by an earlier run.
+    ``outputs``
+        Each file among ``outputs`` -> ``modified`` (folders and missing paths are skipped).
+    ``start``, ``end``
+        The earliest start and the latest end over ``jobs`` and the outputs' times.
+    ``recorded``
+        When this record was written (``now``).
+
+    ``metadata_dir`` is accepted for compatibility and ignored (the record used to come from
+    ``.snakemake/metadata``).
     """
+    del metadata_dir
     now = dt.datetime.now(tz=dt.UTC).timestamp() if now is None else now
-    mdir = Path(metadata_dir)
+    bdir = Path(benchmark_dir)
     jobs: dict[str, dict[str, Any]] = {}
-    for out in sorted(set(outputs)):
-        record = _metadata_record(mdir, out)
-        if record and record.get("starttime") and record.get("endtime"):
-            start, end, rule = record["starttime"], record["endtime"], record.get("rule")
-        elif Path(out).is_file():
-            start = end = Path(out).stat().st_mtime
-            rule = None
-        else:
+    spans: list[tuple[float, float]] = []
+    for f in sorted(bdir.rglob("*.tsv")) if bdir.is_dir() else []:
+        bench = read_benchmark(f)
+        if bench is None:
             continue
-        jobs[out] = {"rule": rule, "start": _iso(start), "end": _iso(end), "_s": (start, end)}
-    starts = [j.pop("_s") for j in jobs.values()]
+        end = f.stat().st_mtime
+        start = end - float(bench["s"] or 0.0)
+        spans.append((start, end))
+        parts = f.relative_to(bdir).parts
+        rule = parts[0] if len(parts) > 1 else f.stem
+        jobs[str(f)] = {"rule": rule, "start": _iso(start), "end": _iso(end), **bench}
+    files: dict[str, dict[str, str]] = {}
+    for out in sorted(set(outputs)):
+        if Path(out).is_file():
+            mtime = Path(out).stat().st_mtime
+            spans.append((mtime, mtime))
+            files[out] = {"modified": _iso(mtime)}
     return {
-        "start": _iso(min(s for s, _ in starts)) if starts else None,
-        "end": _iso(max(e for _, e in starts)) if starts else None,
+        "start": _iso(min(s for s, _ in spans)) if spans else None,
+        "end": _iso(max(e for _, e in spans)) if spans else None,
         "recorded": _iso(now),
-        "outputs": jobs,
+        "jobs": jobs,
+        "outputs": files,
     }
 
 
 def present_outputs(
     results: str | os.PathLike[str], skip: Iterable[str | os.PathLike[str]] = ()
 ) -> list[str]:
-    """Every file and folder under ``results`` whose job times :func:`run_times` reports.
+    """Every file and folder under ``results``, for :func:`run_times` (files: their times).
 
     Parameters
     ----------

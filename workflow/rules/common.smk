@@ -92,7 +92,9 @@ if config["export"]["enabled"]:
         )
     )
     try:
-        _warnings = tmexport.check_cell_ontology(config["export"]["cell_ontology"], _labels)
+        _warnings = tmexport.check_cell_ontology(
+            config["export"]["cell_ontology"], _labels
+        )
     except ValueError as _err:
         raise tmc.ConfigError(str(_err)) from None
     for _warning in _warnings:

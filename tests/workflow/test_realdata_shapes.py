@@ -113,7 +113,7 @@ def _check_run(work: Path, n_samples: int) -> None:
     de = _tsv(work / "results/de/summary.tsv")
     assert set(de.loc[de["level"] == "cell_type", "cell_type"]) == set(labels.unique())
     untested = de[de["method"] == "not_tested"]
-    assert untested["note"].fillna("").str.len().gt(0).all()
+    assert untested["note"].fillna("").astype(str).str.len().gt(0).all()
     # no results table is empty without a stated reason: a per-group table may be empty
     # when its stage's summary gives the group's note
     notes = {
@@ -159,7 +159,7 @@ def test_lung_split_in_six_animals_runs_to_the_end(lung_split):
     assert comp["cell_type"].nunique() >= 4
     # every row has a statistic or a reason
     no_stat = comp["pvalue"].isna() if "pvalue" in comp else pd.Series(False, index=comp.index)
-    assert comp.loc[no_stat, "note"].fillna("").str.len().gt(0).all()
+    assert comp.loc[no_stat, "note"].fillna("").astype(str).str.len().gt(0).all()
     props = _tsv(lung_split / "results/composition/proportions.tsv")
     sums = props.groupby("sample")["fraction"].sum()
     assert np.allclose(sums, 1.0), sums

@@ -7,7 +7,7 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from tmeflow import h5ad, integrate, readers, species
+from tmeflow import h5ad, hvg, integrate, readers, species
 
 from ._synthetic import clustered_counts
 
@@ -49,7 +49,7 @@ def test_first_fit_identical_to_scanpy_seurat_v3_with_batches():
         span=0.3,
         inplace=False,
     )
-    integrate.select_hvgs(adata, n_top_genes=50, batch_key="sample")
+    hvg.select_hvgs(adata, n_top_genes=50, batch_key="sample")
     assert adata.uns["hvg"]["step"] == "seurat_v3" and adata.uns["hvg"]["n_fallbacks"] == 0
     assert adata.uns["hvg"]["mode"] == "single"
     np.testing.assert_array_equal(
@@ -70,7 +70,7 @@ def test_first_fit_identical_to_scanpy_without_batches():
     ref = sc.pp.highly_variable_genes(
         adata, flavor="seurat_v3", layer="counts", n_top_genes=40, inplace=False
     )
-    integrate.select_hvgs(adata, n_top_genes=40, batch_key="sample")
+    hvg.select_hvgs(adata, n_top_genes=40, batch_key="sample")
     assert adata.uns["hvg"]["batch_key"] == ""
     np.testing.assert_array_equal(
         adata.var["highly_variable"].to_numpy(), ref["highly_variable"].to_numpy()
@@ -88,13 +88,13 @@ def test_first_fit_identical_to_scanpy_without_batches():
 )
 def test_real_loess_failures_reach_the_expected_step(k, times, expected, caplog):
     adata = _rare_genes(k=k, times=times)
-    with caplog.at_level("WARNING", logger="tmeflow.integrate"):
-        integrate.select_hvgs(adata, n_top_genes=200, batch_key="sample")
+    with caplog.at_level("WARNING", logger="tmeflow.hvg"):
+        hvg.select_hvgs(adata, n_top_genes=200, batch_key="sample")
     info = adata.uns["hvg"]
     fit = info["fits"]["all"]["all"]
     assert info["step"] == fit["step"] == expected
     assert info["n_selected"] == 200
-    n_failed = integrate.HVG_STEPS.index(expected)
+    n_failed = hvg.HVG_STEPS.index(expected)
     assert fit["failed"].count(": ") == n_failed
     if n_failed:
         assert fit["failed"].startswith("seurat_v3: ")
@@ -107,34 +107,32 @@ def test_real_loess_failures_reach_the_expected_step(k, times, expected, caplog)
         assert not adata.var["highly_variable"].to_numpy()[:k].any()
 
 
-@pytest.mark.parametrize("n_fail", range(len(integrate.HVG_STEPS)))
+@pytest.mark.parametrize("n_fail", range(len(hvg.HVG_STEPS)))
 def test_each_fallback_step_is_reached_and_recorded(n_fail, monkeypatch, caplog):
-    failing = set(integrate.HVG_STEPS[:n_fail])
-    real = integrate._step_score
+    failing = set(hvg.HVG_STEPS[:n_fail])
+    real = hvg._step_score
 
     def flaky(step, *args, **kwargs):
         if step in failing:
             raise ValueError(f"forced failure of {step}")
         return real(step, *args, **kwargs)
 
-    monkeypatch.setattr(integrate, "_step_score", flaky)
+    monkeypatch.setattr(hvg, "_step_score", flaky)
     adata = _two_batches()
-    with caplog.at_level("WARNING", logger="tmeflow.integrate"):
-        integrate.select_hvgs(adata, n_top_genes=40, batch_key="sample")
+    with caplog.at_level("WARNING", logger="tmeflow.hvg"):
+        hvg.select_hvgs(adata, n_top_genes=40, batch_key="sample")
     info = adata.uns["hvg"]
-    expected = integrate.HVG_STEPS[n_fail]
+    expected = hvg.HVG_STEPS[n_fail]
     assert info["step"] == expected
     assert info["n_fallbacks"] == (2 if n_fail else 0)
     for batch in ("s0", "s1"):
         fit = info["fits"]["all"][batch]
         assert fit["step"] == expected
         assert fit["failed"] == "; ".join(
-            f"{s}: forced failure of {s}" for s in integrate.HVG_STEPS[:n_fail]
+            f"{s}: forced failure of {s}" for s in hvg.HVG_STEPS[:n_fail]
         )
         if n_fail:
-            assert f"all cells of sample {batch}: step {integrate.HVG_STEPS[0]} failed" in (
-                caplog.text
-            )
+            assert f"all cells of sample {batch}: step {hvg.HVG_STEPS[0]} failed" in (caplog.text)
     assert info["n_selected"] == 40
     # markers g0..g14 stay highly variable whatever the step
     hv = set(adata.var_names[adata.var["highly_variable"]])
@@ -142,7 +140,7 @@ def test_each_fallback_step_is_reached_and_recorded(n_fail, monkeypatch, caplog)
 
 
 def test_only_one_batch_falls_back(monkeypatch):
-    real = integrate._step_score
+    real = hvg._step_score
     first_fits = []
 
     def flaky(step, *args, **kwargs):
@@ -152,9 +150,9 @@ def test_only_one_batch_falls_back(monkeypatch):
                 raise ValueError("forced")
         return real(step, *args, **kwargs)
 
-    monkeypatch.setattr(integrate, "_step_score", flaky)
+    monkeypatch.setattr(hvg, "_step_score", flaky)
     adata = _two_batches()
-    integrate.select_hvgs(adata, n_top_genes=40, batch_key="sample")
+    hvg.select_hvgs(adata, n_top_genes=40, batch_key="sample")
     fits = adata.uns["hvg"]["fits"]["all"]
     assert fits["s0"]["step"] == "seurat_v3" and fits["s0"]["failed"] == ""
     assert fits["s1"]["step"] == "seurat_v3_span" and fits["s1"]["span"] == 0.6
@@ -168,13 +166,13 @@ def test_selected_count_is_min_of_n_top_and_eligible():
     x = adata.layers["counts"].toarray()
     x[:, 1:4] = 0  # never detected: not eligible
     adata.layers["counts"] = sp.csr_matrix(x)
-    integrate.select_hvgs(adata, n_top_genes=1000, batch_key="sample")
+    hvg.select_hvgs(adata, n_top_genes=1000, batch_key="sample")
     assert adata.uns["hvg"]["n_eligible"] == adata.n_vars - 4
     assert adata.uns["hvg"]["n_selected"] == adata.n_vars - 4
     assert not adata.var["highly_variable"].iloc[:4].any()
     # a step-3 fit leaves rare genes out: fewer eligible genes, all of them selected
     rare = _rare_genes(k=1500)
-    integrate.select_hvgs(rare, n_top_genes=1000, batch_key="sample")
+    hvg.select_hvgs(rare, n_top_genes=1000, batch_key="sample")
     n_cells = np.asarray((rare.layers["counts"] > 0).sum(0)).ravel()
     assert rare.uns["hvg"]["step"] == "seurat_v3_min_cells"
     assert rare.uns["hvg"]["n_eligible"] == int((n_cells >= 3).sum()) < 1000
@@ -182,7 +180,7 @@ def test_selected_count_is_min_of_n_top_and_eligible():
 
 
 def test_split_budget_proportional_with_floor():
-    split = integrate.split_hvg_budget
+    split = hvg.split_hvg_budget
     cells = {"human": 60, "mouse": 40}
     many = {"human": 10_000, "mouse": 10_000}
     assert split(2000, cells, many) == {"human": 1200, "mouse": 800}
@@ -229,7 +227,7 @@ def _xenograft(n_human=90, n_mouse=30):
 def test_xenograft_selects_within_each_species():
     adata = _xenograft()
     assert adata.obs["species"].value_counts()[["human", "mouse"]].tolist() == [90, 30]
-    integrate.select_hvgs(adata, n_top_genes=200, batch_key="sample")
+    hvg.select_hvgs(adata, n_top_genes=200, batch_key="sample")
     info = adata.uns["hvg"]
     assert info["mode"] == "xenograft"
     hv = adata.var["highly_variable"].to_numpy()
@@ -249,13 +247,13 @@ def test_single_species_mode_ignores_obs_species():
     adata = _two_batches()
     adata.var["species"] = "mouse"
     adata.obs["species"] = "mouse"
-    integrate.select_hvgs(adata, n_top_genes=50, batch_key="sample")
+    hvg.select_hvgs(adata, n_top_genes=50, batch_key="sample")
     assert adata.uns["hvg"]["mode"] == "single" and set(adata.uns["hvg"]["species"]) == {"all"}
 
 
 def test_uns_hvg_writes_to_h5ad(tmp_path, monkeypatch):
     adata = _xenograft()
-    integrate.select_hvgs(adata, n_top_genes=100, batch_key="sample")
+    hvg.select_hvgs(adata, n_top_genes=100, batch_key="sample")
     h5ad.write_h5ad(adata, tmp_path / "a.h5ad")
     back = h5ad.read_h5ad(tmp_path / "a.h5ad")
     assert back.uns["hvg"]["fits"]["human"]["s1"]["step"] == "seurat_v3"
@@ -280,8 +278,8 @@ def _hgmm_split(shared_data, n_samples=3, seed=0):
 def test_real_hgmm_split_in_three_selects_hvgs_per_species(shared_data, caplog):
     # issue 13: ~40 real cells per sample made every seurat_v3 loess fit singular
     merged = integrate.concat_samples(_hgmm_split(shared_data))
-    with caplog.at_level("WARNING", logger="tmeflow.integrate"):
-        integrate.select_hvgs(merged, n_top_genes=2000, batch_key="sample")
+    with caplog.at_level("WARNING", logger="tmeflow.hvg"):
+        hvg.select_hvgs(merged, n_top_genes=2000, batch_key="sample")
     info = merged.uns["hvg"]
     assert info["mode"] == "xenograft" and info["n_selected"] == 2000
     hv = merged.var["highly_variable"].to_numpy()
@@ -295,7 +293,7 @@ def test_real_hgmm_split_in_three_selects_hvgs_per_species(shared_data, caplog):
     for per in info["fits"].values():
         assert set(per) == {"s0", "s1", "s2"}
         for fit in per.values():
-            assert fit["step"] in integrate.HVG_STEPS
+            assert fit["step"] in hvg.HVG_STEPS
     integrate.normalise(merged)  # the rest of the merge runs
     assert merged.X.shape == merged.layers["counts"].shape
 

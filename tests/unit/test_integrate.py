@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tmeflow import integrate
+from tmeflow import hvg, integrate
 
 from ._synthetic import clustered_counts
 
@@ -96,7 +96,7 @@ def test_hvgs_prefer_marker_genes_and_skip_mito():
     adata.var_names = ["mt-Co1", *list(adata.var_names[1:])]
     adata.X = sp.csr_matrix(adata.X)
     integrate.normalise(adata)
-    integrate.select_hvgs(adata, n_top_genes=30, batch_key="sample")
+    hvg.select_hvgs(adata, n_top_genes=30, batch_key="sample")
     hv = adata.var_names[adata.var["highly_variable"]]
     assert len(hv) == 30
     assert "mt-Co1" not in hv
@@ -120,7 +120,7 @@ def test_hvgs_survive_many_genes_seen_once():
         var=pd.DataFrame(index=[f"g{i}" for i in range(g)]),
         layers={"counts": sp.csr_matrix(x)},
     )
-    integrate.select_hvgs(adata, n_top_genes=200, batch_key="sample")
+    hvg.select_hvgs(adata, n_top_genes=200, batch_key="sample")
     hv = adata.var["highly_variable"].to_numpy()
     assert hv.sum() == 200 and not hv[:once].any()
     assert adata.uns["hvg"]["min_cells"] == 3
@@ -156,7 +156,7 @@ def test_scvi_latent_is_deterministic_and_separates_groups():
 def test_scvi_model_is_saved_and_reloads_to_the_same_latent(tmp_path):
     adata = clustered_counts(n_per_group=40)
     integrate.normalise(adata)
-    integrate.select_hvgs(adata, n_top_genes=60)
+    hvg.select_hvgs(adata, n_top_genes=60)
     model_dir = tmp_path / "scvi_model"
     integrate.train_scvi(
         adata,

@@ -27,7 +27,7 @@ from anndata import AnnData
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from tmeflow import cluster, composition, de, de_levels, integrate, qc, species
+from tmeflow import cluster, composition, de, de_levels, hvg, integrate, qc, species
 
 REF, TEST = "ctrl", "treated"
 ARMS = (REF, TEST)
@@ -413,7 +413,7 @@ def test_hvg_count_is_min_of_n_top_and_eligible(
     if not samples:
         return
     merged = integrate.concat_samples(samples)
-    integrate.select_hvgs(
+    hvg.select_hvgs(
         merged, n_top_genes=n_top, batch_key="sample", min_species_fraction=min_fraction
     )
     integrate.normalise(merged)

@@ -181,9 +181,9 @@ def test_present_outputs_sorted_without_skipped_and_temporary(tmp_path):
 
 def test_hvg_fallbacks_recorded_from_the_hvg_table(tmp_path) -> None:
     """Issue 13: the provenance record names the HVG fits that needed a fallback."""
-    from tmeflow import integrate, tables
+    from tmeflow import hvg, tables
 
-    hvg = {
+    record = {
         "fits": {
             "human": {
                 "s1": {"step": "seurat_v3", "span": 0.3, "min_cells": 1, "n_cells": 40},
@@ -199,8 +199,8 @@ def test_hvg_fallbacks_recorded_from_the_hvg_table(tmp_path) -> None:
             "mouse": {"s3": {"step": "none", "n_cells": 1, "failed": "fewer than 2 cells"}},
         }
     }
-    table = integrate.hvg_table(hvg)
-    assert list(table.columns) == integrate.HVG_TABLE_COLUMNS
+    table = hvg.hvg_table(record)
+    assert list(table.columns) == hvg.HVG_TABLE_COLUMNS
     assert table["step"].tolist() == ["seurat_v3", "seurat_v3_span", "none"]
     tables.write_tsv(table, tmp_path / "hvg.tsv")
     out = provenance.hvg_fallbacks(tmp_path / "hvg.tsv")

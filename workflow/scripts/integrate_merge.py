@@ -1,6 +1,6 @@
 """Snakemake adapter: merge samples, normalise, select HVGs; logic in tmeflow.integrate."""
 
-from tmeflow import h5ad, integrate, runtime, tables
+from tmeflow import h5ad, hvg, integrate, runtime, tables
 
 
 def main(smk) -> None:
@@ -8,7 +8,7 @@ def main(smk) -> None:
     # the per-sample objects live only inside concat_samples, so they are freed on return;
     # HVGs come from the raw counts before X is written (peak about 2x the counts' size)
     merged = integrate.concat_samples([h5ad.read_h5ad(f) for f in smk.input.h5ads])
-    integrate.select_hvgs(
+    hvg.select_hvgs(
         merged,
         n_top_genes=smk.params.n_top_genes,
         batch_key="sample",
@@ -17,9 +17,9 @@ def main(smk) -> None:
         min_species_fraction=smk.params.min_species_fraction,
     )
     integrate.normalise(merged)
-    hvg = {k: v for k, v in merged.uns["hvg"].items() if k != "fits"}
-    log.info("merged %d cells x %d genes; HVGs %s", *merged.shape, hvg)
-    tables.write_tsv(integrate.hvg_table(merged.uns["hvg"]), smk.output.hvg)
+    record = {k: v for k, v in merged.uns["hvg"].items() if k != "fits"}
+    log.info("merged %d cells x %d genes; HVGs %s", *merged.shape, record)
+    tables.write_tsv(hvg.hvg_table(merged.uns["hvg"]), smk.output.hvg)
     h5ad.write_h5ad(merged, smk.output.h5ad)
 
 

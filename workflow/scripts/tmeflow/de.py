@@ -13,7 +13,6 @@ report is :mod:`tmeflow.goi`; the cell-type and subtype runs of the workflow's r
 """
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,8 +21,9 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from tmeflow import de_tests
 from tmeflow._utils import natural_key, observed_levels
-from tmeflow.pseudobulk import TARGET_SUM, check_obs, counts_matrix, cp10k_log, pseudobulk
+from tmeflow.pseudobulk import check_obs, counts_matrix, pseudobulk
 
 __all__ = [
     "DE_COLUMNS",
@@ -62,8 +62,6 @@ METHOD_NOT_TESTED = "not_tested"
 
 #: z quantile of the two-sided 95% Wald interval.
 _Z95 = 1.959963984540054
-#: Pseudocount (on the counts-per-10,000 scale) of the Wilcoxon fallback's log2 fold change.
-_LFC_PSEUDOCOUNT = 1.0
 
 
 def empty_table(note: str, *, species: str | None = None) -> pd.DataFrame:
@@ -100,137 +98,6 @@ def _majority_species(adata: AnnData, mask: np.ndarray, counts: sp.csr_matrix) -
         if len(by_sp) and by_sp.max() > 0:
             return str(by_sp.idxmax())
     return None
-
-
-def _run_pydeseq2(
-    counts: pd.DataFrame,
-    meta: pd.DataFrame,
-    *,
-    condition_key: str,
-    reference: str,
-    test: str,
-    covariates: Sequence[str],
-    threads: int,
-    alpha: float,
-    label: str,
-) -> tuple[pd.DataFrame | None, str]:
-    """Fit PyDESeq2; returns (results_df or None, note). Library warnings are logged."""
-    from pydeseq2.dds import DeseqDataSet
-    from pydeseq2.default_inference import DefaultInference
-    from pydeseq2.ds import DeseqStats
-
-    md = pd.DataFrame(index=counts.index)
-    for cov in covariates:
-        col = meta[cov]
-        md[cov] = col.to_numpy() if pd.api.types.is_numeric_dtype(col) else col.astype(str)
-    md[condition_key] = pd.Categorical(
-        meta[condition_key].astype(str).to_numpy(), categories=[reference, test]
-    )
-    design = "~" + " + ".join([*covariates, condition_key])
-    inference = DefaultInference(n_cpus=threads)
-    note = ""
-    failure = None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        dds = DeseqDataSet(
-            counts=counts,
-            metadata=md,
-            design=design,
-            refit_cooks=True,
-            inference=inference,
-            quiet=True,
-        )
-        full_rank = (
-            np.linalg.matrix_rank(dds.obsm["design_matrix"].to_numpy(float))
-            == (dds.obsm["design_matrix"].shape[1])
-        )
-        if full_rank:
-            try:
-                dds.deseq2()
-                stats = DeseqStats(
-                    dds,
-                    contrast=[condition_key, test, reference],
-                    alpha=alpha,
-                    inference=inference,
-                    quiet=True,
-                )
-                stats.summary()
-            except (ValueError, ArithmeticError, np.linalg.LinAlgError, RuntimeError) as exc:
-                # e.g. a dispersion trend that cannot be fitted on a few genes or animals
-                failure = f"{type(exc).__name__}: {exc}"
-    for w in caught:
-        logger.warning("%s: PyDESeq2: %s", label, w.message)
-    if failure is not None:
-        note = (
-            f"not tested: PyDESeq2 failed on the {counts.shape[0]} pseudobulk samples and "
-            f"{counts.shape[1]} genes of this group ({failure}); raise de.min_cells or check "
-            "this group's counts"
-        )
-        logger.warning("%s: %s", label, note)
-        return None, note
-    if not full_rank:
-        note = (
-            f"not tested: design {design!r} is not full rank for the samples of this group; "
-            "drop the covariate(s) confounded with the condition"
-        )
-        logger.warning("%s: %s", label, note)
-        return None, note
-    return stats.results_df.copy(), note
-
-
-def _run_wilcoxon(
-    mat: sp.csr_matrix,
-    totals: np.ndarray,
-    arm: np.ndarray,
-    genes: pd.Index,
-    *,
-    reference: str,
-    test: str,
-) -> pd.DataFrame:
-    """Cell-level Wilcoxon (scanpy) of test vs reference on log1p CP10k."""
-    import scanpy as sc
-
-    lognorm = cp10k_log(mat, totals)
-    small = AnnData(
-        X=lognorm,
-        obs=pd.DataFrame(
-            {"_arm": pd.Categorical(arm, categories=[reference, test])},
-            index=pd.Index([str(i) for i in range(mat.shape[0])]),
-        ),
-        var=pd.DataFrame(index=pd.Index(genes.astype(str))),
-    )
-    sc.tl.rank_genes_groups(
-        small,
-        "_arm",
-        groups=[test],
-        reference=reference,
-        method="wilcoxon",
-        use_raw=False,
-        tie_correct=True,
-        key_added="_rgg",
-    )
-    res = sc.get.rank_genes_groups_df(small, group=test, key="_rgg").set_index("names")
-    res = res.reindex(genes.astype(str))
-
-    scale = np.divide(TARGET_SUM, totals, out=np.zeros(totals.shape, float), where=totals > 0)
-    norm = sp.csr_matrix(sp.diags(scale) @ mat.astype(np.float64))
-    is_ref = arm == reference
-    mean_ref = np.asarray(norm[is_ref].mean(axis=0)).ravel()
-    mean_test = np.asarray(norm[~is_ref].mean(axis=0)).ravel()
-    lfc = np.log2((mean_test + _LFC_PSEUDOCOUNT) / (mean_ref + _LFC_PSEUDOCOUNT))
-    return pd.DataFrame(
-        {
-            "gene": genes.astype(str),
-            "baseMean": np.asarray(norm.mean(axis=0)).ravel(),
-            "log2FoldChange": lfc,
-            "lfcSE": np.nan,
-            "stat": res["scores"].to_numpy(float),
-            "pvalue": res["pvals"].to_numpy(float),
-            "padj": res["pvals_adj"].to_numpy(float),
-            "ci_low": np.nan,
-            "ci_high": np.nan,
-        }
-    )
 
 
 def _finish(table: pd.DataFrame, **constants: object) -> pd.DataFrame:
@@ -528,7 +395,7 @@ def _test_pseudobulk(
     sub = sub.loc[:, sub.sum(axis=0) > 0]
     if sub.shape[1] == 0:
         return _not_tested(label, "not tested: no counts in the kept pseudobulk samples", species)
-    res, note = _run_pydeseq2(
+    res, note = de_tests.pydeseq2_test(
         sub,
         kept,
         condition_key=run.condition_key,
@@ -540,7 +407,7 @@ def _test_pseudobulk(
         label=label,
     )
     if res is None:
-        return empty_table(note, species=species)  # _run_pydeseq2 logged the note
+        return empty_table(note, species=species)  # de_tests.pydeseq2_test logged the note
     res = res.reindex(sub.columns)
     table = pd.DataFrame(
         {
@@ -600,7 +467,7 @@ def _test_cells(
         + (f"; animals short of {run.min_cells} cells (their cells): {short}" if short else "")
     )
     logger.warning("%s: %s", label, note)
-    table = _run_wilcoxon(
+    table = de_tests.wilcoxon_test(
         sub_mat[:, genes_idx],
         run.totals[cells],
         arm,

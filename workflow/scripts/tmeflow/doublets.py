@@ -57,9 +57,7 @@ def detect_doublets(
             n,
             min_cells,
         )
-        adata.obs["doublet_score"] = np.zeros(n)
-        adata.obs["predicted_doublet"] = np.zeros(n, dtype=bool)
-        adata.uns["doublets"] = {**info, "threshold": float("nan"), "skipped": True}
+        _skip(adata, info)
         return
     X = sp.csr_matrix(adata.X, dtype=np.float32, copy=True)
     tmp = AnnData(X=X)
@@ -91,9 +89,7 @@ def detect_doublets(
             sample,
             why,
         )
-        adata.obs["doublet_score"] = np.zeros(n)
-        adata.obs["predicted_doublet"] = np.zeros(n, dtype=bool)
-        adata.uns["doublets"] = {**info, "threshold": float("nan"), "skipped": True, "reason": why}
+        _skip(adata, {**info, "reason": why})
         return
     scores = tmp.obs["doublet_score"].reindex(adata.obs_names).fillna(0.0).to_numpy(dtype=float)
     sim = np.asarray(tmp.uns["scrublet"]["doublet_scores_sim"], dtype=float)
@@ -123,6 +119,13 @@ def detect_doublets(
         threshold,
         how,
     )
+
+
+def _skip(adata: AnnData, info: dict[str, Any]) -> None:
+    """No doublet call: every cell scores 0, none is flagged; ``uns["doublets"]`` says so."""
+    adata.obs["doublet_score"] = np.zeros(adata.n_obs)
+    adata.obs["predicted_doublet"] = np.zeros(adata.n_obs, dtype=bool)
+    adata.uns["doublets"] = {**info, "threshold": float("nan"), "skipped": True}
 
 
 def threshold_minimum(values: np.ndarray, *, nbins: int = 256, max_iter: int = 10_000) -> float:

@@ -186,7 +186,7 @@ def hvg_fallbacks(table: str | os.PathLike[str]) -> list[dict[str, Any]]:
     Parameters
     ----------
     table
-        The table of :func:`tmeflow.integrate.hvg_table`.
+        The table of :func:`tmeflow.hvg.hvg_table`.
 
     Returns
     -------

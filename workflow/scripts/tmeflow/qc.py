@@ -236,21 +236,14 @@ def filter_cells(
     metrics["qc_warnings"] = _group_loss_warnings(
         _cell_groups(adata, group_key), flags, fail, warn_fraction=warn_fraction
     )
-    params = {
-        "nmads_counts": float(nmads_counts),
-        "nmads_genes": float(nmads_genes),
-        "nmads_mito": float(nmads_mito),
-        "min_counts": int(min_counts),
-        "min_genes": int(min_genes),
-        "max_pct_mito": float(max_pct_mito),
-        "remove_doublets": bool(remove_doublets),
-        "remove_mixed": bool(remove_mixed),
-        "group_key": group_key if group_key is not None else "",
-        "min_group_cells": int(min_group_cells),
-        "small_group_thresholds": "floors",
-        "warn_fraction": float(warn_fraction),
-        "mad_scale": MAD_SCALE,
-    }
+    params = _params(
+        nmads=(nmads_counts, nmads_genes, nmads_mito),
+        floors=(min_counts, min_genes, max_pct_mito),
+        removal=(remove_doublets, remove_mixed),
+        group_key=group_key,
+        min_group_cells=min_group_cells,
+        warn_fraction=warn_fraction,
+    )
     if metrics["n_kept"] == 0:
         msg = _all_removed_message(adata, sample, metrics, thresholds)
         if not allow_empty:
@@ -261,6 +254,33 @@ def filter_cells(
     logger.info("sample %s: QC %s", sample, metrics)
     kept = adata[~fail].copy()
     return kept, metrics
+
+
+def _params(
+    *,
+    nmads: tuple[float, float, float],
+    floors: tuple[int, int, float],
+    removal: tuple[bool, bool],
+    group_key: str | None,
+    min_group_cells: int,
+    warn_fraction: float,
+) -> dict[str, Any]:
+    """The parameters of :func:`filter_cells` as recorded in ``uns["qc"]["params"]``."""
+    return {
+        "nmads_counts": float(nmads[0]),
+        "nmads_genes": float(nmads[1]),
+        "nmads_mito": float(nmads[2]),
+        "min_counts": int(floors[0]),
+        "min_genes": int(floors[1]),
+        "max_pct_mito": float(floors[2]),
+        "remove_doublets": bool(removal[0]),
+        "remove_mixed": bool(removal[1]),
+        "group_key": group_key if group_key is not None else "",
+        "min_group_cells": int(min_group_cells),
+        "small_group_thresholds": "floors",
+        "warn_fraction": float(warn_fraction),
+        "mad_scale": MAD_SCALE,
+    }
 
 
 def _cell_groups(adata: AnnData, group_key: str | None) -> tuple[np.ndarray, np.ndarray]:

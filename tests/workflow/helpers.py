@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-COPY = ("Snakefile", "workflow", "config", "envs", "profiles")
+COPY = ("Snakefile", "workflow", "config", "profiles")
 
 
 def copy_workflow(dest: Path) -> Path:

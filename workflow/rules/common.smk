@@ -19,7 +19,7 @@ if not RULES_DIR.is_dir():
         "clone (module ...: snakefile: '<clone>/workflow/Snakefile'), not a remote snakefile."
     )
 WORKFLOW_DIR = RULES_DIR.parent  # workflow/
-REPO_DIR = WORKFLOW_DIR.parent  # the clone: config/ (shipped panels, gene sets), envs/
+REPO_DIR = WORKFLOW_DIR.parent  # the clone: config/ (shipped panels, gene sets)
 
 sys.path.insert(0, str(WORKFLOW_DIR / "scripts"))
 

@@ -61,3 +61,20 @@ SMALL_DEMO = {
     # connectivity, PCR) still run. The default config keeps it on.
     "integration_metrics": {"kbet": False},
 }
+
+
+def dry_run_jobs(text: str) -> dict[str, int]:
+    """Rule -> job count from the first 'Job stats' table of a dry run ('all' excluded)."""
+    counts: dict[str, int] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.split()[:2] == ["job", "count"]:
+            break
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            if parts[0] == "total":
+                break
+            if parts[0] != "all":
+                counts[parts[0]] = int(parts[1])
+    return counts

@@ -2,24 +2,7 @@
 
 import shutil
 
-from .helpers import SMALL_DEMO, snakemake, write_config
-
-
-def _jobs(text: str) -> dict[str, int]:
-    """Rule -> job count from the first 'Job stats' table of a dry run ('all' excluded)."""
-    counts: dict[str, int] = {}
-    lines = iter(text.splitlines())
-    for line in lines:
-        if line.split()[:2] == ["job", "count"]:
-            break
-    for line in lines:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            if parts[0] == "total":
-                break
-            if parts[0] != "all":
-                counts[parts[0]] = int(parts[1])
-    return counts
+from .helpers import SMALL_DEMO, dry_run_jobs, snakemake, write_config
 
 
 def test_de_parameter_change_reruns_only_de_and_its_figures(demo_run, tmp_path):
@@ -29,12 +12,12 @@ def test_de_parameter_change_reruns_only_de_and_its_figures(demo_run, tmp_path):
     proc = snakemake(work, "-n", "--configfile", str(same))
     # Unchanged config: nothing to do, except the provenance record, whose params hold the
     # absolute workflow folder (workflow.basedir), which the copy changes.
-    assert set(_jobs(proc.stdout + proc.stderr)) <= {"provenance"}, proc.stdout[-3000:]
+    assert set(dry_run_jobs(proc.stdout + proc.stderr)) <= {"provenance"}, proc.stdout[-3000:]
 
     changed = {**SMALL_DEMO, "de": {"alpha": 0.1, "min_cells": 12}}
     cfg = write_config(work, changed, "changed.yaml")
     proc = snakemake(work, "-n", "--rerun-triggers", "params", "--configfile", str(cfg))
-    jobs = _jobs(proc.stdout + proc.stderr)
+    jobs = dry_run_jobs(proc.stdout + proc.stderr)
     assert "de_pseudobulk" in jobs, proc.stdout[-3000:]
     upstream = {
         *("demo_simulate", "ingest_sample", "species_assign", "qc_filter", "integrate_merge"),

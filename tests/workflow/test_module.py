@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import REPO
+from .helpers import REPO, dry_run_jobs
 
 #: Rules with one job per sample of the demo sheet (config/samples.tsv: 3 + 3 animals).
 PER_SAMPLE = ("ingest_sample", "species_assign", "qc_filter", "qc_plots")
@@ -26,22 +26,6 @@ ONCE = (
 GENES = ["Gas6", "Axl"]
 PANEL = REPO / "config" / "markers" / "mouse_tme.yaml"
 GENE_SETS = REPO / "config" / "genesets" / "mh.all.v2023.1.Mm.symbols.gmt"
-
-
-def _job_counts(text: str) -> dict[str, int]:
-    """Rule -> job count from the first 'Job stats' table of a dry run."""
-    counts: dict[str, int] = {}
-    lines = iter(text.splitlines())
-    for line in lines:
-        if line.split()[:2] == ["job", "count"]:
-            break
-    for line in lines:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            if parts[0] == "total":
-                break
-            counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def _host(folder: Path, config: dict) -> Path:
@@ -95,7 +79,7 @@ BASE = {
 def test_module_dry_run_from_another_folder(tmp_path, reference_paths):
     host = _host(tmp_path / "host", {**BASE, **reference_paths})
     out = _dry_run(host)
-    jobs = _job_counts(out)
+    jobs = dry_run_jobs(out)
     assert jobs, out[-3000:]
     assert all(name.startswith("tmeflow_") for name in jobs), sorted(jobs)
     for rule in PER_SAMPLE:

@@ -37,22 +37,22 @@ TARGETS = (
 )
 
 
+# the config of every real mouse run here (samples.tsv written into the run folder)
+MOUSE_RUN = {
+    "samples": "samples.tsv",
+    "species": "mouse",
+    "genes_of_interest": ["Gas6", "Mmp11"],
+    "scvi": {"max_epochs": 30},
+    "integration_metrics": {"kbet": False},
+}
+
+
 def run_one_sample(
     tmp_path: Path, name: str, path: Path, targets=TARGETS, config: dict | None = None
 ) -> Path:
     work = copy_workflow(tmp_path / name)
     (work / "samples.tsv").write_text(f"sample\tcondition\tpath\n{name}\tcontrol\t{path}\n")
-    cfg = write_config(
-        work,
-        {
-            "samples": "samples.tsv",
-            "species": "mouse",
-            "genes_of_interest": ["Gas6", "Mmp11"],
-            "scvi": {"max_epochs": 30},
-            "integration_metrics": {"kbet": False},
-            **(config or {}),
-        },
-    )
+    cfg = write_config(work, {**MOUSE_RUN, **(config or {})})
     # a one-condition sheet is accepted with a parse-time warning (no 'alectinib' sample)
     proc = snakemake(work, *targets, "--configfile", str(cfg))
     assert "no sample has condition = 'alectinib'" in proc.stdout + proc.stderr
@@ -272,16 +272,7 @@ def zilionis_split(shared_data, tmp_path_factory) -> tuple[Path, ad.AnnData]:
     ]
     header = "sample\tcondition\tpath\tobs_column\tobs_value\n"
     (work / "samples.tsv").write_text(header + "\n".join(rows) + "\n")
-    cfg = write_config(
-        work,
-        {
-            "samples": "samples.tsv",
-            "species": "mouse",
-            "genes_of_interest": ["Gas6", "Mmp11"],
-            "scvi": {"max_epochs": 30},
-            "integration_metrics": {"kbet": False},
-        },
-    )
+    cfg = write_config(work, MOUSE_RUN)
     snakemake(work, "--configfile", str(cfg))
     return work, ad.read_h5ad(work / "results/annotate/annotated.h5ad")
 

@@ -81,8 +81,8 @@ def test_first_fit_identical_to_scanpy_without_batches():
     ("k", "times", "expected"),
     [
         (500, 1, "seurat_v3"),
-        (1000, 1, "seurat_v3_span"),  # span 0.3 singular, span 0.6 fits
-        (1500, 1, "seurat_v3_min_cells"),  # only without the genes seen once
+        (1000, 1, "seurat_v3_min_cells"),  # fits without the genes seen once
+        (800, 3, "seurat_v3_span"),  # genes seen in 3 cells: span 0.3 singular, 0.6 fits
         (1500, 3, "pearson_residuals"),  # genes seen in 3 cells keep every loess fit singular
     ],
 )
@@ -102,9 +102,11 @@ def test_real_loess_failures_reach_the_expected_step(k, times, expected, caplog)
     else:
         assert fit["failed"] == "" and not caplog.text
     if expected == "seurat_v3_min_cells":
-        assert info["min_cells"] == 3 and fit["span"] == 0.6
+        assert info["min_cells"] == 3 and fit["span"] == 0.3
         # genes seen once were left out of the fit, so none can be selected
         assert not adata.var["highly_variable"].to_numpy()[:k].any()
+    if expected == "seurat_v3_span":
+        assert fit["min_cells"] == 3 and fit["span"] == 0.6
 
 
 @pytest.mark.parametrize("n_fail", range(len(hvg.HVG_STEPS)))
@@ -155,7 +157,7 @@ def test_only_one_batch_falls_back(monkeypatch):
     hvg.select_hvgs(adata, n_top_genes=40, batch_key="sample")
     fits = adata.uns["hvg"]["fits"]["all"]
     assert fits["s0"]["step"] == "seurat_v3" and fits["s0"]["failed"] == ""
-    assert fits["s1"]["step"] == "seurat_v3_span" and fits["s1"]["span"] == 0.6
+    assert fits["s1"]["step"] == "seurat_v3_min_cells" and fits["s1"]["span"] == 0.3
     assert fits["s1"]["failed"] == "seurat_v3: forced"
     assert adata.uns["hvg"]["n_fallbacks"] == 1 and adata.uns["hvg"]["n_selected"] == 40
 

@@ -125,6 +125,13 @@ def _check_run(work: Path, n_samples: int) -> None:
         if not _tsv(table).empty:
             continue
         rel = table.relative_to(work)
+        if str(rel) == "results/markers/notes.tsv":  # no group was skipped
+            continue
+        if str(rel.parent) == "results/markers":  # every group skipped: the notes say why
+            skipped = _tsv(work / "results/markers/notes.tsv")
+            level = "leiden" if table.stem == "clusters" else "cell_type"
+            assert (skipped["level"] == level).any(), f"{rel}: empty, no note"
+            continue
         if str(rel.parent) == "results/sources":  # an absent gene: its main table says why
             gene = table.name.split(".")[0]
             main = _tsv(work / f"results/sources/{gene}.tsv")

@@ -457,8 +457,15 @@ def _combine_ranks(scores: np.ndarray, n_top: int) -> tuple[np.ndarray, np.ndarr
     rank among the batches' top ``n_top`` and the number of batches ranking each gene there.
     """
     n_genes = scores.shape[1]
-    ranked = np.argsort(np.argsort(-scores, axis=1), axis=1).astype(np.float32)
-    ranked[np.isnan(scores)] = np.nan
+    # ranks among each batch's scored genes only, in gene order: the array scanpy ranks when
+    # it is run on those genes, so ties fall the same way (a NaN-padded row would not)
+    ranked = np.full(scores.shape, np.nan, dtype=np.float32)
+    for i, row in enumerate(scores):
+        fin = np.flatnonzero(np.isfinite(row))
+        if fin.size == row.size:
+            ranked[i] = np.argsort(np.argsort(-row))
+        else:
+            ranked[i, fin] = np.argsort(np.argsort(-row[fin]))
     nbatches = np.sum((ranked < n_top).astype(int), axis=0)
     ranked[ranked >= n_top] = np.nan
     median = np.ma.median(np.ma.masked_invalid(ranked), axis=0).filled(np.nan)

@@ -462,10 +462,7 @@ def _combine_ranks(scores: np.ndarray, n_top: int) -> tuple[np.ndarray, np.ndarr
     ranked = np.full(scores.shape, np.nan, dtype=np.float32)
     for i, row in enumerate(scores):
         fin = np.flatnonzero(np.isfinite(row))
-        if fin.size == row.size:
-            ranked[i] = np.argsort(np.argsort(-row))
-        else:
-            ranked[i, fin] = np.argsort(np.argsort(-row[fin]))
+        ranked[i, fin] = np.argsort(np.argsort(-row[fin]))
     nbatches = np.sum((ranked < n_top).astype(int), axis=0)
     ranked[ranked >= n_top] = np.nan
     median = np.ma.median(np.ma.masked_invalid(ranked), axis=0).filled(np.nan)

@@ -252,7 +252,6 @@ def run_times(
     *,
     benchmark_dir: str | os.PathLike[str] = "benchmarks",
     now: float | None = None,
-    metadata_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Wall-clock times and peak memory of the run, kept out of ``provenance.json``.
 
@@ -270,11 +269,7 @@ def run_times(
         The earliest start and the latest end over ``jobs`` and the outputs' times.
     ``recorded``
         When this record was written (``now``).
-
-    ``metadata_dir`` is accepted for compatibility and ignored (the record used to come from
-    ``.snakemake/metadata``).
     """
-    del metadata_dir
     now = dt.datetime.now(tz=dt.UTC).timestamp() if now is None else now
     bdir = Path(benchmark_dir)
     jobs: dict[str, dict[str, Any]] = {}

@@ -153,6 +153,25 @@ def test_scvi_latent_is_deterministic_and_separates_groups():
     assert (predicted == adata.obs["group"].to_numpy()).mean() > 0.95
 
 
+def test_scvi_latent_depends_on_its_threads_not_on_the_jobs_cpus():
+    """A job given 1 or 2 CPUs (``--cores``) trains the same model for one ``scvi.threads``."""
+    from tmeflow import runtime
+
+    adata = clustered_counts(n_per_group=60)
+    integrate.normalise(adata)
+    runs = []
+    for job_cpus in (1, 2):
+        runtime.pin_threads(job_cpus)  # what runtime.setup does with the rule's threads
+        a = adata.copy()
+        integrate.train_scvi(
+            a, n_latent=4, n_hidden=32, max_epochs=5, early_stopping=False, seed=1, threads=2
+        )
+        runs.append(a.obsm["X_scVI"])
+        assert a.uns["scvi"]["threads"] == 2
+    runtime.pin_threads(1)
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 def test_scvi_model_is_saved_and_reloads_to_the_same_latent(tmp_path):
     adata = clustered_counts(n_per_group=40)
     integrate.normalise(adata)

@@ -61,3 +61,18 @@ def test_pin_threads_limits_numba_and_blas():
         assert all(pool["num_threads"] == 1 for pool in threadpool_info())
     finally:
         numba.set_num_threads(before)
+
+
+def test_blas_stays_single_threaded_whatever_the_rules_threads():
+    import numba
+    from threadpoolctl import threadpool_info
+
+    before = numba.get_num_threads()
+    try:
+        runtime.pin_threads(2)
+        assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+        blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert blas and all(pool["num_threads"] == runtime.BLAS_THREADS == 1 for pool in blas)
+    finally:
+        numba.set_num_threads(before)
+        runtime.pin_threads(1)

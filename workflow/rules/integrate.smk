@@ -43,7 +43,9 @@ rule integrate_scvi:
         "benchmarks/integrate_scvi/integrate_scvi.tsv"
     conda:
         "../envs/scvi.yaml"
-    threads: 8
+    # torch's CPU threads change X_scVI bit-wise: they come from the config (scvi.threads),
+    # not from --cores, so that every machine trains the same model (the job asks for as many)
+    threads: config["scvi"]["threads"]
     resources:
         mem_mb=mem_mb_for(4000, 4),
         runtime=runtime_for(120, 90),
@@ -56,6 +58,7 @@ rule integrate_scvi:
         patience=config["scvi"]["early_stopping_patience"],
         batch_size=config["scvi"]["batch_size"],
         accelerator=config["scvi"]["accelerator"],
+        threads=config["scvi"]["threads"],
         seed=config["seed"],
     script:
         "../scripts/integrate_scvi.py"

@@ -18,7 +18,7 @@ def main(smk) -> None:
         batch_size=p.batch_size,
         accelerator=p.accelerator,
         seed=p.seed,
-        threads=smk.threads,
+        threads=p.threads,
         model_dir=smk.output.model,
     )
     log.info("scVI: %s", adata.uns["scvi"])

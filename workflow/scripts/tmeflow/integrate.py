@@ -18,23 +18,15 @@ TARGET_SUM = 1e4
 
 
 def set_threads(threads: int) -> None:
-    """Pin the thread pools of BLAS, numba and torch to ``threads`` (set before heavy work)."""
+    """Pin BLAS (one thread), numba, scanpy's ``n_jobs`` and torch to ``threads``.
+
+    See :func:`tmeflow.runtime.pin_threads`; call before heavy work.
+    """
+    from tmeflow.runtime import pin_threads
+
     threads = max(1, int(threads))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
     sc.settings.n_jobs = threads
-    try:
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:  # pragma: no cover - numba ships with scanpy
-        pass
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch only in the scVI step
-        pass
+    pin_threads(threads)
 
 
 def merge_samples(adatas: list[AnnData]) -> AnnData:
@@ -286,6 +278,11 @@ def train_scvi(
     than 3 cells are named. Each adjustment is a WARNING and, with the configured values, is
     recorded in ``uns["scvi"]["notes"]``; normal data get no such key and unchanged training.
     Fewer than 2 cells in all is a ``ValueError`` naming the fix.
+
+    ``threads`` is torch's thread count on the CPU (config ``scvi.threads``, recorded in
+    ``uns["scvi"]``). It changes the order of torch's sums, hence ``X_scVI`` bit-wise: the
+    workflow takes it from the config, not from the CPUs ``--cores`` gives the job, so that a
+    laptop and a workstation train the same model from the same data.
     """
     import scvi
     import torch
@@ -347,6 +344,7 @@ def train_scvi(
         "batch_key": batch_key,
         "accelerator": accelerator,
         "seed": seed,
+        "threads": max(1, int(threads)) if accelerator == "cpu" else None,
         "n_genes": len(genes),
         "scvi_version": scvi.__version__,
     }

@@ -20,22 +20,35 @@ def setup(log_path: str, *, threads: int = 1) -> logging.Logger:
     logging.getLogger("fontTools").setLevel(logging.WARNING)
     _log_uncaught()
     threads = max(1, int(threads))
-    # BLAS pools read these when first used. NUMBA_NUM_THREADS is not touched: numba is already
-    # imported (through scanpy) and refuses a changed value; tmeflow.integrate.set_threads uses
-    # numba.set_num_threads instead.
+    # BLAS pools read these when first used: one thread (see pin_threads). NUMBA_NUM_THREADS is
+    # not touched: numba is already imported (through scanpy) and refuses a changed value;
+    # pin_threads uses numba.set_num_threads instead.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(threads))
+        os.environ.setdefault(var, str(BLAS_THREADS))
     os.environ.setdefault("MPLBACKEND", "Agg")
     pin_threads(threads)
     return logging.getLogger("tmeflow")
 
 
+#: BLAS/OpenMP threads of every job, whatever its rule's threads. Every numerical step of the
+#: workflow makes many small BLAS calls (PyDESeq2's per-gene L-BFGS-B fits, loess, PCA
+#: products) where a second thread gains little, and a waiting OpenBLAS thread spins: on a
+#: busy machine one PyDESeq2 fit took 10-28 s with 2 BLAS threads against 4 s with one.
+#: A fixed count also keeps sums in the same order whatever ``--cores`` gives the rule.
+BLAS_THREADS = 1
+
+
 def pin_threads(threads: int) -> None:
-    """Limit the already-loaded BLAS/OpenMP pools, numba and (if imported) torch to ``threads``."""
+    """Pin BLAS/OpenMP pools to :data:`BLAS_THREADS`; numba and (if imported) torch to ``threads``.
+
+    numba's parallel kernels (scanpy's means and variances) give each row or column to one
+    thread, so their results do not depend on ``threads``; torch's do (scVI sets its own,
+    configured count: :func:`tmeflow.integrate.train_scvi`).
+    """
     from threadpoolctl import threadpool_limits
 
     threads = max(1, int(threads))
-    threadpool_limits(limits=threads)
+    threadpool_limits(limits=BLAS_THREADS)
     if "numba" in sys.modules:
         import numba
 

@@ -277,8 +277,8 @@ def test_demo_on_slurm_equals_local_run(slurm_cluster, demo_run, tmp_path):
     # Only the jobs behind the compared tables (ingest to DE and composition) go through SLURM:
     # figures, GSEA, metrics and export would add queue round trips, not coverage.
     cmd = [
-        sys.executable, "-m", "snakemake", "--configfile", str(cfg),
-        "--profile", "profiles/slurm", "--profile", "tests/slurm/profile", *TARGETS,
+        sys.executable, "-m", "snakemake", *TARGETS, "--configfile", str(cfg),
+        "--profile", "profiles/slurm", "--profile", "tests/slurm/profile",
     ]  # fmt: skip
     proc = subprocess.run(
         cmd, cwd=work, env=slurm_cluster.env, capture_output=True, text=True,

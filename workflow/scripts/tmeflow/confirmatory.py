@@ -190,6 +190,7 @@ class _Design:
     min_share: float
     immune_types: tuple[str, ...]
     loo: bool
+    shrink: bool
 
 
 def confirm(
@@ -207,6 +208,7 @@ def confirm(
     min_share: float = 0.1,
     immune_types: Sequence[str] = composition.IMMUNE_TYPES,
     loo: bool = True,
+    shrink: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Test every pre-specified hypothesis and adjust within the family (Holm).
 
@@ -229,6 +231,10 @@ def confirm(
     loo
         Compute the leave-one-animal-out range (refits PyDESeq2 once per animal for each
         ``change`` hypothesis); without it no hypothesis can be ``supported``.
+    shrink
+        Report the apeGLM-shrunk log2 fold change of ``change`` rows (the slowest step:
+        it fits every gene of the group); without it ``effect`` is the unshrunk estimate.
+        P-values do not depend on it (``bench/confirmatory_calibration.py`` turns it off).
 
     Returns
     -------
@@ -249,6 +255,7 @@ def confirm(
         min_share,
         tuple(immune_types),
         loo,
+        shrink,
     )
     rows, values = [], []
     for k, hyp in enumerate(hypotheses, start=1):
@@ -373,8 +380,8 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         alpha=d.alpha,
         groups=[hyp.cell_type],
     )
-    table = run_de(cells, shrink=True, **common)[hyp.cell_type]
-    row["effect_scale"] = "log2 fold change (apeGLM-shrunk)"
+    table = run_de(cells, shrink=d.shrink, **common)[hyp.cell_type]
+    row["effect_scale"] = "log2 fold change" + (" (apeGLM-shrunk)" if d.shrink else "")
     per = _change_values(cells, hyp, level, d)
     if table.attrs.get("method") != METHOD_PYDESEQ2:
         row["reason"] = "not testable: " + str(
@@ -390,11 +397,12 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         return per
     rec = hit.iloc[0]
     p_two = float(rec["pvalue"])
+    lfc, se = ("log2FoldChange_shrunk", "lfcSE_shrunk") if d.shrink else ("log2FoldChange", "lfcSE")
     row.update(
         method=METHOD_PYDESEQ2,
-        effect=float(rec["log2FoldChange_shrunk"]),
-        ci_low=float(rec["log2FoldChange_shrunk"] - _Z95 * rec["lfcSE_shrunk"]),
-        ci_high=float(rec["log2FoldChange_shrunk"] + _Z95 * rec["lfcSE_shrunk"]),
+        effect=float(rec[lfc]),
+        ci_low=float(rec[lfc] - _Z95 * rec[se]),
+        ci_high=float(rec[lfc] + _Z95 * rec[se]),
         pvalue=_one_sided(float(rec["stat"]), hyp.direction, p_two, stats.norm),
         effect_unshrunk=float(rec["log2FoldChange"]),
         padj_exploratory=float(rec["padj"]),

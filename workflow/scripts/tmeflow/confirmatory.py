@@ -423,11 +423,11 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
 def _change_values(cells: AnnData, hyp: Hypothesis, level: str, d: _Design) -> pd.DataFrame:
     """Per-animal CPM of the gene in the group's pseudobulk (animals with >= min_cells)."""
     counts, meta = pseudobulk(cells, group_key=level, min_cells=d.min_cells)
-    keep = (
-        meta["kept"].to_numpy()
-        & meta[d.condition_key].astype(str).isin([d.reference, d.test]).to_numpy()
-    )
-    if d.condition_key not in meta.columns or not keep.any():
+    if d.condition_key not in meta.columns:
+        return _empty_values()
+    arms = meta[d.condition_key].astype(str).isin([d.reference, d.test]).to_numpy()
+    keep = meta["kept"].to_numpy() & arms
+    if not keep.any():
         return _empty_values()
     lib = counts.sum(axis=1).to_numpy(float)
     cpm = counts[hyp.gene].to_numpy(float) / np.where(lib > 0, lib, np.nan) * 1e6

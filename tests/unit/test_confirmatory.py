@@ -119,15 +119,19 @@ def test_subtypes_within_their_parent():
 
 @pytest.fixture(scope="module")
 def few_animals():
-    """3 vs 3 animals, ~100 CAFs each, a planted 3x change of G0000 in CAFs (600 genes)."""
-    return stromal_counts(n_genes=600, cells_per_animal=280, fold=3.0, gene_mean=0.2, seed=0)
+    """3 vs 3 animals, ~100 CAFs each, a planted 3x change of G0000 in CAFs (300 genes).
+
+    Seed 5 is a borderline draw, as in a real 3 vs 3 study: Wald p ~4e-4 for G0000, genome-wide
+    BH padj ~0.13 (seeds 0-5 give p from 2e-5 to 1e-2).
+    """
+    return stromal_counts(n_genes=300, cells_per_animal=280, fold=3.0, gene_mean=0.2, seed=5)
 
 
 def test_prespecified_gene_supported_where_genome_wide_padj_is_not(few_animals):
     hyps = cf.parse_hypotheses(
         [
             {"gene": "G0000", "cell_type": "CAF", "direction": "up"},
-            {"gene": "G0001", "cell_type": "TAM"},
+            {"gene": "G0001", "cell_type": "B", "test": "source"},
             {"proportion": "stroma", "cell_type": "TAM", "direction": "up"},
         ]
     )
@@ -149,26 +153,32 @@ def test_prespecified_gene_supported_where_genome_wide_padj_is_not(few_animals):
 
 
 def test_source_and_not_testable_rows(few_animals):
+    totals = np.asarray(few_animals.layers["counts"].sum(axis=0)).ravel()
+    top = str(few_animals.var_names[1 + np.argmax(totals[1:])])  # best-detected null gene
+    weak = str(few_animals.var_names[np.argmin(np.where(totals >= 12, totals, np.inf))])
     hyps = cf.parse_hypotheses(
         [
-            {"gene": "G0002", "cell_type": "CAF", "test": "source"},
-            {"gene": "G0002", "cell_type": "B", "test": "source"},
+            {"gene": top, "cell_type": "CAF", "test": "source"},
+            {"gene": top, "cell_type": "B", "test": "source"},
+            {"gene": weak, "cell_type": "B", "test": "source"},
             {"gene": "Nope", "cell_type": "CAF"},
-            {"gene": "G0002", "cell_type": "pericyte"},
+            {"gene": top, "cell_type": "pericyte"},
             {"proportion": "stroma", "cell_type": "pericyte"},
         ]
     )
     table, _ = cf.confirm(few_animals, hyps, reference=REF, test=TEST, min_share=0.1, loo=True)
     v = table.set_index(table["hypothesis"].str.split(": ", n=1).str[1])
-    # CAFs make ~30% of every gene's UMIs (> 10%); B cells ~10%: not above the threshold
-    assert v.loc["G0002 source: CAF", "verdict"] == "supported"
-    assert v.loc["G0002 source: B", "verdict"] == "not supported"
+    # CAFs hold ~23% of the cells expressing a null gene (> 10%); B cells ~10%: not above
+    assert v.loc[f"{top} source: CAF", "verdict"] == "supported", table.to_string()
+    assert v.loc[f"{top} source: B", "verdict"] == "not supported"
+    assert v.loc[f"{weak} source: B", "verdict"] == "not supported"
+    assert v.loc[f"{weak} source: B", "effect"] < 0.5  # ~2 UMIs an animal: near the threshold
     for label in (
         "Nope changed in CAF",
-        "G0002 changed in pericyte",
+        f"{top} changed in pericyte",
         "pericyte among stroma changed",
     ):
         assert v.loc[label, "verdict"] == "not testable"
         assert v.loc[label, "reason"].startswith("not testable: ")
-    # not-testable rows take no part in the family: Holm over the two source tests only
-    assert v["p_holm"].notna().sum() == 2
+    # not-testable rows take no part in the family: Holm over the three source tests only
+    assert v["p_holm"].notna().sum() == 3

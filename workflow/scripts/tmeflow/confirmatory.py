@@ -19,8 +19,10 @@ Three kinds of hypothesis:
 ``source`` (``gene`` + ``test: source``)
     The cell type is a source of the gene: in each animal it makes at least ``min_share``
     of the gene's UMIs (the primary-source criterion of :mod:`tmeflow.sources`).
-    ``effect`` = mean over animals (both arms) of the empirical logit of the type's share
-    minus ``logit(min_share)``; one-sided one-sample t-test that it is above 0. A source
+    ``effect`` = mean over animals (both arms) of ``logit((k + m) / (n + 1)) - logit(m)``
+    for ``k`` of the gene's ``n`` UMIs in the type and ``m = min_share`` (the +m/+1 pulls a
+    share resting on few UMIs towards the threshold, so a barely detected gene is not a
+    source); one-sided one-sample t-test that it is above 0. A source
     hypothesis is about presence, not change: the gene's change is a separate ``change``
     entry.
 ``proportion`` (``proportion: stroma|immune|all``)
@@ -230,7 +232,8 @@ def confirm(
         Labels of the ``immune`` denominator.
     loo
         Compute the leave-one-animal-out range (refits PyDESeq2 once per animal for each
-        ``change`` hypothesis); without it no hypothesis can be ``supported``.
+        ``change`` hypothesis); without it no ``change`` hypothesis can be ``supported``
+        (``source`` and ``proportion`` rows always have it: it costs nothing there).
     shrink
         Report the apeGLM-shrunk log2 fold change of ``change`` rows (the slowest step:
         it fits every gene of the group); without it ``effect`` is the unshrunk estimate.
@@ -306,7 +309,9 @@ def _stable(row: dict) -> bool:
 
 
 def _in_direction(row: dict) -> bool:
-    return row["direction"] == "two-sided" or (row["effect"] > 0) == (row["direction"] == "up")
+    # the unshrunk estimate: apeGLM may pull a weak effect to a sign-less ~0
+    effect = row["effect_unshrunk"]
+    return row["direction"] == "two-sided" or (effect > 0) == (row["direction"] == "up")
 
 
 def _verdict(row: dict, alpha: float) -> str:
@@ -323,7 +328,7 @@ def _reason(row: dict, alpha: float) -> str:
     if not row["p_holm"] < alpha:
         why.append(f"Holm p = {row['p_holm']:.3g} >= {alpha:g}")
     if not _in_direction(row):
-        why.append(f"estimate {row['effect']:+.3g} against the stated direction")
+        why.append(f"estimate {row['effect_unshrunk']:+.3g} against the stated direction")
     if not _stable(row):
         lo, hi = row["loo_min"], row["loo_max"]
         why.append(
@@ -501,7 +506,11 @@ def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
             f"not testable: {len(per)} animal(s) with {hyp.gene} UMIs (at least 3 needed)"
         )
         return per
-    y = np.log((k + 0.5) / (n - k + 0.5)) - np.log(d.min_share / (1 - d.min_share))
+    # shrunk towards the threshold: (k + m) / (n + 1) is m for an animal without UMIs of the
+    # gene, so a barely detected gene cannot pass for a source
+    m = d.min_share
+    share = (k + m) / (n + 1)
+    y = np.log(share / (1 - share)) - np.log(m / (1 - m))
     mean, se = float(y.mean()), float(y.std(ddof=1) / np.sqrt(y.size))
     dist = stats.t(y.size - 1)
     if se == 0:

@@ -43,7 +43,7 @@ group has enough cells does not depend on the outcome.
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -193,6 +193,7 @@ class _Design:
     immune_types: tuple[str, ...]
     loo: bool
     shrink: bool
+    fits: dict = field(default_factory=dict)  # (level, group[, left-out animal]) -> DE table
 
 
 def confirm(
@@ -232,7 +233,7 @@ def confirm(
         Labels of the ``immune`` denominator.
     loo
         Compute the leave-one-animal-out range (refits PyDESeq2 once per animal for each
-        ``change`` hypothesis); without it no ``change`` hypothesis can be ``supported``
+        group of a ``change`` hypothesis); without it no ``change`` hypothesis can be ``supported``
         (``source`` and ``proportion`` rows always have it: it costs nothing there).
     shrink
         Report the apeGLM-shrunk log2 fold change of ``change`` rows (the slowest step:
@@ -385,7 +386,10 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         alpha=d.alpha,
         groups=[hyp.cell_type],
     )
-    table = run_de(cells, shrink=d.shrink, **common)[hyp.cell_type]
+    key = (level, hyp.cell_type)
+    if key not in d.fits:  # hypotheses on one group share its fit
+        d.fits[key] = run_de(cells, shrink=d.shrink, **common)[hyp.cell_type]
+    table = d.fits[key]
     row["effect_scale"] = "log2 fold change" + (" (apeGLM-shrunk)" if d.shrink else "")
     per = _change_values(cells, hyp, level, d)
     if table.attrs.get("method") != METHOD_PYDESEQ2:
@@ -417,8 +421,10 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
     if d.loo:
         loo = []
         for animal in per["sample"]:
-            rest = cells[cells.obs["sample"].astype(str) != animal]
-            t = run_de(rest, **common)[hyp.cell_type]
+            if (*key, animal) not in d.fits:
+                rest = cells[cells.obs["sample"].astype(str) != animal]
+                d.fits[(*key, animal)] = run_de(rest, **common)[hyp.cell_type]
+            t = d.fits[(*key, animal)]
             h = t[t["gene"] == hyp.gene] if t.attrs.get("method") == METHOD_PYDESEQ2 else t.iloc[:0]
             loo.append(float(h["log2FoldChange"].iat[0]) if len(h) else np.nan)
         _fill_loo(row, np.asarray(loo), float(rec["log2FoldChange"]))

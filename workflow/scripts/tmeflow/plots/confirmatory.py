@@ -65,7 +65,7 @@ def confirmatory_plot(
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
     with style():
-        fig = new_figure(2.6 * ncols + 1.2, 2.5 * nrows)
+        fig = new_figure(2.9 * ncols + 1.2, 2.8 * nrows)
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
         if table.empty:
             message_panel(axes[0], "no pre-specified hypotheses")
@@ -79,14 +79,12 @@ def confirmatory_plot(
 
 def _panel(ax, rec: dict, vals: pd.DataFrame, conds: list[str], colors: dict, rng) -> None:
     verdict = str(rec["verdict"])
-    title = wrap_note(str(rec["hypothesis"]))
+    title = f"{wrap_note(str(rec['hypothesis']))}\n{verdict}"
     if np.isfinite(rec["effect"]):
-        title += f"\n{verdict}: effect {rec['effect']:+.2f}"
+        title += f"\neffect {rec['effect']:+.2f}"
         if np.isfinite(rec.get("ci_low", np.nan)):
             title += f" [{rec['ci_low']:+.2f}, {rec['ci_high']:+.2f}]"
         title += f", Holm p {rec['p_holm']:.2g}"
-    else:
-        title += f"\n{verdict}"
     ax.set_title(title, fontsize=7, color=_VERDICT_COLORS.get(verdict, "0.25"))
     if vals.empty:
         message_panel(ax, wrap_note(str(rec["reason"]) or "no per-animal values"))

@@ -1,6 +1,7 @@
 """The confirmatory table: pre-specified hypotheses, Holm within the family, verdicts."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -182,3 +183,27 @@ def test_source_and_not_testable_rows(few_animals):
         assert v.loc[label, "reason"].startswith("not testable: ")
     # not-testable rows take no part in the family: Holm over the three source tests only
     assert v["p_holm"].notna().sum() == 3
+
+
+def test_one_condition_design_gives_reasons_not_errors():
+    """A single-arm, single-animal data set (as in the one-replicate workflow test): every
+    default hypothesis is not testable, each with its reason."""
+    adata = drug_composition(animals_per_arm=1, seed=0)
+    adata = adata[adata.obs["condition"] == REF].copy()
+    n = adata.n_obs
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(1.0, size=(n, 3)).astype(np.float32)
+    adata = type(adata)(X=counts, obs=adata.obs, var=pd.DataFrame(index=["Gas6", "Mmp11", "AXL"]))
+    adata.layers["counts"] = counts
+    hyps = cf.parse_hypotheses(
+        [
+            {"gene": "Mmp11", "cell_type": "CAF", "direction": "up"},
+            {"gene": "Gas6", "cell_type": "TAM", "test": "source"},
+            {"proportion": "stroma", "cell_type": "TAM", "direction": "up"},
+            {"gene": "AXL", "cell_type": "tumor"},
+        ]
+    )
+    table, _ = cf.confirm(adata, hyps, reference=REF, test=TEST)
+    assert (table["verdict"] == "not testable").all(), table.to_string()
+    assert table["reason"].str.startswith("not testable: ").all()
+    assert table["p_holm"].isna().all()

@@ -140,3 +140,51 @@ def test_statistics_figures_written(demo_run, de_tables):
         assert (demo_run / rel).stat().st_size > 0, rel
     volcano = {p.stem for p in (demo_run / "results/figures/volcano").glob("*.pdf")}
     assert volcano == set(de_tables)
+
+
+def test_confirmatory_table_supports_every_planted_hypothesis(demo_run, planted):
+    """The default family on the demo: planted answers supported (Holm p < alpha, sign
+    stable leaving any one animal out), unplanted ones not (AXL in the tumour, Gas6 in
+    TAM_Spp1); a planted null gene added to the family is not supported either."""
+    table = pd.read_csv(demo_run / "results/confirmatory.tsv", sep="\t").set_index("hypothesis")
+    verdict = {h.split(": ", 1)[1]: v for h, v in table["verdict"].items()}
+    reference, test = planted["conditions"]
+    assert planted["composition"][test]["TAM"] > planted["composition"][reference]["TAM"]
+    assert set(planted["gas6_sources"]) == {"CAF", "TAM_Mrc1"}
+    for label in (
+        "Mmp11 up in CAF",
+        "Gas6 source: CAF",
+        "Gas6 source: TAM",
+        "Gas6 source: myCAF",
+        "Gas6 source: iCAF",
+        "Gas6 source: TAM_Mrc1",
+        "TAM among stroma up",
+    ):
+        assert verdict[label] == "supported", (label, table.to_string())
+    assert verdict["AXL changed in tumor"] == "not supported"
+    assert verdict["Gas6 source: TAM_Spp1"] == "not supported"
+    sup = table[table["verdict"] == "supported"]
+    assert (sup["p_holm"] < ALPHA).all() and sup["loo_sign_stable"].all()
+    mmp11 = table.loc["H1: Mmp11 up in CAF"]
+    assert mmp11["ci_low"] > 0 and mmp11["n_animals_reference"] == 3
+    values = pd.read_csv(demo_run / "results/confirmatory_values.tsv", sep="\t")
+    assert values.groupby("hypothesis")["sample"].nunique().min() == 6
+    assert (demo_run / "results/figures/confirmatory.png").stat().st_size > 0
+
+
+def test_confirmatory_null_gene_not_supported(demo_run, planted):
+    """A hypothesis on each of a few planted null genes, in the demo's CAFs, is not supported
+    (one PyDESeq2 fit: no shrinkage, no leave-one-out refits, which cannot turn a Holm p above
+    alpha into support)."""
+    from tmeflow import confirmatory, h5ad
+
+    adata = h5ad.read_h5ad(demo_run / "results/annotate/annotated.h5ad", skip=("X", "obsp"))
+    nulls = [g for g in planted["null_genes"] if g in adata.var_names][:5]
+    hyps = confirmatory.parse_hypotheses([{"gene": g, "cell_type": "CAF"} for g in nulls])
+    reference, test = planted["conditions"]
+    table, _ = confirmatory.confirm(
+        adata, hyps, reference=reference, test=test, loo=False, shrink=False
+    )
+    assert len(table) == 5 and table["pvalue"].notna().all(), table.to_string()
+    assert (table["p_holm"] >= ALPHA).all(), table.to_string()
+    assert (table["verdict"] == "not supported").all()

@@ -258,6 +258,14 @@ def get_final_output(include_provenance=True):
         ]
     )
     final_output.extend(expand("results/sources/{gene}.tsv", gene=GENES))
+    # the pre-specified hypotheses (one Holm-adjusted family) and their figure
+    final_output.extend(
+        [
+            "results/confirmatory.tsv",
+            "results/composition/denominators.tsv",
+            "results/figures/confirmatory.pdf",
+        ]
+    )
     # gene-set enrichment
     final_output.extend(
         [

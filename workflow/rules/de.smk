@@ -54,6 +54,11 @@ rule composition_test:
             caption="../report/composition_test.rst",
             category="6. Composition",
         ),
+        denominators=report(
+            "results/composition/denominators.tsv",
+            caption="../report/composition_denominators.rst",
+            category="6. Composition",
+        ),
     log:
         "logs/composition_test/composition_test.log",
     benchmark:
@@ -69,6 +74,7 @@ rule composition_test:
         reference=config["contrast"]["reference"],
         test=config["contrast"]["test"],
         method=config["composition"]["method"],
+        immune_types=config["composition"]["immune_types"],
         alpha=config["de"]["alpha"],
     script:
         "../scripts/composition_test.py"
@@ -154,3 +160,38 @@ rule figures_sources:
         seed=config["seed"],
     script:
         "../scripts/figures_sources.py"
+
+
+rule confirmatory_test:
+    input:
+        "results/annotate/annotated.h5ad",
+    output:
+        table=report(
+            "results/confirmatory.tsv",
+            caption="../report/confirmatory.rst",
+            category="0. Confirmatory hypotheses",
+        ),
+        values="results/confirmatory_values.tsv",
+    log:
+        "logs/confirmatory_test/confirmatory_test.log",
+    benchmark:
+        "benchmarks/confirmatory_test/confirmatory_test.tsv"
+    conda:
+        "../envs/stats.yaml"
+    threads: 2
+    resources:
+        mem_mb=mem_mb_for(3000, 4),
+        runtime=60,
+    params:
+        hypotheses=config["hypotheses"],
+        condition_key=config["contrast"]["column"],
+        reference=config["contrast"]["reference"],
+        test=config["contrast"]["test"],
+        min_cells=config["de"]["min_cells"],
+        min_replicates=config["de"]["min_replicates"],
+        covariates=config["de"]["covariates"],
+        alpha=config["de"]["alpha"],
+        min_share=config["sources"]["min_share"],
+        immune_types=config["composition"]["immune_types"],
+    script:
+        "../scripts/confirmatory_test.py"

@@ -96,3 +96,28 @@ rule figures_stats:
         alpha=config["de"]["alpha"],
     script:
         "../scripts/figures_stats.py"
+
+
+rule figures_confirmatory:
+    input:
+        table="results/confirmatory.tsv",
+        values="results/confirmatory_values.tsv",
+    output:
+        figure(
+            "results/figures/confirmatory",
+            "confirmatory_figure",
+            "0. Confirmatory hypotheses",
+        ),
+    log:
+        "logs/figures_confirmatory/figures_confirmatory.log",
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+        seed=config["seed"],
+    script:
+        "../scripts/figures_confirmatory.py"

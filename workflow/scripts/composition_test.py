@@ -1,4 +1,5 @@
-"""Snakemake adapter: per-sample proportions and a replicate-aware composition test.
+"""Snakemake adapter: per-sample proportions, a replicate-aware composition test, and the
+propeller test among the stroma, the immune cells and each split type's subtypes.
 
 The logic lives in tmeflow.composition.
 """
@@ -14,9 +15,19 @@ def main(smk) -> None:
     test = composition.compare_proportions(
         props, reference=p.reference, test=p.test, method=p.method, alpha=p.alpha
     )
+    by_denominator = composition.compare_denominators(
+        composition.denominator_proportions(
+            adata, condition_key=p.condition_key, immune_types=p.immune_types
+        ),
+        reference=p.reference,
+        test=p.test,
+        alpha=p.alpha,
+    )
     log.info("composition test:\n%s", test.to_string())
+    log.info("by denominator (propeller):\n%s", by_denominator.to_string())
     tables.write_tsv(props, smk.output.proportions)
     tables.write_tsv(test, smk.output.test)
+    tables.write_tsv(by_denominator, smk.output.denominators)
 
 
 if __name__ == "__main__":

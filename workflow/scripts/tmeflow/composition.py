@@ -354,3 +354,230 @@ def _note_absence(row: dict[str, object], reference: str, test: str) -> None:
         where,
     )
     row["note"] = f"{row['note']}; {note}" if row["note"] else note
+
+
+# --- propeller: proportions among a denominator, variance shared across types ----------------
+
+#: Columns of :func:`propeller` and :func:`compare_denominators` (the latter adds
+#: ``denominator`` first).
+PROPELLER_COLUMNS: list[str] = [
+    *COMPOSITION_COLUMNS,
+    "stat",
+    "df",
+    "loo_min",
+    "loo_max",
+    "loo_sign_stable",
+]
+PROPELLER = "propeller_logit"
+
+#: Immune cell-type labels of the shipped panel (the denominator ``immune``).
+IMMUNE_TYPES: tuple[str, ...] = ("TAM", "monocyte", "neutrophil", "NK", "B", "T", "DC")
+
+
+def _trigamma_inverse(x: float) -> float:
+    """Solve ``trigamma(y) = x`` by Newton's method (limma's ``trigammaInverse``)."""
+    from scipy.special import polygamma
+
+    if x > 1e7:
+        return 1.0 / np.sqrt(x)
+    if x < 1e-6:
+        return 1.0 / x
+    y = 0.5 + 1.0 / x
+    for _ in range(50):
+        tri = float(polygamma(1, y))
+        dif = tri * (1 - tri / x) / float(polygamma(2, y))
+        y += dif
+        if -dif / y < 1e-8:
+            break
+    return y
+
+
+def squeeze_var(s2: np.ndarray, df: float) -> tuple[np.ndarray, float, float]:
+    """Empirical-Bayes posterior variances (limma's ``squeezeVar``, non-robust).
+
+    Fits a scaled inverse chi-square prior to the residual variances ``s2`` (each on ``df``
+    degrees of freedom) by the method of moments on ``log(s2)`` (Smyth 2004, Stat Appl
+    Genet Mol Biol 3:Article3, section 6.2) and returns the posterior variances
+    ``(d0 * s0^2 + df * s2) / (d0 + df)``, the prior degrees of freedom ``d0`` (``inf``
+    when the variances are no more spread than sampling alone explains: every type then
+    gets ``s0^2``) and the prior variance ``s0^2``.
+    """
+    from scipy.special import digamma, polygamma
+
+    s2 = np.asarray(s2, float)
+    ok = np.isfinite(s2) & (s2 > 0)
+    if ok.sum() < 2:
+        return s2.copy(), 0.0, np.nan
+    z = np.log(s2[ok])
+    e = z - digamma(df / 2) + np.log(df / 2)
+    emean = float(e.mean())
+    evar = float(e.var(ddof=1)) - float(polygamma(1, df / 2))
+    if evar > 0:
+        d0 = 2 * _trigamma_inverse(evar)
+        s0sq = float(np.exp(emean + digamma(d0 / 2) - np.log(d0 / 2)))
+        post = (d0 * s0sq + df * s2) / (d0 + df)
+    else:
+        d0 = np.inf
+        s0sq = float(np.exp(emean))
+        post = np.full_like(s2, s0sq)
+    return post, d0, s0sq
+
+
+def _propeller_logit(wide: pd.DataFrame) -> pd.DataFrame:
+    """Propeller's logit transform: ``(k + 0.5) / sum(k + 0.5)`` per sample, then logit."""
+    pseudo = wide + 0.5
+    p = pseudo.div(pseudo.sum(axis=1), axis=0)
+    return np.log(p / (1 - p))
+
+
+def propeller(
+    props: pd.DataFrame, *, reference: str, test: str, alpha: float = 0.05
+) -> pd.DataFrame:
+    """Test each type's proportion between arms, sharing variance across types (propeller).
+
+    The method of speckle's ``propeller`` with ``transform="logit"`` (Phipson et al. 2022,
+    Bioinformatics 38:4720, doi:10.1093/bioinformatics/btac582): per sample, counts + 0.5
+    are turned into proportions and logit-transformed; per type, a linear model on the
+    condition gives the difference in mean logit (``effect``) and a residual variance; the
+    variances are squeezed towards a common prior (:func:`squeeze_var`, limma's empirical
+    Bayes), and the moderated t (``stat``, on ``df = n - 2 + d0`` degrees of freedom) gives
+    ``pvalue`` and the 95% interval; ``padj`` is BH over types. Few animals make single
+    types' variances unreliable; borrowing across types is what makes 3 vs 3 usable.
+    ``loo_min`` / ``loo_max`` are the effect with each animal left out in turn and
+    ``loo_sign_stable`` says whether every one keeps the full effect's sign.
+
+    Parameters
+    ----------
+    props
+        Output of :func:`proportions` (any denominator).
+    reference, test
+        Levels of ``props["condition"]``.
+    alpha
+        Threshold of the note on significant rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per type, columns :data:`PROPELLER_COLUMNS`; with fewer than 2 animals per
+        arm the rows are descriptive (``method="descriptive_only"``, a note, NaN tests).
+    """
+    _check_props(props, reference=reference, test=test, method="logit_lm")
+    df, n_ref, n_test, absent = _arms(props, reference=reference, test=test)
+    types = list(dict.fromkeys(df["cell_type"].astype(str)))
+    rows = [
+        _describe_type(df[df["cell_type"].astype(str) == t], t, test=test, method=PROPELLER)
+        for t in types
+    ]
+    out = pd.DataFrame(rows)
+    for col in ("stat", "df", "loo_min", "loo_max"):
+        out[col] = np.nan
+    out["loo_sign_stable"] = pd.array([pd.NA] * len(out), dtype="boolean")
+    if n_ref < 2 or n_test < 2:
+        out["method"] = DESCRIPTIVE
+        out["note"] = _descriptive_note(absent, reference, test, n_ref, n_test)
+    else:
+        wide = df.pivot_table(index="sample", columns="cell_type", values="n_cells", aggfunc="sum")
+        wide = wide.reindex(columns=types).fillna(0.0)
+        cond = df.groupby("sample")["condition"].first().astype(str).reindex(wide.index)
+        _moderated(out, _propeller_logit(wide), (cond == test).to_numpy())
+    for row in range(len(out)):
+        rec = out.iloc[row].to_dict()
+        _note_absence(rec, reference, test)
+        out.loc[out.index[row], "note"] = rec["note"]
+    out = _adjust(out, alpha=alpha)
+    return out[PROPELLER_COLUMNS].reset_index(drop=True)
+
+
+def _moderated(out: pd.DataFrame, y: pd.DataFrame, is_test: np.ndarray) -> None:
+    """Fill effect, moderated t, p, interval and leave-one-out columns of ``out`` in place."""
+    n = len(is_test)
+    dof = n - 2
+    y_ref, y_test = y[~is_test], y[is_test]
+    effect = (y_test.mean() - y_ref.mean()).to_numpy(float)
+    rss = ((y_ref - y_ref.mean()) ** 2).sum() + ((y_test - y_test.mean()) ** 2).sum()
+    s2 = (rss / dof).to_numpy(float)
+    post, d0, _ = squeeze_var(s2, dof)
+    df_total = dof + d0 if np.isfinite(d0) else np.inf
+    se = np.sqrt(post * (1 / (~is_test).sum() + 1 / is_test.sum()))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_stat = effect / se
+    t_crit = float(stats.t.ppf(0.975, df_total))
+    out["effect"] = effect
+    out["stat"] = t_stat
+    out["df"] = df_total
+    out["pvalue"] = 2 * stats.t.sf(np.abs(t_stat), df_total)
+    out["ci_low"] = effect - t_crit * se
+    out["ci_high"] = effect + t_crit * se
+    loo = []
+    for drop in range(n):
+        keep = np.arange(n) != drop
+        yk, tk = y[keep], is_test[keep]
+        loo.append((yk[tk].mean() - yk[~tk].mean()).to_numpy(float))
+    loo_arr = np.vstack(loo)
+    out["loo_min"] = loo_arr.min(axis=0)
+    out["loo_max"] = loo_arr.max(axis=0)
+    out["loo_sign_stable"] = pd.array(
+        (np.sign(loo_arr) == np.sign(effect)[None, :]).all(axis=0) & (effect != 0),
+        dtype="boolean",
+    )
+
+
+def denominator_proportions(
+    adata: AnnData,
+    *,
+    condition_key: str = "condition",
+    sample_key: str = "sample",
+    immune_types: tuple[str, ...] | list[str] = IMMUNE_TYPES,
+) -> dict[str, pd.DataFrame]:
+    """Per-animal proportions among several denominators, as :func:`proportions` tables.
+
+    ``all`` (every cell), ``stroma`` (``obs["species"] == "mouse"``: the host cells of a
+    xenograft; absent without ``obs["species"]``), ``immune`` (cell types in
+    ``immune_types``) and, for every cell type split into subtypes (``cell_subtype`` differs
+    from ``cell_type``), ``within_<type>``: its subtypes among its own cells. A drug that
+    kills tumour cells raises every stromal type's share of all cells; among the stroma only
+    a real change of that type moves its share. A denominator without cells is left out and
+    logged.
+    """
+    obs = adata.obs
+    masks: dict[str, tuple[np.ndarray, str]] = {"all": (np.ones(adata.n_obs, bool), "cell_type")}
+    if "species" in obs.columns:
+        masks["stroma"] = ((obs["species"].astype(str) == "mouse").to_numpy(), "cell_type")
+    masks["immune"] = (
+        obs["cell_type"].astype(str).isin(list(immune_types)).to_numpy(),
+        "cell_type",
+    )
+    if "cell_subtype" in obs.columns:
+        ct, sub = obs["cell_type"].astype(str), obs["cell_subtype"].astype(str)
+        for parent in observed_levels(obs["cell_type"]):
+            in_type = (ct == parent).to_numpy()
+            if (sub[in_type] != parent).any():
+                masks[f"within_{parent}"] = (in_type, "cell_subtype")
+    out = {}
+    for name, (mask, key) in masks.items():
+        if not mask.any():
+            logger.warning("composition: no cells in denominator %r; left out", name)
+            continue
+        sub_obs = obs.loc[mask, [sample_key, condition_key, key]].copy()
+        sub_obs[key] = sub_obs[key].astype(str)
+        out[name] = proportions(
+            AnnData(obs=sub_obs), group_key=key, sample_key=sample_key, condition_key=condition_key
+        )
+    return out
+
+
+def compare_denominators(
+    tables: dict[str, pd.DataFrame], *, reference: str, test: str, alpha: float = 0.05
+) -> pd.DataFrame:
+    """:func:`propeller` within each denominator of :func:`denominator_proportions`.
+
+    Returns one table: ``denominator``, then :data:`PROPELLER_COLUMNS`; BH ``padj`` is within
+    each denominator (each is its own family of types).
+    """
+    parts = [
+        propeller(props, reference=reference, test=test, alpha=alpha).assign(denominator=name)
+        for name, props in tables.items()
+    ]
+    if not parts:
+        return pd.DataFrame(columns=["denominator", *PROPELLER_COLUMNS])
+    return pd.concat(parts, ignore_index=True)[["denominator", *PROPELLER_COLUMNS]]

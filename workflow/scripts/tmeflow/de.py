@@ -30,6 +30,7 @@ __all__ = [
     "METHOD_NOT_TESTED",
     "METHOD_PYDESEQ2",
     "METHOD_WILCOXON",
+    "SHRUNK_COLUMNS",
     "empty_table",
     "pseudobulk",
     "run_de",
@@ -59,6 +60,9 @@ DE_COLUMNS: list[str] = [
 METHOD_PYDESEQ2 = "pydeseq2"
 METHOD_WILCOXON = "wilcoxon_exploratory"
 METHOD_NOT_TESTED = "not_tested"
+
+#: Extra columns of a PyDESeq2 table when :func:`run_de` is asked to ``shrink``.
+SHRUNK_COLUMNS: list[str] = ["log2FoldChange_shrunk", "lfcSE_shrunk"]
 
 #: z quantile of the two-sided 95% Wald interval.
 _Z95 = 1.959963984540054
@@ -105,7 +109,7 @@ def _finish(table: pd.DataFrame, **constants: object) -> pd.DataFrame:
         table[key] = value
     table = table.sort_values(["pvalue", "gene"], na_position="last", kind="mergesort")
     table = table.reset_index(drop=True)
-    return table[DE_COLUMNS]
+    return table[DE_COLUMNS + [c for c in SHRUNK_COLUMNS if c in table.columns]]
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ class _Run:
     threads: int
     alpha: float
     restrict_species: bool
+    shrink: bool = False
 
     def species_of(self, in_group: np.ndarray) -> str | None:
         """Majority species of the group's cells, when genes are restricted by species."""
@@ -155,6 +160,7 @@ def run_de(
     alpha: float = 0.05,
     restrict_species: bool = True,
     groups: Sequence[str] | None = None,
+    shrink: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Test ``test`` vs ``reference`` within each group, animals as replicates.
 
@@ -203,6 +209,10 @@ def run_de(
         Restrict each group's genes to its majority species.
     groups
         Groups to test (default: every observed level of ``group_key``).
+    shrink
+        Add :data:`SHRUNK_COLUMNS` to PyDESeq2 tables (apeGLM-shrunk log2 fold change and its
+        standard error, :func:`tmeflow.de_tests.pydeseq2_test`); slower, used by
+        :mod:`tmeflow.confirmatory`.
 
     Returns
     -------
@@ -252,6 +262,7 @@ def run_de(
         threads=threads,
         alpha=alpha,
         restrict_species=restrict_species,
+        shrink=shrink,
     )
     wanted = observed_levels(adata.obs[group_key]) if groups is None else [str(g) for g in groups]
     conditions = set(run.cond)
@@ -405,6 +416,7 @@ def _test_pseudobulk(
         threads=run.threads,
         alpha=run.alpha,
         label=label,
+        shrink=run.shrink,
     )
     if res is None:
         return empty_table(note, species=species)  # de_tests.pydeseq2_test logged the note
@@ -418,6 +430,7 @@ def _test_pseudobulk(
             "stat": res["stat"].to_numpy(float),
             "pvalue": res["pvalue"].to_numpy(float),
             "padj": res["padj"].to_numpy(float),
+            **{c: res[c].to_numpy(float) for c in SHRUNK_COLUMNS if c in res.columns},
         }
     )
     table["ci_low"] = table["log2FoldChange"] - _Z95 * table["lfcSE"]

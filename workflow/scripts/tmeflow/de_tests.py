@@ -34,8 +34,15 @@ def pydeseq2_test(
     threads: int,
     alpha: float,
     label: str,
+    shrink: bool = False,
 ) -> tuple[pd.DataFrame | None, str]:
-    """Fit PyDESeq2; returns (results_df or None, note). Library warnings are logged."""
+    """Fit PyDESeq2; returns (results_df or None, note). Library warnings are logged.
+
+    With ``shrink``, the results also hold ``log2FoldChange_shrunk`` and ``lfcSE_shrunk``:
+    the condition coefficient after :meth:`pydeseq2.ds.DeseqStats.lfc_shrink` (apeGLM
+    Cauchy prior, Zhu et al. 2019 Bioinformatics 35:2084), as log2 (PyDESeq2 shrinks the
+    natural-log coefficient); p-values stay those of the unshrunk Wald test.
+    """
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
@@ -76,6 +83,11 @@ def pydeseq2_test(
                     quiet=True,
                 )
                 stats.summary()
+                mle = stats.results_df.copy()
+                if shrink:
+                    stats.lfc_shrink(coeff=_coefficient(stats.LFC.columns, condition_key, test))
+                    mle["log2FoldChange_shrunk"] = stats.results_df["log2FoldChange"]
+                    mle["lfcSE_shrunk"] = stats.results_df["lfcSE"]
             except (ValueError, ArithmeticError, np.linalg.LinAlgError, RuntimeError) as exc:
                 # e.g. a dispersion trend that cannot be fitted on a few genes or animals
                 failure = f"{type(exc).__name__}: {exc}"
@@ -96,7 +108,17 @@ def pydeseq2_test(
         )
         logger.warning("%s: %s", label, note)
         return None, note
-    return stats.results_df.copy(), note
+    return mle, note
+
+
+def _coefficient(lfc_columns: pd.Index, condition_key: str, test: str) -> str:
+    """The LFC column of the test level (``condition[T.alectinib]`` in formulaic)."""
+    columns = [str(c) for c in lfc_columns]
+    hits = [c for c in columns if c.startswith(condition_key) and c.endswith(f"{test}]")]
+    if len(hits) != 1:
+        msg = f"no single design column for {condition_key}={test!r} among {columns}"
+        raise ValueError(msg)
+    return hits[0]
 
 
 def wilcoxon_test(

@@ -42,7 +42,35 @@ def pydeseq2_test(
     the condition coefficient after :meth:`pydeseq2.ds.DeseqStats.lfc_shrink` (apeGLM
     Cauchy prior, Zhu et al. 2019 Bioinformatics 35:2084), as log2 (PyDESeq2 shrinks the
     natural-log coefficient); p-values stay those of the unshrunk Wald test.
+
+    BLAS runs on one thread during the fit (as in every workflow job,
+    :data:`tmeflow.runtime.BLAS_THREADS`): PyDESeq2's per-gene L-BFGS-B fits make thousands of
+    tiny BLAS calls, where extra threads only spin (4 s against 10-28 s with two on a busy
+    2-core machine). ``threads`` is PyDESeq2's own process count.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _pydeseq2_fit(
+            counts, meta, condition_key=condition_key, reference=reference, test=test,
+            covariates=covariates, threads=threads, alpha=alpha, label=label, shrink=shrink,
+        )  # fmt: skip
+
+
+def _pydeseq2_fit(
+    counts: pd.DataFrame,
+    meta: pd.DataFrame,
+    *,
+    condition_key: str,
+    reference: str,
+    test: str,
+    covariates: Sequence[str],
+    threads: int,
+    alpha: float,
+    label: str,
+    shrink: bool,
+) -> tuple[pd.DataFrame | None, str]:
+    """:func:`pydeseq2_test`'s body (called with BLAS on one thread)."""
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats

@@ -379,8 +379,9 @@ def contamination(adata: AnnData) -> dict[str, float | int]:
     pool; the total ambient fraction is larger (ambient RNA of the cell's own species cannot
     be told apart). It is reported per sample in ``results/qc/summary.tsv`` and plotted in
     ``results/figures/qc_contamination``; the counts are **not corrected**. Species calls
-    already tolerate it (``species_calling.min_fraction``) and the mixed cells it cannot
-    explain are removed as cross-species doublets. A sample whose median exceeds a few
+    already tolerate it (``species_calling.min_fraction``), the count test of
+    :mod:`tmeflow.crossspecies` (``species_calling.crossspecies_fdr``) models it per droplet,
+    and the mixed cells it cannot explain are removed as cross-species doublets. A sample whose median exceeds a few
     percent deserves SoupX/CellBender-style correction before this workflow.
 
     Needs the ``obs`` columns written by :func:`assign_species`.

@@ -198,3 +198,18 @@ def test_real_heterotypic_doublets_called_mixed(mouse_source: str) -> None:
     assert mixed[~truth].mean() <= 0.01
     # the fraction rule alone lets the dominated doublets through
     assert ((frac < 0.8) & (frac > 0.2))[truth].mean() < 0.8
+
+
+def test_rate_estimate_survives_a_doublet_majority() -> None:
+    """More dominated doublets than singlets: the fit starts from the lowest quartile."""
+    rng = np.random.default_rng(4)
+    n_s, n_d = 100, 150
+    tot = rng.integers(4000, 12000, n_s + n_d)
+    rate = np.r_[rng.beta(10, 990, n_s), rng.uniform(0.05, 0.15, n_d)]
+    other = rng.binomial(tot, rate)
+    model = crossspecies.estimate_ambient(tot - other, other)
+    assert model.rate["human"] == pytest.approx(0.01, rel=0.15)
+    assert model.n_bulk["human"] <= n_s
+    table = crossspecies.score_droplets(tot - other, other, model)
+    called = (table["crossspecies_q"] < 0.01).to_numpy()
+    assert called[n_s:].mean() >= 0.95 and called[:n_s].mean() <= 0.01

@@ -13,10 +13,12 @@ UMIs; ``O`` the other one):
   its own contamination rate from a Beta with mean ``a_S`` (the *ambient fraction of the
   other species* in ``S`` droplets) and concentration ``c_S`` (droplet-to-droplet spread;
   ``c_S = inf`` is the plain binomial). The expected ambient count is ``n * a_S``.
-- ``a_S`` is the pooled ``O`` fraction of the bulk of ``S`` cells: those with own fraction
-  ``>= min_fraction`` and an ``O`` fraction within ``median + 3 * 1.4826 * MAD`` of the ``S``
-  cells' ``O`` fractions (so dominated doublets do not inflate it). ``c_S`` comes from the
-  robust (MAD) variance of those fractions minus the binomial sampling variance. When
+- ``a_S`` is the pooled ``O`` fraction of the bulk of ``S`` cells: among those with own
+  fraction ``>= min_fraction``, start from the lowest quartile of the ``O`` fractions, refit
+  on the droplets the current fit does not reject (one-sided p >= 0.001) until the bulk is
+  stable, so dominated doublets do not inflate it. ``c_S`` comes from the robust (MAD)
+  variance of the bulk's fractions minus the binomial sampling variance, the rates' standard
+  deviation floored at ``0.5 * a_S`` (real droplets vary more than a trimmed fit sees). When
   ``S`` has fewer than ``min_cells`` bulk cells and an empty-droplet soup is known,
   ``a_S = rho * soup_O``, with ``rho`` the total ambient fraction estimated from the other
   species (``a_O / soup_S``); otherwise ``a_S`` is ``min_rate``.
@@ -98,6 +100,10 @@ def estimate_ambient(
     min_fraction: float = 0.8,
     min_cells: int = 10,
     min_rate: float = 1e-4,
+    trim_p: float = 1e-3,
+    max_iter: int = 20,
+    min_cv: float = 0.5,
+    start_quantile: float = 0.25,
 ) -> AmbientModel:
     """Estimate the ambient other-species fraction per dominant species.
 
@@ -115,6 +121,15 @@ def estimate_ambient(
     min_rate
         Floor of ``a_S`` (a sample without any other-species UMI would otherwise call one
         stray UMI a doublet).
+    trim_p, max_iter, start_quantile
+        The bulk starts as the droplets at or below the ``start_quantile`` of the
+        other-species fractions (so up to ~75% of them may be doublets) and is refitted on
+        the droplets whose one-sided p-value under the current fit is at least ``trim_p``,
+        until it no longer changes (at most ``max_iter`` fits).
+    min_cv
+        Floor of the coefficient of variation of the droplets' contamination rates (the
+        beta-binomial spread): at 0.5, a droplet is called only when its other-species
+        fraction is several times ``a_S``.
 
     Returns
     -------
@@ -140,21 +155,26 @@ def estimate_ambient(
         model.source[s] = "floor"
         if f.size == 0:
             continue
-        med = float(np.median(f))
-        mad = float(stats.median_abs_deviation(f)) * _MAD_K
-        bulk = f <= med + 3.0 * mad
+        # start from the lowest quartile of the fractions (doublets sit in the upper tail), then
+        # refit on the droplets the current model does not reject (one-sided p >= trim_p)
+        bulk = f <= float(np.quantile(f, start_quantile))
+        t_p, k_p = tot[pure], other[pure]
+        a, c = float(min_rate), float("inf")
+        for _ in range(max_iter):
+            if int(bulk.sum()) < min_cells:
+                break
+            a, c = _fit_rate(f[bulk], t_p[bulk], k_p[bulk], min_rate, min_cv)
+            p = _upper_tail(np.rint(k_p).astype(np.int64), np.rint(t_p).astype(np.int64), a, c)
+            new = p >= trim_p
+            if np.array_equal(new, bulk):
+                break
+            bulk = new
         n_b = int(bulk.sum())
         model.n_bulk[s] = n_b
         if n_b < min_cells:
             continue
-        t_b = tot[pure][bulk]
-        a = float(other[pure][bulk].sum() / t_b.sum())
-        model.rate[s] = max(a, min_rate)
+        model.rate[s], model.concentration[s] = a, c
         model.source[s] = "cells"
-        a = model.rate[s]
-        var_rate = mad**2 - float(np.mean(a * (1 - a) / t_b))
-        if var_rate > 0:
-            model.concentration[s] = max(a * (1 - a) / var_rate - 1.0, 1.0)
     # a species with too few cells borrows the total ambient fraction of the other one
     for s in SPECIES:
         o = _other(s)
@@ -166,6 +186,28 @@ def estimate_ambient(
         model.rate[s] = max(min(rho, 1.0) * model.soup_fraction[o], min_rate)
         model.source[s] = "empty_droplets"
     return model
+
+
+def _fit_rate(
+    f: np.ndarray, t: np.ndarray, k: np.ndarray, min_rate: float, min_cv: float
+) -> tuple[float, float]:
+    """Pooled rate and beta-binomial concentration of the bulk droplets."""
+    a = max(float(k.sum() / t.sum()), min_rate)
+    # robust spread of the droplets' rates, floored at min_cv * a: per-droplet contamination
+    # varies (lysis, cell size) and a fit that trims its own tail would otherwise shrink it
+    spread = max(float(stats.median_abs_deviation(f)) * _MAD_K, min_cv * a)
+    var_rate = spread**2 - float(np.mean(a * (1 - a) / t))
+    c = max(a * (1 - a) / var_rate - 1.0, 1.0) if var_rate > 0 else float("inf")
+    return a, c
+
+
+def _upper_tail(k: np.ndarray, n: np.ndarray, a: float, c: float) -> np.ndarray:
+    """One-sided ``P(K >= k)`` of the beta-binomial (binomial when ``c`` is infinite)."""
+    if np.isfinite(c):
+        p = stats.betabinom.sf(k - 1, n, a * c, (1 - a) * c)
+    else:
+        p = stats.binom.sf(k - 1, n, a)
+    return np.clip(p, 0.0, 1.0)
 
 
 def bh_qvalues(p: np.ndarray) -> np.ndarray:
@@ -210,11 +252,7 @@ def score_droplets(n_human: np.ndarray, n_mouse: np.ndarray, model: AmbientModel
         n = np.rint(tot[sel]).astype(np.int64)
         k = np.rint(other[sel]).astype(np.int64)
         expected[sel] = tot[sel] * a
-        if np.isfinite(c):
-            p[sel] = stats.betabinom.sf(k - 1, n, a * c, (1 - a) * c)
-        else:
-            p[sel] = stats.binom.sf(k - 1, n, a)
-    p = np.clip(p, 0.0, 1.0)
+        p[sel] = _upper_tail(k, n, a, c)
     return pd.DataFrame(
         {
             "dominant_species": dom.astype(str),

@@ -381,8 +381,10 @@ def contamination(adata: AnnData) -> dict[str, float | int]:
     ``results/figures/qc_contamination``; the counts are **not corrected**. Species calls
     already tolerate it (``species_calling.min_fraction``), the count test of
     :mod:`tmeflow.crossspecies` (``species_calling.crossspecies_fdr``) models it per droplet,
-    and the mixed cells it cannot explain are removed as cross-species doublets. A sample whose median exceeds a few
-    percent deserves SoupX/CellBender-style correction before this workflow.
+    and the mixed cells it cannot explain are removed as cross-species doublets. A sample
+    whose median exceeds a few percent deserves SoupX/CellBender-style correction before this
+    workflow (the expression sources subtract the expected ambient UMIs, see
+    :mod:`tmeflow.ambient`; the counts matrix is not corrected).
 
     Needs the ``obs`` columns written by :func:`assign_species`.
 

@@ -213,3 +213,24 @@ def test_rate_estimate_survives_a_doublet_majority() -> None:
     table = crossspecies.score_droplets(tot - other, other, model)
     called = (table["crossspecies_q"] < 0.01).to_numpy()
     assert called[n_s:].mean() >= 0.95 and called[:n_s].mean() <= 0.01
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+def test_real_raw_library_soup_agrees_with_the_cells() -> None:
+    """hgmm_100 unfiltered: the empty droplets' soup and the cells give one ambient level."""
+    from tmeflow import ingest
+
+    a = ingest.ingest_sample(DATA / "hgmm_100_raw_nonzero.h5ad", sample="hgmm", condition="mix")
+    assert a.uns["ingest"]["cell_calling"]["n_empty_droplets"] > 100_000
+    assert a.var["ambient_umis"].sum() > 100_000
+    species.assign_species(a, mode="xenograft", crossspecies_fdr=0.01)
+    amb = a.uns["species"]["ambient"]
+    soup = amb["soup_fraction"]
+    assert 0.25 < soup["mouse"] < 0.5
+    # a_S = rho * soup share of the other species: both species imply the same rho
+    rho_h = amb["rate"]["human"] / soup["mouse"]
+    rho_m = amb["rate"]["mouse"] / soup["human"]
+    assert rho_h == pytest.approx(rho_m, rel=0.25)
+    # a clean 1:1 mixture: no called cell is a dominated doublet
+    assert amb["n_mixed_ambient_test"] == 0

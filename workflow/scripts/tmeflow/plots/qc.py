@@ -219,7 +219,8 @@ def contamination_plot(
     return save_figure(fig, stem)
 
 
-_CALL_COLORS = {"fraction": "#7F7F7F", "ambient_test": "#D62728"}
+_CALL_COLORS = {"fraction": "#7F7F7F", "ambient_test": "#000000"}
+_BOUNDARY_COLOR = "#7B3294"  # purple: distinct from the species colours (human is red)
 
 
 def _boundary(model: Mapping[str, Any], species: str, p_star: float, n: np.ndarray) -> np.ndarray:
@@ -242,8 +243,8 @@ def crossspecies_plot(
 
     One panel per dominant species (log-log; other-species UMIs + 1): droplets called pure
     in the species' colour, ``mixed`` by ``min_fraction`` in grey, ``mixed`` only by the
-    ambient count test in red; the dashed line is the ambient expectation
-    (``total * a_S``), the solid one the called boundary (the other-species count at which
+    ambient count test as black crosses; the dashed line is the ambient expectation
+    (``total * a_S``), the solid purple one the called boundary (the other-species count at which
     the one-sided p-value reaches the largest p the BH procedure called).
 
     Parameters
@@ -282,18 +283,17 @@ def crossspecies_plot(
         for ax, sp_ in zip(axes, ("human", "mouse"), strict=True):
             own, other = (n_h, n_m) if sp_ == "human" else (n_m, n_h)
             dom = own >= other if sp_ == "human" else own > other
-            for label, sel, color in (
-                (f"{sp_}", dom & (reason == ""), colors[sp_]),
-                ("mixed (fraction)", dom & (reason == "fraction"), _CALL_COLORS["fraction"]),
-                (
-                    "mixed (ambient test)",
-                    dom & (reason == "ambient_test"),
-                    _CALL_COLORS["ambient_test"],
-                ),
-            ):
+            cc = _CALL_COLORS
+            groups = (
+                (sp_, dom & (reason == ""), colors[sp_], "o", 4),
+                ("mixed (fraction)", dom & (reason == "fraction"), cc["fraction"], "o", 4),
+                ("mixed (ambient test)", dom & (reason == "ambient_test"), cc["ambient_test"],
+                 "x", 10),
+            )  # fmt: skip
+            for label, sel, color, marker, size in groups:
                 ax.scatter(
-                    own[sel], other[sel] + 1, s=4, color=color, alpha=0.7, lw=0,
-                    label=f"{label} ({int(sel.sum())})",
+                    own[sel], other[sel] + 1, s=size, color=color, alpha=0.8, marker=marker,
+                    lw=0.6 if marker == "x" else 0, label=f"{label} ({int(sel.sum())})",
                 )  # fmt: skip
             hi = max(float(np.nanmax(own[dom])) if dom.any() else 10.0, 10.0)
             x = np.geomspace(10, hi * 1.2, 100)
@@ -306,7 +306,7 @@ def crossspecies_plot(
             # the boundary in (own, other) coordinates: own = n - k
             ok = np.isfinite(k) & (n - k > 0)
             ax.plot(
-                n[ok] - k[ok], k[ok] + 1, color=_THRESHOLD_COLOR, lw=0.8, label="called boundary"
+                n[ok] - k[ok], k[ok] + 1, color=_BOUNDARY_COLOR, lw=0.8, label="called boundary"
             )
             ax.set_xscale("log")
             ax.set_yscale("log")

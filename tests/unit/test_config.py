@@ -48,6 +48,19 @@ def test_every_schema_key_has_description_and_default():
     assert schema["$schema"].endswith("2020-12/schema")
 
 
+def test_crossspecies_and_ambient_keys(config):
+    minimal = {k: copy.deepcopy(config[k]) for k in ("samples", "species", "contrast",
+                                                      "genes_of_interest", "seed")}  # fmt: skip
+    tmc.validate_config(minimal, CONFIG_SCHEMA)
+    assert minimal["species_calling"]["crossspecies_fdr"] == 0.01
+    assert minimal["sources"]["ambient_correction"] is True
+    config["species_calling"]["crossspecies_fdr"] = None  # the fraction rule only
+    tmc.validate_config(config, CONFIG_SCHEMA)
+    config["species_calling"]["crossspecies_fdr"] = 1.5
+    with pytest.raises(tmc.ConfigError, match="crossspecies_fdr"):
+        tmc.validate_config(config, CONFIG_SCHEMA)
+
+
 def test_unknown_key_is_named(config):
     config["qc"]["nmad_mito"] = 3
     with pytest.raises(tmc.ConfigError, match=r"unknown key\(s\) \['nmad_mito'\] under 'qc'"):

@@ -86,3 +86,49 @@ def test_contamination_samples_by_arm_then_naturally(tmp_path: Path) -> None:
     a = qc.contamination_plot(natural.iloc[[1, 0, 3, 2]], stem=tmp_path / "a")
     b = qc.contamination_plot(natural.iloc[[2, 3, 0, 1]], stem=tmp_path / "b")
     assert a[1].read_bytes() == b[1].read_bytes()
+
+
+def _species_obs(seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """A xenograft sample's species obs and ambient model: singlets with 1% ambient and
+    doublets whose minor cell gives 5-40% of the UMIs."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    from tmeflow import species
+
+    rng = np.random.default_rng(seed)
+    n = 200
+    tot = rng.lognormal(np.log(6000), 0.5, n).astype(int)
+    minor = np.where(np.arange(n) < 30, rng.uniform(0.05, 0.4, n), rng.beta(5, 495, n))
+    other = rng.binomial(tot, minor)
+    human = np.arange(n) % 2 == 0
+    X = np.c_[np.where(human, tot - other, other), np.where(human, other, tot - other)]
+    a = ad.AnnData(
+        sp.csr_matrix(X.astype(np.float32)),
+        obs=pd.DataFrame({"sample": "s1"}, index=[f"c{i}" for i in range(n)]),
+        var=pd.DataFrame(index=["GRCh38_GAS6", "mm10_Gas6"]),
+    )
+    species.assign_species(a, mode="xenograft", crossspecies_fdr=0.01)
+    return a.obs, a.uns["species"]["ambient"]
+
+
+def test_crossspecies_plot_and_boundary(tmp_path: Path) -> None:
+    obs, model = _species_obs()
+    a = qc.crossspecies_plot(obs, model, stem=tmp_path / "a" / "s1", sample="s1")
+    b = qc.crossspecies_plot(obs, model, stem=tmp_path / "b" / "s1", sample="s1")
+    assert [p.name for p in a] == ["s1.pdf", "s1.png"]
+    for x, y in zip(a, b, strict=True):
+        assert x.stat().st_size > 1000 and x.read_bytes() == y.read_bytes()
+    # the drawn boundary separates the calls: called droplets lie on or above it
+    called = (obs["crossspecies_q"] < model["fdr"]).to_numpy()
+    assert called.sum() >= 25
+    p_star = obs["crossspecies_p"].to_numpy()[called].max()
+    n = (obs["n_counts_human"] + obs["n_counts_mouse"]).to_numpy().astype(np.int64)
+    other = obs["n_counts_other"].to_numpy()
+    for sp_ in ("human", "mouse"):
+        sel = (obs["dominant_species"] == sp_).to_numpy()
+        k = qc._boundary(model, sp_, p_star, n[sel])
+        assert (other[sel][called[sel]] >= k[called[sel]]).all()
+        assert (other[sel][~called[sel]] < k[~called[sel]]).all()
+    none = qc.crossspecies_plot(obs, None, stem=tmp_path / "none", sample="s1")
+    assert none[0].read_bytes() != a[0].read_bytes()

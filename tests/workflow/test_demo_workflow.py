@@ -127,3 +127,31 @@ def test_annotated_anndata_contract(demo_run):
         assert col in adata.obs.columns, col
     assert set(adata.obs["species"]) <= {"human", "mouse"}
     assert "scvi" in adata.uns and "annotation" in adata.uns
+
+
+def test_cross_species_doublets_called_from_counts(demo_run, truth):
+    """Planted human-mouse doublets: the count test catches the ones a fraction rule misses."""
+    cells = pd.concat(
+        [pd.read_csv(f, sep="\t") for f in sorted((demo_run / "results/qc").glob("*.cells.tsv.gz"))]
+    )
+    merged = cells.merge(truth, on=["sample", "barcode"], suffixes=("", "_true"), validate="1:1")
+    planted = merged["species_true"] == "mixed"
+    assert (merged.loc[planted, "species"] == "mixed").mean() >= 0.95
+    singlets = ~merged["is_doublet"]
+    assert (merged.loc[singlets, "species"] == "mixed").mean() <= 0.01
+    summary = pd.read_csv(demo_run / "results/qc/summary.tsv", sep="\t")
+    assert (
+        summary["n_mixed"] == summary["n_mixed_fraction"] + summary["n_mixed_ambient_test"]
+    ).all()
+    assert summary["ambient_source_human"].eq("cells").all()
+    for s in summary["sample"]:
+        assert (demo_run / f"results/qc/plots/{s}.crossspecies.png").stat().st_size > 1000
+
+
+def test_mouse_gas6_in_tumour_cells_is_ambient_not_expression(demo_run):
+    table = pd.read_csv(demo_run / "results/sources/Gas6.tsv", sep="\t")
+    tumour = table[table["cell_type"] == "tumor"]
+    assert len(tumour) and (tumour["umis_other_species"] == tumour["umis"]).all()
+    assert (tumour["share_corrected"].fillna(0) == 0).all()
+    prim = pd.read_csv(demo_run / "results/sources/primary_sources.tsv", sep="\t")
+    assert "tumor" not in set(prim.loc[prim["gene"] == "Gas6", "cell_type"])

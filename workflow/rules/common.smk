@@ -213,6 +213,14 @@ def get_final_output(include_provenance=True):
     final_output.extend(
         expand("results/figures/qc_contamination.{ext}", ext=["pdf", "png"])
     )
+    # cross-species doublets per sample (own- vs other-species UMIs, xenografts)
+    final_output.extend(
+        expand(
+            "results/qc/plots/{sample}.crossspecies.{ext}",
+            sample=SAMPLE_IDS,
+            ext=["pdf", "png"],
+        )
+    )
     # integration quality (scib-metrics) of scVI vs unintegrated PCA
     final_output.extend(
         [

@@ -131,6 +131,7 @@ rule sources_primary:
         runtime=10,
     params:
         min_share=config["sources"]["min_share"],
+        ambient_correction=config["sources"]["ambient_correction"],
     script:
         "../scripts/sources_primary.py"
 

@@ -106,3 +106,27 @@ rule qc_contamination_plot:
         conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
     script:
         "../scripts/qc_contamination_plot.py"
+
+
+rule qc_crossspecies_plot:
+    input:
+        "results/species/{sample}.h5ad",
+    output:
+        figure(
+            "results/qc/plots/{sample}.crossspecies",
+            "qc_crossspecies",
+            "1. Quality control",
+            "{sample}",
+        ),
+    log:
+        "logs/qc_crossspecies_plot/{sample}.log",
+    benchmark:
+        "benchmarks/qc_crossspecies_plot/{sample}.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(1000, 1),
+        runtime=10,
+    script:
+        "../scripts/qc_crossspecies_plot.py"

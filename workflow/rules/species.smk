@@ -20,5 +20,6 @@ rule species_assign:
     params:
         mode=config["species"],
         min_fraction=config["species_calling"]["min_fraction"],
+        crossspecies_fdr=config["species_calling"]["crossspecies_fdr"],
     script:
         "../scripts/species_assign.py"

@@ -10,7 +10,11 @@ from tmeflow import runtime, sources, tables
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     table = sources.primary_from_files(
-        smk.input.types, smk.input.subtypes, smk.input.samples, min_share=smk.params.min_share
+        smk.input.types,
+        smk.input.subtypes,
+        smk.input.samples,
+        min_share=smk.params.min_share,
+        corrected=smk.params.ambient_correction,
     )
     log.info("primary sources:\n%s", table.to_string())
     tables.write_tsv(table, smk.output[0])

@@ -8,7 +8,12 @@ from tmeflow import h5ad, runtime, species, tables
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     adata = h5ad.read_h5ad(smk.input[0])
-    species.assign_species(adata, mode=smk.params.mode, min_fraction=smk.params.min_fraction)
+    species.assign_species(
+        adata,
+        mode=smk.params.mode,
+        min_fraction=smk.params.min_fraction,
+        crossspecies_fdr=smk.params.crossspecies_fdr,
+    )
     row = {"sample": smk.wildcards.sample, **species.species_report(adata, mode=smk.params.mode)}
     log.info("species calls: %s", row)
     tables.write_tsv(pd.DataFrame([row]), smk.output.table)

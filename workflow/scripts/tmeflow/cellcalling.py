@@ -157,8 +157,12 @@ def call_cells(
     adata, info
         The called cells (``adata`` itself when nothing is called) and a dict:
         ``looks_raw`` (bool), ``why``, ``called`` (bool), ``method``, ``n_barcodes``,
-        ``n_cells``, ``cutoff_umi`` (NaN when not called), ``min_umi``. The same dict is
-        stored in ``uns["cell_calling"]`` of the result.
+        ``n_cells``, ``cutoff_umi`` (NaN when not called), ``min_umi`` and, when cells are
+        called, ``n_empty_droplets`` (barcodes with at least one and fewer than ``min_umi``
+        UMIs). The same dict is stored in ``uns["cell_calling"]`` of the result. When cells
+        are called, ``var["ambient_umis"]`` of the result holds the UMIs of each feature
+        summed over those empty droplets: the ambient (soup) profile of the sample, used by
+        :mod:`tmeflow.crossspecies` and :mod:`tmeflow.ambient`.
 
     Raises
     ------
@@ -198,13 +202,16 @@ def call_cells(
     except ValueError as exc:
         raise ValueError(f"{who}{path!r}: {exc}") from exc
     keep = totals >= cut
+    empty = (totals > 0) & (totals < min_umi)
     out = adata[keep].copy()
+    out.var["ambient_umis"] = _column_sums(adata.X, empty)
     info.update(
         {
             "called": True,
             "method": "barcode-rank inflection",
             "n_cells": int(keep.sum()),
             "cutoff_umi": float(cut),
+            "n_empty_droplets": int(empty.sum()),
         }
     )
     out.uns["cell_calling"] = info
@@ -217,3 +224,12 @@ def call_cells(
         cut,
     )
     return out, info
+
+
+def _column_sums(X: Any, rows: np.ndarray) -> np.ndarray:
+    """Per-feature sums of ``X`` over the ``rows`` mask, as int64."""
+    idx = np.flatnonzero(rows)
+    if idx.size == 0:
+        return np.zeros(X.shape[1], dtype=np.int64)
+    sub = X[idx]
+    return np.rint(np.asarray(sub.sum(axis=0), dtype=np.float64).ravel()).astype(np.int64)

@@ -33,7 +33,7 @@ CONFIG_KEYS: dict[str, str] = {
     "low_genes": "qc.min_genes / qc.nmads_genes",
     "high_mito": "qc.max_pct_mito / qc.nmads_mito",
     "doublet": "qc.doublets",
-    "mixed_species": "species_calling.min_fraction",
+    "mixed_species": "species_calling.min_fraction / species_calling.crossspecies_fdr",
 }
 """Config keys to relax, per removal reason (named in the zero-cells error)."""
 

@@ -14,6 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from tmeflow import ambient
 from tmeflow._utils import observed_levels
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,14 @@ SOURCE_COLUMNS: list[str] = [
     "frac_expressing",
     "mean_norm",
     "rank",
+    "umis_other_species",
+    "umis_ambient",
+    "ambient_explained",
+    "umis_corrected",
+    "share_corrected",
 ]
+"""Columns of :func:`expression_sources`; the last five are the ambient RNA accounting
+(:mod:`tmeflow.ambient`), added beside the uncorrected ``umis``/``share``."""
 
 _TARGET_SUM = 1e4
 
@@ -96,11 +104,21 @@ def expression_sources(
         One row per condition x group (columns :data:`SOURCE_COLUMNS`; the group column is
         ``cell_type`` whatever ``group_key``): ``umis`` (the group's counts of the gene),
         ``share`` (``umis`` / all counts of the gene in the condition; sums to 1 per
-        condition, NaN if the gene has no counts there), ``share_sd`` (standard deviation,
+        condition, NaN if the gene has no counts there; *uncorrected*: every observed UMI,
+        ambient ones included), ``share_sd`` (standard deviation,
         ddof=1, of the per-sample shares over the ``n_samples`` samples of the condition in
         which the gene has counts), ``n_cells``, ``frac_expressing`` (cells with count > 0),
         ``mean_norm`` (mean log1p counts per 10,000) and ``rank`` (1 = largest share in the
-        condition; ties by group order). Ordered by condition, then rank.
+        condition; ties by group order). Ordered by condition, then rank. The ambient
+        accounting (:mod:`tmeflow.ambient`; zeros where no cross-species signal lets it be
+        estimated, or without ``obs["species"]``): ``umis_other_species`` (the group's UMIs
+        of the gene in cells of the other species, e.g. mouse ``Gas6`` in human tumour cells:
+        ambient RNA or doublets, never expression), ``umis_ambient`` (the ambient UMIs the
+        soup model expects in the group's cells of the gene's own species),
+        ``ambient_explained`` (the share of the group's ``umis`` those two explain, capped at
+        1; NaN without UMIs), ``umis_corrected`` (``umis`` minus both, floored at 0; the
+        SoupX-style subtraction applied to the group's total) and ``share_corrected`` (its
+        share of the condition's corrected UMIs).
 
     Raises
     ------
@@ -110,6 +128,7 @@ def expression_sources(
     _require_obs(adata, (group_key, condition_key, sample_key))
     col, totals = _gene_column(adata, gene, layer)
     norm = np.log1p(np.divide(col * _TARGET_SUM, totals, out=np.zeros_like(col), where=totals > 0))
+    other, expected = ambient.gene_ambient(adata, col, gene, sample_key=sample_key, layer=layer)
     cells = pd.DataFrame(
         {
             "condition": adata.obs[condition_key].astype(str).to_numpy(),
@@ -118,12 +137,15 @@ def expression_sources(
             "umis": col,
             "expressing": col > 0,
             "norm": norm,
+            "other": other,
+            "ambient": expected,
         }
     )
     groups = observed_levels(adata.obs[group_key])
     conditions = observed_levels(adata.obs[condition_key])
     per = _pooled_shares(cells, conditions, groups)
     per = _with_share_spread(per, cells, groups)
+    per = _with_correction(per)
     per["gene"] = gene
     per["umis"] = per["umis"].astype(np.int64)
     per = _ranked(per, conditions, groups)
@@ -149,13 +171,34 @@ def _pooled_shares(cells: pd.DataFrame, conditions: list, groups: list) -> pd.Da
         n_cells=("umis", "size"),
         frac_expressing=("expressing", "mean"),
         mean_norm=("norm", "mean"),
+        umis_other_species=("other", "sum"),
+        umis_ambient=("ambient", "sum"),
     )
     full = pd.MultiIndex.from_product([conditions, groups], names=["condition", "cell_type"])
     per = per.reindex(full)
     per["n_cells"] = per["n_cells"].fillna(0).astype(np.int64)
     per["umis"] = per["umis"].fillna(0.0)
+    per["umis_other_species"] = per["umis_other_species"].fillna(0.0)
+    per["umis_ambient"] = per["umis_ambient"].fillna(0.0)
     cond_total = per.groupby(level="condition", sort=False)["umis"].transform("sum")
     per["share"] = np.where(cond_total > 0, per["umis"] / cond_total.where(cond_total > 0), np.nan)
+    return per
+
+
+def _with_correction(per: pd.DataFrame) -> pd.DataFrame:
+    """``per`` with ``ambient_explained``, ``umis_corrected`` and ``share_corrected``."""
+    umis = per["umis"].to_numpy(dtype=np.float64)
+    explained = np.minimum(
+        per["umis_other_species"].to_numpy() + per["umis_ambient"].to_numpy(), umis
+    )
+    per["ambient_explained"] = np.divide(
+        explained, umis, out=np.full_like(umis, np.nan), where=umis > 0
+    )
+    per["umis_corrected"] = umis - explained
+    total = per.groupby("condition", sort=False)["umis_corrected"].transform("sum").to_numpy()
+    per["share_corrected"] = np.divide(
+        per["umis_corrected"].to_numpy(), total, out=np.full_like(umis, np.nan), where=total > 0
+    )
     return per
 
 
@@ -194,7 +237,9 @@ def _ranked(per: pd.DataFrame, conditions: list, groups: list) -> pd.DataFrame:
     return per
 
 
-def primary_sources(table: pd.DataFrame, *, min_share: float = 0.2) -> pd.DataFrame:
+def primary_sources(
+    table: pd.DataFrame, *, min_share: float = 0.2, corrected: bool = False
+) -> pd.DataFrame:
     """Main producers of the gene in each condition.
 
     Parameters
@@ -204,12 +249,18 @@ def primary_sources(table: pd.DataFrame, *, min_share: float = 0.2) -> pd.DataFr
     min_share
         Groups contributing at least this share of the gene's UMIs are primary sources; where
         none reaches it, the top-ranked group is.
+    corrected
+        Select on ``share_corrected`` (the ambient-corrected share) instead of ``share``,
+        ranking by it: a group whose UMIs ambient RNA explains (mouse ``Gas6`` in human
+        tumour cells) is never named; a group with no corrected UMIs is never the "top
+        group" either. Ignored for a table without ``share_corrected``.
 
     Returns
     -------
     pandas.DataFrame
         The selected rows of ``table`` (same columns), per condition in rank order, plus
-        ``primary_reason`` (``"share >= {min_share}"`` or ``"top group"``). Conditions where
+        ``primary_reason`` (``"share >= {min_share}"``, ``"share_corrected >= {min_share}"``
+        or ``"top group"``); ``rank`` stays the uncorrected rank. Conditions where
         the gene has no counts contribute no rows.
     """
     if not 0 < min_share <= 1:
@@ -219,17 +270,20 @@ def primary_sources(table: pd.DataFrame, *, min_share: float = 0.2) -> pd.DataFr
     if missing:
         msg = f"table lacks column(s) {missing}; pass the output of sources.expression_sources"
         raise KeyError(msg)
+    col = "share_corrected" if corrected and "share_corrected" in table.columns else "share"
     parts = []
     for _, sub in table.groupby("condition", sort=False):
-        sub = sub[sub["share"].notna()].sort_values("rank", kind="mergesort")
+        sub = sub[sub[col].notna()].sort_values("rank", kind="mergesort")
+        if col != "share":
+            sub = sub[sub[col] > 0].sort_values(col, ascending=False, kind="mergesort")
         if sub.empty:
             continue
-        hit = sub[sub["share"] >= min_share].copy()
+        hit = sub[sub[col] >= min_share].copy()
         if hit.empty:
             hit = sub.iloc[[0]].copy()
             hit["primary_reason"] = "top group"
         else:
-            hit["primary_reason"] = f"share >= {min_share:g}"
+            hit["primary_reason"] = f"{col} >= {min_share:g}"
         parts.append(hit)
     if not parts:
         return pd.DataFrame(columns=[*table.columns, "primary_reason"])
@@ -261,6 +315,8 @@ PRIMARY_COLUMNS: list[str] = [
     "frac_expressing",
     "mean_norm",
     "primary_reason",
+    "share_corrected",
+    "ambient_explained",
 ]
 
 
@@ -329,21 +385,23 @@ def _pooled(table: pd.DataFrame) -> pd.DataFrame:
     for col in ("frac_expressing", "mean_norm"):
         df[col] = df[col].fillna(0.0) * df["n_cells"]
     n_samples = df.groupby("condition", sort=False)["n_samples"].max().sum()
-    out = df.groupby("cell_type", sort=False)[
-        ["umis", "n_cells", "frac_expressing", "mean_norm"]
-    ].sum()
+    summed = ["umis", "n_cells", "frac_expressing", "mean_norm"]
+    summed += [c for c in ("umis_other_species", "umis_ambient") if c in df.columns]
+    out = df.groupby("cell_type", sort=False)[summed].sum()
     for col in ("frac_expressing", "mean_norm"):
         out[col] = out[col] / out["n_cells"].where(out["n_cells"] > 0)
     total = out["umis"].sum()
     out["share"] = out["umis"] / total if total > 0 else np.nan
     out = out.reset_index()
+    if "umis_ambient" in out.columns:
+        out = _with_correction(out.assign(condition=POOLED))
     out["gene"] = table["gene"].iat[0]
     out["condition"] = POOLED
     out["share_sd"] = np.nan
     out["n_samples"] = int(n_samples)
     out = out.sort_values("share", ascending=False, kind="mergesort", na_position="last")
     out["rank"] = np.arange(1, len(out) + 1)
-    return out[SOURCE_COLUMNS].reset_index(drop=True)
+    return out[[c for c in SOURCE_COLUMNS if c in out.columns]].reset_index(drop=True)
 
 
 def primary_summary(
@@ -351,6 +409,7 @@ def primary_summary(
     samples: dict[str, pd.DataFrame] | None = None,
     *,
     min_share: float = 0.1,
+    corrected: bool = False,
 ) -> pd.DataFrame:
     """Ranked primary sources of one or more genes, at one or more annotation levels.
 
@@ -368,13 +427,14 @@ def primary_summary(
         Level name -> output of :func:`sample_shares` for the same genes, for the per-animal
         range ``share_min`` / ``share_max`` (and ``share_sd`` of the pooled rows); NaN
         without it.
-    min_share
+    min_share, corrected
         See :func:`primary_sources`.
 
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`PRIMARY_COLUMNS`, per gene and level: conditions in table order, then
+        Columns :data:`PRIMARY_COLUMNS` (``share_corrected`` and ``ambient_explained`` NaN
+        for tables written without them), per gene and level: conditions in table order, then
         ``all``; groups in rank order.
     """
     parts = []
@@ -383,7 +443,7 @@ def primary_summary(
             continue
         for gene, sub in table.groupby("gene", sort=False):
             sub = pd.concat([sub, _pooled(sub)], ignore_index=True)
-            prim = primary_sources(sub, min_share=min_share)
+            prim = primary_sources(sub, min_share=min_share, corrected=corrected)
             if prim.empty:
                 continue
             prim = prim.assign(level=level, share_min=np.nan, share_max=np.nan)
@@ -400,7 +460,8 @@ def primary_summary(
             parts.append(prim)
     if not parts:
         return pd.DataFrame(columns=PRIMARY_COLUMNS)
-    return pd.concat(parts, ignore_index=True)[PRIMARY_COLUMNS]
+    out = pd.concat(parts, ignore_index=True)
+    return out.reindex(columns=PRIMARY_COLUMNS)
 
 
 def gene_sources(
@@ -481,6 +542,7 @@ def primary_from_files(
     samples: list[str | os.PathLike[str]],
     *,
     min_share: float,
+    corrected: bool = False,
 ) -> pd.DataFrame:
     """:func:`primary_summary` of the files of rule ``sources_gene`` (rule ``sources_primary``).
 
@@ -490,7 +552,7 @@ def primary_from_files(
         The per-gene tables at the cell-type and the subtype level.
     samples
         The per-gene per-sample tables (column ``level``).
-    min_share
+    min_share, corrected
         See :func:`primary_sources`.
 
     Returns
@@ -506,4 +568,5 @@ def primary_from_files(
         {"cell_type": read_tables(types), "cell_subtype": read_tables(subtypes)},
         by_level,
         min_share=min_share,
+        corrected=corrected,
     )

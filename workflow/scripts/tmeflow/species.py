@@ -149,7 +149,13 @@ def _row_sums(X: Any, mask: np.ndarray) -> np.ndarray:
     return np.asarray(sub.sum(axis=1), dtype=np.float64).ravel()
 
 
-def assign_species(adata: AnnData, *, mode: str, min_fraction: float = 0.8) -> AnnData:
+def assign_species(
+    adata: AnnData,
+    *,
+    mode: str,
+    min_fraction: float = 0.8,
+    crossspecies_fdr: float | None = None,
+) -> AnnData:
     """Call each cell's species and strip genome prefixes from the feature names.
 
     Parameters
@@ -161,6 +167,13 @@ def assign_species(adata: AnnData, *, mode: str, min_fraction: float = 0.8) -> A
     min_fraction
         Xenograft mode: a cell is ``human`` if ``human_fraction >= min_fraction``, ``mouse`` if
         ``human_fraction <= 1 - min_fraction``, else ``mixed``. Must be in (0.5, 1].
+        With ``crossspecies_fdr`` it also selects the cells the ambient model is estimated
+        on (:func:`tmeflow.crossspecies.estimate_ambient`).
+    crossspecies_fdr
+        Xenograft mode: also call ``mixed`` every droplet whose other-species UMIs exceed what
+        ambient RNA explains (:func:`tmeflow.crossspecies.call_crossspecies`; BH FDR below
+        this value). This catches the doublets one cell dominates, which pass
+        ``min_fraction``. ``None`` (the library default): the fraction rule only.
 
     Returns
     -------
@@ -175,6 +188,14 @@ def assign_species(adata: AnnData, *, mode: str, min_fraction: float = 0.8) -> A
         - ``var["species"]``: ``human``/``mouse`` per feature (``unknown`` for a feature
           without a recognised prefix in xenograft mode, e.g. a transgene; it counts for
           neither species), ``var["feature_name"]``: the name before stripping.
+        - with ``crossspecies_fdr``: ``obs`` columns
+          :data:`tmeflow.crossspecies.TEST_COLUMNS` (dominant species, other-species UMIs,
+          ambient expectation, p, q), ``obs["crossspecies_doublet"]`` and
+          ``obs["species_reason"]`` (``fraction`` for a cell ``mixed`` by ``min_fraction``,
+          ``ambient_test`` for one ``mixed`` only by the count test, else empty); the
+          ambient model in ``uns["species"]["ambient"]``. The empty droplets' soup
+          (``var["ambient_umis"]``, written at ingest for a raw matrix) gives its species
+          composition.
         - ``var_names`` without prefixes. Where stripping would make features of different
           genomes collide (e.g. ``hg19_DHRSX`` and ``mm10_DHRSX``), *all* features sharing
           that stripped name keep their prefixed name; names still duplicated (a symbol
@@ -214,6 +235,9 @@ def assign_species(adata: AnnData, *, mode: str, min_fraction: float = 0.8) -> A
         n_h, n_m, frac, call, var_sp = _call_xenograft(X, feat_sp, sample, min_fraction)
     else:
         n_h, n_m, frac, call, var_sp = _call_single(X, feat_sp, sample, mode, adata.shape)
+    ambient: dict[str, Any] | None = None
+    if mode == "xenograft" and crossspecies_fdr is not None:
+        ambient = _call_ambient(adata, feat_sp, n_h, n_m, call, min_fraction, crossspecies_fdr)
 
     adata.obs["n_counts_human"] = n_h
     adata.obs["n_counts_mouse"] = n_m
@@ -234,6 +258,8 @@ def assign_species(adata: AnnData, *, mode: str, min_fraction: float = 0.8) -> A
         "n_features_kept_prefixed": n_kept_prefixed,
         "n_cells": {k: int(counts.get(k, 0)) for k in ("human", "mouse", "mixed")},
     }
+    if ambient is not None:
+        adata.uns["species"]["ambient"] = ambient
     logger.info(
         "sample %s: species mode %s (features from %s, prefixes %s): %s; "
         "%d features kept their prefix to avoid collisions",
@@ -283,6 +309,43 @@ def _call_xenograft(
     return n_h, n_m, frac, call, var_sp
 
 
+def _call_ambient(
+    adata: AnnData,
+    feat_sp: np.ndarray,
+    n_h: np.ndarray,
+    n_m: np.ndarray,
+    call: np.ndarray,
+    min_fraction: float,
+    fdr: float,
+) -> dict[str, Any]:
+    """The count test of :func:`assign_species`: writes its ``obs`` columns, updates ``call``."""
+    from tmeflow import crossspecies
+
+    soup = None
+    if "ambient_umis" in adata.var:
+        amb = adata.var["ambient_umis"].to_numpy(dtype=np.float64)
+        soup = {s: float(amb[feat_sp == s].sum()) for s in SPECIES}
+    table, model = crossspecies.call_crossspecies(
+        n_h, n_m, fdr=fdr, soup=soup, min_fraction=min_fraction
+    )
+    by_fraction = call == "mixed"
+    by_test = table["crossspecies_doublet"].to_numpy() & ~by_fraction
+    call[by_test] = "mixed"
+    for col in crossspecies.TEST_COLUMNS:
+        adata.obs[col] = table[col].to_numpy()
+    adata.obs["crossspecies_doublet"] = table["crossspecies_doublet"].to_numpy()
+    reason = np.full(call.size, "", dtype=object)
+    reason[by_fraction] = "fraction"
+    reason[by_test] = "ambient_test"
+    adata.obs["species_reason"] = reason.astype(str)
+    return {
+        "fdr": float(fdr),
+        **model.as_dict(),
+        "n_mixed_fraction": int(by_fraction.sum()),
+        "n_mixed_ambient_test": int(by_test.sum()),
+    }
+
+
 def _call_single(
     X: Any, feat_sp: np.ndarray, sample: str, mode: str, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -316,9 +379,12 @@ def contamination(adata: AnnData) -> dict[str, float | int]:
     pool; the total ambient fraction is larger (ambient RNA of the cell's own species cannot
     be told apart). It is reported per sample in ``results/qc/summary.tsv`` and plotted in
     ``results/figures/qc_contamination``; the counts are **not corrected**. Species calls
-    already tolerate it (``species_calling.min_fraction``) and the mixed cells it cannot
-    explain are removed as cross-species doublets. A sample whose median exceeds a few
-    percent deserves SoupX/CellBender-style correction before this workflow.
+    already tolerate it (``species_calling.min_fraction``), the count test of
+    :mod:`tmeflow.crossspecies` (``species_calling.crossspecies_fdr``) models it per droplet,
+    and the mixed cells it cannot explain are removed as cross-species doublets. A sample
+    whose median exceeds a few percent deserves SoupX/CellBender-style correction before this
+    workflow (the expression sources subtract the expected ambient UMIs, see
+    :mod:`tmeflow.ambient`; the counts matrix is not corrected).
 
     Needs the ``obs`` columns written by :func:`assign_species`.
 
@@ -357,7 +423,13 @@ def species_report(adata: AnnData, *, mode: str) -> dict[str, Any]:
     Needs :func:`assign_species` to have run. Columns: ``species_mode``, ``n_human``,
     ``n_mouse``, ``n_mixed``, ``pct_human``/``pct_mouse``/``pct_mixed`` (of the cells before
     QC), ``prefixes`` (``human:hg19_;mouse:mm10_``; empty without prefixes) and, in xenograft
-    mode, ``contamination_<stat>`` (the ``*_in_*`` statistics of :func:`contamination`).
+    mode, ``contamination_<stat>`` (the ``*_in_*`` statistics of :func:`contamination`) and,
+    when the cross-species count test ran, ``n_mixed_fraction`` (mixed by
+    ``min_fraction``), ``n_mixed_ambient_test`` (mixed only because their other-species UMIs
+    exceed the ambient expectation), ``crossspecies_fdr``, ``ambient_mouse_in_human`` /
+    ``ambient_human_in_mouse`` (the modelled ambient fractions ``a_S``), their sources
+    (``cells``, ``empty_droplets``, ``floor``) and ``soup_mouse_fraction`` (mouse share of
+    the empty droplets' UMIs; NaN without a raw matrix).
     """
     calls = adata.obs["species"].astype(str).value_counts()
     n = max(int(adata.n_obs), 1)
@@ -371,4 +443,14 @@ def species_report(adata: AnnData, *, mode: str) -> dict[str, Any]:
     if mode == "xenograft":
         cont = contamination(adata)
         row.update({f"contamination_{k}": v for k, v in cont.items() if "_in_" in k})
+    amb = adata.uns.get("species", {}).get("ambient")
+    if mode == "xenograft" and amb:
+        row["n_mixed_fraction"] = int(amb["n_mixed_fraction"])
+        row["n_mixed_ambient_test"] = int(amb["n_mixed_ambient_test"])
+        row["crossspecies_fdr"] = float(amb["fdr"])
+        row["ambient_mouse_in_human"] = float(amb["rate"]["human"])
+        row["ambient_human_in_mouse"] = float(amb["rate"]["mouse"])
+        row["ambient_source_human"] = str(amb["source"]["human"])
+        row["ambient_source_mouse"] = str(amb["source"]["mouse"])
+        row["soup_mouse_fraction"] = float(amb["soup_fraction"].get("mouse", float("nan")))
     return row

@@ -21,7 +21,7 @@ from tmeflow.plots.palettes import label_colors, ordered_conditions, sample_orde
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CONTAMINATION", "PANELS", "contamination_plot", "qc_sample_plot"]
+__all__ = ["CONTAMINATION", "PANELS", "contamination_plot", "crossspecies_plot", "qc_sample_plot"]
 
 PANELS: tuple[tuple[str, str, str], ...] = (
     ("total_counts", "min_counts", "UMIs per cell"),
@@ -216,4 +216,103 @@ def contamination_plot(
         ax.set_ylabel("% of the cell's UMIs (median; tick = mean)")
         ax.set_title("ambient RNA: other-species UMIs per cell", fontsize=8)
         ax.legend(frameon=False, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return save_figure(fig, stem)
+
+
+_CALL_COLORS = {"fraction": "#7F7F7F", "ambient_test": "#000000"}
+_BOUNDARY_COLOR = "#7B3294"  # purple: distinct from the species colours (human is red)
+
+
+def _boundary(model: Mapping[str, Any], species: str, p_star: float, n: np.ndarray) -> np.ndarray:
+    """Smallest other-species count called at one-sided p <= ``p_star``, per total ``n``."""
+    from scipy import stats
+
+    a = float(model["rate"][species])
+    c = float(model["concentration"][species])
+    if c > 0:  # -1 encodes the binomial (infinite concentration)
+        k = stats.betabinom.isf(p_star, n, a * c, (1 - a) * c)
+    else:
+        k = stats.binom.isf(p_star, n, a)
+    return np.asarray(k, dtype=float) + 1
+
+
+def crossspecies_plot(
+    obs: pd.DataFrame, model: Mapping[str, Any] | None, *, stem: str | Path, sample: str
+) -> list[Path]:
+    """Own- vs other-species UMIs per droplet, with the ambient expectation and the boundary.
+
+    One panel per dominant species (log-log; other-species UMIs + 1): droplets called pure
+    in the species' colour, ``mixed`` by ``min_fraction`` in grey, ``mixed`` only by the
+    ambient count test as black crosses; the dashed line is the ambient expectation
+    (``total * a_S``), the solid purple one the called boundary (the other-species count at which
+    the one-sided p-value reaches the largest p the BH procedure called).
+
+    Parameters
+    ----------
+    obs
+        ``obs`` of ``results/species/{sample}.h5ad``: ``n_counts_human``, ``n_counts_mouse``,
+        ``species`` and, when the test ran, ``species_reason``, ``crossspecies_p``,
+        ``crossspecies_q``.
+    model
+        ``uns["species"]["ambient"]`` (``rate``, ``concentration``, ``fdr``); ``None`` when
+        the test did not run (a panel says so).
+    stem, sample
+        Output stem (see :func:`~tmeflow.plots._style.save_figure`) and the title.
+
+    Returns
+    -------
+    list of Path
+    """
+    colors = label_colors(["human", "mouse"])
+    with style():
+        fig = new_figure(6.4, 3.0)
+        axes = fig.subplots(1, 2)
+        if model is None or "crossspecies_q" not in obs:
+            for ax in axes:
+                message_panel(ax, "no cross-species test\n(not a xenograft run)", color="black")
+            return save_figure(fig, stem)
+        n_h = obs["n_counts_human"].to_numpy(dtype=float)
+        n_m = obs["n_counts_mouse"].to_numpy(dtype=float)
+        reason = obs["species_reason"].astype(str).to_numpy()
+        p = obs["crossspecies_p"].to_numpy(dtype=float)
+        q = obs["crossspecies_q"].to_numpy(dtype=float)
+        called = q < float(model["fdr"])
+        p_star = (
+            float(np.nanmax(p[called])) if called.any() else float(model["fdr"]) / max(len(p), 1)
+        )
+        for ax, sp_ in zip(axes, ("human", "mouse"), strict=True):
+            own, other = (n_h, n_m) if sp_ == "human" else (n_m, n_h)
+            dom = own >= other if sp_ == "human" else own > other
+            cc = _CALL_COLORS
+            groups = (
+                (sp_, dom & (reason == ""), colors[sp_], "o", 4),
+                ("mixed (fraction)", dom & (reason == "fraction"), cc["fraction"], "o", 4),
+                ("mixed (ambient test)", dom & (reason == "ambient_test"), cc["ambient_test"],
+                 "x", 10),
+            )  # fmt: skip
+            for label, sel, color, marker, size in groups:
+                ax.scatter(
+                    own[sel], other[sel] + 1, s=size, color=color, alpha=0.8, marker=marker,
+                    lw=0.6 if marker == "x" else 0, label=f"{label} ({int(sel.sum())})",
+                )  # fmt: skip
+            hi = max(float(np.nanmax(own[dom])) if dom.any() else 10.0, 10.0)
+            x = np.geomspace(10, hi * 1.2, 100)
+            a = float(model["rate"][sp_])
+            ax.plot(
+                x, x * a / (1 - a) + 1, ls="--", color="black", lw=0.8, label="ambient expected"
+            )
+            n = np.rint(x).astype(np.int64)
+            k = _boundary(model, sp_, p_star, n)
+            # the boundary in (own, other) coordinates: own = n - k
+            ok = np.isfinite(k) & (n - k > 0)
+            ax.plot(
+                n[ok] - k[ok], k[ok] + 1, color=_BOUNDARY_COLOR, lw=0.8, label="called boundary"
+            )
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            other_sp = "mouse" if sp_ == "human" else "human"
+            ax.set_xlabel(f"{sp_} UMIs")
+            ax.set_ylabel(f"{other_sp} UMIs + 1")
+            ax.set_title(f"{sample}: {sp_}-dominant droplets", fontsize=8)
+            ax.legend(frameon=False, fontsize=5, loc="upper left")
     return save_figure(fig, stem)

@@ -110,9 +110,7 @@ def resolution_sweep(
         runs = []
         for i, s in enumerate(range(seed, seed + n_seeds), start=1):
             logger.info("sweep %d/%d: resolution %g, seed %d/%d", k, len(ordered), res, i, n_seeds)
-            leiden(
-                work, resolution=res, seed=s, key_added="sweep", n_iterations=SWEEP_ITERATIONS
-            )
+            leiden(work, resolution=res, seed=s, key_added="sweep", n_iterations=SWEEP_ITERATIONS)
             runs.append(work.obs["sweep"].astype(str).to_numpy())
         pairs = list(itertools.combinations(runs, 2))
         sizes = [len(set(r)) for r in runs]

@@ -302,4 +302,6 @@ def test_demo_on_slurm_equals_local_run(slurm_cluster, demo_run, tmp_path):
     assert len(local) >= 3 and "results/annotate/labels.tsv.gz" in local
     assert sorted(remote) == sorted(local)
     differ = [name for name in local if local[name] != remote[name]]
+    # Every SLURM job had one CPU (tests/slurm/profile), the local run's multi-threaded jobs
+    # two: the same bytes also show that --cores does not change results.
     assert not differ, f"SLURM outputs differ from the local run: {differ}"

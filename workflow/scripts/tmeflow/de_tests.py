@@ -48,32 +48,10 @@ def pydeseq2_test(
     tiny BLAS calls, where extra threads only spin (4 s against 10-28 s with two on a busy
     2-core machine). ``threads`` is PyDESeq2's own process count.
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _pydeseq2_fit(
-            counts, meta, condition_key=condition_key, reference=reference, test=test,
-            covariates=covariates, threads=threads, alpha=alpha, label=label, shrink=shrink,
-        )  # fmt: skip
-
-
-def _pydeseq2_fit(
-    counts: pd.DataFrame,
-    meta: pd.DataFrame,
-    *,
-    condition_key: str,
-    reference: str,
-    test: str,
-    covariates: Sequence[str],
-    threads: int,
-    alpha: float,
-    label: str,
-    shrink: bool,
-) -> tuple[pd.DataFrame | None, str]:
-    """:func:`pydeseq2_test`'s body (called with BLAS on one thread)."""
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
+    from threadpoolctl import threadpool_limits
 
     md = pd.DataFrame(index=counts.index)
     for cov in covariates:
@@ -86,7 +64,10 @@ def _pydeseq2_fit(
     inference = DefaultInference(n_cpus=threads)
     note = ""
     failure = None
-    with warnings.catch_warnings(record=True) as caught:
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         dds = DeseqDataSet(
             counts=counts,

@@ -4,6 +4,7 @@ The real-data test builds heterotypic doublets from real cells (human HEK293T fr
 mouse lung cells from Tabula Muris) and skips when ../shared/data is absent.
 """
 
+import logging
 from pathlib import Path
 
 import anndata as ad
@@ -95,6 +96,27 @@ def test_soup_fallback_for_a_species_with_too_few_cells() -> None:
     assert model.soup_fraction == {"human": 0.6, "mouse": 0.4}
     no_soup = crossspecies.estimate_ambient(n_h, n_m)
     assert no_soup.source["mouse"] == "floor"
+
+
+def test_small_sample_without_an_estimate_is_not_tested(caplog) -> None:
+    """~20 pure cells per species, no soup: no rate is estimated and no droplet is called.
+
+    Before, the floor rate (1e-4) called 40 of 41 real hgmm_100 droplets doublets in samples
+    of ~40 cells; now only min_fraction calls them, with a warning naming the species.
+    """
+    rng = np.random.default_rng(3)
+    tot = rng.integers(3000, 20000, 40)
+    other = rng.binomial(tot, 0.01)
+    own = tot - other
+    n_h = np.r_[own[:20], other[20:]]
+    n_m = np.r_[other[:20], own[20:]]
+    with caplog.at_level(logging.WARNING, logger="tmeflow.crossspecies"):
+        table, model = crossspecies.call_crossspecies(n_h, n_m, fdr=0.01)
+    assert model.source == {"human": "floor", "mouse": "floor"}
+    assert not table["crossspecies_doublet"].any()
+    assert table["crossspecies_p"].isna().all() and table["ambient_expected"].isna().all()
+    assert "20 human-dominated droplets not tested" in caplog.text
+    assert "20 mouse-dominated droplets not tested" in caplog.text
 
 
 def test_fdr_out_of_range() -> None:

@@ -21,7 +21,10 @@ UMIs; ``O`` the other one):
   deviation floored at ``0.5 * a_S`` (real droplets vary more than a trimmed fit sees). When
   ``S`` has fewer than ``min_cells`` bulk cells and an empty-droplet soup is known,
   ``a_S = rho * soup_O``, with ``rho`` the total ambient fraction estimated from the other
-  species (``a_O / soup_S``); otherwise ``a_S`` is ``min_rate``.
+  species (``a_O / soup_S``); otherwise nothing estimates ``a_S`` (source ``floor``) and the
+  droplets dominated by ``S`` are not tested: only ``min_fraction`` calls them. (A floor rate
+  would call almost every droplet of a small sample a doublet: 40 of 41 in ``hgmm_100`` cut
+  into samples of ~40 cells.)
 - the one-sided p-value is ``P(K >= k)``; q-values are Benjamini-Hochberg across all droplets
   of the sample. A droplet with ``q < fdr`` is a cross-species doublet (``mixed``).
 
@@ -53,6 +56,9 @@ TEST_COLUMNS: list[str] = [
 """Columns of :func:`score_droplets` (written into ``obs`` by :func:`tmeflow.species`)."""
 
 _MAD_K = 1.4826
+#: Fewest bulk droplets (the lowest quarter of other-species fractions, then the droplets the
+#: fit does not reject) an ambient rate is estimated from.
+MIN_BULK_CELLS = 10
 
 
 @dataclass
@@ -98,7 +104,7 @@ def estimate_ambient(
     *,
     soup: dict[str, float] | None = None,
     min_fraction: float = 0.8,
-    min_cells: int = 10,
+    min_cells: int = MIN_BULK_CELLS,
     min_rate: float = 1e-4,
     trim_p: float = 1e-3,
     max_iter: int = 20,
@@ -233,7 +239,8 @@ def score_droplets(n_human: np.ndarray, n_mouse: np.ndarray, model: AmbientModel
         One row per droplet, columns :data:`TEST_COLUMNS`: ``dominant_species`` (the species
         with most UMIs, ``human`` on a tie; ``none`` without UMIs), ``n_counts_other`` (UMIs
         of the other species), ``ambient_expected`` (``(human + mouse) * a_S``),
-        ``crossspecies_p`` (one-sided ``P(K >= n_counts_other)``; NaN without UMIs) and
+        ``crossspecies_p`` (one-sided ``P(K >= n_counts_other)``; NaN without UMIs or when
+        the dominant species' ambient rate has no estimate, source ``floor``) and
         ``crossspecies_q`` (BH across the droplets).
     """
     n_h = np.asarray(n_human, dtype=np.float64)
@@ -247,6 +254,9 @@ def score_droplets(n_human: np.ndarray, n_mouse: np.ndarray, model: AmbientModel
     for s in SPECIES:
         sel = dom == s
         if not sel.any():
+            continue
+        if model.source.get(s) == "floor":  # nothing estimated the ambient rate: not tested
+            expected[sel] = np.nan
             continue
         a, c = model.rate[s], model.concentration[s]
         n = np.rint(tot[sel]).astype(np.int64)
@@ -283,6 +293,19 @@ def call_crossspecies(
     model = estimate_ambient(n_human, n_mouse, soup=soup, min_fraction=min_fraction)
     table = score_droplets(n_human, n_mouse, model)
     table["crossspecies_doublet"] = (table["crossspecies_q"] < fdr).to_numpy()
+    for s in SPECIES:
+        n_dom = int((table["dominant_species"] == s).sum())
+        if model.source.get(s) == "floor" and n_dom:
+            logger.warning(
+                "%d %s-dominated droplets not tested for cross-species doublets: too few "
+                "pure %s cells to estimate the ambient rate (a bulk of >= %d is needed, about "
+                "4x as many pure cells) and no empty-droplet soup; only "
+                "species_calling.min_fraction calls them",
+                n_dom,
+                s,
+                s,
+                MIN_BULK_CELLS,
+            )
     logger.info(
         "ambient model %s; %d of %d droplets exceed the ambient expectation at FDR %.3g",
         model.as_dict(),

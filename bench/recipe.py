@@ -77,13 +77,13 @@ def main(argv=None) -> None:
     work = copy_workflow(scratch / "workflow")
     cfg = work / "bench.yaml"
     cfg.write_text(yaml.safe_dump(overrides(args.set), sort_keys=False))
-    snake = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile"]
+    snake = [sys.executable, "-m", "snakemake", "--cores", str(args.cores)]
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
     sheet = work / config["samples"]
     if "resources/demo" in sheet.read_text():
-        timed([*snake, str(cfg), "demo_simulate"], work, scratch / "demo.log")
+        timed([*snake, "demo_simulate", "--configfile", str(cfg)], work, scratch / "demo.log")
     load = os.getloadavg()[0]
-    wf = timed([*snake, str(cfg)], work, scratch / "workflow.log")
+    wf = timed([*snake, "--configfile", str(cfg)], work, scratch / "workflow.log")
     scvi_log = (work / "logs" / "integrate_scvi" / "integrate_scvi.log").read_text()
     wf_epoch = epoch_seconds(scvi_log)
     recipe_cmd = [sys.executable, str(REPO / "bench" / "plain_recipe.py"), str(sheet),

@@ -51,7 +51,7 @@ def main(argv=None) -> None:
         a.var["mt"] = a.var_names.str.contains(r"(?:^|_)(?:mt-|MT-)", regex=True)
         sc.pp.calculate_qc_metrics(a, qc_vars=["mt"], inplace=True, percent_top=None)
         a = a[(a.obs["n_genes_by_counts"] >= 200) & (a.obs["pct_counts_mt"] < 20)].copy()
-        sc.pp.scrublet(a, random_state=args.seed)
+        sc.pp.scrublet(a, threshold=0.25, random_state=args.seed)  # no skimage: fixed
         adatas[row.sample] = a[~a.obs["predicted_doublet"].to_numpy()].copy()
     adata = ad.concat(adatas, label="sample", index_unique="-")
     sc.pp.filter_genes(adata, min_cells=3)

@@ -4,7 +4,7 @@ from tmeflow import h5ad, integrate, runtime, tables
 
 
 def main(smk) -> None:
-    log = runtime.setup(smk.log[0], threads=smk.threads)
+    log = runtime.setup(smk.log[0], threads=smk.threads, numba=False)
     p = smk.params
     adata = h5ad.read_h5ad(smk.input[0], skip=("X",))
     history = integrate.train_scvi(

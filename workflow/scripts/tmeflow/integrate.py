@@ -289,7 +289,10 @@ def train_scvi(
 
     from tmeflow.epochlog import EpochLog
 
-    set_threads(threads)
+    # torch's threads only: launching numba's pool (set_threads) slows every torch epoch
+    from tmeflow.runtime import pin_threads
+
+    pin_threads(threads, numba=False)
     scvi.settings.seed = seed
     scvi.settings.num_threads = max(1, int(threads))
     scvi.settings.dl_num_workers = 0

@@ -347,7 +347,7 @@ def train_scvi(
         "batch_key": batch_key,
         "accelerator": accelerator,
         "seed": seed,
-        "threads": max(1, int(threads)) if accelerator == "cpu" else None,
+        "threads": max(1, int(threads)),
         "n_genes": len(genes),
         "scvi_version": scvi.__version__,
     }

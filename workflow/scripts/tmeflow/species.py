@@ -428,7 +428,8 @@ def species_report(adata: AnnData, *, mode: str) -> dict[str, Any]:
     ``min_fraction``), ``n_mixed_ambient_test`` (mixed only because their other-species UMIs
     exceed the ambient expectation), ``crossspecies_fdr``, ``ambient_mouse_in_human`` /
     ``ambient_human_in_mouse`` (the modelled ambient fractions ``a_S``), their sources
-    (``cells``, ``empty_droplets``, ``floor``) and ``soup_mouse_fraction`` (mouse share of
+    (``cells``, ``empty_droplets``, or ``floor``: no estimate, that species' droplets were not
+    tested and the rate shown is the unused floor) and ``soup_mouse_fraction`` (mouse share of
     the empty droplets' UMIs; NaN without a raw matrix).
     """
     calls = adata.obs["species"].astype(str).value_counts()

@@ -295,24 +295,32 @@ def crossspecies_plot(
                     own[sel], other[sel] + 1, s=size, color=color, alpha=0.8, marker=marker,
                     lw=0.6 if marker == "x" else 0, label=f"{label} ({int(sel.sum())})",
                 )  # fmt: skip
-            hi = max(float(np.nanmax(own[dom])) if dom.any() else 10.0, 10.0)
-            x = np.geomspace(10, hi * 1.2, 100)
-            a = float(model["rate"][sp_])
-            ax.plot(
-                x, x * a / (1 - a) + 1, ls="--", color="black", lw=0.8, label="ambient expected"
-            )
-            n = np.rint(x).astype(np.int64)
-            k = _boundary(model, sp_, p_star, n)
-            # the boundary in (own, other) coordinates: own = n - k
-            ok = np.isfinite(k) & (n - k > 0)
-            ax.plot(
-                n[ok] - k[ok], k[ok] + 1, color=_BOUNDARY_COLOR, lw=0.8, label="called boundary"
-            )
+            tested = model.get("source", {}).get(sp_) != "floor"  # floor: no rate, not tested
+            if tested:
+                hi = max(float(np.nanmax(own[dom])) if dom.any() else 10.0, 10.0)
+                x = np.geomspace(10, hi * 1.2, 100)
+                a = float(model["rate"][sp_])
+                ax.plot(
+                    x, x * a / (1 - a) + 1, ls="--", color="black", lw=0.8,
+                    label="ambient expected",
+                )  # fmt: skip
+                n = np.rint(x).astype(np.int64)
+                k = _boundary(model, sp_, p_star, n)
+                # the boundary in (own, other) coordinates: own = n - k
+                ok = np.isfinite(k) & (n - k > 0)
+                ax.plot(
+                    n[ok] - k[ok], k[ok] + 1, color=_BOUNDARY_COLOR, lw=0.8,
+                    label="called boundary",
+                )  # fmt: skip
             ax.set_xscale("log")
             ax.set_yscale("log")
             other_sp = "mouse" if sp_ == "human" else "human"
             ax.set_xlabel(f"{sp_} UMIs")
             ax.set_ylabel(f"{other_sp} UMIs + 1")
-            ax.set_title(f"{sample}: {sp_}-dominant droplets", fontsize=8)
+            ax.set_title(
+                f"{sample}: {sp_}-dominant droplets"
+                + ("" if tested else "\n(not tested: too few pure cells)"),
+                fontsize=8,
+            )
             ax.legend(frameon=False, fontsize=5, loc="upper left")
     return save_figure(fig, stem)

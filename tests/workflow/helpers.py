@@ -29,9 +29,11 @@ def write_config(dest: Path, overrides: dict, name: str = "test.yaml") -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, cores: int = 2
+) -> subprocess.CompletedProcess:
     """Run Snakemake from the venv (the interpreter running the tests) in ``workdir``."""
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), *args]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         logs = (

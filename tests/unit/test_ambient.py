@@ -193,3 +193,21 @@ def test_sources_on_the_corrected_layer_put_no_mouse_gas6_in_tumour_cells() -> N
         assert corr.loc[(cond, "CAF"), "share"] >= 0.96
     prim = sources.primary_sources(corr.reset_index(), min_share=0.02)
     assert set(prim["cell_type"]) == {"CAF"}
+
+
+def test_subtraction_follows_the_soup_capped_at_counts_by_hand() -> None:
+    counts = sp.csr_matrix(np.array([[10, 0, 5], [1, 0, 1], [1, 0, 1]], dtype=np.int32))
+    a = AnnData(
+        X=counts.astype(np.float32),
+        obs=pd.DataFrame({"sample": ["s", "s", "t"], "species": ""}, index=["a", "b", "c"]),
+        var=pd.DataFrame({"species": "unknown"}, index=["g0", "g1", "g2"]),
+    )
+    a.layers["counts"] = counts
+    profile = pd.DataFrame({"s": [0.5, 0.25, 0.25], "t": [0.5, 0.25, 0.25]}, index=a.var_names)
+    cont = pd.DataFrame({"rho": [0.2, 0.9]}, index=["s", "t"])
+    out, table = ambient.corrected_counts(a, profile=profile, contamination=cont)
+    # a: 3 UMIs in proportion 0.5 : 0.25 over the genes with counts (g1 has none) -> 2 + 1;
+    # b: 0.4 UMIs round to none; c: 1.8 -> g0 capped at its 1, g2 takes 0.8 -> 2 in all
+    np.testing.assert_array_equal(out.toarray(), [[8, 0, 4], [1, 0, 1], [0, 0, 0]])
+    assert out.dtype == np.int32
+    assert table.loc["s", "n_umis_removed"] == 3 and table.loc["t", "n_umis_removed"] == 2

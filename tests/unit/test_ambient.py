@@ -139,7 +139,9 @@ def test_corrected_layer_is_deterministic_and_raw_is_untouched() -> None:
     raw = a.layers["counts"].copy()
     one = _corrected(a).layers[ambient.CORRECTED_LAYER]
     assert (a.layers["counts"] != raw).nnz == 0
-    two, _ = ambient.corrected_counts(a, chunk_rows=97)  # chunking does not change a count
+    two, _ = ambient.corrected_counts(a, chunk_entries=997)  # chunks do not change a count
+    assert (one != two).nnz == 0
+    two, _ = ambient.corrected_counts(a, chunk_entries=1)  # one cell at a time
     assert (one != two).nnz == 0
 
 

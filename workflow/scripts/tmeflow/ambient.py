@@ -193,8 +193,9 @@ SOUP_SOURCES: tuple[str, ...] = ("empty_droplets", "other_species_cells", "poole
 #: next source of :data:`SOUP_SOURCES` is used.
 MIN_SOUP_UMIS = 1000
 
-#: Rows of the counts matrix corrected at a time (bounds the temporary arrays).
-CHUNK_ROWS = 20000
+#: Stored entries of the counts matrix corrected at a time (whole cells; bounds the temporary
+#: arrays: about 100 bytes per entry).
+CHUNK_ENTRIES = 2_000_000
 
 
 def soup_profiles(
@@ -367,7 +368,7 @@ def corrected_counts(
     layer: str = "counts",
     profile: pd.DataFrame | None = None,
     contamination: pd.DataFrame | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_entries: int = CHUNK_ENTRIES,
 ) -> tuple[sp.csr_matrix, pd.DataFrame]:
     """Ambient-corrected integer counts (SoupX-style subtraction with the estimated ``rho``).
 
@@ -393,9 +394,9 @@ def corrected_counts(
     profile, contamination
         Outputs of :func:`soup_profiles` and :func:`sample_contamination` (computed when
         ``None``).
-    chunk_rows
-        Cells corrected at a time: besides the result (at most as many entries as the
-        counts), the temporary arrays hold one chunk's entries.
+    chunk_entries
+        Stored entries corrected at a time (whole cells, at least one): besides the result
+        (at most as many entries as the counts), the temporary arrays hold one chunk's.
 
     Returns
     -------
@@ -405,7 +406,7 @@ def corrected_counts(
         Indexed by sample: ``rho``, ``n_umis``, ``n_umis_removed``, ``fraction_removed``.
     """
     mat = _counts(adata, layer)
-    if mat.data.size and not np.all(np.mod(mat.data, 1) == 0):
+    if mat.dtype.kind == "f" and mat.data.size and not np.all(np.mod(mat.data, 1) == 0):
         msg = f"layers[{layer!r}] holds non-integer values; pass the raw counts"
         raise ValueError(msg)
     if profile is None:
@@ -439,8 +440,10 @@ def corrected_counts(
     share = np.stack([prof[:, gene_code == g].sum(axis=1) for g in (0, 1)], axis=1)
     out = mat.copy()
     totals = np.asarray(mat.sum(axis=1), dtype=np.float64).ravel()
-    for lo in range(0, adata.n_obs, max(int(chunk_rows), 1)):
-        hi = min(lo + max(int(chunk_rows), 1), adata.n_obs)
+    lo = 0
+    while lo < adata.n_obs:
+        hi = int(np.searchsorted(mat.indptr, mat.indptr[lo] + max(int(chunk_entries), 1), "right"))
+        hi = min(max(hi - 1, lo + 1), adata.n_obs)
         a, b = mat.indptr[lo], mat.indptr[hi]
         rows = np.repeat(np.arange(hi - lo), np.diff(mat.indptr[lo : hi + 1]))
         cols = mat.indices[a:b]
@@ -459,6 +462,7 @@ def corrected_counts(
         removed = _round_removed(rows, removed, hi - lo)
         removed = np.where(foreign, c, removed).astype(np.int64)
         out.data[a:b] = (c - removed).astype(out.data.dtype)
+        lo = hi
     out.eliminate_zeros()
     kept = np.asarray(out.sum(axis=1), dtype=np.float64).ravel()
     table = (

@@ -99,3 +99,117 @@ def test_primary_sources_never_name_a_group_ambient_explains() -> None:
     assert list(summary.columns) == sources.PRIMARY_COLUMNS
     pooled = summary[summary["condition"] == sources.POOLED]
     assert pooled["share_corrected"].iat[0] >= 0.96
+
+
+# --- the soup profile and the ambient-corrected counts layer ---------------------------------
+
+
+def _corrected(a: AnnData, **kw) -> AnnData:
+    ambient.add_corrected_layer(a, **kw)
+    return a
+
+
+def test_corrected_layer_is_integer_below_raw_and_removes_rho() -> None:
+    a = _corrected(_soup_adata())
+    raw, corr = a.layers["counts"], a.layers[ambient.CORRECTED_LAYER]
+    assert corr.shape == raw.shape and corr.dtype == raw.dtype
+    assert raw is not corr and corr.nnz <= raw.nnz
+    assert np.all(np.mod(corr.data, 1) == 0) and corr.data.min() > 0
+    diff = (raw - corr).toarray()
+    assert diff.min() >= 0  # never above the raw count, never below 0
+    cont = ambient.sample_contamination(a)
+    samples = a.obs["sample"].to_numpy()
+    for s, rho in cont["rho"].items():
+        sel = samples == s
+        removed = diff[sel].sum() / raw[sel].sum()
+        np.testing.assert_allclose(removed, rho, rtol=0.02)
+        np.testing.assert_allclose(rho, SOUP / (1 + SOUP), rtol=0.1)
+    # every mouse UMI of a human cell is gone; the human cells keep their human genes
+    human = (a.obs["species"] == "human").to_numpy()
+    mouse_genes = (a.var["species"] == "mouse").to_numpy()
+    assert corr[human][:, mouse_genes].sum() == 0
+    assert corr[human][:, ~mouse_genes].sum() > 0.95 * raw[human][:, ~mouse_genes].sum()
+    rec = a.uns["ambient"]["samples"]["c1"]
+    assert rec["soup_source_mouse"] == "other_species_cells"
+    assert a.varm["soup_profile"].shape == (a.n_vars, 4)
+
+
+def test_corrected_layer_is_deterministic_and_raw_is_untouched() -> None:
+    a = _soup_adata()
+    raw = a.layers["counts"].copy()
+    one = _corrected(a).layers[ambient.CORRECTED_LAYER]
+    assert (a.layers["counts"] != raw).nnz == 0
+    two, _ = ambient.corrected_counts(a, chunk_entries=997)  # chunks do not change a count
+    assert (one != two).nnz == 0
+    two, _ = ambient.corrected_counts(a, chunk_entries=1)  # one cell at a time
+    assert (one != two).nnz == 0
+
+
+def test_zero_contamination_is_the_identity() -> None:
+    a = _soup_adata(soup=0.0)
+    human = (a.obs["species"] == "human").to_numpy()
+    mouse_genes = (a.var["species"] == "mouse").to_numpy()
+    assert a.layers["counts"][human][:, mouse_genes].sum() == 0
+    corr = _corrected(a).layers[ambient.CORRECTED_LAYER]
+    assert (corr != a.layers["counts"]).nnz == 0
+    # and without any cross-species signal (one species) nothing is corrected
+    b = _soup_adata()
+    b = b[b.obs["species"] == "mouse"].copy()
+    assert (_corrected(b).layers[ambient.CORRECTED_LAYER] != b.layers["counts"]).nnz == 0
+    assert np.isnan(b.uns["ambient"]["samples"]["c1"]["rho"])
+
+
+def test_soup_profile_prefers_empty_droplets_then_other_species_then_pooled() -> None:
+    a = _soup_adata()
+    # an empty-droplet soup of HG0 and Mg1 only (c1), too few UMIs (c2), none (t1, t2)
+    empty = pd.DataFrame(0.0, index=a.var_names, columns=["c1", "c2"])
+    empty.loc["HG0", "c1"] = 4000.0
+    empty.loc["Mg1", "c1"] = 1000.0
+    empty.loc["HG1", "c2"] = 10.0
+    a.varm["ambient_umis"] = empty
+    profile, table = ambient.soup_profiles(a)
+    assert table.loc["c1", "soup_source_human"] == "empty_droplets"
+    assert profile.loc["HG0", "c1"] == 0.8 and table.loc["c1", "soup_mouse_fraction"] == 0.2
+    assert table.loc["c2", "soup_source_human"] == "other_species_cells"
+    np.testing.assert_allclose(profile.sum(axis=0), 1.0)
+    # the corrected layer takes its soup from the empty droplets: c1's human cells lose HG0
+    corr = _corrected(a).layers[ambient.CORRECTED_LAYER]
+    c1_h = ((a.obs["sample"] == "c1") & (a.obs["species"] == "human")).to_numpy()
+    lost = (a.layers["counts"][c1_h] - corr[c1_h]).toarray().sum(axis=0)
+    assert lost[0] > 0 and lost[1:N_H].sum() == 0
+    # with a high threshold the pooled cells are the fallback
+    _, pooled = ambient.soup_profiles(a, min_soup_umis=10**9)
+    assert set(pooled["soup_source_mouse"]) == {"pooled_cells"}
+
+
+def test_sources_on_the_corrected_layer_put_no_mouse_gas6_in_tumour_cells() -> None:
+    a = _corrected(_soup_adata())
+    raw = sources.expression_sources(a, "Gas6").set_index(["condition", "cell_type"])
+    corr = sources.expression_sources(a, "Gas6", layer=ambient.CORRECTED_LAYER).set_index(
+        ["condition", "cell_type"]
+    )
+    for cond in ("ctrl", "drug"):
+        assert raw.loc[(cond, "tumor"), "share"] > 0.02  # the soup's share, uncorrected
+        assert corr.loc[(cond, "tumor"), "share"] <= 0.02
+        assert corr.loc[(cond, "TAM"), "share"] <= 0.02
+        assert corr.loc[(cond, "CAF"), "share"] >= 0.96
+    prim = sources.primary_sources(corr.reset_index(), min_share=0.02)
+    assert set(prim["cell_type"]) == {"CAF"}
+
+
+def test_subtraction_follows_the_soup_capped_at_counts_by_hand() -> None:
+    counts = sp.csr_matrix(np.array([[10, 0, 5], [1, 0, 1], [1, 0, 1]], dtype=np.int32))
+    a = AnnData(
+        X=counts.astype(np.float32),
+        obs=pd.DataFrame({"sample": ["s", "s", "t"], "species": ""}, index=["a", "b", "c"]),
+        var=pd.DataFrame({"species": "unknown"}, index=["g0", "g1", "g2"]),
+    )
+    a.layers["counts"] = counts
+    profile = pd.DataFrame({"s": [0.5, 0.25, 0.25], "t": [0.5, 0.25, 0.25]}, index=a.var_names)
+    cont = pd.DataFrame({"rho": [0.2, 0.9]}, index=["s", "t"])
+    out, table = ambient.corrected_counts(a, profile=profile, contamination=cont)
+    # a: 3 UMIs in proportion 0.5 : 0.25 over the genes with counts (g1 has none) -> 2 + 1;
+    # b: 0.4 UMIs round to none; c: 1.8 -> g0 capped at its 1, g2 takes 0.8 -> 2 in all
+    np.testing.assert_array_equal(out.toarray(), [[8, 0, 4], [1, 0, 1], [0, 0, 0]])
+    assert out.dtype == np.int32
+    assert table.loc["s", "n_umis_removed"] == 3 and table.loc["t", "n_umis_removed"] == 2

@@ -142,3 +142,19 @@ def test_run_levels_without_subtypes(tmp_path) -> None:
         summary=tmp_path / "x.tsv", goi=tmp_path / "g.tsv", values=tmp_path / "v.tsv",
     )  # fmt: skip
     assert (tmp_path / "s").is_dir() and not any((tmp_path / "s").iterdir())
+
+
+def test_run_levels_tests_and_reports_the_layer_it_is_given() -> None:
+    data = make_adata(samples_per_arm=2, cells_per_sample=80, seed=6)
+    corrected = data.layers["counts"].copy().tolil()
+    j = list(data.var_names).index("Gas6")
+    corrected[:, j] = 0  # e.g. every Gas6 UMI ambient
+    data.layers["counts_ambient_corrected"] = corrected.tocsr()
+    kw = dict(condition_key="condition", reference=REF, test=TEST, genes=["Gas6"], subtypes=False)
+    raw = de_levels.run_levels(data, **kw)
+    corr = de_levels.run_levels(data, layer="counts_ambient_corrected", **kw)
+    assert raw.values["counts"].sum() > 0 and corr.values["counts"].sum() == 0
+    assert "Gas6" in set(raw.by_type["CAF"]["gene"])
+    assert "Gas6" not in set(corr.by_type["CAF"]["gene"])  # no counts left: not tested
+    with pytest.raises(KeyError, match="nope"):
+        de_levels.run_levels(data, layer="nope", **kw)

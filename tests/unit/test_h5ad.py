@@ -66,6 +66,19 @@ def test_read_h5ad_skips_elements(tmp_path: Path) -> None:
         h5ad.read_h5ad(path, skip=("obs",))
 
 
+def test_read_h5ad_loads_only_the_named_layers(tmp_path: Path) -> None:
+    a, path = _layered(tmp_path)
+    a.layers["counts_ambient_corrected"] = a.layers["counts"].copy()
+    h5ad.write_h5ad(a, path)
+    one = h5ad.read_h5ad(path, skip=("X",), layers=("counts",))
+    assert list(one.layers) == ["counts"]
+    np.testing.assert_array_equal(one.layers["counts"].toarray(), COUNTS)
+    with_x = h5ad.read_h5ad(path, layers=("counts_ambient_corrected",))
+    assert list(with_x.layers) == ["counts_ambient_corrected"] and with_x.X is not None
+    with pytest.raises(KeyError, match="no layer"):
+        h5ad.read_h5ad(path, layers=("nope",))
+
+
 def test_update_h5ad_replaces_annotations_and_keeps_matrices(tmp_path: Path) -> None:
     a, path = _layered(tmp_path)
     light = h5ad.read_h5ad(path, skip=("X", "layers"))

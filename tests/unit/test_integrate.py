@@ -33,6 +33,19 @@ def test_merge_keeps_integer_counts_and_lognormalises():
     assert (merged.var["species"] == "mouse").all()
 
 
+def test_merge_carries_each_samples_empty_droplets_into_varm():
+    samples = per_sample(clustered_counts())
+    samples[0].var["ambient_umis"] = np.arange(samples[0].n_vars, dtype=np.int64)
+    merged = integrate.concat_samples(samples)
+    name = str(samples[0].obs["sample"].iat[0])
+    amb = merged.varm["ambient_umis"]
+    assert list(amb.columns) == [name]
+    np.testing.assert_array_equal(amb[name].to_numpy(), np.arange(merged.n_vars))
+    assert "ambient_umis" not in merged.var.columns
+    one = integrate.concat_samples(samples[:1])  # one sample: not left in var either
+    assert "ambient_umis" not in one.var.columns and name in one.varm["ambient_umis"]
+
+
 def test_merge_keeps_features_measured_in_every_sample(caplog):
     # g0..g4 are absent from s1's matrix: not measured there, so they must not read as zeros
     adata = clustered_counts()

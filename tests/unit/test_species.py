@@ -184,6 +184,11 @@ def test_species_report_composition_prefixes_contamination() -> None:
     assert row["contamination_mouse_in_human_median"] == pytest.approx(0.075)
     assert row["contamination_human_in_mouse_median"] == pytest.approx(0.02)
     assert "contamination_n_human" not in row
+    # the soup's source per species (few UMIs here: the pooled cells; with a low threshold the
+    # other species' cells, whose UMIs of that species are all ambient)
+    assert (row["soup_source_human"], row["soup_source_mouse"]) == ("pooled_cells",) * 2
+    low = species.species_report(a, mode="xenograft", min_soup_umis=1)
+    assert low["soup_source_human"] == "other_species_cells"
     # prefixes stripped after assignment, the species kept in var
     assert list(a.var_names) == ["AXL", "GAS6", "Axl", "Gas6"]
     assert a.var["species"].astype(str).tolist() == ["human", "human", "mouse", "mouse"]

@@ -155,3 +155,35 @@ def test_mouse_gas6_in_tumour_cells_is_ambient_not_expression(demo_run):
     assert (tumour["share_corrected"].fillna(0) == 0).all()
     prim = pd.read_csv(demo_run / "results/sources/primary_sources.tsv", sep="\t")
     assert "tumor" not in set(prim.loc[prim["gene"] == "Gas6", "cell_type"])
+
+
+def test_ambient_corrected_layer_and_outputs_beside_the_uncorrected(demo_run):
+    """layers['counts_ambient_corrected'] on every gene; DE and sources on it, raw kept."""
+    adata = ad.read_h5ad(demo_run / "results/annotate/annotated.h5ad")
+    raw, corr = adata.layers["counts"], adata.layers["counts_ambient_corrected"]
+    assert corr.shape == raw.shape and np.issubdtype(corr.dtype, np.integer)
+    assert (raw - corr).min() >= 0 and corr.sum() < raw.sum()
+    human = (adata.obs["species"] == "human").to_numpy()
+    assert corr[human][:, (adata.var["species"] == "mouse").to_numpy()].sum() == 0
+    rec = adata.uns["ambient"]["samples"]
+    assert set(rec) == set(adata.obs["sample"].astype(str))
+    for r in rec.values():
+        assert 0 < r["fraction_removed"] < 0.1  # the demo's soup is 2% of each droplet
+        assert r["soup_source_mouse"] in {"empty_droplets", "other_species_cells", "pooled_cells"}
+    soup = pd.read_csv(demo_run / "results/integrate/ambient.tsv", sep="\t")
+    assert len(soup) == len(rec)
+    summary = pd.read_csv(demo_run / "results/qc/summary.tsv", sep="\t")
+    assert summary["soup_source_mouse"].notna().all()
+    for rel in ("genes_of_interest.tsv", "summary.tsv", "pseudobulk/CAF.tsv"):
+        assert (demo_run / "results/de/ambient_corrected" / rel).stat().st_size > 0, rel
+        assert (demo_run / "results/de" / rel).stat().st_size > 0, rel
+    # the demo's answers hold with the correction: Mmp11 up in CAF, Gas6 from CAF/TAM
+    caf = pd.read_csv(demo_run / "results/de/ambient_corrected/pseudobulk/CAF.tsv", sep="\t")
+    assert caf.set_index("gene").loc["Mmp11", "padj"] < 0.05
+    src = pd.read_csv(demo_run / "results/sources/ambient_corrected/Gas6.tsv", sep="\t")
+    for condition, table in src.groupby("condition"):
+        top = table.sort_values("share", ascending=False).iloc[0]["cell_type"]
+        assert top in {"CAF", "TAM"}, (condition, table)
+        assert table.loc[table["cell_type"] == "tumor", "share"].fillna(0).sum() <= 0.02
+    prim = pd.read_csv(demo_run / "results/sources/ambient_corrected/primary_sources.tsv", sep="\t")
+    assert "tumor" not in set(prim.loc[prim["gene"] == "Gas6", "cell_type"])

@@ -266,6 +266,17 @@ def get_final_output(include_provenance=True):
         ]
     )
     final_output.extend(expand("results/sources/{gene}.tsv", gene=GENES))
+    # the same on the ambient-corrected counts, beside the uncorrected results
+    if config["sources"]["ambient_correction"]:
+        final_output.append("results/sources/ambient_corrected/primary_sources.tsv")
+    if config["de"]["ambient_corrected"]:
+        final_output.extend(
+            [
+                "results/de/ambient_corrected/genes_of_interest.tsv",
+                "results/de/ambient_corrected/summary.tsv",
+                "results/de/ambient_corrected/pseudobulk_subtypes",
+            ]
+        )
     # the pre-specified hypotheses (one Holm-adjusted family) and their figure
     final_output.extend(
         [

@@ -40,6 +40,46 @@ rule de_pseudobulk:
         alpha=config["de"]["alpha"],
         subtypes=config["de"]["subtypes"],
         seed=config["seed"],
+        layer="counts",
+    script:
+        "../scripts/de_pseudobulk.py"
+
+
+# The same DE and genes-of-interest report on the ambient-corrected counts (de.ambient_corrected),
+# beside the uncorrected ones.
+
+
+rule de_pseudobulk_corrected:
+    input:
+        "results/annotate/annotated.h5ad",
+    output:
+        tables=directory("results/de/ambient_corrected/pseudobulk"),
+        subtypes=directory("results/de/ambient_corrected/pseudobulk_subtypes"),
+        goi="results/de/ambient_corrected/genes_of_interest.tsv",
+        values="results/de/ambient_corrected/pseudobulk_values.tsv",
+        summary="results/de/ambient_corrected/summary.tsv",
+    log:
+        "logs/de_pseudobulk_corrected/de_pseudobulk_corrected.log",
+    benchmark:
+        "benchmarks/de_pseudobulk_corrected/de_pseudobulk_corrected.tsv"
+    conda:
+        "../envs/stats.yaml"
+    threads: 4
+    resources:
+        mem_mb=mem_mb_for(3000, 4),
+        runtime=60,
+    params:
+        condition_key=config["contrast"]["column"],
+        reference=config["contrast"]["reference"],
+        test=config["contrast"]["test"],
+        genes=GENES,
+        min_cells=config["de"]["min_cells"],
+        min_replicates=config["de"]["min_replicates"],
+        covariates=config["de"]["covariates"],
+        alpha=config["de"]["alpha"],
+        subtypes=config["de"]["subtypes"],
+        seed=config["seed"],
+        layer="counts_ambient_corrected",
     script:
         "../scripts/de_pseudobulk.py"
 
@@ -104,6 +144,35 @@ rule sources_gene:
         runtime=20,
     params:
         condition_key=config["contrast"]["column"],
+        layer="counts",
+    script:
+        "../scripts/sources_gene.py"
+
+
+# The source tables on the ambient-corrected counts (sources.ambient_correction), beside the
+# uncorrected ones.
+
+
+rule sources_gene_corrected:
+    input:
+        "results/annotate/annotated.h5ad",
+    output:
+        table="results/sources/ambient_corrected/{gene}.tsv",
+        subtypes="results/sources/ambient_corrected/{gene}.subtypes.tsv",
+        samples="results/sources/ambient_corrected/{gene}.samples.tsv",
+    log:
+        "logs/sources_gene_corrected/{gene}.log",
+    benchmark:
+        "benchmarks/sources_gene_corrected/{gene}.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(2000, 3),
+        runtime=20,
+    params:
+        condition_key=config["contrast"]["column"],
+        layer="counts_ambient_corrected",
     script:
         "../scripts/sources_gene.py"
 
@@ -132,6 +201,34 @@ rule sources_primary:
     params:
         min_share=config["sources"]["min_share"],
         ambient_correction=config["sources"]["ambient_correction"],
+    script:
+        "../scripts/sources_primary.py"
+
+
+rule sources_primary_corrected:
+    input:
+        types=expand("results/sources/ambient_corrected/{gene}.tsv", gene=GENES),
+        subtypes=expand(
+            "results/sources/ambient_corrected/{gene}.subtypes.tsv", gene=GENES
+        ),
+        samples=expand(
+            "results/sources/ambient_corrected/{gene}.samples.tsv", gene=GENES
+        ),
+    output:
+        "results/sources/ambient_corrected/primary_sources.tsv",
+    log:
+        "logs/sources_primary_corrected/sources_primary_corrected.log",
+    benchmark:
+        "benchmarks/sources_primary_corrected/sources_primary_corrected.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        min_share=config["sources"]["min_share"],
+        ambient_correction=True,
     script:
         "../scripts/sources_primary.py"
 

@@ -1,4 +1,5 @@
-# Merge samples (features measured in every sample), highly variable genes (seurat_v3 per
+# Merge samples (features measured in every sample), the ambient-corrected counts
+# (layers['counts_ambient_corrected'], every gene), highly variable genes (seurat_v3 per
 # sample with logged fallbacks; per species in xenograft mode) and scVI (batch = sample).
 
 
@@ -10,6 +11,7 @@ rule integrate_merge:
     output:
         h5ad="results/integrate/merged.h5ad",
         hvg="results/integrate/hvg.tsv",
+        ambient="results/integrate/ambient.tsv",
     log:
         "logs/integrate_merge/integrate_merge.log",
     benchmark:
@@ -25,6 +27,7 @@ rule integrate_merge:
         fallback_span=config["hvg"]["fallback_span"],
         fallback_min_cells=config["hvg"]["fallback_min_cells"],
         min_species_fraction=config["hvg"]["min_species_fraction"],
+        min_soup_umis=config["sources"]["min_soup_umis"],
     script:
         "../scripts/integrate_merge.py"
 

@@ -21,5 +21,6 @@ rule species_assign:
         mode=config["species"],
         min_fraction=config["species_calling"]["min_fraction"],
         crossspecies_fdr=config["species_calling"]["crossspecies_fdr"],
+        min_soup_umis=config["sources"]["min_soup_umis"],
     script:
         "../scripts/species_assign.py"

@@ -9,7 +9,7 @@ from tmeflow import confirmatory, h5ad, runtime, tables
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "obsp"))
+    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "obsp"), layers=("counts",))
     table, values = confirmatory.confirm(
         adata,
         confirmatory.parse_hypotheses(p.hypotheses),

@@ -1,5 +1,5 @@
 """Snakemake adapter: pseudobulk DE per cell type and subtype, the genes-of-interest report
-and the DE summary (tmeflow.de_levels.run_levels)."""
+and the DE summary (tmeflow.de_levels.run_levels), on raw or ambient-corrected counts."""
 
 from tmeflow import de_levels, h5ad, runtime
 
@@ -7,7 +7,7 @@ from tmeflow import de_levels, h5ad, runtime
 def main(smk) -> None:
     runtime.setup(smk.log[0], threads=smk.threads)
     p, out = smk.params, smk.output
-    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "obsp"))
+    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "obsp"), layers=(p.layer,))
     result = de_levels.run_levels(
         adata,
         condition_key=p.condition_key,
@@ -21,6 +21,7 @@ def main(smk) -> None:
         alpha=p.alpha,
         subtypes=p.subtypes,
         summary_path=out.summary,
+        layer=p.layer,
     )
     result.write(
         tables_dir=out.tables,

@@ -7,7 +7,7 @@ from tmeflow import export, h5ad, runtime
 
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
-    adata = h5ad.read_h5ad(smk.input.h5ad, skip=("obsp",))
+    adata = h5ad.read_h5ad(smk.input.h5ad, skip=("obsp",), layers=("counts",))
     for path in smk.output:
         species = Path(path).stem
         out = export.to_cellxgene(adata, species, smk.params.settings)

@@ -1,6 +1,7 @@
-"""Snakemake adapter: merge samples, normalise, select HVGs; logic in tmeflow.integrate."""
+"""Snakemake adapter: merge samples, select HVGs, correct ambient RNA, normalise; logic in
+tmeflow.integrate, tmeflow.hvg and tmeflow.ambient."""
 
-from tmeflow import h5ad, hvg, integrate, runtime, tables
+from tmeflow import ambient, h5ad, hvg, integrate, runtime, tables
 
 
 def main(smk) -> None:
@@ -16,6 +17,9 @@ def main(smk) -> None:
         fallback_min_cells=smk.params.fallback_min_cells,
         min_species_fraction=smk.params.min_species_fraction,
     )
+    # the soup per sample and the ambient-corrected counts, on every gene (SoupX subtraction)
+    soup = ambient.add_corrected_layer(merged, min_soup_umis=smk.params.min_soup_umis)
+    tables.write_tsv(soup, smk.output.ambient, index=True, index_label="sample")
     integrate.normalise(merged)
     record = {k: v for k, v in merged.uns["hvg"].items() if k != "fits"}
     log.info("merged %d cells x %d genes; HVGs %s", *merged.shape, record)

@@ -6,7 +6,7 @@ from tmeflow import h5ad, integrate, runtime, tables
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads, numba=False)
     p = smk.params
-    adata = h5ad.read_h5ad(smk.input[0], skip=("X",))
+    adata = h5ad.read_h5ad(smk.input[0], skip=("X",), layers=("counts",))
     history = integrate.train_scvi(
         adata,
         n_latent=p.n_latent,

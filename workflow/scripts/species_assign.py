@@ -14,7 +14,10 @@ def main(smk) -> None:
         min_fraction=smk.params.min_fraction,
         crossspecies_fdr=smk.params.crossspecies_fdr,
     )
-    row = {"sample": smk.wildcards.sample, **species.species_report(adata, mode=smk.params.mode)}
+    report = species.species_report(
+        adata, mode=smk.params.mode, min_soup_umis=smk.params.min_soup_umis
+    )
+    row = {"sample": smk.wildcards.sample, **report}
     log.info("species calls: %s", row)
     tables.write_tsv(pd.DataFrame([row]), smk.output.table)
     h5ad.write_h5ad(adata, smk.output.h5ad)

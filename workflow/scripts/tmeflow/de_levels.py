@@ -213,6 +213,7 @@ def run_levels(
     alpha: float = 0.05,
     subtypes: bool = True,
     summary_path: str = "the DE summary",
+    layer: str = "counts",
 ) -> DELevels:
     """Run DE by cell type and by subtype, summarise both and report the genes of interest.
 
@@ -234,6 +235,9 @@ def run_levels(
         Also test the subtypes of split cell types.
     summary_path
         Where the summary is written, named in the exploratory warning.
+    layer
+        Layer of integer counts tested and reported (``counts_ambient_corrected`` for the
+        ambient-corrected counts of :func:`tmeflow.ambient.corrected_counts`).
 
     Returns
     -------
@@ -249,6 +253,7 @@ def run_levels(
         covariates=list(covariates),
         threads=threads,
         alpha=alpha,
+        layer=layer,
     )
     by_type = run_de(adata, group_key="cell_type", **common)
     _log_tested(by_type, alpha, "cell_type")
@@ -284,8 +289,9 @@ def run_levels(
             summary_path,
         )
     report, values = _goi_levels(
-        adata, by_type, by_sub, genes=genes, condition_key=condition_key, arms=(reference, test)
-    )
+        adata, by_type, by_sub, genes=genes, condition_key=condition_key,
+        arms=(reference, test), layer=layer,
+    )  # fmt: skip
     return DELevels(by_type, by_sub, summary, report, values)
 
 
@@ -305,9 +311,13 @@ def _goi_levels(
     genes: Sequence[str],
     condition_key: str,
     arms: tuple[str, str],
+    layer: str = "counts",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Genes-of-interest report and per-animal values of both levels, ``level`` first."""
-    goi_args = dict(genes=list(genes), condition_key=condition_key, reference=arms[0], test=arms[1])
+    goi_args = dict(
+        genes=list(genes), condition_key=condition_key, reference=arms[0], test=arms[1],
+        layer=layer,
+    )  # fmt: skip
     report, values = genes_of_interest(adata, by_type, group_key="cell_type", **goi_args)
     parts_goi, parts_val = [report.assign(level="cell_type")], [values.assign(level="cell_type")]
     if by_sub:

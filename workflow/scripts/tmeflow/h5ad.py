@@ -29,12 +29,19 @@ SKIPPABLE = ("X", "layers", "obsm", "obsp", "varm", "varp", "uns", "raw")
 UPDATABLE = ("obs", "obsm", "obsp", "uns", "varm", "varp")
 
 
-def read_h5ad(path: str | os.PathLike[str], *, skip: Iterable[str] = ()) -> ad.AnnData:
+def read_h5ad(
+    path: str | os.PathLike[str],
+    *,
+    skip: Iterable[str] = (),
+    layers: Iterable[str] | None = None,
+) -> ad.AnnData:
     """Read an h5ad written by a previous stage.
 
     ``skip`` names top-level elements not to load (see :data:`SKIPPABLE`), e.g.
     ``skip=("X",)`` in a step that only needs ``layers["counts"]``: large matrices a step
     does not use are never held in memory. A skipped ``X`` leaves ``adata.X`` as ``None``.
+    ``layers`` names the only layers to load (e.g. ``("counts",)`` where the file also holds
+    ``counts_ambient_corrected``); ``None`` loads them all.
 
     Raises
     ------
@@ -49,12 +56,18 @@ def read_h5ad(path: str | os.PathLike[str], *, skip: Iterable[str] = ()) -> ad.A
     unknown = skip - set(SKIPPABLE)
     if unknown:
         raise ValueError(f"cannot skip {sorted(unknown)}; choose from {list(SKIPPABLE)}")
-    if not skip:
+    if not skip and layers is None:
         return ad.read_h5ad(p)
     parts: dict[str, Any] = {}
     with h5py.File(p, "r") as f:
         for key in ("X", "obs", "var", "obsm", "varm", "obsp", "varp", "layers", "uns"):
-            if key in f and key not in skip:
+            if key == "layers" and layers is not None and key in f and key not in skip:
+                missing = [k for k in layers if k not in f[key]]
+                if missing:
+                    msg = f"{os.fspath(p)!r} has no layer(s) {missing} (layers: {list(f[key])})"
+                    raise KeyError(msg)
+                parts[key] = {k: ad.io.read_elem(f[key][k]) for k in layers}
+            elif key in f and key not in skip:
                 parts[key] = ad.io.read_elem(f[key])
         if "raw" in f and "raw" not in skip:
             raw = ad.io.read_elem(f["raw"])

@@ -87,7 +87,9 @@ def concat_samples(adatas: list[AnnData]) -> AnnData:
     WARNING and in ``uns["merge"]``: ``join`` (``"inner"``), ``n_features_union``,
     ``n_features`` (kept), ``n_features_dropped`` and ``missing`` (per sample lacking any:
     ``n_missing`` and up to 10 ``examples``). When all samples share their features nothing
-    is dropped.
+    is dropped. The empty droplets' UMIs of the samples whose raw matrix was cell-called
+    (``var["ambient_umis"]``) go to ``varm["ambient_umis"]`` (features x those samples), for
+    :func:`tmeflow.ambient.soup_profiles`.
 
     Pass the list without keeping another reference to it (``concat_samples([read(f) for f in
     files])``) and the per-sample matrices are freed on return: the merge then peaks at about
@@ -113,6 +115,7 @@ def concat_samples(adatas: list[AnnData]) -> AnnData:
         raise ValueError("no samples to merge: every sample was empty after QC")
     missing = missing_features(adatas)
     n_union = len(set().union(*(set(a.var_names.astype(str)) for a in adatas)))
+    empty = _empty_droplet_umis(adatas)
     merged = ad.concat(adatas, join="inner", merge="same", uns_merge=None)
     if merged.n_vars == 0:
         msg = (
@@ -146,6 +149,10 @@ def concat_samples(adatas: list[AnnData]) -> AnnData:
                     species = species.fillna(a.var[col].reindex(merged.var_names))
             merged.var[col] = species.fillna("unknown").astype(str)
     merged.obs_names_make_unique()
+    if "ambient_umis" in merged.var.columns:  # one sample: kept by merge="same"
+        del merged.var["ambient_umis"]
+    if empty:
+        merged.varm["ambient_umis"] = pd.DataFrame(empty).reindex(merged.var_names).fillna(0)
     merged.uns["merge"] = {
         "join": "inner",
         "n_features_union": int(n_union),
@@ -154,6 +161,16 @@ def concat_samples(adatas: list[AnnData]) -> AnnData:
         "missing": missing,
     }
     return merged
+
+
+def _empty_droplet_umis(adatas: list[AnnData]) -> dict[str, pd.Series]:
+    """Sample -> ``var["ambient_umis"]`` (the empty droplets' UMIs per feature, at ingest)."""
+    out = {}
+    for a in adatas:
+        if "ambient_umis" in a.var.columns and "sample" in a.obs.columns and a.n_obs:
+            s = str(a.obs["sample"].iat[0])
+            out[s] = pd.Series(a.var["ambient_umis"].to_numpy(np.int64), index=a.var_names)
+    return out
 
 
 def normalise(adata: AnnData, *, target_sum: float = TARGET_SUM) -> None:

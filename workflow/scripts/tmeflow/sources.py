@@ -36,8 +36,9 @@ SOURCE_COLUMNS: list[str] = [
     "ambient_explained",
     "umis_corrected",
     "share_corrected",
+    "soup_source",
 ]
-"""Columns of :func:`expression_sources`; the last five are the ambient RNA accounting
+"""Columns of :func:`expression_sources`; the last six are the ambient RNA accounting
 (:mod:`tmeflow.ambient`), added beside the uncorrected ``umis``/``share``."""
 
 _TARGET_SUM = 1e4
@@ -117,8 +118,13 @@ def expression_sources(
         soup model expects in the group's cells of the gene's own species),
         ``ambient_explained`` (the share of the group's ``umis`` those two explain, capped at
         1; NaN without UMIs), ``umis_corrected`` (``umis`` minus both, floored at 0; the
-        SoupX-style subtraction applied to the group's total) and ``share_corrected`` (its
-        share of the condition's corrected UMIs).
+        SoupX-style subtraction applied to the group's total), ``share_corrected`` (its
+        share of the condition's corrected UMIs) and ``soup_source`` (where the soup profile
+        of the gene's species came from in the condition's samples,
+        :data:`tmeflow.ambient.SOUP_SOURCES`, ``;``-joined; ``pooled_cells`` for an object
+        without ``uns["ambient"]``, empty for a gene of neither species). On
+        ``layers["counts_ambient_corrected"]`` (:func:`tmeflow.ambient.corrected_counts`) the
+        other-species and ambient UMIs are already removed and the accounting finds ~0.
 
     Raises
     ------
@@ -146,6 +152,9 @@ def expression_sources(
     per = _pooled_shares(cells, conditions, groups)
     per = _with_share_spread(per, cells, groups)
     per = _with_correction(per)
+    per["soup_source"] = per["condition"].map(
+        _soup_sources(adata, gene, cells.groupby("condition", sort=False)["sample"].unique())
+    )
     per["gene"] = gene
     per["umis"] = per["umis"].astype(np.int64)
     per = _ranked(per, conditions, groups)
@@ -154,6 +163,24 @@ def expression_sources(
             continue
         logger.warning("%s: no counts in condition %r; shares are undefined", gene, cond)
     return per[SOURCE_COLUMNS].reset_index(drop=True)
+
+
+def _soup_sources(adata: AnnData, gene: str, samples: pd.Series) -> dict[str, str]:
+    """Condition -> the soup sources (``;``-joined) of the gene's species in its samples."""
+    g_sp = (
+        str(adata.var["species"].astype(str).iat[adata.var_names.get_loc(gene)])
+        if "species" in adata.var
+        else ""
+    )
+    rec = adata.uns.get("ambient", {}).get("samples", {})
+    out = {}
+    for cond, names in samples.items():
+        if g_sp not in ambient.CELL_SPECIES:
+            out[cond] = ""
+            continue
+        found = {str(rec.get(str(s), {}).get(f"soup_source_{g_sp}", "pooled_cells")) for s in names}
+        out[cond] = ";".join(sorted(found))
+    return out
 
 
 def _require_obs(adata: AnnData, keys: tuple[str, ...]) -> None:
@@ -395,6 +422,9 @@ def _pooled(table: pd.DataFrame) -> pd.DataFrame:
     out = out.reset_index()
     if "umis_ambient" in out.columns:
         out = _with_correction(out.assign(condition=POOLED))
+    if "soup_source" in df.columns:
+        found = df["soup_source"].dropna().astype(str).str.split(";").explode()
+        out["soup_source"] = ";".join(sorted({f for f in found if f}))
     out["gene"] = table["gene"].iat[0]
     out["condition"] = POOLED
     out["share_sd"] = np.nan
@@ -470,6 +500,7 @@ def gene_sources(
     *,
     levels: tuple[str, ...] = ("cell_type", "cell_subtype"),
     condition_key: str = "condition",
+    layer: str = "counts",
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """The source tables of one gene at every annotation level (rule ``sources_gene``).
 
@@ -483,6 +514,8 @@ def gene_sources(
         ``obs`` columns of the annotation levels.
     condition_key
         ``obs`` column of the condition.
+    layer
+        Layer of counts (``counts_ambient_corrected`` for the ambient-corrected tables).
 
     Returns
     -------
@@ -497,12 +530,12 @@ def gene_sources(
     for key in levels:
         try:
             tables[key] = expression_sources(
-                adata, gene, group_key=key, condition_key=condition_key
+                adata, gene, group_key=key, condition_key=condition_key, layer=layer
             )
             per_sample.append(
-                sample_shares(adata, gene, group_key=key, condition_key=condition_key).assign(
-                    level=key
-                )
+                sample_shares(
+                    adata, gene, group_key=key, condition_key=condition_key, layer=layer
+                ).assign(level=key)
             )
         except ValueError as err:
             logger.warning("%s", err)

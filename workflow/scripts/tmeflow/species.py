@@ -417,7 +417,9 @@ def contamination(adata: AnnData) -> dict[str, float | int]:
     }
 
 
-def species_report(adata: AnnData, *, mode: str) -> dict[str, Any]:
+def species_report(
+    adata: AnnData, *, mode: str, min_soup_umis: int | None = None
+) -> dict[str, Any]:
     """One row per sample: species composition, prefixes found and contamination.
 
     Needs :func:`assign_species` to have run. Columns: ``species_mode``, ``n_human``,
@@ -430,7 +432,10 @@ def species_report(adata: AnnData, *, mode: str) -> dict[str, Any]:
     ``ambient_human_in_mouse`` (the modelled ambient fractions ``a_S``), their sources
     (``cells``, ``empty_droplets``, or ``floor``: no estimate, that species' droplets were not
     tested and the rate shown is the unused floor) and ``soup_mouse_fraction`` (mouse share of
-    the empty droplets' UMIs; NaN without a raw matrix).
+    the empty droplets' UMIs; NaN without a raw matrix) and, in xenograft mode,
+    ``soup_source_human`` / ``soup_source_mouse``: where the sample's soup profile of each
+    species comes from (:func:`tmeflow.ambient.soup_profiles` with ``min_soup_umis``, on the
+    pure cells; the merged object records the same per sample in ``uns["ambient"]``).
     """
     calls = adata.obs["species"].astype(str).value_counts()
     n = max(int(adata.n_obs), 1)
@@ -454,4 +459,25 @@ def species_report(adata: AnnData, *, mode: str) -> dict[str, Any]:
         row["ambient_source_human"] = str(amb["source"]["human"])
         row["ambient_source_mouse"] = str(amb["source"]["mouse"])
         row["soup_mouse_fraction"] = float(amb["soup_fraction"].get("mouse", float("nan")))
+    if mode == "xenograft" and adata.n_obs:
+        row.update(_soup_sources(adata, min_soup_umis))
     return row
+
+
+def _soup_sources(adata: AnnData, min_soup_umis: int | None) -> dict[str, str]:
+    """``soup_source_<species>`` of the sample (:func:`tmeflow.ambient.soup_profiles`)."""
+    from tmeflow import ambient
+
+    pure = adata[adata.obs["species"].astype(str).isin(SPECIES).to_numpy()]
+    if not pure.n_obs:
+        return {}
+    sample = "sample"
+    obs = pd.DataFrame({sample: "s", "species": pure.obs["species"].astype(str)})
+    one = AnnData(X=pure.X, obs=obs, var=pd.DataFrame({"species": adata.var["species"]}))
+    empty = None
+    if "ambient_umis" in adata.var:
+        empty = pd.DataFrame({"s": adata.var["ambient_umis"].to_numpy(np.float64)},
+                             index=adata.var_names)  # fmt: skip
+    kw = {} if min_soup_umis is None else {"min_soup_umis": int(min_soup_umis)}
+    _, table = ambient.soup_profiles(one, layer=None, empty_umis=empty, **kw)
+    return {f"soup_source_{s}": str(table.at["s", f"soup_source_{s}"]) for s in SPECIES}

@@ -266,12 +266,14 @@ def get_final_output(include_provenance=True):
         ]
     )
     final_output.extend(expand("results/sources/{gene}.tsv", gene=GENES))
-    # the pre-specified hypotheses (one Holm-adjusted family) and their figure
+    # the pre-specified hypotheses (one Holm-adjusted family), their figure and sensitivity
     final_output.extend(
         [
             "results/confirmatory.tsv",
             "results/composition/denominators.tsv",
             "results/figures/confirmatory.pdf",
+            "results/sensitivity.tsv",
+            "results/figures/sensitivity.pdf",
         ]
     )
     # gene-set enrichment

@@ -240,3 +240,27 @@ def test_uncomputable_settings_without_any_fit():
         ambient=False,
     )
     assert [s.name for s in single] == ["doublets"]
+
+
+def test_non_integer_ambient_layer_is_rounded_and_tested():
+    """A corrected layer of fractional counts (as SoupX-like corrections give) is rounded
+    for the count tests, says so, and changes the source share it is tested on."""
+    adata = annotated(seed=2)
+    layer = adata.layers["counts"].astype(np.float32)
+    layer.data *= 0.6
+    adata.layers[sensitivity.AMBIENT_LAYER] = layer
+    gene = {"gene": "G0000", "cell_type": "CAF", "test": "source"}
+    source = confirmatory.parse_hypotheses([gene])
+    table = sensitivity.sensitivity(
+        adata,
+        source,
+        PANEL,
+        doublets=True,
+        annotate_options=ANNOTATE,
+        confirm_options=CONFIRM,
+    ).set_index("setting")
+    ambient, configured = table.loc["ambient_correction"], table.loc["configured"]
+    assert ambient["verdict"] in ("supported", "not supported")
+    assert "rounded to integers" in ambient["note"]
+    assert ambient["effect"] != configured["effect"]
+    assert adata.layers["counts"].dtype == np.int32  # the raw counts are untouched

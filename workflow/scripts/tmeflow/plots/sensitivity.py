@@ -49,7 +49,7 @@ def sensitivity_plot(table: pd.DataFrame, *, stem: str | Path) -> list[Path]:
     records = table.to_dict("records")
     cell = {(r["hypothesis"], c): r for c, r in zip(label, records, strict=True)}
     with style():
-        fig = new_figure(2.6 + 0.42 * len(cols), 1.6 + 0.32 * len(hyps))
+        fig = new_figure(2.6 + 0.42 * len(cols), 2.3 + 0.32 * len(hyps))
         ax = fig.subplots()
         if table.empty:
             message_panel(ax, "no pre-specified hypotheses")

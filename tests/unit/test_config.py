@@ -249,3 +249,18 @@ def test_url_rows_checked_in_sheet_order():
     df["sample"] = ["ok", "bad"]
     with pytest.raises(tmc.ConfigError, match=r"^sample 'bad': URL"):
         tmc.check_url_rows(df)
+
+
+def test_sensitivity_keys(config):
+    minimal = {k: copy.deepcopy(config[k]) for k in ("samples", "species", "contrast",
+                                                      "genes_of_interest", "seed")}  # fmt: skip
+    tmc.validate_config(minimal, CONFIG_SCHEMA)
+    assert minimal["sensitivity"] == config["sensitivity"]
+    assert minimal["sensitivity"]["resolutions"] == "sweep"
+    config["sensitivity"]["resolutions"] = [0.5, 1.5]
+    tmc.validate_config(config, CONFIG_SCHEMA)
+    for key, bad in (("resolutions", "all"), ("min_fraction", [0.4])):
+        wrong = copy.deepcopy(config)
+        wrong["sensitivity"][key] = bad
+        with pytest.raises(tmc.ConfigError, match=key):
+            tmc.validate_config(wrong, CONFIG_SCHEMA)

@@ -188,3 +188,50 @@ def test_confirmatory_null_gene_not_supported(demo_run, planted):
     assert len(table) == 5 and table["pvalue"].notna().all(), table.to_string()
     assert (table["p_holm"] >= ALPHA).all(), table.to_string()
     assert (table["verdict"] == "not supported").all()
+
+
+def test_sensitivity_grid_keeps_the_planted_answers(demo_run):
+    """results/sensitivity.tsv: the confirmatory family once per setting (one row per
+    hypothesis x setting); the configured setting repeats the confirmatory verdicts and
+    p-values; the demo's planted answers hold at every other sweep resolution and annotation
+    threshold; what the annotated object cannot recompute says so."""
+    table = pd.read_csv(
+        demo_run / "results/sensitivity.tsv", sep="\t", keep_default_na=False, na_values=[""]
+    )
+    conf = pd.read_csv(demo_run / "results/confirmatory.tsv", sep="\t")
+    cfg = yaml.safe_load((demo_run / "config/config.yaml").read_text())
+    hyps = list(conf["hypothesis"])
+    settings = table[["setting", "value"]].drop_duplicates()
+    assert len(table) == len(settings) * len(hyps)
+    for _, rows in table.groupby(["setting", "value"], sort=False):
+        assert list(rows["hypothesis"]) == hyps
+    configured = table[table["setting"] == "configured"].set_index("hypothesis")
+    assert list(configured["verdict"]) == list(conf["verdict"])
+    pd.testing.assert_series_equal(
+        configured["pvalue"], conf.set_index("hypothesis")["pvalue"], rtol=1e-4
+    )
+    assert cfg["cluster"]["resolution_choice"] == "fixed"
+    used = cfg["cluster"]["resolution"]
+    resolutions = table.loc[table["setting"] == "resolution", "value"].astype(float)
+    assert set(resolutions) == {r for r in cfg["cluster"]["sweep_resolutions"] if r != used}
+    recomputed = table[table["setting"].isin(["resolution", "min_score", "min_margin"])]
+    assert (
+        recomputed[["setting", "value"]].drop_duplicates().shape[0] == len(resolutions.unique()) + 4
+    )
+    planted = [h for h, v in zip(conf["hypothesis"], conf["verdict"], strict=True)
+               if v == "supported"]  # fmt: skip
+    assert len(planted) == 7
+    kept = recomputed[recomputed["hypothesis"].isin(planted)]
+    assert (kept["verdict"] == "supported").all(), kept.to_string()
+    assert (kept["p_holm"] < ALPHA).all()
+    # doublets were removed at QC and a looser species threshold needs cells QC removed
+    for setting, value in (("doublets", "off"), ("min_fraction", "0.7")):
+        rows = table[(table["setting"] == setting) & (table["value"] == value)]
+        assert (rows["verdict"] == "not recomputable").all(), rows.to_string()
+        assert rows["reason"].str.contains("rerun with").all()
+    ambient = table[table["setting"] == "ambient_correction"]
+    assert len(ambient) == len(hyps)
+    if (ambient["verdict"] == "not available").any():
+        assert ambient["reason"].str.contains("counts_ambient_corrected").all()
+    for ext in ("pdf", "png"):
+        assert (demo_run / f"results/figures/sensitivity.{ext}").stat().st_size > 0

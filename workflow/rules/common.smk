@@ -277,12 +277,14 @@ def get_final_output(include_provenance=True):
                 "results/de/ambient_corrected/pseudobulk_subtypes",
             ]
         )
-    # the pre-specified hypotheses (one Holm-adjusted family) and their figure
+    # the pre-specified hypotheses (one Holm-adjusted family), their figure and sensitivity
     final_output.extend(
         [
             "results/confirmatory.tsv",
             "results/composition/denominators.tsv",
             "results/figures/confirmatory.pdf",
+            "results/sensitivity.tsv",
+            "results/figures/sensitivity.pdf",
         ]
     )
     # gene-set enrichment

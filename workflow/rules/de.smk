@@ -293,3 +293,62 @@ rule confirmatory_test:
         immune_types=config["composition"]["immune_types"],
     script:
         "../scripts/confirmatory_test.py"
+
+
+rule confirmatory_sensitivity:
+    input:
+        h5ad="results/annotate/annotated.h5ad",
+        panel=config["annotation"]["panel"],
+        extra_panels=config["annotation"]["extra_panels"],
+    output:
+        table=report(
+            "results/sensitivity.tsv",
+            caption="../report/sensitivity.rst",
+            category="0. Confirmatory hypotheses",
+        ),
+    log:
+        "logs/confirmatory_sensitivity/confirmatory_sensitivity.log",
+    benchmark:
+        "benchmarks/confirmatory_sensitivity/confirmatory_sensitivity.tsv"
+    conda:
+        "../envs/stats.yaml"
+    threads: 2
+    resources:
+        mem_mb=mem_mb_for(4000, 5),
+        runtime=runtime_for(60, 60),
+    params:
+        hypotheses=config["hypotheses"],
+        resolutions=(
+            config["cluster"]["sweep_resolutions"]
+            if config["sensitivity"]["resolutions"] == "sweep"
+            else config["sensitivity"]["resolutions"]
+        ),
+        min_scores=config["sensitivity"]["min_score"],
+        min_margins=config["sensitivity"]["min_margin"],
+        min_fractions=config["sensitivity"]["min_fraction"],
+        min_fraction=config["species_calling"]["min_fraction"],
+        doublets=config["qc"]["doublets"],
+        annotate_options={
+            "species_mode": config["species"],
+            "min_score": config["annotation"]["min_score"],
+            "min_margin": config["annotation"]["min_margin"],
+            "subcluster_resolution": config["annotation"]["subcluster_resolution"],
+            "min_subcluster_cells": config["annotation"]["min_subcluster_cells"],
+            "refine_fraction": config["annotation"]["refine_fraction"],
+            "refine_resolution": config["annotation"]["refine_resolution"],
+            "n_neighbors": config["cluster"]["n_neighbors"],
+            "seed": config["seed"],
+        },
+        confirm_options={
+            "condition_key": config["contrast"]["column"],
+            "reference": config["contrast"]["reference"],
+            "test": config["contrast"]["test"],
+            "min_cells": config["de"]["min_cells"],
+            "min_replicates": config["de"]["min_replicates"],
+            "covariates": config["de"]["covariates"],
+            "alpha": config["de"]["alpha"],
+            "min_share": config["sources"]["min_share"],
+            "immune_types": config["composition"]["immune_types"],
+        },
+    script:
+        "../scripts/confirmatory_sensitivity.py"

@@ -121,3 +121,24 @@ rule figures_confirmatory:
         seed=config["seed"],
     script:
         "../scripts/figures_confirmatory.py"
+
+
+rule figures_sensitivity:
+    input:
+        "results/sensitivity.tsv",
+    output:
+        figure(
+            "results/figures/sensitivity",
+            "sensitivity_figure",
+            "0. Confirmatory hypotheses",
+        ),
+    log:
+        "logs/figures_sensitivity/figures_sensitivity.log",
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/figures_sensitivity.py"

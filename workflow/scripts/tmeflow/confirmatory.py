@@ -41,6 +41,7 @@ PyDESeq2 failed). A not-testable hypothesis takes no part in the Holm adjustment
 group has enough cells does not depend on the outcome.
 """
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -193,7 +194,7 @@ class _Design:
     immune_types: tuple[str, ...]
     loo: bool
     shrink: bool
-    fits: dict = field(default_factory=dict)  # (level, group[, left-out animal]) -> DE table
+    fits: dict = field(default_factory=dict)  # (level, group, shrink, cells[, animal]) -> DE table
 
 
 def confirm(
@@ -212,6 +213,7 @@ def confirm(
     immune_types: Sequence[str] = composition.IMMUNE_TYPES,
     loo: bool = True,
     shrink: bool = True,
+    fits: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Test every pre-specified hypothesis and adjust within the family (Holm).
 
@@ -239,6 +241,10 @@ def confirm(
         Report the apeGLM-shrunk log2 fold change of ``change`` rows (the slowest step:
         it fits every gene of the group); without it ``effect`` is the unshrunk estimate.
         P-values do not depend on it (``bench/confirmatory_calibration.py`` turns it off).
+    fits
+        A cache of PyDESeq2 fits, keyed by the group and its exact cells: pass the same
+        dict to several calls on the *same counts* (:mod:`tmeflow.sensitivity`) and a group
+        whose cells did not change is not refitted. ``None``: a cache for this call only.
 
     Returns
     -------
@@ -260,6 +266,7 @@ def confirm(
         tuple(immune_types),
         loo,
         shrink,
+        {} if fits is None else fits,
     )
     rows, values = [], []
     for k, hyp in enumerate(hypotheses, start=1):
@@ -386,8 +393,9 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         alpha=d.alpha,
         groups=[hyp.cell_type],
     )
-    key = (level, hyp.cell_type)
-    if key not in d.fits:  # hypotheses on one group share its fit
+    # hypotheses on one group share its fit; so do calls sharing ``fits`` on the same cells
+    key = (level, hyp.cell_type, d.shrink, _digest(cells.obs_names))
+    if key not in d.fits:
         d.fits[key] = run_de(cells, shrink=d.shrink, **common)[hyp.cell_type]
     table = d.fits[key]
     row["effect_scale"] = "log2 fold change" + (" (apeGLM-shrunk)" if d.shrink else "")
@@ -429,6 +437,11 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
             loo.append(float(h["log2FoldChange"].iat[0]) if len(h) else np.nan)
         _fill_loo(row, np.asarray(loo), float(rec["log2FoldChange"]))
     return per
+
+
+def _digest(names: pd.Index) -> str:
+    """A fingerprint of a cell set (its names, in order)."""
+    return hashlib.sha1("\0".join(map(str, names)).encode()).hexdigest()
 
 
 def _change_values(cells: AnnData, hyp: Hypothesis, level: str, d: _Design) -> pd.DataFrame:

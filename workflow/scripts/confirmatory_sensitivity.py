@@ -1,0 +1,39 @@
+"""Snakemake adapter: the confirmatory family under other cheap choices.
+
+The logic lives in tmeflow.sensitivity.
+"""
+
+import time
+
+from tmeflow import confirmatory, h5ad, panel, runtime, sensitivity, tables
+
+
+def main(smk) -> None:
+    log = runtime.setup(smk.log[0], threads=smk.threads)
+    p = smk.params
+    start = time.perf_counter()
+    adata = h5ad.read_h5ad(smk.input.h5ad)
+    table = sensitivity.sensitivity(
+        adata,
+        confirmatory.parse_hypotheses(p.hypotheses),
+        panel.load_panels([smk.input.panel, *smk.input.extra_panels]),
+        resolutions=p.resolutions,
+        min_scores=p.min_scores,
+        min_margins=p.min_margins,
+        min_fractions=p.min_fractions,
+        min_fraction=p.min_fraction,
+        doublets=p.doublets,
+        annotate_options=p.annotate_options,
+        confirm_options={**p.confirm_options, "threads": smk.threads},
+    )
+    log.info("sensitivity grid:\n%s", sensitivity.verdict_grid(table).to_string())
+    log.info(
+        "sensitivity: %d settings in %.1f s",
+        table["value"].size // max(table["hypothesis"].nunique(), 1),
+        time.perf_counter() - start,
+    )
+    tables.write_tsv(table, smk.output.table)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

@@ -64,6 +64,9 @@ SMALL_DEMO = {
     # kBET costs minutes per embedding; the other batch metrics (iLISI, BRAS, graph
     # connectivity, PCR) still run. The default config keeps it on.
     "integration_metrics": {"kbet": False},
+    # two of the sweep's other resolutions instead of all nine: each is a Leiden run plus a
+    # whole re-annotation (the default config tries every one)
+    "sensitivity": {"resolutions": [0.4, 1.6]},
 }
 
 

@@ -352,3 +352,42 @@ def test_no_abundance_correction_when_no_type_is_the_majority() -> None:
 
     a = _abundant_tam(0.4)
     assert abundance_correction(score_cells(a, ABUNDANT_MARKERS), a.obs["leiden"]) == {}
+
+
+def test_doublet_summary_flags_a_cluster_of_doublet_like_cells() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    leiden = np.repeat(["0", "1", "2", "3"], n // 4)
+    cluster_score = rng.uniform(0, 0.3, n)
+    cluster_score[leiden == "3"] += 0.5  # a cluster of doublet-like cells below the call
+    obs = pd.DataFrame(
+        {
+            "species": "mouse",
+            "leiden": leiden,
+            "cell_type": np.where(leiden == "3", "TAM", np.where(leiden == "2", "CAF", "T")),
+            "doublet_score": rng.uniform(0, 0.2, n),  # Scrublet under its historical name
+            "doublet_score_cluster": cluster_score,
+        }
+    )
+    table = annotate.doublet_summary(obs)
+    cl = table[table["level"] == "cluster"].set_index("group")
+    # the top 10% of the species' scores (40 cells) are all in cluster 3 (100 cells)
+    assert (
+        cl.loc["3", "doublet_high_cluster"] == pytest.approx(0.4)
+        and cl.loc["3", "doublet_enriched"]
+    )
+    assert (cl.loc[["0", "1", "2"], "doublet_high_cluster"] == 0).all()
+    assert not cl.loc[["0", "1", "2"], "doublet_enriched"].any()
+    assert cl.loc["3", "doublet_mean_cluster"] > 0.5 > cl.loc["0", "doublet_mean_cluster"]
+    assert cl.loc["0", "doublet_q_scrublet"] > 0.05  # the Scrublet score is used, not flagged
+    ct = table[table["level"] == "cell_type"].set_index("group")
+    assert ct.loc["TAM", "doublet_enriched"] and not ct.loc["CAF", "doublet_enriched"]
+    scores = pd.DataFrame(
+        {"level": ["cell_type", "cell_type", "subtype:CAF"], "species": "mouse",
+         "group": ["3", "0", "2:0"], "label": ["TAM", "T", "myCAF"]}
+    )  # fmt: skip
+    joined = annotate.add_doublet_columns(scores, table)
+    assert joined["doublet_enriched"].tolist()[:2] == [True, False]
+    assert pd.isna(joined["doublet_enriched"].iat[2]) and len(joined) == 3
+    empty = annotate.doublet_summary(obs.drop(columns=["doublet_score", "doublet_score_cluster"]))
+    assert empty.empty and "doublet_enriched" in empty.columns

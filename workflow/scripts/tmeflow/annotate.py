@@ -372,3 +372,135 @@ def _subtypes(
         adata.obs[f"score_{label}"] = col
     adata.obs.loc[members, "subcluster"] = (parent + ":" + groups).to_numpy()
     return labels, cell_states, tables
+
+
+# --- doublet scores of the kept cells, per cluster and label -----------------------------------
+DOUBLET_CALLERS: dict[str, str] = {
+    "scrublet": "doublet_score_scrublet",
+    "cluster": "doublet_score_cluster",
+}
+"""Caller -> its per-cell score column (``obs``, written at QC by tmeflow.doublets)."""
+DOUBLET_HIGH_QUANTILE = 0.9
+"""A kept cell is doublet-like for a caller when its score is above this quantile of the
+caller's scores over the kept cells of its species (so 10% of them are, by construction)."""
+DOUBLET_ENRICHED = {"fold": 2.0, "q": 0.05}
+"""A group is flagged when its doublet-like fraction is at least ``fold`` x the expected 10%
+and a one-sided binomial test against 10% gives a BH q-value below ``q`` (for either caller)."""
+
+
+def doublet_summary(obs: pd.DataFrame, *, cluster_key: str = "leiden") -> pd.DataFrame:
+    """Doublet scores of the cells QC kept, summarised per final cluster and per cell type.
+
+    QC removed the cells the doublet consensus called; the kept cells' scores still show a
+    cluster made of doublet-like cells (a CAF-TAM doublet cluster that passed as "Gas6-high
+    TAM"). Per species, per caller of :data:`DOUBLET_CALLERS` present in ``obs`` (the
+    Scrublet score falls back to ``doublet_score``), a cell is doublet-like when its score is
+    above the :data:`DOUBLET_HIGH_QUANTILE` of the species' kept cells. Groups: ``cluster``
+    (``obs[cluster_key]`` within species) and ``cell_type``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``level``, ``species`` and ``group``: ``n_cells``, per caller
+        ``doublet_mean_<caller>`` (mean score), ``doublet_high_<caller>`` (doublet-like
+        fraction) and ``doublet_q_<caller>`` (one-sided binomial test of that fraction against
+        10%, BH over all groups and callers; NaN where the caller did not score the group),
+        and ``doublet_enriched`` (see :data:`DOUBLET_ENRICHED`). No rows without scores
+        (``qc.doublets: false``).
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    scores = {}
+    for caller, col in DOUBLET_CALLERS.items():
+        if col in obs:
+            scores[caller] = obs[col].to_numpy(dtype=float)
+        elif caller == "scrublet" and "doublet_score" in obs:
+            scores[caller] = obs["doublet_score"].to_numpy(dtype=float)
+    if not scores:
+        return pd.DataFrame(columns=["level", "species", "group", "n_cells", "doublet_enriched"])
+    species = obs["species"].astype(str).to_numpy() if "species" in obs else np.full(len(obs), "")
+    high = {}
+    for caller, s in scores.items():
+        h = np.full(s.size, np.nan)
+        for sp_name in pd.unique(species):
+            m = (species == sp_name) & np.isfinite(s)
+            if m.sum() >= 10 and np.ptp(s[m]) > 0:
+                h[m] = s[m] > np.quantile(s[m], DOUBLET_HIGH_QUANTILE)
+        high[caller] = h
+    rows = []
+    levels = {"cluster": cluster_key, "cell_type": "cell_type"}
+    for level, key in levels.items():
+        if key not in obs:
+            continue
+        groups = obs[key].astype(str).to_numpy()
+        for sp_name in pd.unique(species):
+            for g in sorted(pd.unique(groups[species == sp_name]), key=natural_key):
+                m = (species == sp_name) & (groups == g)
+                row: dict[str, object] = {
+                    "level": level,
+                    "species": sp_name,
+                    "group": g,
+                    "n_cells": int(m.sum()),
+                }
+                for caller in scores:
+                    s, h = scores[caller][m], high[caller][m]
+                    ok = np.isfinite(h)
+                    row[f"doublet_mean_{caller}"] = float(np.nanmean(s)) if ok.any() else np.nan
+                    row[f"doublet_high_{caller}"] = float(h[ok].mean()) if ok.any() else np.nan
+                    row[f"doublet_p_{caller}"] = _binom_p(h[ok])
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    pcols = [f"doublet_p_{c}" for c in scores]
+    p = table[pcols].to_numpy(dtype=float).ravel()
+    q = np.full(p.size, np.nan)
+    if np.isfinite(p).any():
+        q[np.isfinite(p)] = multipletests(p[np.isfinite(p)], method="fdr_bh")[1]
+    q = q.reshape(len(table), len(pcols))
+    enriched = np.zeros(len(table), dtype=bool)
+    base = 1 - DOUBLET_HIGH_QUANTILE
+    for j, caller in enumerate(scores):
+        table[f"doublet_q_{caller}"] = q[:, j]
+        frac = table[f"doublet_high_{caller}"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            enriched |= (frac >= DOUBLET_ENRICHED["fold"] * base) & (
+                q[:, j] < DOUBLET_ENRICHED["q"]
+            )
+    table = table.drop(columns=pcols)
+    table["doublet_enriched"] = enriched
+    for _, r in table[enriched].iterrows():
+        logger.warning(
+            "%s %s (%s, %d cells) is enriched for doublet-like cells: %s",
+            r["level"],
+            r["group"],
+            r["species"],
+            r["n_cells"],
+            {c: round(float(r[f"doublet_high_{c}"]), 3) for c in scores},
+        )
+    return table
+
+
+def _binom_p(high: np.ndarray) -> float:
+    """One-sided binomial p-value of the doublet-like fraction against the expected 10%."""
+    from scipy.stats import binomtest
+
+    if not high.size:
+        return float("nan")
+    test = binomtest(
+        int(high.sum()), int(high.size), 1 - DOUBLET_HIGH_QUANTILE, alternative="greater"
+    )
+    return float(test.pvalue)
+
+
+def add_doublet_columns(scores: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """The cluster score table with the cluster-level doublet columns of ``summary``.
+
+    Joined on the score table's ``cell_type``-level rows (``species``, and ``group``: the
+    Leiden cluster); other rows (subclusters) get NaN.
+    """
+    if scores.empty or summary.empty:
+        return scores
+    clusters = summary[summary["level"] == "cluster"].drop(columns=["level", "n_cells"])
+    clusters = clusters.assign(level="cell_type")
+    out = scores.copy()
+    out["group"] = out["group"].astype(str)
+    return out.merge(clusters, on=["level", "species", "group"], how="left", validate="m:1")

@@ -89,22 +89,24 @@ def test_cluster_caller_one_cell_type_falls_back() -> None:
 @pytest.mark.parametrize(
     ("rule", "expected"),
     [
-        ("both_or_confident", [True, False, True, False, True]),
-        ("either", [True, True, True, False, True]),
-        ("both", [True, False, False, False, True]),
-        ("scrublet", [True, True, False, False, True]),
-        ("cluster", [True, False, True, False, False]),
+        ("both_or_confident", [True, False, True, False, True, False, False]),
+        ("either", [True, True, True, False, True, True, False]),
+        ("both", [True, False, False, False, True, False, False]),
+        ("scrublet", [True, True, False, False, True, False, False]),
+        ("cluster", [True, False, True, False, False, True, False]),
     ],
 )
 def test_consensus_rules(rule: str, expected: list[bool]) -> None:
-    # cells: both call / Scrublet only / cluster only (confident) / neither / not scored
+    # cells: both call / Scrublet only / cluster only (confident) / neither / not scored by
+    # the cluster caller / cluster only (not confident) / a confident score below the
+    # cluster caller's own threshold (not called by it)
     obs = pd.DataFrame(
         {
-            "predicted_doublet_scrublet": [True, True, False, False, True],
-            "doublet_score_cluster": [0.8, 0.1, 0.95, 0.2, np.nan],
-            "predicted_doublet_cluster": [True, False, True, False, False],
+            "predicted_doublet_scrublet": [True, True, False, False, True, False, False],
+            "doublet_score_cluster": [0.8, 0.1, 0.95, 0.2, np.nan, 0.7, 0.95],
+            "predicted_doublet_cluster": [True, False, True, False, False, True, False],
         },
-        index=list("abcde"),
+        index=list("abcdefg"),
     )
     a = ad.AnnData(obs=obs)
     doublets.consensus(a, rule=rule, confident=0.9)

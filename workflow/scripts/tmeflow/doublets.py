@@ -576,7 +576,9 @@ def consensus(adata: AnnData, *, rule: str = "both_or_confident", confident: flo
     """Combine Scrublet's and the cluster-aware caller's calls into ``obs["predicted_doublet"]``.
 
     Rules: ``both_or_confident`` (default) — a doublet when both callers call it, or when the
-    cluster-aware caller scores it at least ``confident``; ``either``; ``both``; ``scrublet``
+    cluster-aware caller calls it with a score of at least ``confident`` (a Scrublet-only
+    call needs the other caller's agreement: Scrublet runs on the two-genome matrix, where
+    species and ambient RNA shape its principal axes); ``either``; ``both``; ``scrublet``
     or ``cluster`` alone. A cell the cluster-aware caller did not score (``mixed`` cells, a
     species that fell back: NaN score) keeps Scrublet's call under every rule but
     ``cluster``, where it is not called.
@@ -605,7 +607,7 @@ def consensus(adata: AnnData, *, rule: str = "both_or_confident", confident: flo
         fallback = "no cluster-aware scores: Scrublet's call"
     scored = np.isfinite(score)
     calls = {
-        "both_or_confident": (scr & clu) | (scored & (score >= confident)),
+        "both_or_confident": (scr & clu) | (clu & (score >= confident)),
         "either": scr | clu,
         "both": scr & clu,
         "scrublet": scr.copy(),

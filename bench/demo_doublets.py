@@ -1,12 +1,12 @@
 """Planted doublets of the simulated demo: QC's doublet removal before (Scrublet) and now.
 
-One demo sample (:func:`tmeflow.simulate.model.simulate_experiment`, 1,500 cells, the
-workflow's defaults) goes through the library functions of ``species_assign`` and
-``qc_filter`` (not the workflow): species calls with the cross-species test, QC metrics, the
-doublet callers and :func:`tmeflow.qc.filter_cells`. Per ``qc.doublet_method`` /
-``qc.doublet_consensus``, printed: planted doublets removed by QC (any reason: a
-cross-species one is usually ``mixed``), within-species doublets called doublets, and true
-singlets removed as doublets. ``--ambient F`` first adds to every droplet F x its UMIs drawn
+One demo sample (:func:`tmeflow.simulate.model.simulate_experiment`, 3 animals per arm,
+1,500 cells by default as the workflow's demo) goes through the library functions of
+``species_assign`` and ``qc_filter`` (not the workflow): species calls with the
+cross-species test, QC metrics, the doublet callers and :func:`tmeflow.qc.filter_cells`.
+Per ``qc.doublet_method`` / ``qc.doublet_consensus``, printed: planted doublets removed by QC
+(any reason: a cross-species one is usually ``mixed``), within-species doublets called
+doublets, and true singlets removed as doublets. ``--ambient F`` first adds to every droplet F x its UMIs drawn
 from the sample's pooled profile (a soup dominated by the tumour's human UMIs, as in a
 xenograft).
 
@@ -35,10 +35,10 @@ SETTINGS = (
 )
 
 
-def sample(seed: int, ambient: float):
-    """The first demo sample (species called) and its truth, with ``ambient`` soup added."""
-    exp = simulate_experiment(n_replicates=1, cells_per_sample=1500, seed=seed)
-    name, a = next(iter(exp.samples.items()))
+def sample(seed: int, ambient: float, *, cells: int = 1500, which: int = 0):
+    """Demo sample ``which`` (species called) and its truth, with ``ambient`` soup added."""
+    exp = simulate_experiment(n_replicates=3, cells_per_sample=cells, seed=seed)
+    name, a = list(exp.samples.items())[which]
     if ambient > 0:
         rng = np.random.default_rng(seed)
         X = sp.csr_matrix(a.X)
@@ -51,10 +51,10 @@ def sample(seed: int, ambient: float):
     return a, truth.loc[a.obs_names.astype(str)]
 
 
-def run(seed: int, ambient: float) -> pd.DataFrame:
+def run(seed: int, ambient: float, *, cells: int = 1500, which: int = 0) -> pd.DataFrame:
     rows = []
     for method, rule in SETTINGS:
-        a, truth = sample(seed, ambient)
+        a, truth = sample(seed, ambient, cells=cells, which=which)
         dbl = truth["is_doublet"].to_numpy()
         within = dbl & (truth["species"] != "mixed").to_numpy()
         qc.qc_metrics(a)
@@ -85,10 +85,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ambient", type=float, default=0.0)
+    parser.add_argument("--cells", type=int, default=1500, help="cells per sample")
+    parser.add_argument("--sample", type=int, default=0, help="which of the 6 samples")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     pd.set_option("display.width", 160)
-    print(run(args.seed, args.ambient).to_string(index=False))
+    print(run(args.seed, args.ambient, cells=args.cells, which=args.sample).to_string(index=False))
 
 
 if __name__ == "__main__":

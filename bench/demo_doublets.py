@@ -7,8 +7,8 @@ cross-species test, QC metrics, the doublet callers and :func:`tmeflow.qc.filter
 Per ``qc.doublet_method`` / ``qc.doublet_consensus``, printed: planted doublets removed by QC
 (any reason: a cross-species one is usually ``mixed``), within-species doublets called
 doublets, and true singlets removed as doublets. ``--ambient F`` first adds to every
-droplet F x its UMIs drawn from the sample's pooled profile (a soup dominated by the tumour's human UMIs, as in a
-xenograft).
+droplet F x its UMIs drawn from the sample's pooled profile (a soup dominated by the
+tumour's human UMIs, as in a xenograft).
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/demo_doublets.py --ambient 0.1
 """

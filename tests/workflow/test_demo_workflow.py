@@ -177,3 +177,5 @@ def test_within_species_doublets_removed_by_the_consensus(demo_run, truth):
     assert {"doublet_mean_cluster", "doublet_high_scrublet", "doublet_enriched"} <= set(
         table.columns
     )
+    # no doublet cluster is left after QC in the demo (highest doublet-like fraction 9.7%)
+    assert not table["doublet_enriched"].any(), table[table["doublet_enriched"]]

@@ -352,3 +352,48 @@ def test_no_abundance_correction_when_no_type_is_the_majority() -> None:
 
     a = _abundant_tam(0.4)
     assert abundance_correction(score_cells(a, ABUNDANT_MARKERS), a.obs["leiden"]) == {}
+
+
+def test_doublet_summary_flags_a_cluster_of_doublet_like_cells() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    leiden = np.repeat(["0", "1", "2", "3"], n // 4)
+    cluster_score = rng.uniform(0, 0.3, n)
+    cluster_score[:20] = 0.6  # a few doublet-like cells spread over clusters 0 (and none else)
+    cluster_score[300:340] = 0.7  # 40% of cluster 3 doublet-like, kept below the call
+    scrublet_call = np.zeros(n, dtype=bool)
+    scrublet_call[[5, 120, 250]] = True  # Scrublet-only calls the consensus kept
+    obs = pd.DataFrame(
+        {
+            "species": "mouse",
+            "leiden": leiden,
+            "cell_type": np.where(leiden == "3", "TAM", np.where(leiden == "2", "CAF", "T")),
+            "doublet_score_scrublet": rng.uniform(0, 0.2, n),
+            "predicted_doublet_scrublet": scrublet_call,
+            "doublet_score_cluster": cluster_score,
+            "predicted_doublet_cluster": False,
+        }
+    )
+    table = annotate.doublet_summary(obs)
+    cl = table[table["level"] == "cluster"].set_index("group")
+    assert cl.loc["3", "doublet_high_cluster"] == pytest.approx(0.4)
+    assert cl.loc["0", "doublet_high_cluster"] == pytest.approx(0.2)
+    assert cl.loc["3", "doublet_rate_cluster"] == pytest.approx(60 / 400)
+    assert cl.loc["3", "doublet_enriched"]
+    # 20% doublet-like but not above the species' rate (15%) by 2x: not flagged
+    assert not cl.loc[["0", "1", "2"], "doublet_enriched"].any()
+    assert cl.loc["3", "doublet_mean_cluster"] > cl.loc["1", "doublet_mean_cluster"]
+    assert cl.loc["1", "doublet_high_scrublet"] == pytest.approx(0.01)
+    ct = table[table["level"] == "cell_type"].set_index("group")
+    assert ct.loc["TAM", "doublet_enriched"] and not ct.loc["CAF", "doublet_enriched"]
+    scores = pd.DataFrame(
+        {"level": ["cell_type", "cell_type", "subtype:CAF"], "species": "mouse",
+         "group": ["3", "0", "2:0"], "label": ["TAM", "T", "myCAF"]}
+    )  # fmt: skip
+    joined = annotate.add_doublet_columns(scores, table)
+    assert joined["doublet_enriched"].tolist()[:2] == [True, False]
+    assert pd.isna(joined["doublet_enriched"].iat[2]) and len(joined) == 3
+    cols = ["doublet_score_scrublet", "predicted_doublet_scrublet"]
+    cols += ["doublet_score_cluster", "predicted_doublet_cluster"]
+    empty = annotate.doublet_summary(obs.drop(columns=cols))
+    assert empty.empty and "doublet_enriched" in empty.columns

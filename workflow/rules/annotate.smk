@@ -10,6 +10,12 @@ rule annotate_cells:
         h5ad="results/annotate/annotated.h5ad",
         scores="results/annotate/cluster_scores.tsv",
         labels="results/annotate/labels.tsv.gz",
+        doublets=report(
+            "results/annotate/doublet_scores.tsv",
+            caption="../report/annotation_doublets.rst",
+            category="3. Annotation",
+            subcategory="Tables",
+        ),
         heatmap=figure(
             "results/figures/annotation_scores", "annotation_scores", "3. Annotation"
         ),

@@ -238,6 +238,7 @@ def get_final_output(include_provenance=True):
         [
             "results/annotate/annotated.h5ad",
             "results/annotate/cluster_scores.tsv",
+            "results/annotate/doublet_scores.tsv",
             "results/figures/annotation_scores.pdf",
         ]
     )

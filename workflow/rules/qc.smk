@@ -1,4 +1,5 @@
-# Per-sample QC: MAD thresholds per sample and species, hard floors, scrublet doublets;
+# Per-sample QC: MAD thresholds per sample and species, hard floors, doublets (scrublet and a
+# cluster-aware caller per species);
 # the summary explains every barcode; per-sample QC and contamination figures.
 
 
@@ -27,6 +28,9 @@ rule qc_filter:
         min_genes=config["qc"]["min_genes"],
         max_pct_mito=config["qc"]["max_pct_mito"],
         doublets=config["qc"]["doublets"],
+        doublet_method=config["qc"]["doublet_method"],
+        doublet_consensus=config["qc"]["doublet_consensus"],
+        doublet_confident=config["qc"]["doublet_confident"],
         seed=config["seed"],
     script:
         "../scripts/qc_filter.py"

@@ -20,8 +20,10 @@ def main(smk) -> None:
     )  # fmt: skip
     log.info("cell types: %s", adata.obs["cell_type"].value_counts().to_dict())
     log.info("subtypes: %s", adata.obs["cell_subtype"].value_counts().to_dict())
-    tables.write_tsv(table, smk.output.scores)
     atlas.score_heatmap(table, stem=Path(smk.output.heatmap[0]).with_suffix(""))
+    doublet_table = annotate.doublet_summary(adata.obs)
+    tables.write_tsv(annotate.add_doublet_columns(table, doublet_table), smk.output.scores)
+    tables.write_tsv(doublet_table, smk.output.doublets)
     labels = annotate.label_table(adata)
     tables.write_tsv(labels, smk.output.labels, index=True, index_label="cell")
     h5ad.update_h5ad(adata, smk.input.h5ad, smk.output.h5ad)

@@ -11,7 +11,11 @@ def main(smk) -> None:
     adata = h5ad.read_h5ad(smk.input[0])
     qc.qc_metrics(adata)
     if p.doublets:
-        doublets.detect_doublets(adata, seed=p.seed)
+        doublets.call_doublets(
+            adata, seed=p.seed, method=p.doublet_method, consensus_rule=p.doublet_consensus,
+            confident=p.doublet_confident, min_counts=p.min_counts, min_genes=p.min_genes,
+            max_pct_mito=p.max_pct_mito,
+        )  # fmt: skip
     # A sample that loses every cell is reported (metrics "note", warning) and left out;
     # qc_summary fails when a whole condition is left without cells.
     kept, metrics = qc.filter_cells(

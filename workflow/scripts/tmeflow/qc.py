@@ -100,6 +100,22 @@ def qc_metrics(adata: AnnData) -> None:
     adata.obs["pct_counts_mt"] = pct
 
 
+def passes_floors(
+    obs: pd.DataFrame, *, min_counts: int = 500, min_genes: int = 200, max_pct_mito: float = 25.0
+) -> np.ndarray:
+    """Cells within the hard QC floors: the cells the cluster-aware doublet caller scores.
+
+    Reads ``total_counts``, ``n_genes_by_counts`` and ``pct_counts_mt`` (:func:`qc_metrics`).
+    The floors remove the other cells whatever the MAD bounds, and a cluster of dying cells
+    would otherwise pass for a cell type whose doublets the caller simulates.
+    """
+    return (
+        (obs["total_counts"].to_numpy() >= min_counts)
+        & (obs["n_genes_by_counts"].to_numpy() >= min_genes)
+        & (obs["pct_counts_mt"].to_numpy() <= max_pct_mito)
+    )
+
+
 def mad_thresholds(
     values: np.ndarray | pd.Series, *, nmads: float, side: str, scale: str | float = MAD_SCALE
 ) -> float:
@@ -441,8 +457,31 @@ def _filter_metrics(
         for key in ("min_counts", "min_genes", "max_pct_mito"):
             metrics[f"threshold_{key}_{label}"] = th[key]
         metrics[f"n_cells_{label}"] = th["n_cells"]
+    metrics.update(_doublet_metrics(adata))
     metrics["note"] = ""
     return metrics
+
+
+def _doublet_metrics(adata: AnnData) -> dict[str, Any]:
+    """QC summary columns of the doublet callers (empty when :func:`call_doublets` did not run).
+
+    ``doublets_scrublet``, ``doublets_cluster``, ``doublets_both`` (cells each caller / both
+    called, before the other QC reasons), ``doublet_rule`` and ``doublet_cluster_fallback``
+    (per species that the cluster-aware caller skipped: the reason; empty when none).
+    """
+    info = adata.uns.get("doublets_consensus")
+    if info is None:
+        return {}
+    skipped = adata.uns.get("doublets_cluster", {}).get("species", {})
+    return {
+        "doublets_scrublet": int(info["n_scrublet"]),
+        "doublets_cluster": int(info["n_cluster"]),
+        "doublets_both": int(info["n_both"]),
+        "doublet_rule": str(info["rule"]),
+        "doublet_cluster_fallback": "; ".join(
+            f"{k}: {v['reason']}" for k, v in skipped.items() if v.get("skipped")
+        ),
+    }
 
 
 def _all_removed_message(
@@ -549,7 +588,8 @@ def summary_table(
 
 CELL_COLUMNS: tuple[str, ...] = (
     "sample", "barcode", "species", "total_counts", "n_genes_by_counts", "pct_counts_mt",
-    "doublet_score", "predicted_doublet", "qc_pass",
+    "doublet_score_scrublet", "predicted_doublet_scrublet", "doublet_score_cluster",
+    "predicted_doublet_cluster", "doublet_score", "predicted_doublet", "qc_pass",
 )  # fmt: skip
 """The leading columns of the per-cell QC table (:func:`cell_table`), where present."""
 

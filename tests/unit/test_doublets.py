@@ -1,0 +1,128 @@
+"""Unit tests for the cluster-aware doublet caller and the doublet consensus (tmeflow.doublets)."""
+
+import logging
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from tmeflow import doublets, qc
+
+
+def _planted(
+    *, n_cells: int = 300, n_dbl: int = 15, n_types: int = 4, n_genes: int = 400, seed: int = 1
+):
+    """Cells of ``n_types`` types plus ``n_dbl`` sums of two cells of different types (last)."""
+    rng = np.random.default_rng(seed)
+    profiles = []
+    for k in range(n_types):
+        p = rng.gamma(0.5, 1, n_genes)
+        p[k * 30 : (k + 1) * 30] *= 10
+        profiles.append(p / p.sum())
+    types = np.arange(n_cells) % n_types
+    X = np.array([rng.poisson(profiles[k] * rng.uniform(2000, 4000)) for k in types])
+    dbl = []
+    for _ in range(n_dbl):
+        i = rng.integers(n_cells)
+        dbl.append(X[i] + X[rng.choice(np.flatnonzero(types != types[i]))])
+    X = np.vstack([X, *dbl]).astype(np.float32)
+    truth = np.r_[np.zeros(n_cells, bool), np.ones(n_dbl, bool)]
+    obs = pd.DataFrame({"sample": "s", "species": "mouse"}, index=[f"c{i}" for i in range(len(X))])
+    return ad.AnnData(sp.csr_matrix(X), obs=obs), truth
+
+
+def test_cluster_caller_catches_inter_cluster_doublets_and_keeps_singlets() -> None:
+    a, truth = _planted()
+    doublets.cluster_doublets(a, seed=0)
+    pred = a.obs["predicted_doublet_cluster"].to_numpy()
+    score = a.obs["doublet_score_cluster"].to_numpy()
+    assert pred[truth].mean() >= 0.9
+    assert pred[~truth].mean() <= 0.02
+    assert np.median(score[truth]) > 0.9 > np.quantile(score[~truth], 0.95)
+    info = a.uns["doublets_cluster"]["species"]["mouse"]
+    assert not info["skipped"] and info["n_cluster_pairs_apart"] >= 1
+    assert a.uns["doublets_cluster"]["seed"] == 0
+    b, _ = _planted()
+    doublets.cluster_doublets(b, seed=0)  # seeded: the same scores again
+    np.testing.assert_array_equal(b.obs["doublet_score_cluster"], score)
+
+
+def test_cluster_caller_runs_per_species_and_falls_back_for_a_small_one(caplog) -> None:
+    mouse, truth = _planted()
+    rng = np.random.default_rng(3)
+    human = ad.AnnData(
+        sp.csr_matrix(rng.poisson(5.0, (30, mouse.n_vars)).astype(np.float32)),
+        obs=pd.DataFrame({"sample": "s", "species": "human"}, index=[f"h{i}" for i in range(30)]),
+    )
+    # two genomes: the human cells' counts on human features, the mouse cells' on mouse ones
+    X = sp.block_diag([mouse.X, human.X]).tocsr()
+    var = pd.DataFrame(
+        {"species": ["mouse"] * mouse.n_vars + ["human"] * human.n_vars},
+        index=[f"m{i}" for i in range(mouse.n_vars)] + [f"h{i}" for i in range(human.n_vars)],
+    )
+    a = ad.AnnData(X, obs=pd.concat([mouse.obs, human.obs]), var=var)
+    with caplog.at_level(logging.WARNING, logger="tmeflow.doublets"):
+        doublets.cluster_doublets(a, seed=0)
+    info = a.uns["doublets_cluster"]["species"]
+    assert info["human"]["skipped"] and info["human"]["reason"] == "30 cells (< 50)"
+    assert "species human" in caplog.text and "skipped" in caplog.text
+    assert not info["mouse"]["skipped"]
+    is_h = a.obs["species"].to_numpy() == "human"
+    assert np.isnan(a.obs["doublet_score_cluster"].to_numpy()[is_h]).all()
+    assert not a.obs["predicted_doublet_cluster"].to_numpy()[is_h].any()
+    assert a.obs["predicted_doublet_cluster"].to_numpy()[~is_h][truth].mean() >= 0.9
+
+
+def test_cluster_caller_one_cell_type_falls_back() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.gamma(0.5, 1, 300)
+    X = rng.poisson(np.outer(rng.uniform(2000, 4000, 200), p / p.sum())).astype(np.float32)
+    a = ad.AnnData(sp.csr_matrix(X), obs=pd.DataFrame({"sample": "s"}, index=map(str, range(200))))
+    doublets.cluster_doublets(a, seed=0)
+    info = a.uns["doublets_cluster"]["species"]["all"]
+    assert info["skipped"] and "one cell type" in info["reason"]
+    assert not a.obs["predicted_doublet_cluster"].any()
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("both_or_confident", [True, False, True, False, True, False, False]),
+        ("either", [True, True, True, False, True, True, False]),
+        ("both", [True, False, False, False, True, False, False]),
+        ("scrublet", [True, True, False, False, True, False, False]),
+        ("cluster", [True, False, True, False, False, True, False]),
+    ],
+)
+def test_consensus_rules(rule: str, expected: list[bool]) -> None:
+    # cells: both call / Scrublet only / cluster only (confident) / neither / not scored by
+    # the cluster caller / cluster only (not confident) / a confident score below the
+    # cluster caller's own threshold (not called by it)
+    obs = pd.DataFrame(
+        {
+            "predicted_doublet_scrublet": [True, True, False, False, True, False, False],
+            "doublet_score_cluster": [0.8, 0.1, 0.95, 0.2, np.nan, 0.7, 0.95],
+            "predicted_doublet_cluster": [True, False, True, False, False, True, False],
+        },
+        index=list("abcdefg"),
+    )
+    a = ad.AnnData(obs=obs)
+    doublets.consensus(a, rule=rule, confident=0.9)
+    assert a.obs["predicted_doublet"].tolist() == expected
+    assert a.uns["doublets_consensus"]["rule"] == rule
+    with pytest.raises(ValueError, match="consensus rule"):
+        doublets.consensus(a, rule="majority")
+
+
+def test_call_doublets_small_sample_records_fallbacks() -> None:
+    a, _ = _planted(n_cells=40, n_dbl=0)
+    qc.qc_metrics(a)
+    doublets.call_doublets(a, seed=0, min_counts=0, min_genes=0)
+    assert a.uns["doublets"]["skipped"] is True  # Scrublet: < 100 cells
+    assert a.uns["doublets_cluster"]["species"]["mouse"]["reason"] == "40 cells (< 50)"
+    assert not a.obs["predicted_doublet"].any()
+    kept, m = qc.filter_cells(a, min_counts=0, min_genes=0)
+    assert m["doublets_cluster"] == 0 and "mouse: 40 cells" in m["doublet_cluster_fallback"]
+    assert kept.n_obs == 40

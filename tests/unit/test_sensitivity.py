@@ -221,13 +221,17 @@ def test_uncomputable_settings_without_any_fit():
         annotate_options=ANNOTATE,
         confirm_options=CONFIRM,
     )
-    verdicts = dict(zip(table["setting"], table["verdict"], strict=True))
-    assert verdicts["doublets"] == sensitivity.NOT_RECOMPUTABLE
-    assert verdicts["ambient_correction"] == sensitivity.NOT_AVAILABLE
-    reasons = dict(zip(table["setting"], table["reason"], strict=True))
-    assert "qc.doublets" in reasons["doublets"]
-    assert sensitivity.AMBIENT_LAYER in reasons["ambient_correction"]
-    assert table.loc[table["setting"] == "doublets", "value"].item() == "off"
+    off = table[(table["setting"] == "doublets") & (table["value"] == "off")]
+    assert (off["verdict"] == sensitivity.NOT_RECOMPUTABLE).all()
+    assert off["reason"].str.contains("qc.doublets").all()
+    # the stricter rule needs the callers' own calls, which this object does not carry
+    strict = table[(table["setting"] == "doublets") & (table["value"] == "either_caller")]
+    assert len(strict) == len(HYPOTHESES[2:])
+    assert (strict["verdict"] == sensitivity.NOT_RECOMPUTABLE).all()
+    assert strict["reason"].str.contains("predicted_doublet_scrublet").all()
+    ambient = table[table["setting"] == "ambient_correction"]
+    assert (ambient["verdict"] == sensitivity.NOT_AVAILABLE).all()
+    assert ambient["reason"].str.contains(sensitivity.AMBIENT_LAYER).all()
     single = sensitivity.settings(
         adata,
         resolutions=[],
@@ -239,7 +243,37 @@ def test_uncomputable_settings_without_any_fit():
         doublets=True,
         ambient=False,
     )
-    assert [s.name for s in single] == ["doublets"]
+    assert [(s.name, s.value) for s in single] == [
+        ("doublets", "off"),
+        ("doublets", "either_caller"),
+    ]
+
+
+def test_stricter_doublet_rule_removes_cells_either_caller_called():
+    """Removal on: the kept cells that Scrublet or the cluster-aware caller called on its own
+    (the consensus kept them) are removed; the planted answers stay."""
+    adata = annotated(seed=2)
+    rng = np.random.default_rng(5)
+    scrublet = np.zeros(adata.n_obs, dtype=bool)
+    scrublet[rng.choice(adata.n_obs, 7, replace=False)] = True
+    clustered = np.zeros(adata.n_obs, dtype=bool)
+    clustered[rng.choice(np.flatnonzero(~scrublet), 5, replace=False)] = True
+    adata.obs["predicted_doublet_scrublet"] = scrublet
+    adata.obs["predicted_doublet_cluster"] = pd.array(clustered, dtype="boolean")
+    adata.obs.loc[adata.obs_names[clustered][:1], "predicted_doublet_cluster"] = pd.NA
+    table = sensitivity.sensitivity(
+        adata,
+        HYPOTHESES[:1],
+        PANEL,
+        doublets=True,
+        ambient=False,
+        annotate_options=ANNOTATE,
+        confirm_options=CONFIRM,
+    )
+    row = table[(table["setting"] == "doublets") & (table["value"] == "either_caller")].iloc[0]
+    assert row["n_cells"] == adata.n_obs - 7 - 4  # a missing call is not a call
+    assert "11 kept cells" in row["note"]
+    assert row["verdict"] == "supported"
 
 
 def test_non_integer_ambient_layer_is_rounded_and_tested():

@@ -24,7 +24,10 @@ Settings (one choice changed, everything else as configured):
     The opposite of ``qc.doublets``. Removal on: the doublets are gone before integration,
     so "off" is ``not recomputable``. Removal off: Scrublet never ran, so "on" is ``not
     recomputable`` either, unless ``obs['predicted_doublet']`` is present (then the flagged
-    cells are dropped).
+    cells are dropped). With removal on, ``doublets either_caller`` is also tried: the stricter
+    rule that removes every kept cell that either caller called on its own
+    (``predicted_doublet_scrublet`` or ``predicted_doublet_cluster``; the consensus kept them),
+    the direction of the doublet choice that the kept cells allow.
 ``ambient_correction``
     "on": gene hypotheses on ``layers['counts_ambient_corrected']`` (values rounded to
     integers for the pseudobulk test) instead of the raw counts; ``not available`` when the
@@ -60,6 +63,10 @@ __all__ = [
     "settings",
     "verdict_grid",
 ]
+
+#: The stricter doublet setting (with removal on) and the per-caller calls it uses.
+EITHER_CALLER = "either_caller"
+DOUBLET_CALLS = ("predicted_doublet_scrublet", "predicted_doublet_cluster")
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +270,8 @@ def settings(
             if not np.isclose(v, min_fraction)
         ]
     out.append(Setting("doublets", "off" if doublets else "on"))
+    if doublets:
+        out.append(Setting("doublets", EITHER_CALLER))
     if ambient:
         out.append(Setting("ambient_correction", "on"))
     return out
@@ -290,6 +299,8 @@ def _apply(
         return _Variant(work, note=f"annotation {name} {value:g}")
     if name == "min_fraction":
         return _species(adata, float(value), min_fraction)
+    if name == "doublets" and value == EITHER_CALLER:
+        return _either_caller(adata)
     if name == "doublets":
         return _doublets(adata, doublets)
     if name == "ambient_correction":
@@ -347,6 +358,27 @@ def _doublets(adata: AnnData, configured: bool) -> _Variant:
     keep = ~flagged.fillna(False).to_numpy(bool)
     return _Variant(
         adata[keep], note=f"doublet removal on: {int((~keep).sum())} flagged cells removed"
+    )
+
+
+def _either_caller(adata: AnnData) -> _Variant:
+    """Stricter doublet removal: drop kept cells that either caller called on its own."""
+    calls = [c for c in DOUBLET_CALLS if c in adata.obs]
+    if not calls:
+        return _Variant(
+            None,
+            verdict=NOT_RECOMPUTABLE,
+            reason=f"obs has none of {', '.join(DOUBLET_CALLS)} (the callers' own calls)",
+        )
+    flagged = np.zeros(adata.n_obs, dtype=bool)
+    for col in calls:
+        flagged |= adata.obs[col].astype("boolean").fillna(False).to_numpy(bool)
+    return _Variant(
+        adata[~flagged],
+        note=(
+            f"{int(flagged.sum())} kept cells called by {' or '.join(calls)} alone are removed "
+            "(labels of the others kept)"
+        ),
     )
 
 

@@ -200,7 +200,8 @@ def test_fits_are_shared_between_settings_with_the_same_cells(run):
     gets its own. Settings that keep every label repeat the configured rows."""
     _, table, calls = run
     assert len(calls) == len(set(calls)), "a fit was repeated"
-    assert len(calls) >= 2 * 7  # configured and ambient: each 1 + 6 left out
+    # configured and ambient: one PyDESeq2 fit each (leaving an animal out is a one-gene GLM)
+    assert len(calls) >= 2
     for setting, value in (("resolution", "3"), ("min_margin", "0.2")):
         rows = table[(table["setting"] == setting) & (table["value"] == value)]
         if (rows["n_cells_changed"] == 0).all():

@@ -446,6 +446,10 @@ def _test_pseudobulk(
         note="",
     )
     table.attrs.update(method=METHOD_PYDESEQ2, note="", species=species)
+    if "dispersion" in res.columns:  # gene -> PyDESeq2's MAP dispersion (confirmatory LOO)
+        table.attrs["dispersion"] = pd.Series(
+            res["dispersion"].to_numpy(float), index=sub.columns.astype(str)
+        )
     logger.info("%s: PyDESeq2 on %d + %d animals, %d genes", label, *n_samples, len(table))
     return table
 

@@ -93,6 +93,8 @@ def pydeseq2_test(
                 )
                 stats.summary()
                 mle = stats.results_df.copy()
+                # the MAP dispersion of each gene (the leave-one-animal-out refit keeps it)
+                mle["dispersion"] = np.asarray(dds.var["dispersions"], dtype=float)
                 if shrink:
                     stats.lfc_shrink(coeff=_coefficient(stats.LFC.columns, condition_key, test))
                     mle["log2FoldChange_shrunk"] = stats.results_df["log2FoldChange"]
@@ -183,3 +185,47 @@ def wilcoxon_test(
             "ci_high": np.nan,
         }
     )
+
+
+def median_of_ratios(counts: np.ndarray) -> np.ndarray:
+    """DESeq2's size factors of ``counts`` (samples x genes).
+
+    The median ratio to the genes' geometric means over the genes counted in every sample; the
+    library sizes scaled to a geometric mean of 1 when no gene is counted in every sample.
+    """
+    counts = np.asarray(counts, dtype=float)
+    every = (counts > 0).all(axis=0)
+    if every.any():
+        logs = np.log(counts[:, every])
+        return np.exp(np.median(logs - logs.mean(axis=0), axis=1))
+    lib = np.maximum(counts.sum(axis=1), 1.0)
+    return lib / np.exp(np.log(lib).mean())
+
+
+def nb_glm(
+    y: np.ndarray, design: np.ndarray, offset: np.ndarray, dispersion: float, *, max_iter: int = 100
+) -> np.ndarray | None:
+    """Coefficients (natural log) of a negative binomial GLM with a known dispersion.
+
+    ``log mu = design @ beta + offset`` fitted by iteratively reweighted least squares, with
+    PyDESeq2's tiny ridge (1e-6) so that a group of zeros gives a large negative coefficient
+    rather than no answer. ``None`` when the design is not of full rank.
+    """
+    y = np.asarray(y, dtype=float)
+    x = np.asarray(design, dtype=float)
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        return None
+    ridge = 1e-6 * np.eye(x.shape[1])
+    beta = np.linalg.lstsq(x, np.log(y + 0.5) - offset, rcond=None)[0]
+    for _ in range(max_iter):
+        eta = np.clip(x @ beta + offset, -30.0, 30.0)
+        mu = np.exp(eta)
+        w = mu / (1.0 + dispersion * mu)
+        z = eta - offset + (y - mu) / mu
+        xtw = x.T * w
+        new = np.linalg.solve(xtw @ x + ridge, xtw @ z)
+        done = np.max(np.abs(new - beta)) < 1e-8
+        beta = new
+        if done:
+            break
+    return beta

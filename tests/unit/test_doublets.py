@@ -126,3 +126,39 @@ def test_call_doublets_small_sample_records_fallbacks() -> None:
     kept, m = qc.filter_cells(a, min_counts=0, min_genes=0)
     assert m["doublets_cluster"] == 0 and "mouse: 40 cells" in m["doublet_cluster_fallback"]
     assert kept.n_obs == 40
+
+
+def test_cluster_alone_calls_capped_highest_scores_first():
+    """both_or_confident: the cluster-aware caller alone removes at most the cap (3% of 400
+    scored droplets = 12), highest scores first; calls Scrublet confirms are not capped."""
+    n = 400
+    rng = np.random.default_rng(0)
+    score = rng.uniform(0.0, 0.5, n)
+    score[:40] = np.linspace(0.999, 0.95, 40)  # 40 confident calls of the cluster caller alone
+    score[-1] = np.nan  # not scored
+    clu = score >= 0.5
+    scr = np.zeros(n, dtype=bool)
+    scr[[100, 101]] = True  # Scrublet alone: needs the other caller
+    scr[[30, 31]] = True  # both callers: removed whatever the cap
+    adata = ad.AnnData(
+        X=sp.csr_matrix((n, 1), dtype=np.float32),
+        obs=pd.DataFrame(
+            {
+                "predicted_doublet_scrublet": scr,
+                "doublet_score_cluster": score,
+                "predicted_doublet_cluster": clu,
+            },
+            index=[f"c{i}" for i in range(n)],
+        ),
+    )
+    doublets.consensus(adata, rule="both_or_confident", confident=0.9, cap=0.03)
+    called = adata.obs["predicted_doublet"].to_numpy(bool)
+    assert doublets.cluster_alone_cap(n - 1) == 12
+    assert called[:12].all() and not called[12:30].any()  # the 12 highest of the 38 alone
+    assert called[[30, 31]].all() and not called[[100, 101]].any()
+    rec = adata.uns["doublets_consensus"]
+    assert rec["n_cluster_alone_kept"] == 38 - 12 and rec["n_predicted"] == 14
+    doublets.consensus(adata, rule="both_or_confident", confident=0.9, cap=1.0)
+    assert adata.obs["predicted_doublet"].to_numpy(bool)[:40].all()
+    # twice the 10x rate takes over in a large sample: 20,000 droplets -> 32%
+    assert doublets.cluster_alone_cap(20_000) == 6_400

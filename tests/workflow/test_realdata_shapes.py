@@ -132,9 +132,10 @@ def _check_run(work: Path, n_samples: int) -> None:
             level = "leiden" if table.stem == "clusters" else "cell_type"
             assert (skipped["level"] == level).any(), f"{rel}: empty, no note"
             continue
-        if str(rel.parent) == "results/sources":  # an absent gene: its main table says why
+        # an absent gene: its main table says why (uncorrected and ambient-corrected sources)
+        if str(rel.parent) in ("results/sources", "results/sources/ambient_corrected"):
             gene = table.name.split(".")[0]
-            main = _tsv(work / f"results/sources/{gene}.tsv")
+            main = _tsv(table.parent / f"{gene}.tsv")
             assert "note" in main.columns and main["note"].iat[0], f"{rel}: empty, no note"
             continue
         summary = notes.get(str(rel.parent))

@@ -31,6 +31,7 @@ rule qc_filter:
         doublet_method=config["qc"]["doublet_method"],
         doublet_consensus=config["qc"]["doublet_consensus"],
         doublet_confident=config["qc"]["doublet_confident"],
+        doublet_cluster_cap=config["qc"]["doublet_cluster_cap"],
         seed=config["seed"],
     script:
         "../scripts/qc_filter.py"

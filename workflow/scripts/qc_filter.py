@@ -13,8 +13,8 @@ def main(smk) -> None:
     if p.doublets:
         doublets.call_doublets(
             adata, seed=p.seed, method=p.doublet_method, consensus_rule=p.doublet_consensus,
-            confident=p.doublet_confident, min_counts=p.min_counts, min_genes=p.min_genes,
-            max_pct_mito=p.max_pct_mito,
+            confident=p.doublet_confident, cap=p.doublet_cluster_cap, min_counts=p.min_counts,
+            min_genes=p.min_genes, max_pct_mito=p.max_pct_mito,
         )  # fmt: skip
     # A sample that loses every cell is reported (metrics "note", warning) and left out;
     # qc_summary fails when a whole condition is left without cells.

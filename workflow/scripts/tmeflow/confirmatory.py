@@ -195,7 +195,7 @@ class _Design:
     immune_types: tuple[str, ...]
     loo: bool
     shrink: bool
-    fits: dict = field(default_factory=dict)  # (level, group, shrink, cells[, animal]) -> DE table
+    fits: dict = field(default_factory=dict)  # (level, group, shrink, cells) -> DE table
 
 
 def confirm(
@@ -400,7 +400,9 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         d.fits[key] = run_de(cells, shrink=d.shrink, **common)[hyp.cell_type]
     table = d.fits[key]
     row["effect_scale"] = "log2 fold change" + (" (apeGLM-shrunk)" if d.shrink else "")
-    per = _change_values(cells, hyp, level, d)
+    # one pseudobulk of the group serves the per-animal values and the leave-one-out refits
+    pb = pseudobulk(cells, group_key=level, min_cells=d.min_cells)
+    per = _change_values(pb, hyp, d)
     if table.attrs.get("method") != METHOD_PYDESEQ2:
         row["reason"] = "not testable: " + str(
             table.attrs.get("note") or "no pseudobulk test"
@@ -428,7 +430,7 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         n_animals_test=int(rec["n_samples_test"]),
     )
     if d.loo:
-        loo = _loo_change(cells, hyp.gene, level, d, table)
+        loo = _loo_change(pb, hyp.gene, d, table)
         _fill_loo(
             row, np.asarray([loo.get(a, np.nan) for a in per["sample"]]), row["effect_unshrunk"]
         )
@@ -436,7 +438,7 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
 
 
 def _loo_change(
-    cells: AnnData, gene: str, level: str, d: _Design, table: pd.DataFrame
+    pb: tuple[pd.DataFrame, pd.DataFrame], gene: str, d: _Design, table: pd.DataFrame
 ) -> dict[str, float]:
     """Animal -> the gene's log2 fold change without that animal.
 
@@ -445,12 +447,13 @@ def _loo_change(
     genes the test used, and the gene's dispersion from the full PyDESeq2 fit held fixed):
     how much the estimate rests on one animal, at the cost of one small GLM instead of a
     whole PyDESeq2 fit per animal. NaN where the animal cannot be left out (an arm would keep
-    fewer than ``min_replicates`` animals, or the design loses its rank).
+    fewer than ``min_replicates`` animals, or the design loses its rank). ``pb`` is the
+    group's :func:`tmeflow.pseudobulk.pseudobulk` (counts, metadata).
     """
     dispersion = table.attrs.get("dispersion")
     if dispersion is None or gene not in dispersion.index:
         return {}
-    counts, meta = pseudobulk(cells, group_key=level, min_cells=d.min_cells)
+    counts, meta = pb
     arm = meta[d.condition_key].astype(str)
     keep = (meta["kept"] & arm.isin([d.reference, d.test])).to_numpy()
     counts = counts.loc[keep, dispersion.index].to_numpy(float)
@@ -493,9 +496,11 @@ def _digest(names: pd.Index) -> str:
     return hashlib.sha1("\0".join(map(str, names)).encode()).hexdigest()
 
 
-def _change_values(cells: AnnData, hyp: Hypothesis, level: str, d: _Design) -> pd.DataFrame:
-    """Per-animal CPM of the gene in the group's pseudobulk (animals with >= min_cells)."""
-    counts, meta = pseudobulk(cells, group_key=level, min_cells=d.min_cells)
+def _change_values(
+    pb: tuple[pd.DataFrame, pd.DataFrame], hyp: Hypothesis, d: _Design
+) -> pd.DataFrame:
+    """Per-animal CPM of the gene in the group's pseudobulk ``pb`` (animals >= min_cells)."""
+    counts, meta = pb
     if d.condition_key not in meta.columns:
         return _empty_values()
     arms = meta[d.condition_key].astype(str).isin([d.reference, d.test]).to_numpy()

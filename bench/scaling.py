@@ -48,11 +48,22 @@ COLUMNS = [
     "source",
     "counts_csr_mb",
     "rss_over_csr",
+    "import_rss_mb",
+    "net_over_csr",
     "scvi_max_epochs",
     "cores",
 ]
 #: The DE-only change used for the incremental re-run (must not touch upstream rules).
 RERUN_CHANGE = {"de": {"alpha": 0.1, "min_cells": 12}}
+#: What a job's interpreter holds before it reads any data: the libraries every adapter imports
+#: and, for the rules that train or load scVI, torch + scvi-tools too. ``net_over_csr`` is
+#: (peak RSS - this) / CSR: what the job's data cost, which is what must scale (at 10k cells the
+#: imports alone are several times the counts).
+IMPORTS = {
+    "core": "import anndata, scanpy, pandas, scipy.sparse, matplotlib.pyplot, tmeflow",
+    "scvi": "import anndata, scanpy, pandas, scipy.sparse, matplotlib.pyplot, tmeflow, scvi, torch",
+}
+SCVI_RULES = ("integrate_scvi",)
 SCRIPT_RE = re.compile(r"\.snakemake/scripts/tmp[^/\s]*?\.([A-Za-z0-9_]+)\.py")
 
 
@@ -203,6 +214,35 @@ def dry_run_jobs(work: Path, cfg: Path) -> list[str]:
     return parse_job_stats(out)
 
 
+def import_rss_mb() -> dict[str, float]:
+    """Peak RSS (MB) of a fresh interpreter after each :data:`IMPORTS` line."""
+    out = {}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow" / "scripts")}
+    for name, imports in IMPORTS.items():
+        peak = "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss"
+        code = f"{imports}; import resource; print({peak})"
+        res = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        out[name] = int(res.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    return out
+
+
+def add_ratios(row: dict, csr_mb: float, imports: dict[str, float]) -> dict:
+    """``rss_over_csr``, ``import_rss_mb`` and ``net_over_csr`` of one row."""
+    base = (
+        0.0
+        if row["rule"] in ("TOTAL", "RERUN_DE_PARAMS")
+        else imports["scvi" if row["rule"] in SCVI_RULES else "core"]
+    )
+    ok = bool(csr_mb)
+    row["rss_over_csr"] = round(row["peak_rss_mb"] / csr_mb, 2) if ok else float("nan")
+    row["import_rss_mb"] = round(base, 1)
+    net = max(row["peak_rss_mb"] - base, 0.0)
+    row["net_over_csr"] = round(net / csr_mb, 2) if ok else float("nan")
+    return row
+
+
 def parse_job_stats(text: str) -> list[str]:
     """Rule names from Snakemake's first 'Job stats' table (one per job), 'all' excluded."""
     rules = []
@@ -270,16 +310,13 @@ def bench_one(n_cells: int, args, scratch: Path) -> list[dict]:
         )  # fmt: skip
         print(f"   re-run {wall2:.1f} s = {wall2 / wall:.3f} of the full run", flush=True)
 
+    imports = import_rss_mb()
     for row in rows:
-        row.update(
-            n_cells=n_cells,
-            counts_csr_mb=round(csr_mb, 2),
-            rss_over_csr=round(row["peak_rss_mb"] / csr_mb, 2) if csr_mb else float("nan"),
-            scvi_max_epochs=epochs,
-            cores=args.cores,
-        )
+        row.update(n_cells=n_cells, counts_csr_mb=round(csr_mb, 2))
+        row.update(scvi_max_epochs=epochs, cores=args.cores)
         row["wall_s"] = round(row["wall_s"], 1)
         row["peak_rss_mb"] = round(row["peak_rss_mb"], 1)
+        add_ratios(row, csr_mb, imports)
     print(f"   merged counts: {n_obs} cells x {n_vars} genes, CSR {csr_mb:.1f} MB", flush=True)
     print(pd.DataFrame(rows)[COLUMNS].to_string(index=False), flush=True)
     if not args.keep:
@@ -300,7 +337,9 @@ def save(rows: list[dict], out: Path) -> None:
     header = (
         "# tmeflow scaling benchmark (bench/scaling.py); wall_s and peak_rss_mb per rule (summed "
         "wall over its jobs, max RSS of one job), TOTAL = whole run (peak = all concurrent "
-        "jobs + Snakemake), RERUN_DE_PARAMS = re-run after changing only de.alpha/de.min_cells\n"
+        "jobs + Snakemake), RERUN_DE_PARAMS = re-run after changing only de.alpha/de.min_cells; "
+        "import_rss_mb = a fresh interpreter after the job's imports (scvi + torch for "
+        "integrate_scvi), net_over_csr = (peak_rss_mb - import_rss_mb) / counts_csr_mb\n"
         f"# machine: {machine()}\n"
     )
     out.write_text(header + new.to_csv(sep="\t", index=False))

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from .paths import REPO, shared_data_dir
 
-# Keep numerical libraries to the machine's size and quiet in tests.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Keep numerical libraries quiet in tests, and on one thread: the long workflow runs go on in
+# the background meanwhile (tests/workflow/background.py), and BLAS/OpenMP threads spin-wait
+# for each other on a shared core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
@@ -20,6 +21,4 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real public data not found at {SHARED_DATA} (../shared/data is absent)")
-    return SHARED_DATA
+    return shared_data_dir()

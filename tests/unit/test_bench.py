@@ -58,11 +58,19 @@ def test_rerun_change_touches_only_de_parameters():
 
 
 def _row(n, rule, wall):
-    return {
+    row = {
         "n_cells": n, "rule": rule, "n_jobs": 1, "wall_s": wall, "peak_rss_mb": 100.0,
-        "source": "psutil", "counts_csr_mb": 10.0, "rss_over_csr": 10.0,
-        "scvi_max_epochs": 60, "cores": 2,
+        "source": "psutil", "counts_csr_mb": 10.0, "scvi_max_epochs": 60, "cores": 2,
     }  # fmt: skip
+    return scaling.add_ratios(row, 10.0, {"core": 30.0, "scvi": 80.0})
+
+
+def test_ratios_subtract_the_jobs_imports_but_not_from_whole_runs():
+    assert _row(10, "qc_filter", 1.0)["net_over_csr"] == 7.0  # (100 - 30) / 10
+    assert _row(10, "integrate_scvi", 1.0)["net_over_csr"] == 2.0  # torch + scvi: 80
+    total = _row(10, "TOTAL", 1.0)
+    assert total["net_over_csr"] == total["rss_over_csr"] == 10.0
+    assert total["import_rss_mb"] == 0.0
 
 
 def test_save_replaces_same_size_and_rule_and_keeps_the_rest(tmp_path):

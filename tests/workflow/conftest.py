@@ -7,6 +7,9 @@
   SLURM cannot be started here. Its outputs must equal ``demo_run``'s byte for byte: that shows
   at once that a run is deterministic, that resuming after a crash changes nothing, that
   ``--cores`` (each job's CPUs) does not change results, and that the SLURM profile works.
+
+Both start in the background when the tests are collected (:mod:`.background`), from copies of
+the code taken at that same moment, while the unit tests run.
 """
 
 import shutil
@@ -17,38 +20,37 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import COPY, SMALL_DEMO, copy_workflow, snakemake, write_config
+from . import background
+from .helpers import SMALL_DEMO, snakemake, write_config
 from .resume import kill_and_resume
 from .slurm_cluster import RUN_TIMEOUT_S, running_cluster, tail
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the long runs the selected tests need (:mod:`.background`)."""
+    background.start(session)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    background.stop()
+
+
+@background.register("demo_resumed", cost_s=350)
+def _build_demo_resumed(work: Path) -> dict:
+    cfg = write_config(work, SMALL_DEMO)
+    return kill_and_resume(work, cfg)
 
 
 @pytest.fixture(scope="session")
 def demo_resumed(tmp_path_factory) -> dict:
     """The small demo in a fresh copy of the repository, killed during scVI and DE, resumed."""
-    work = copy_workflow(tmp_path_factory.mktemp("demo"))
-    cfg = write_config(work, SMALL_DEMO)
-    return kill_and_resume(work, cfg)
+    return background.result("demo_resumed", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def demo_run(demo_resumed) -> Path:
     """The finished small demo run (see ``demo_resumed``)."""
     return demo_resumed["work"]
-
-
-def _copy_code(src: Path, dest: Path) -> Path:
-    """The workflow code and config of the run in ``src`` (not its results), into ``dest``.
-
-    Copying from the ``demo_run`` folder, not from the repository, makes both runs use the
-    same code even when the repository changes while the tests run.
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in COPY:
-        if (src / name).is_dir():
-            shutil.copytree(src / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src / name, dest / name)
-    return dest
 
 
 def _on_slurm(work: Path, cfg: Path) -> dict:
@@ -70,22 +72,28 @@ def _on_slurm(work: Path, cfg: Path) -> dict:
     return {"work": work, "executor": "slurm", "why_local": None}
 
 
-@pytest.fixture(scope="session")
-def fresh_run(demo_run, tmp_path_factory, request) -> dict:
-    """An uninterrupted run of ``demo_run``'s code and config: SLURM, else ``--cores 1``.
+@background.register("fresh_run", cost_s=575)
+def _build_fresh_run(work: Path) -> dict:
+    """The demo's code (copied at the same moment as ``demo_resumed``'s) and config, once.
 
     ``-m "not slurm"`` asks for the local run without trying SLURM.
     """
-    work = _copy_code(demo_run, tmp_path_factory.mktemp("fresh"))
     shutil.copytree(Path(__file__).parents[1] / "slurm", work / "tests" / "slurm")
-    cfg = work / "test.yaml"
-    shutil.copy2(demo_run / "test.yaml", cfg)
-    assert yaml.safe_load(cfg.read_text()) == SMALL_DEMO
+    cfg = write_config(work, SMALL_DEMO)
     try:
-        if "not slurm" in (request.config.option.markexpr or ""):
+        if "not slurm" in background.MARKEXPR[0]:
             pytest.skip("SLURM deselected with -m 'not slurm'")
         return _on_slurm(work, cfg)
     except pytest.skip.Exception as exc:
         # No SLURM here: the same comparison, locally with one core (demo_run has two).
         snakemake(work, "--configfile", str(cfg), cores=1)
         return {"work": work, "executor": "local --cores 1", "why_local": str(exc)}
+
+
+@pytest.fixture(scope="session")
+def fresh_run(demo_run, tmp_path_factory) -> dict:
+    """An uninterrupted run of ``demo_run``'s code and config: SLURM, else ``--cores 1``."""
+    run = background.result("fresh_run", tmp_path_factory)
+    assert yaml.safe_load((run["work"] / "test.yaml").read_text()) == SMALL_DEMO
+    assert yaml.safe_load((demo_run / "test.yaml").read_text()) == SMALL_DEMO
+    return run

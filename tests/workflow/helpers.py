@@ -58,7 +58,8 @@ SMALL_DEMO = {
         "n_genes_mouse": 1500,
         "n_genes_human": 600,
     },
-    "scvi": {"max_epochs": 40},
+    # one torch thread: the suite runs workflows side by side (tests/workflow/background.py)
+    "scvi": {"max_epochs": 40, "threads": 1},
     # the DE on the ambient-corrected counts too (off by default: it doubles the DE's time)
     "de": {"ambient_corrected": True},
     # kBET costs minutes per embedding; the other batch metrics (iLISI, BRAS, graph

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .helpers import copy_workflow, snakemake, write_config
+from . import background
+from .helpers import snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -22,14 +23,16 @@ ONE_REPLICATE = {
         "n_genes_mouse": 1500,
         "n_genes_human": 600,
     },
-    "scvi": {"max_epochs": 30},
+    "scvi": {"max_epochs": 30, "threads": 1},
     "gsea": {"permutations": 200},
+    "integration_metrics": {"kbet": False},
+    # two other resolutions in the sensitivity table, not the whole sweep's nine
+    "sensitivity": {"resolutions": [0.4, 1.6]},
 }
 
 
-@pytest.fixture(scope="module")
-def one_run(tmp_path_factory) -> Path:
-    work = copy_workflow(tmp_path_factory.mktemp("one_replicate"))
+@background.register("one_run", cost_s=165)
+def _build_one_run(work: Path) -> Path:
     (work / "config/samples_one_replicate.tsv").write_text(
         "sample\tcondition\tpath\n"
         "control_1\tcontrol\tresources/demo/control_1.h5\n"
@@ -38,6 +41,11 @@ def one_run(tmp_path_factory) -> Path:
     cfg = write_config(work, ONE_REPLICATE)
     snakemake(work, "--configfile", str(cfg))
     return work
+
+
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory) -> Path:
+    return background.result("one_run", tmp_path_factory)
 
 
 def test_de_rows_are_exploratory_and_the_summary_says_so(one_run):

@@ -22,7 +22,9 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from .helpers import REPO, copy_workflow, snakemake, write_config
+from ..paths import shared_data_dir
+from . import background
+from .helpers import REPO, snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.realdata]
 
@@ -42,15 +44,17 @@ MOUSE_RUN = {
     "samples": "samples.tsv",
     "species": "mouse",
     "genes_of_interest": ["Gas6", "Mmp11"],
-    "scvi": {"max_epochs": 30},
+    "scvi": {"max_epochs": 30, "threads": 1},
     "integration_metrics": {"kbet": False},
+    # two other resolutions in the sensitivity table, not the whole sweep's nine
+    "sensitivity": {"resolutions": [0.4, 1.6]},
+    "gsea": {"permutations": 200},
 }
 
 
 def run_one_sample(
-    tmp_path: Path, name: str, path: Path, targets=TARGETS, config: dict | None = None
+    work: Path, name: str, path: Path, targets=TARGETS, config: dict | None = None
 ) -> Path:
-    work = copy_workflow(tmp_path / name)
     (work / "samples.tsv").write_text(f"sample\tcondition\tpath\n{name}\tcontrol\t{path}\n")
     cfg = write_config(work, {**MOUSE_RUN, **(config or {})})
     # a one-condition sheet is accepted with a parse-time warning (no 'alectinib' sample)
@@ -66,18 +70,23 @@ def counts_of(adata: ad.AnnData, gene: str) -> np.ndarray:
     return np.asarray(x.todense() if sp.issparse(x) else x).ravel()
 
 
-@pytest.fixture(scope="module")
-def lung_run(shared_data, tmp_path_factory) -> Path:
+@background.register("lung_run", cost_s=130)
+def _build_lung_run(work: Path) -> Path:
     # the lung runs the whole workflow (default target): issue 4 asks that a one-sample,
     # one-condition design goes through DE, composition, GSEA and the figures without crashing;
     # issue 13: with the default genes of interest, whose human AXL a mouse lung lacks
     return run_one_sample(
-        tmp_path_factory.mktemp("real"),
+        work,
         "lung",
-        shared_data / "tabula_muris_lung_P7_8",
+        shared_data_dir() / "tabula_muris_lung_P7_8",
         (),
         config={"genes_of_interest": DEFAULT_GENES},
     )
+
+
+@pytest.fixture(scope="module")
+def lung_run(shared_data, tmp_path_factory) -> Path:
+    return background.result("lung_run", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +94,17 @@ def lung(lung_run) -> ad.AnnData:
     return ad.read_h5ad(lung_run / "results/annotate/annotated.h5ad")
 
 
-@pytest.fixture(scope="module")
-def heart(shared_data, tmp_path_factory) -> tuple[Path, ad.AnnData]:
-    h5 = sorted((shared_data / "heart_1k_v2").glob("*.h5"))
+@background.register("heart", cost_s=80)
+def _build_heart(work: Path) -> Path:
+    h5 = sorted((shared_data_dir() / "heart_1k_v2").glob("*.h5"))
     if not h5:
         pytest.skip("heart_1k_v2 has no .h5 file")
-    work = run_one_sample(tmp_path_factory.mktemp("real"), "heart", h5[0])
+    return run_one_sample(work, "heart", h5[0])
+
+
+@pytest.fixture(scope="module")
+def heart(shared_data, tmp_path_factory) -> tuple[Path, ad.AnnData]:
+    work = background.result("heart", tmp_path_factory)
     return work, ad.read_h5ad(work / "results/annotate/annotated.h5ad")
 
 
@@ -251,22 +265,25 @@ ZILIONIS = ("zilionis_lung_cd45", "zilionis_lung_cd45_800.h5ad")
 ZILIONIS_ANIMALS = {"h_1": "control", "h_2": "control", "t_1": "alectinib", "t_2": "alectinib"}
 
 
-@pytest.fixture(scope="module")
-def zilionis(shared_data, tmp_path_factory) -> tuple[Path, ad.AnnData]:
+@background.register("zilionis", cost_s=80)
+def _build_zilionis(work: Path) -> Path:
     # 800 CD45+ lung cells with the authors' labels (B, T, NK, neutrophils; 200 each), inDrops,
     # run as one sample up to the annotation; the deposit writes mouse symbols upper-case (GAS6)
-    path = shared_data.joinpath(*ZILIONIS)
-    work = run_one_sample(tmp_path_factory.mktemp("real"), "zilionis", path)
+    return run_one_sample(work, "zilionis", shared_data_dir().joinpath(*ZILIONIS))
+
+
+@pytest.fixture(scope="module")
+def zilionis(shared_data, tmp_path_factory) -> tuple[Path, ad.AnnData]:
+    work = background.result("zilionis", tmp_path_factory)
     return work, ad.read_h5ad(work / "results/annotate/annotated.h5ad")
 
 
-@pytest.fixture(scope="module")
-def zilionis_split(shared_data, tmp_path_factory) -> tuple[Path, ad.AnnData]:
+@background.register("zilionis_split", cost_s=240)
+def _build_zilionis_split(work: Path) -> Path:
     # issue 13: ONE deposited h5ad holds the 4 animals; the sheet takes each animal's cells by
     # obs_column/obs_value, healthy lungs as the reference arm, tumour lungs as the test arm
     # (the arm names are the config's; the cells are untreated). The whole workflow runs.
-    path = shared_data.joinpath(*ZILIONIS)
-    work = copy_workflow(tmp_path_factory.mktemp("real") / "zilionis_split")
+    path = shared_data_dir().joinpath(*ZILIONIS)
     rows = [
         f"{a.replace('_', '')}\t{cond}\t{path}\tanimal\t{a}" for a, cond in ZILIONIS_ANIMALS.items()
     ]
@@ -274,6 +291,12 @@ def zilionis_split(shared_data, tmp_path_factory) -> tuple[Path, ad.AnnData]:
     (work / "samples.tsv").write_text(header + "\n".join(rows) + "\n")
     cfg = write_config(work, MOUSE_RUN)
     snakemake(work, "--configfile", str(cfg))
+    return work
+
+
+@pytest.fixture(scope="module")
+def zilionis_split(shared_data, tmp_path_factory) -> tuple[Path, ad.AnnData]:
+    work = background.result("zilionis_split", tmp_path_factory)
     return work, ad.read_h5ad(work / "results/annotate/annotated.h5ad")
 
 

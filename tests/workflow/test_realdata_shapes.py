@@ -24,14 +24,19 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from .helpers import copy_workflow, snakemake, write_config
+from ..paths import shared_data_dir
+from . import background
+from .helpers import snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.realdata]
 
 FAST = {
-    "scvi": {"max_epochs": 20},
+    "scvi": {"max_epochs": 20, "threads": 1},
     "integration_metrics": {"kbet": False},
     "cluster": {"sweep_seeds": 2},
+    # two other resolutions in the sensitivity table, not the whole sweep's nine
+    "sensitivity": {"resolutions": [0.4, 1.6]},
+    "gsea": {"permutations": 200},
 }
 
 
@@ -60,8 +65,8 @@ def split_mtx(src: Path, dest: Path, names: list[str], seed: int) -> dict[str, P
     return out
 
 
-def run_split(tmp: Path, src: Path, conditions: dict[str, str], config: dict) -> Path:
-    work = copy_workflow(tmp)
+def run_split(work: Path, src: Path, conditions: dict[str, str], config: dict) -> Path:
+    """Split ``src`` into the sheet's samples and run the whole workflow in ``work``."""
     folders = split_mtx(src, work / "data", list(conditions), seed=0)
     sheet = pd.DataFrame(
         {"sample": list(conditions), "condition": list(conditions.values())}
@@ -72,28 +77,35 @@ def run_split(tmp: Path, src: Path, conditions: dict[str, str], config: dict) ->
     return work
 
 
-@pytest.fixture(scope="module")
-def hgmm_split(shared_data, tmp_path_factory) -> Path:
+@background.register("hgmm_split", cost_s=120)
+def _build_hgmm_split(work: Path) -> Path:
     conditions = {"hg_c1": "control", "hg_a1": "alectinib", "hg_a2": "alectinib"}
     return run_split(
-        tmp_path_factory.mktemp("hgmm3"),
-        shared_data / "hgmm_100_filtered_mtx",
+        work,
+        shared_data_dir() / "hgmm_100_filtered_mtx",
         conditions,
         {"species": "xenograft", "genes_of_interest": ["Gas6", "AXL"]},
     )
 
 
-@pytest.fixture(scope="module")
-def lung_split(shared_data, tmp_path_factory) -> Path:
+@background.register("lung_split", cost_s=320)
+def _build_lung_split(work: Path) -> Path:
     conditions = {f"ctl_{i}": "control" for i in (1, 2, 3)} | {
         f"alc_{i}": "alectinib" for i in (1, 2, 3)
     }
     return run_split(
-        tmp_path_factory.mktemp("lung6"),
-        shared_data / "tabula_muris_lung_P7_8",
-        conditions,
-        {"species": "mouse"},
+        work, shared_data_dir() / "tabula_muris_lung_P7_8", conditions, {"species": "mouse"}
     )
+
+
+@pytest.fixture(scope="module")
+def hgmm_split(shared_data, tmp_path_factory) -> Path:
+    return background.result("hgmm_split", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def lung_split(shared_data, tmp_path_factory) -> Path:
+    return background.result("lung_split", tmp_path_factory)
 
 
 def _tsv(path: Path) -> pd.DataFrame:

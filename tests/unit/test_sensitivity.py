@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from sklearn.neighbors import kneighbors_graph
 
-from tmeflow import annotate, cluster, confirmatory, integrate, sensitivity
+from tmeflow import annotate, cluster, confirmatory, h5ad, integrate, sensitivity
 
 from ._confirm_data import REF, TEST, stromal_counts
 
@@ -299,3 +299,29 @@ def test_non_integer_ambient_layer_is_rounded_and_tested():
     assert "rounded to integers" in ambient["note"]
     assert ambient["effect"] != configured["effect"]
     assert adata.layers["counts"].dtype == np.int32  # the raw counts are untouched
+
+
+def test_ambient_layer_read_when_its_setting_comes_gives_the_same_table(tmp_path):
+    """The adapter reads the corrected layer from the file for its own setting only
+    (``ambient_layer``); the table is the one computed with the layer in memory."""
+    adata = annotated(seed=2)
+    gene = confirmatory.parse_hypotheses([{"gene": "G0000", "cell_type": "CAF", "test": "source"}])
+    kwargs = {"doublets": True, "annotate_options": ANNOTATE, "confirm_options": CONFIRM}
+    in_memory = sensitivity.sensitivity(adata, gene, PANEL, **kwargs)
+    path = tmp_path / "annotated.h5ad"
+    adata.write_h5ad(path)
+    lean = h5ad.read_h5ad(path, layers=("counts",))
+    assert sensitivity.AMBIENT_LAYER not in lean.layers
+    loads = []
+
+    def load():
+        loads.append(1)
+        return h5ad.read_layer(path, sensitivity.AMBIENT_LAYER)
+
+    lazy = sensitivity.sensitivity(lean, gene, PANEL, ambient_layer=load, **kwargs)
+    assert loads == [1]
+    pd.testing.assert_frame_equal(lazy, in_memory)
+    assert h5ad.read_layer(path, "no_such_layer") is None
+    missing = sensitivity.sensitivity(lean, gene, PANEL, ambient_layer=lambda: None, **kwargs)
+    ambient = missing[missing["setting"] == "ambient_correction"]
+    assert (ambient["verdict"] == sensitivity.NOT_AVAILABLE).all()

@@ -114,6 +114,18 @@ def update_h5ad(
                 ad.io.write_elem(f, key, dict(value) if key != "obs" else value)
 
 
+def read_layer(path: str | os.PathLike[str], name: str) -> Any | None:
+    """One layer of an h5ad file (``layers[name]``), or ``None`` when the file has none.
+
+    For a step that needs a large layer for one part of its work only: read it then, not
+    with the rest of the object.
+    """
+    with h5py.File(path, "r") as f:
+        if "layers" not in f or name not in f["layers"]:
+            return None
+        return ad.io.read_elem(f["layers"][name])
+
+
 def read_var_names(path: str | os.PathLike[str]) -> list[str]:
     """Read only the feature names of an h5ad file (no matrix, no other ``var`` column).
 

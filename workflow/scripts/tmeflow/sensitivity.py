@@ -42,8 +42,9 @@ setting whose cells, labels and counts are the configured ones repeats the confi
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -131,6 +132,7 @@ def sensitivity(
     min_fraction: float = 0.8,
     doublets: bool = True,
     ambient: bool = True,
+    ambient_layer: Callable[[], Any] | None = None,
     annotate_options: Mapping,
     confirm_options: Mapping,
 ) -> pd.DataFrame:
@@ -160,6 +162,11 @@ def sensitivity(
         The configured ``qc.doublets``; the setting tried is the opposite.
     ambient
         Try ambient correction "on" (:data:`AMBIENT_LAYER`).
+    ambient_layer
+        Returns :data:`AMBIENT_LAYER` (or ``None`` when the run has none), called when that
+        setting is tried, its last one: a caller that read ``adata`` without that layer (e.g.
+        :func:`tmeflow.h5ad.read_layer` on the file) holds one counts matrix less for the
+        others. ``None``: ``adata.layers[AMBIENT_LAYER]``, copied.
     annotate_options
         Keyword arguments of :func:`tmeflow.annotate.annotate` as configured
         (``species_mode``, ``min_score``, ``min_margin``, ``subcluster_resolution``,
@@ -182,12 +189,12 @@ def sensitivity(
     caches: dict[bool, dict] = {True: {}, False: {}}  # raw counts / another layer
     base_labels = _fingerprint(adata)
     rows: list[dict] = []
-    t0 = time.perf_counter()
+    t_start = t0 = time.perf_counter()
     base, _ = confirmatory.confirm(adata, hypotheses, fits=caches[True], **options)
     note = _reproduction_note(adata, panel, annotate_options)
     rows.extend(_rows(Setting(CONFIGURED, "as run"), base, adata.n_obs, 0, note))
     logger.info("configured: %.1f s", time.perf_counter() - t0)
-    for setting in settings(
+    tried = settings(
         adata,
         resolutions=resolutions,
         min_scores=min_scores,
@@ -197,9 +204,13 @@ def sensitivity(
         annotate_options=annotate_options,
         doublets=doublets,
         ambient=ambient,
-    ):
+    )
+    n_settings = len(tried)
+    for setting in tried:
         t0 = time.perf_counter()
-        variant = _apply(adata, setting, panel, annotate_options, min_fraction, doublets)
+        variant = _apply(
+            adata, setting, panel, annotate_options, min_fraction, doublets, ambient_layer
+        )
         if variant.adata is None:
             logger.info("%s: %s (%s)", setting.label, variant.verdict, variant.reason)
             rows.extend(_uncomputed(setting, hypotheses, variant))
@@ -222,6 +233,7 @@ def sensitivity(
             table["verdict"].value_counts().to_dict(),
         )
         rows.extend(_rows(setting, table, variant.adata.n_obs, changed, variant.note))
+    logger.info("sensitivity: %d settings in %.1f s", 1 + n_settings, time.perf_counter() - t_start)
     out = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
     for col in ("effect", "pvalue", "p_holm"):
         out[col] = out[col].astype(float)
@@ -284,6 +296,7 @@ def _apply(
     annotate_options: Mapping,
     min_fraction: float,
     doublets: bool,
+    ambient_layer: Callable[[], Any] | None = None,
 ) -> _Variant:
     name, value = setting.name, setting.value
     if name == "resolution":
@@ -304,7 +317,7 @@ def _apply(
     if name == "doublets":
         return _doublets(adata, doublets)
     if name == "ambient_correction":
-        return _ambient(adata)
+        return _ambient(adata, ambient_layer)
     raise ValueError(f"unknown sensitivity setting {name!r}")
 
 
@@ -382,15 +395,21 @@ def _either_caller(adata: AnnData) -> _Variant:
     )
 
 
-def _ambient(adata: AnnData) -> _Variant:
-    if AMBIENT_LAYER not in adata.layers:
+def _ambient(adata: AnnData, load: Callable[[], Any] | None = None) -> _Variant:
+    if load is not None:
+        mat = load()  # read now, and ours to round in place
+    elif AMBIENT_LAYER in adata.layers:
+        mat = adata.layers[AMBIENT_LAYER].copy()
+    else:
+        mat = None
+    if mat is None:
         return _Variant(
             None,
             verdict=NOT_AVAILABLE,
             reason=f"the annotated object has no layers[{AMBIENT_LAYER!r}]",
         )
     work = _shallow(adata)
-    mat = adata.layers[AMBIENT_LAYER].copy()
+    work.layers.pop(AMBIENT_LAYER, None)
     data = mat.data if sp.issparse(mat) else np.asarray(mat)
     note = f"gene hypotheses on layers[{AMBIENT_LAYER!r}]"
     if not np.array_equal(data, np.round(data)):

@@ -264,7 +264,18 @@ def parse_job_stats(text: str) -> list[str]:
 
 
 def bench_one(n_cells: int, args, scratch: Path) -> list[dict]:
-    work = copy_workflow(scratch / f"cells_{n_cells}")
+    work = scratch / f"cells_{n_cells}"
+    resumed = args.resume and work.is_dir()
+    if resumed:
+        # a kept run stopped part-way: the jobs done keep their benchmark files; TOTAL's wall
+        # then covers only what runs now
+        print(f"== resuming the run in {work}", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "snakemake", "--unlock", "--configfile", "bench.yaml"],
+            cwd=work, check=True, capture_output=True,
+        )  # fmt: skip
+    else:
+        work = copy_workflow(work)
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     over = {"demo": {"cells_per_sample": n_cells // N_SAMPLES, "n_replicates": N_SAMPLES // 2}}
     if args.max_epochs:
@@ -295,7 +306,7 @@ def bench_one(n_cells: int, args, scratch: Path) -> list[dict]:
         )  # fmt: skip
     rows.append(
         {"rule": "TOTAL", "n_jobs": sum(r["n_jobs"] for r in rows), "wall_s": wall,
-         "peak_rss_mb": peak, "source": "psutil"}
+         "peak_rss_mb": peak, "source": "psutil, resumed" if resumed else "psutil"}
     )  # fmt: skip
 
     if args.rerun:
@@ -354,6 +365,11 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--no-rerun", dest="rerun", action="store_false")
     parser.add_argument("--keep", action="store_true", help="keep the scratch run folders")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a run kept in --scratch (TOTAL's wall is then the resumed part only)",
+    )
     parser.add_argument("--scratch", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "scaling.tsv")
     args = parser.parse_args(argv)

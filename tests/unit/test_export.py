@@ -192,3 +192,20 @@ def test_default_mapping_covers_the_shipped_panel():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     labels = export.panel_labels(panel.load_panels(REPO / "config/markers/mouse_tme.yaml"))
     assert export.check_cell_ontology(config["export"]["cell_ontology"], labels) == []
+
+
+def test_subset32_equals_fancy_indexing_as_float32():
+    rng = np.random.default_rng(0)
+    counts = sp.random(40, 30, density=0.2, format="csr", random_state=1, dtype=np.float64)
+    counts.data = np.ceil(counts.data * 10)
+    counts = counts.astype(np.int32)
+    cells, cols = np.sort(rng.choice(40, 25, replace=False)), np.arange(0, 30, 2)
+    got = export._subset32(counts, cells, cols)
+    want = counts[cells][:, cols].astype(np.float32)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert (got != want).nnz == 0
+    # every row and column: nothing is copied but the values, as float32
+    whole = export._subset32(counts, np.arange(40), np.arange(30))
+    assert whole.dtype == np.float32 and np.shares_memory(whole.indices, counts.indices)
+    assert (whole != counts.astype(np.float32)).nnz == 0
+    assert export._subset32(whole, np.arange(40), np.arange(30)) is whole

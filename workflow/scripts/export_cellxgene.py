@@ -15,6 +15,7 @@ def main(smk) -> None:
             log.warning("%s: %s", path, problem)
         log.info("%s: %d cells, %d features", path, out.n_obs, out.n_vars)
         h5ad.write_h5ad(out, path)
+        del out  # not held while the next species' object is built
 
 
 if __name__ == "__main__":

@@ -59,10 +59,8 @@ RERUN_CHANGE = {"de": {"alpha": 0.1, "min_cells": 12}}
 #: and, for the rules that train or load scVI, torch + scvi-tools too. ``net_over_csr`` is
 #: (peak RSS - this) / CSR: what the job's data cost, which is what must scale (at 10k cells the
 #: imports alone are several times the counts).
-IMPORTS = {
-    "core": "import anndata, scanpy, pandas, scipy.sparse, matplotlib.pyplot, tmeflow",
-    "scvi": "import anndata, scanpy, pandas, scipy.sparse, matplotlib.pyplot, tmeflow, scvi, torch",
-}
+_CORE_IMPORTS = "import anndata, scanpy, pandas, scipy.sparse, matplotlib.pyplot, tmeflow"
+IMPORTS = {"core": _CORE_IMPORTS, "scvi": f"{_CORE_IMPORTS}, scvi, torch"}
 SCVI_RULES = ("integrate_scvi",)
 SCRIPT_RE = re.compile(r"\.snakemake/scripts/tmp[^/\s]*?\.([A-Za-z0-9_]+)\.py")
 

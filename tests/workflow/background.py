@@ -87,7 +87,8 @@ def result(name: str, factory: pytest.TempPathFactory) -> Any:
 
 
 def stop() -> None:
-    """Drop the runs no test waited for (an interrupted or ``-x`` session)."""
+    """End the pool: runs not yet started are dropped (an interrupted or ``-x`` session), a
+    run already going is waited for (its Snakemake subprocess is not killed)."""
     for pool in _POOL:
         pool.shutdown(wait=True, cancel_futures=True)
     _POOL.clear()

@@ -200,6 +200,11 @@ def _obs_fields(obs: pd.DataFrame, species: str, settings: Mapping[str, Any]) ->
     return out
 
 
+def _takes_all(positions: np.ndarray, n: int) -> bool:
+    """``positions`` is ``0 .. n-1`` in order (indexing with it would only copy)."""
+    return positions.size == n and bool(np.all(positions == np.arange(n)))
+
+
 def _subset32(x: Any, cells: np.ndarray, cols: np.ndarray) -> sp.csr_matrix:
     """``x[cells][:, cols]`` as a float32 CSR, holding as little as possible at once.
 
@@ -211,9 +216,9 @@ def _subset32(x: Any, cells: np.ndarray, cols: np.ndarray) -> sp.csr_matrix:
     object is built.
     """
     x = x.tocsr() if sp.issparse(x) else sp.csr_matrix(np.asarray(x))
-    if cells.size != x.shape[0] or np.any(cells != np.arange(x.shape[0])):
+    if not _takes_all(cells, x.shape[0]):
         x = x[cells]
-    if cols.size != x.shape[1] or np.any(cols != np.arange(x.shape[1])):
+    if not _takes_all(cols, x.shape[1]):
         x = x[:, cols]
     if x.dtype == np.float32:
         return x

@@ -205,7 +205,6 @@ def sensitivity(
         doublets=doublets,
         ambient=ambient,
     )
-    n_settings = len(tried)
     for setting in tried:
         t0 = time.perf_counter()
         variant = _apply(
@@ -233,7 +232,7 @@ def sensitivity(
             table["verdict"].value_counts().to_dict(),
         )
         rows.extend(_rows(setting, table, variant.adata.n_obs, changed, variant.note))
-    logger.info("sensitivity: %d settings in %.1f s", 1 + n_settings, time.perf_counter() - t_start)
+    logger.info("sensitivity: %d settings in %.1f s", 1 + len(tried), time.perf_counter() - t_start)
     out = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
     for col in ("effect", "pvalue", "p_holm"):
         out[col] = out[col].astype(float)

@@ -93,6 +93,31 @@ def test_each_file_passes_the_field_checks(files, species):
     assert export.problems(files[species]) == []
 
 
+@pytest.mark.parametrize("species", ["human", "mouse"])
+def test_matrices_read_from_the_file_give_the_same_export(tmp_path, species):
+    """The workflow's export reads each species' rows from the file (h5ad.read_rows)."""
+    from functools import partial
+
+    adata = xenograft()
+    keep = sp.diags((np.arange(adata.n_obs) != 3).astype(np.float32))  # cell 3: no counts,
+    adata.X = sp.csr_matrix(keep @ adata.X)  # left out of both exports
+    adata.layers["counts"] = sp.csr_matrix(keep @ adata.layers["counts"]).astype(np.int32)
+    for mat in (adata.X, adata.layers["counts"]):
+        mat.eliminate_zeros()
+    path = tmp_path / "annotated.h5ad"
+    h5ad.write_h5ad(adata, path)
+    bare = h5ad.read_h5ad(path, skip=("X", "layers", "obsp"))
+    read = partial(h5ad.read_rows, path, dtype=np.float32, block=7)
+    got = export.to_cellxgene(bare, species, SETTINGS, read=read)
+    want = export.to_cellxgene(adata, species, SETTINGS)
+    assert got.n_obs == want.n_obs == (29 if species == "human" else 40)
+    for a, b in ((got.X, want.X), (got.raw.X, want.raw.X)):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(a.toarray(), b.toarray())
+    pd.testing.assert_frame_equal(got.obs, want.obs)
+    pd.testing.assert_frame_equal(got.var, want.var)
+
+
 def test_files_hold_no_null_elements(tmp_path):
     """anndata < 0.12 (cellxgene-schema 7.1 pins 0.11) cannot read None ("null") elements."""
     import h5py

@@ -114,3 +114,28 @@ def test_write_h5ad_output_has_umask_mode(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.h5ad").stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["a.h5ad"]
+
+
+@pytest.mark.parametrize("block", [1, 3, 1000])
+def test_read_rows_matches_the_subset_in_memory(tmp_path: Path, block: int) -> None:
+    rng = np.random.default_rng(1)
+    dense = rng.poisson(0.7, (23, 9)).astype(np.float64)
+    a = ad.AnnData(sp.csr_matrix(dense), layers={"counts": sp.csr_matrix(dense.astype(np.int32))})
+    a.layers["dense"] = dense
+    path = tmp_path / "rows.h5ad"
+    h5ad.write_h5ad(a, path)
+    rows = np.array([22, 0, 5, 5, 13, 1])  # unsorted, a repeat, both ends
+    cols = np.array([8, 2, 3])
+    for key, source in (("X", dense), ("layers/counts", dense), ("layers/dense", dense)):
+        got = h5ad.read_rows(path, key, rows, cols, dtype=np.float32, block=block)
+        assert sp.isspmatrix_csr(got) and got.dtype == np.float32
+        np.testing.assert_array_equal(got.toarray(), source[rows][:, cols])
+    whole = h5ad.read_rows(path, "layers/counts", np.arange(23), block=block)
+    assert whole.dtype == np.int32
+    np.testing.assert_array_equal(whole.toarray(), dense)
+    none = h5ad.read_rows(path, "X", np.array([], dtype=int), cols, block=block)
+    assert none.shape == (0, 3)
+    with pytest.raises(IndexError, match="23 rows"):
+        h5ad.read_rows(path, "X", np.array([23]))
+    with pytest.raises(KeyError, match="layers/nope"):
+        h5ad.read_rows(path, "layers/nope", rows)

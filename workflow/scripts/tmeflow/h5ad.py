@@ -10,6 +10,8 @@ from typing import Any
 
 import anndata as ad
 import h5py
+import numpy as np
+import scipy.sparse as sp
 
 from tmeflow.atomic import atomic_path
 
@@ -124,6 +126,84 @@ def read_layer(path: str | os.PathLike[str], name: str) -> Any | None:
         if "layers" not in f or name not in f["layers"]:
             return None
         return ad.io.read_elem(f["layers"][name])
+
+
+#: File rows read at a time by :func:`read_rows` (bounds what it holds beyond its result).
+ROW_BLOCK = 16384
+
+
+def read_rows(
+    path: str | os.PathLike[str],
+    key: str,
+    rows: np.ndarray,
+    cols: np.ndarray | None = None,
+    *,
+    dtype: Any = None,
+    block: int = ROW_BLOCK,
+) -> sp.csr_matrix:
+    """Rows (and columns) of one matrix of an h5ad file, without reading the whole matrix.
+
+    For a step that needs a subset of a large matrix: a CSR matrix (how the workflow writes
+    ``X`` and ``layers``) is read ``block`` file rows at a time, each block cut to the wanted
+    rows and columns before the next is read, so beyond the result only one block is held.
+    Another encoding (dense, CSC) is read whole and then subset.
+
+    Parameters
+    ----------
+    path
+        An h5ad file.
+    key
+        The matrix's path in the file: ``X`` or ``layers/<name>``.
+    rows
+        Row positions, in the order wanted (any order; repeats allowed).
+    cols
+        Column positions in the order wanted; ``None``: all.
+    dtype
+        The values' dtype in the result (e.g. ``numpy.float32``); ``None``: as stored.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        ``matrix[rows][:, cols]``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    with h5py.File(path, "r") as f:
+        if key not in f:
+            raise KeyError(f"{os.fspath(path)!r} has no {key!r}")
+        elem = f[key]
+        if elem.attrs.get("encoding-type") != "csr_matrix":
+            whole = ad.io.read_elem(elem)
+            whole = sp.csr_matrix(whole) if not sp.issparse(whole) else whole.tocsr()
+            out = whole[rows] if cols is None else whole[rows][:, np.asarray(cols)]
+            return out if dtype is None else out.astype(dtype)
+        n_rows, n_cols = (int(n) for n in elem.attrs["shape"])
+        if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+            raise IndexError(f"{key!r} has {n_rows} rows; asked for rows outside 0..{n_rows - 1}")
+        indptr, data, indices = elem["indptr"][()], elem["data"], elem["indices"]
+        stored = data.dtype
+        order = np.argsort(rows, kind="stable")
+        wanted = rows[order]
+        parts = []
+        for lo in range(0, n_rows, max(int(block), 1)):
+            hi = min(lo + block, n_rows)
+            first, last = np.searchsorted(wanted, [lo, hi])
+            if first == last:
+                continue
+            a, b = int(indptr[lo]), int(indptr[hi])
+            part = sp.csr_matrix(
+                (data[a:b], indices[a:b], indptr[lo : hi + 1] - a), shape=(hi - lo, n_cols)
+            )[wanted[first:last] - lo]
+            if cols is not None:
+                part = part[:, np.asarray(cols)]
+            parts.append(part if dtype is None else part.astype(dtype))
+    if not parts:
+        width = n_cols if cols is None else len(cols)
+        return sp.csr_matrix((0, width), dtype=dtype or stored)
+    out = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+    del parts
+    if not np.array_equal(order, np.arange(order.size)):
+        out = out[np.argsort(order, kind="stable")]
+    return out
 
 
 def read_var_names(path: str | os.PathLike[str]) -> list[str]:

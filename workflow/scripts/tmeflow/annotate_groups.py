@@ -9,12 +9,11 @@ import logging
 
 import numpy as np
 import pandas as pd
-import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
 from tmeflow._utils import natural_key
-from tmeflow.cluster import leiden
+from tmeflow.cluster import leiden, neighbors
 
 logger = logging.getLogger("tmeflow.annotate")  # the log lines of annotate, unchanged
 
@@ -177,7 +176,7 @@ def recluster(
         sub = adata[rows].copy()
         rep = None
     k = int(min(n_neighbors, len(rows) - 1))
-    sc.pp.neighbors(sub, use_rep=rep, n_neighbors=k, random_state=seed)
+    neighbors(sub, use_rep=rep, n_neighbors=k, seed=seed)
     leiden(sub, resolution=resolution, seed=seed, key_added="_recluster")
     return sub.obs["_recluster"].astype(str).to_numpy()
 

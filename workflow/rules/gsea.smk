@@ -19,7 +19,7 @@ rule gsea_prerank:
         "benchmarks/gsea_prerank/gsea_prerank.tsv"
     conda:
         "../envs/stats.yaml"
-    threads: 4
+    threads: 1  # < 1 core busy at 2 (demo); 1 lets the stats jobs run side by side
     resources:
         mem_mb=2000,
         runtime=30,

@@ -72,6 +72,25 @@ def test_clusters_get_their_marker_labels_and_subtypes():
     assert adata.uns["annotation"]["sources"]["CAF"] == "test"
 
 
+def test_annotating_a_read_back_object_again_replaces_its_subclusters(tmp_path):
+    """The sensitivity settings annotate annotated.h5ad again: its subcluster column comes back
+    categorical, and a finer re-clustering makes subclusters it has never seen."""
+    adata = labelled()
+    annotate.annotate(adata, PANEL, species_mode="mouse", subcluster_resolution=0.3)
+    adata.write_h5ad(tmp_path / "annotated.h5ad")
+    back = ad.read_h5ad(tmp_path / "annotated.h5ad")
+    assert isinstance(back.obs["subcluster"].dtype, pd.CategoricalDtype)
+    before = set(back.obs["subcluster"].dropna().astype(str))
+    annotate.annotate(back, PANEL, species_mode="mouse", subcluster_resolution=3.0)
+    after = set(back.obs["subcluster"].dropna().astype(str))
+    assert after - before  # new subclusters, written
+    fresh = labelled()
+    annotate.annotate(fresh, PANEL, species_mode="mouse", subcluster_resolution=3.0)
+    pd.testing.assert_series_equal(
+        back.obs["subcluster"].astype(object), fresh.obs["subcluster"].astype(object)
+    )
+
+
 def test_low_confidence_cluster_is_unassigned():
     adata = labelled()
     # a cluster mixing TAM and B cells half and half has no clear winner

@@ -123,6 +123,10 @@ def annotate(
     adata.obs["cell_type"] = pd.Categorical(cell_type)
     adata.obs["annotation_confident"] = confident.to_numpy()
     adata.obs["annotation_group"] = pd.Categorical(annotation_group.to_numpy())
+    # an annotated object annotated again (the sensitivity settings) starts without its old
+    # subclusters: stale ones would stay on cells no longer subclustered, and a categorical
+    # column read from h5ad refuses a subcluster it has not seen
+    adata.obs.drop(columns="subcluster", errors="ignore", inplace=True)
     subtype, state = _label_subtypes(
         adata,
         panel,

@@ -126,7 +126,8 @@ def annotate(
     # an annotated object annotated again (the sensitivity settings) starts without its old
     # subclusters: stale ones would stay on cells no longer subclustered, and a categorical
     # column read from h5ad refuses a subcluster it has not seen
-    adata.obs.drop(columns="subcluster", errors="ignore", inplace=True)
+    if "subcluster" in adata.obs:
+        del adata.obs["subcluster"]
     subtype, state = _label_subtypes(
         adata,
         panel,

@@ -14,7 +14,10 @@ def adata() -> AnnData:
     return make_adata()
 
 
-def test_pseudobulk_sums_equal_manual_sums(adata: AnnData) -> None:
+@pytest.mark.parametrize("block", [None, 37])
+def test_pseudobulk_sums_equal_manual_sums(adata: AnnData, block, monkeypatch) -> None:
+    if block is not None:  # sums over runs of a few cells (the large-data path) are the same
+        monkeypatch.setattr(pseudobulk, "ROW_SUM_BLOCK", block)
     counts, meta = pseudobulk.pseudobulk(adata, group_key="cell_type", min_cells=40)
     dense = adata.layers["counts"].toarray()
     obs = adata.obs

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from tmeflow import de_tests
-from tmeflow._utils import natural_key, observed_levels
+from tmeflow._utils import natural_key, observed_levels, row_sums
 from tmeflow.pseudobulk import check_obs, counts_matrix, pseudobulk
 
 __all__ = [
@@ -243,7 +243,7 @@ def run_de(
     run = _Run(
         adata=adata,
         mat=mat,
-        totals=np.asarray(mat.sum(axis=1)).ravel().astype(np.float64),
+        totals=row_sums(mat),
         cond=adata.obs[condition_key].astype(str).to_numpy(),
         grp=adata.obs[group_key].astype(str).to_numpy(),
         gene_species=(

@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow._utils import observed_levels
+from tmeflow._utils import observed_levels, row_sums
 from tmeflow.de import METHOD_NOT_TESTED
 from tmeflow.pseudobulk import check_obs, counts_matrix, cp10k_log, pair_indicator
 
@@ -122,7 +122,7 @@ def genes_of_interest(
     present = [g for g in genes if g in var_names]
     idx = var_names.get_indexer(present)
 
-    totals = np.asarray(mat.sum(axis=1)).ravel().astype(np.float64)
+    totals = row_sums(mat)
     sub = mat[:, idx] if len(idx) else sp.csr_matrix((adata.n_obs, 0), dtype=mat.dtype)
     sub = sp.csr_matrix(sub)
 

@@ -10,7 +10,7 @@ import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow._utils import missing_from_union
+from tmeflow._utils import missing_from_union, row_sums
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def normalise(adata: AnnData, *, target_sum: float = TARGET_SUM) -> None:
     adata.layers["counts"] = counts
     # Built row by row on the CSR arrays: one float32 copy of the non-zeros, no dense or
     # intermediate matrices. Library sizes are integers, exact in float32 up to 2**24.
-    totals = np.asarray(counts.sum(axis=1), dtype=np.float32).ravel()
+    totals = row_sums(counts).astype(np.float32)
     scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
     data = counts.data.astype(np.float32)
     data *= np.repeat(scale.astype(np.float32), np.diff(counts.indptr))

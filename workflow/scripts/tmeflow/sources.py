@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from tmeflow import ambient
-from tmeflow._utils import observed_levels
+from tmeflow._utils import observed_levels, row_sums
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _gene_column(adata: AnnData, gene: str, layer: str | None) -> tuple[np.ndarr
     mat = sp.csr_matrix(mat) if not isinstance(mat, sp.csr_matrix) else mat
     j = names.get_loc(gene)
     col = np.asarray(mat[:, [j]].toarray()).ravel().astype(np.float64)
-    totals = np.asarray(mat.sum(axis=1)).ravel().astype(np.float64)
+    totals = row_sums(mat)
     return col, totals
 
 

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from sklearn.neighbors import kneighbors_graph
 
-from tmeflow import annotate, cluster, confirmatory, h5ad, integrate, sensitivity
+from tmeflow import annotate, cluster, confirmatory, h5ad, integrate, panel, sensitivity
 
 from ._confirm_data import REF, TEST, stromal_counts
 
@@ -325,3 +325,57 @@ def test_ambient_layer_read_when_its_setting_comes_gives_the_same_table(tmp_path
     missing = sensitivity.sensitivity(lean, gene, PANEL, ambient_layer=lambda: None, **kwargs)
     ambient = missing[missing["setting"] == "ambient_correction"]
     assert (ambient["verdict"] == sensitivity.NOT_AVAILABLE).all()
+
+
+def test_x_read_for_the_annotation_settings_only_gives_the_same_table(tmp_path):
+    """The adapter reads the object without X and passes ``x``: X is read once, for the
+    settings that annotate again, and every setting's rows are the ones computed in memory."""
+    adata = annotated(seed=3)
+    gene = confirmatory.parse_hypotheses(
+        [
+            {"gene": "G0000", "cell_type": "CAF", "test": "source"},
+            {"gene": "G0000", "cell_type": "CAF", "test": "change"},
+        ]
+    )
+    kwargs = {
+        "resolutions": [3.0],
+        "min_scores": [0.9],
+        "min_fractions": [0.9],
+        "min_fraction": 0.8,
+        "doublets": False,
+        "annotate_options": ANNOTATE,
+        "confirm_options": CONFIRM,
+    }
+    in_memory = sensitivity.sensitivity(adata, gene, PANEL, **kwargs)
+    path = tmp_path / "annotated.h5ad"
+    adata.write_h5ad(path)
+    lean = h5ad.read_h5ad(path, skip=("X",), layers=("counts",))
+    loads = []
+
+    def load_x():
+        loads.append(1)
+        return sensitivity.marker_x(path, lean, PANEL)
+
+    lazy = sensitivity.sensitivity(
+        lean,
+        gene,
+        PANEL,
+        x=load_x,
+        ambient_layer=lambda: h5ad.read_layer(path, sensitivity.AMBIENT_LAYER),
+        **kwargs,
+    )
+    assert loads == [1] and lean.X is None
+    assert set(lazy["setting"]) >= {"resolution", "min_score", "min_fraction", "doublets"}
+    assert (lazy.loc[lazy["setting"] == "min_fraction", "n_cells_changed"] > 0).all()
+    pd.testing.assert_frame_equal(lazy, in_memory)
+    assert h5ad.read_matrix(path, "layers/no_such_layer") is None
+    # the marker columns only: X's values there, nothing elsewhere
+    x = sensitivity.marker_x(path, lean, PANEL)
+    markers = {g for gs in panel.all_markers(PANEL).values() for g in gs}
+    on = lean.var_names.isin(list(markers))
+    assert 0 < on.sum() < lean.n_vars and x.shape == adata.shape
+    np.testing.assert_array_equal(x[:, on].toarray(), adata.X[:, on].toarray())
+    assert x[:, ~on].nnz == 0
+    no_emb = lean.copy()
+    del no_emb.obsm["X_scVI"]  # the re-clustering would run a PCA of X: all of it
+    assert (sensitivity.marker_x(path, no_emb, PANEL) != adata.X).nnz == 0

@@ -1,7 +1,5 @@
-"""Snakemake adapter: the confirmatory family under other cheap choices.
-
-The logic lives in tmeflow.sensitivity.
-"""
+"""Snakemake adapter: the confirmatory family under other cheap choices; logic in
+tmeflow.sensitivity."""
 
 from tmeflow import confirmatory, h5ad, panel, runtime, sensitivity, tables
 
@@ -9,12 +7,13 @@ from tmeflow import confirmatory, h5ad, panel, runtime, sensitivity, tables
 def main(smk) -> None:
     log = runtime.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    # the ambient-corrected layer is read for its own setting only (one counts matrix less)
-    adata = h5ad.read_h5ad(smk.input.h5ad, layers=("counts",))
+    # X is read for the annotation settings only, the ambient layer for its own setting
+    adata = h5ad.read_h5ad(smk.input.h5ad, skip=("X",), layers=("counts",))
+    markers = panel.load_panels([smk.input.panel, *smk.input.extra_panels])
     table = sensitivity.sensitivity(
         adata,
         confirmatory.parse_hypotheses(p.hypotheses),
-        panel.load_panels([smk.input.panel, *smk.input.extra_panels]),
+        markers,
         resolutions=p.resolutions,
         min_scores=p.min_scores,
         min_margins=p.min_margins,
@@ -22,6 +21,7 @@ def main(smk) -> None:
         min_fraction=p.min_fraction,
         doublets=p.doublets,
         ambient_layer=lambda: h5ad.read_layer(smk.input.h5ad, sensitivity.AMBIENT_LAYER),
+        x=lambda: sensitivity.marker_x(smk.input.h5ad, adata, markers),
         annotate_options=p.annotate_options,
         confirm_options={**p.confirm_options, "threads": smk.threads},
     )

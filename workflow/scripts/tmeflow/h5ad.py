@@ -122,10 +122,19 @@ def read_layer(path: str | os.PathLike[str], name: str) -> Any | None:
     For a step that needs a large layer for one part of its work only: read it then, not
     with the rest of the object.
     """
+    return read_matrix(path, f"layers/{name}")
+
+
+def read_matrix(path: str | os.PathLike[str], key: str) -> Any | None:
+    """One element of an h5ad file by its path in the file (``X``, ``layers/counts``).
+
+    ``None`` when the file has none. For a matrix read later than the rest of the object (a
+    skipped ``X``, a layer needed for one setting).
+    """
     with h5py.File(path, "r") as f:
-        if "layers" not in f or name not in f["layers"]:
+        if key not in f:
             return None
-        return ad.io.read_elem(f["layers"][name])
+        return ad.io.read_elem(f[key])
 
 
 #: File rows read at a time by :func:`read_rows` (bounds what it holds beyond its result).

@@ -41,6 +41,7 @@ setting whose cells, labels and counts are the configured ones repeats the confi
 """
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,14 +53,17 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from tmeflow import annotate as annotate_mod
-from tmeflow import cluster, confirmatory
+from tmeflow import cluster, confirmatory, h5ad
+from tmeflow import panel as panel_mod
 
 __all__ = [
     "AMBIENT_LAYER",
+    "ANNOTATION_SETTINGS",
     "NOT_AVAILABLE",
     "NOT_RECOMPUTABLE",
     "SENSITIVITY_COLUMNS",
     "Setting",
+    "marker_x",
     "sensitivity",
     "settings",
     "verdict_grid",
@@ -77,6 +81,8 @@ AMBIENT_LAYER = "counts_ambient_corrected"
 NOT_RECOMPUTABLE, NOT_AVAILABLE = "not recomputable", "not available"
 CONFIGURED = "configured"
 _LABELS = ("cell_type", "cell_subtype")
+#: Settings that annotate again (marker scores on ``X``); the others keep the labels.
+ANNOTATION_SETTINGS = ("resolution", "min_score", "min_margin")
 
 #: Columns of ``results/sensitivity.tsv``, in order (one row per setting x hypothesis).
 SENSITIVITY_COLUMNS: list[str] = [
@@ -133,6 +139,7 @@ def sensitivity(
     doublets: bool = True,
     ambient: bool = True,
     ambient_layer: Callable[[], Any] | None = None,
+    x: Callable[[], Any] | None = None,
     annotate_options: Mapping,
     confirm_options: Mapping,
 ) -> pd.DataFrame:
@@ -141,8 +148,8 @@ def sensitivity(
     Parameters
     ----------
     adata
-        ``results/annotate/annotated.h5ad``: log-normalised ``X`` (marker scores), raw
-        ``layers['counts']``, the neighbour graph (``obsp``, ``uns['neighbors']``),
+        ``results/annotate/annotated.h5ad``: log-normalised ``X`` (marker scores; or see
+        ``x``), raw ``layers['counts']``, the neighbour graph (``obsp``, ``uns['neighbors']``),
         ``obsm['X_scVI']`` (subtype re-clustering), ``uns['cluster']`` (the resolution and
         seed used) and the labels; not modified.
     hypotheses
@@ -167,6 +174,12 @@ def sensitivity(
         setting is tried, its last one: a caller that read ``adata`` without that layer (e.g.
         :func:`tmeflow.h5ad.read_layer` on the file) holds one counts matrix less for the
         others. ``None``: ``adata.layers[AMBIENT_LAYER]``, copied.
+    x
+        Returns the log-normalised ``X`` for an ``adata`` read without it (e.g.
+        :func:`marker_x` on the file: its marker columns only): called once, for the settings that
+        annotate again (:data:`ANNOTATION_SETTINGS`, which come first), and let go after them,
+        so the other settings hold the counts only (at 100k cells, X and the counts held
+        throughout took the job to 6.4x the counts). ``None``: ``adata.X``.
     annotate_options
         Keyword arguments of :func:`tmeflow.annotate.annotate` as configured
         (``species_mode``, ``min_score``, ``min_margin``, ``subcluster_resolution``,
@@ -191,7 +204,8 @@ def sensitivity(
     rows: list[dict] = []
     t_start = t0 = time.perf_counter()
     base, _ = confirmatory.confirm(adata, hypotheses, fits=caches[True], **options)
-    note = _reproduction_note(adata, panel, annotate_options)
+    annotated = _with_x(adata, x)  # X only while the annotation settings need it
+    note = _reproduction_note(annotated, panel, annotate_options)
     rows.extend(_rows(Setting(CONFIGURED, "as run"), base, adata.n_obs, 0, note))
     logger.info("configured: %.1f s", time.perf_counter() - t0)
     tried = settings(
@@ -205,10 +219,22 @@ def sensitivity(
         doublets=doublets,
         ambient=ambient,
     )
-    for setting in tried:
+    last_annotation = max(
+        (i for i, s in enumerate(tried) if s.name in ANNOTATION_SETTINGS), default=-1
+    )
+    for i, setting in enumerate(tried):
         t0 = time.perf_counter()
+        variant = None  # the previous setting's object (and the X it shares) is let go
+        if i > last_annotation:
+            annotated = adata  # the X read for the annotation settings too
         variant = _apply(
-            adata, setting, panel, annotate_options, min_fraction, doublets, ambient_layer
+            annotated if setting.name in ANNOTATION_SETTINGS else adata,
+            setting,
+            panel,
+            annotate_options,
+            min_fraction,
+            doublets,
+            ambient_layer,
         )
         if variant.adata is None:
             logger.info("%s: %s (%s)", setting.label, variant.verdict, variant.reason)
@@ -339,7 +365,7 @@ def _species(adata: AnnData, value: float, configured: float) -> _Variant:
     majority = np.fmax(frac, 1 - frac)  # NaN (no UMI of either species) stays out
     keep = majority >= value
     return _Variant(
-        adata[keep],
+        _cells(adata, keep),
         note=(
             f"{int((~keep).sum())} cells below a majority-species fraction of {value:g} "
             "become mixed and are removed (other labels kept)"
@@ -369,7 +395,7 @@ def _doublets(adata: AnnData, configured: bool) -> _Variant:
         )
     keep = ~flagged.fillna(False).to_numpy(bool)
     return _Variant(
-        adata[keep], note=f"doublet removal on: {int((~keep).sum())} flagged cells removed"
+        _cells(adata, keep), note=f"doublet removal on: {int((~keep).sum())} flagged cells removed"
     )
 
 
@@ -386,7 +412,7 @@ def _either_caller(adata: AnnData) -> _Variant:
     for col in calls:
         flagged |= adata.obs[col].astype("boolean").fillna(False).to_numpy(bool)
     return _Variant(
-        adata[~flagged],
+        _cells(adata, ~flagged),
         note=(
             f"{int(flagged.sum())} kept cells called by {' or '.join(calls)} alone are removed "
             "(labels of the others kept)"
@@ -418,6 +444,48 @@ def _ambient(adata: AnnData, load: Callable[[], Any] | None = None) -> _Variant:
     np.maximum(data, 0, out=data)
     work.layers["counts"] = mat
     return _Variant(work, note=note, raw_counts=False)
+
+
+def marker_x(path: str | os.PathLike[str], adata: AnnData, panel: dict) -> sp.csr_matrix:
+    """The log-normalised ``X`` of the annotated file as the re-annotation needs it.
+
+    Annotation reads ``X`` only for the marker scores (:func:`tmeflow.annotate_groups.
+    score_cells`) when ``obsm["X_scVI"]`` holds the embedding its re-clustering uses: then
+    only the panel's marker columns are read (:func:`tmeflow.h5ad.read_rows`), in a matrix of
+    ``X``'s shape whose other columns are empty, and the scores are the same. Without
+    ``X_scVI`` the re-clustering runs a PCA of ``X``, so the whole ``X`` is read.
+    """
+    if "X_scVI" not in adata.obsm:
+        return h5ad.read_matrix(path, "X")
+    genes = {g for markers in panel_mod.all_markers(panel).values() for g in markers}
+    cols = np.flatnonzero(adata.var_names.isin(list(genes)))
+    part = h5ad.read_rows(path, "X", np.arange(adata.n_obs), cols)
+    return sp.csr_matrix((part.data, cols[part.indices], part.indptr), shape=adata.shape)
+
+
+def _with_x(adata: AnnData, x: Callable[[], Any] | None) -> AnnData:
+    """``adata`` itself, or (``x`` given) a shallow copy holding the ``X`` that ``x`` reads."""
+    if x is None:
+        return adata
+    work = _shallow(adata)
+    work.X = x()
+    return work
+
+
+def _cells(adata: AnnData, keep: np.ndarray) -> AnnData:
+    """The cells ``keep`` as a new object with their counts layers, ``obs`` and ``obsm``.
+
+    For the settings that remove cells and keep the others' labels: the tests read only the
+    counts, so ``X`` and the graph are left out, and the counts are copied once here (a view
+    would copy its rows again at each hypothesis that reads the counts).
+    """
+    return AnnData(
+        obs=adata.obs[keep].copy(),
+        var=adata.var,
+        uns=dict(adata.uns),
+        obsm={k: np.asarray(v)[keep] for k, v in adata.obsm.items()},
+        layers={k: v[keep] for k, v in adata.layers.items()},
+    )
 
 
 def _shallow(adata: AnnData) -> AnnData:

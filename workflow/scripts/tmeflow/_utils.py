@@ -1,14 +1,21 @@
 """Small helpers shared by several stages: level order of a column, natural sort, row sums."""
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["ROW_SUM_BLOCK", "missing_from_union", "natural_key", "observed_levels", "row_sums"]
+__all__ = [
+    "ROW_SUM_BLOCK",
+    "missing_from_union",
+    "natural_key",
+    "observed_levels",
+    "row_runs",
+    "row_sums",
+]
 
 
 def observed_levels(values: pd.Series) -> list[str]:
@@ -90,22 +97,32 @@ def missing_from_union(
 ROW_SUM_BLOCK = 1 << 20
 
 
+def row_runs(mat: Any, block: int = ROW_SUM_BLOCK) -> Iterator[tuple[int, int]]:
+    """``(lo, hi)`` row ranges of a sparse matrix holding about ``block`` stored values each.
+
+    For work that converts a matrix's values (to float64) a run of whole rows at a time, so
+    that only one run's copy is held at once (:func:`row_sums`, pseudobulk sums).
+    """
+    n_rows = mat.shape[0]
+    step = max(1, int(block) // max(1, mat.nnz // max(n_rows, 1)))  # rows per run
+    for lo in range(0, n_rows, step):
+        yield lo, min(lo + step, n_rows)
+
+
 def row_sums(mat: Any, *, block: int = ROW_SUM_BLOCK) -> np.ndarray:
     """Per-row sums (float64) of a matrix, without a whole-matrix copy for sparse input.
 
     scipy's ``csr.sum(axis=1)`` on int32 counts first converts every stored value to int64: a
     copy as large as the counts' CSR (measured: one CSR of extra peak memory in the
     sensitivity job). Here a CSR matrix is summed in runs of whole rows holding about
-    ``block`` values, each converted to float64 on its own (exact for integer counts below
-    2**53: the same values as before). Other input uses ``sum(axis=1)``.
+    ``block`` values (:func:`row_runs`), each converted to float64 on its own (exact for
+    integer counts below 2**53: the same values as before). Other input uses ``sum(axis=1)``.
     """
     if not isinstance(mat, sp.csr_matrix | sp.csr_array):
         return np.asarray(mat.sum(axis=1), dtype=np.float64).ravel()
-    n_rows = mat.shape[0]
-    out = np.zeros(n_rows, dtype=np.float64)
-    step = max(1, int(block) // max(1, mat.nnz // max(n_rows, 1)))  # rows per run
-    for lo in range(0, n_rows, step):
-        ptr = mat.indptr[lo : lo + step + 1]
+    out = np.zeros(mat.shape[0], dtype=np.float64)
+    for lo, hi in row_runs(mat, block):
+        ptr = mat.indptr[lo : hi + 1]
         rows = np.flatnonzero(np.diff(ptr))  # rows with stored values
         if rows.size:
             # each segment runs from one non-empty row's start to the next's: that row's values

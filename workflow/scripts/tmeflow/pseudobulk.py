@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow._utils import ROW_SUM_BLOCK, observed_levels
+from tmeflow._utils import ROW_SUM_BLOCK, observed_levels, row_runs
 
 __all__ = ["TARGET_SUM", "check_obs", "counts_matrix", "cp10k_log", "pair_indicator", "pseudobulk"]
 
@@ -183,10 +183,7 @@ def _pair_sums(ind: sp.csr_matrix, mat: sp.csr_matrix) -> np.ndarray:
     """
     ind = sp.csc_matrix(ind, dtype=np.float64)
     out = np.zeros((ind.shape[0], mat.shape[1]), dtype=np.float64)
-    n = mat.shape[0]
-    step = max(1, ROW_SUM_BLOCK // max(1, mat.nnz // max(n, 1)))
-    for lo in range(0, n, step):
-        hi = min(lo + step, n)
+    for lo, hi in row_runs(mat, ROW_SUM_BLOCK):
         out += (ind[:, lo:hi] @ mat[lo:hi]).toarray()
     return out
 

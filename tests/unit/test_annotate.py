@@ -416,3 +416,18 @@ def test_doublet_summary_flags_a_cluster_of_doublet_like_cells() -> None:
     cols += ["doublet_score_cluster", "predicted_doublet_cluster"]
     empty = annotate.doublet_summary(obs.drop(columns=cols))
     assert empty.empty and "doublet_enriched" in empty.columns
+
+
+@pytest.mark.parametrize("n_genes", [20, 120])
+def test_recluster_without_an_embedding_uses_x_or_its_pca(n_genes):
+    """No X_scVI: the sub-clustering graph is on X (<= 50 genes) or a PCA of X, as scanpy's."""
+    rng = np.random.default_rng(0)
+    x = np.log1p(rng.poisson(1.0, (200, n_genes)).astype(np.float32))
+    x[:100, :10] += 3  # two groups of cells
+    a = ad.AnnData(x)
+    cells = np.ones(200, dtype=bool)
+    labels = annotate_groups.recluster(a, cells, resolution=0.2, n_neighbors=10, seed=0)
+    tab = pd.crosstab(labels, np.repeat([0, 1], 100))
+    assert tab.shape[0] >= 2
+    assert (tab.max(axis=1) == tab.sum(axis=1)).all()  # no cluster mixes the two groups
+    assert "X_pca" not in a.obsm  # worked on a copy

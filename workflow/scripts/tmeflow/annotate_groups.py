@@ -9,15 +9,19 @@ import logging
 
 import numpy as np
 import pandas as pd
+import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
 from tmeflow._utils import natural_key
-from tmeflow.cluster import leiden, neighbors
+from tmeflow.cluster import leiden
+from tmeflow.graph import neighbors
 
 logger = logging.getLogger("tmeflow.annotate")  # the log lines of annotate, unchanged
 
 UNASSIGNED = "unassigned"
+#: Without an embedding, re-clustering uses X itself up to this many genes, else a PCA (scanpy).
+PCA_ABOVE_GENES = 50
 
 
 def score_cells(
@@ -163,7 +167,8 @@ def recluster(
     """Leiden clusters (str) of ``cells`` (a boolean mask) on their own neighbour graph.
 
     The graph is built on ``obsm["X_scVI"]`` when present, copying only that embedding;
-    otherwise on a PCA of the cells' ``X`` (scanpy's default).
+    otherwise as scanpy would: on ``X`` itself with at most 50 genes, else on a PCA of the
+    cells' ``X``.
     """
     rows = np.flatnonzero(cells)
     if "X_scVI" in adata.obsm:
@@ -174,7 +179,10 @@ def recluster(
         rep = "X_scVI"
     else:
         sub = adata[rows].copy()
-        rep = None
+        rep = "X"
+        if sub.n_vars > PCA_ABOVE_GENES:
+            sc.pp.pca(sub, random_state=seed)
+            rep = "X_pca"
     k = int(min(n_neighbors, len(rows) - 1))
     neighbors(sub, use_rep=rep, n_neighbors=k, seed=seed)
     leiden(sub, resolution=resolution, seed=seed, key_added="_recluster")

@@ -19,7 +19,8 @@ import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 from sklearn.metrics import adjusted_rand_score
-from sklearn.neighbors import KNeighborsTransformer
+
+from tmeflow.graph import neighbors
 
 logger = logging.getLogger(__name__)
 
@@ -33,44 +34,6 @@ FINAL_ITERATIONS = -1
 #: 30 partitions (10 resolutions x 3 seeds) to compare, not the labels; two iterations took
 #: 2.9 s against 4.4 s until convergence on the small demo, with the same cluster count.
 SWEEP_ITERATIONS = 2
-
-
-def neighbors(adata: AnnData, *, use_rep: str | None, n_neighbors: int, seed: int = 0) -> None:
-    """Scanpy's neighbour graph (``obsp["connectivities"]``, ``obsp["distances"]``) on an exact kNN.
-
-    scanpy finds the neighbours exactly (brute force) below 8,192 cells and with pynndescent,
-    approximately, above. pynndescent's numba functions are compiled again in every new
-    process: on the demo's 8,302 cells that took 31 s of the clustering job, against 1.7 s to
-    run them. Here the kNN is exact at every size (scikit-learn, a KD-tree on a low-dimensional
-    embedding: 13.5 s for 100k cells x 10 dimensions on one core), so the graph no longer
-    changes method with the number of cells. The result is scanpy's exact one: the same
-    connectivities (to float rounding; the KD-tree's distances differ from brute force's in the
-    7th digit) and in ``distances`` the ``n_neighbors - 1`` nearest other cells of each cell.
-    """
-    transformer = KNeighborsTransformer(n_neighbors=n_neighbors, algorithm="auto")
-    sc.pp.neighbors(
-        adata, use_rep=use_rep, n_neighbors=n_neighbors, transformer=transformer, random_state=seed
-    )
-    adata.obsp["distances"] = _nearest_others(adata.obsp["distances"], n_neighbors - 1)
-
-
-def _nearest_others(dist: sp.spmatrix, k: int) -> sp.csr_matrix:
-    """Each row's ``k`` nearest entries other than the cell itself.
-
-    The transformer's graph holds, per cell, the cell and ``k + 1`` others.
-    """
-    dist = sp.csr_matrix(dist)
-    n = dist.shape[0]
-    rows = np.repeat(np.arange(n), np.diff(dist.indptr))
-    other = dist.indices != rows
-    rows, cols, vals = rows[other], dist.indices[other], dist.data[other]
-    order = np.lexsort((cols, vals, rows))  # by row, then distance (ties: lower index)
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    starts = np.searchsorted(rows, np.arange(n))
-    keep = (np.arange(rows.size) - starts[rows]) < k
-    out = sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=dist.shape)
-    out.sort_indices()
-    return out
 
 
 def leiden(

@@ -379,3 +379,55 @@ def test_x_read_for_the_annotation_settings_only_gives_the_same_table(tmp_path):
     no_emb = lean.copy()
     del no_emb.obsm["X_scVI"]  # the re-clustering would run a PCA of X: all of it
     assert (sensitivity.marker_x(path, no_emb, PANEL) != adata.X).nnz == 0
+
+
+def test_each_setting_lets_the_previous_settings_objects_go():
+    """Annotation leaves reference cycles; each setting's object is gone before the next."""
+    import weakref
+
+    adata = annotated(seed=2)
+    made: list[weakref.ref] = []
+    real = sensitivity._apply
+
+    def recording(*args, **kwargs):
+        alive = [r for r in made if r() is not None]
+        assert not alive, f"{len(alive)} earlier setting objects still held"
+        variant = real(*args, **kwargs)
+        if variant.adata is not None:
+            made.append(weakref.ref(variant.adata))
+        return variant
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sensitivity, "_apply", recording)
+        sensitivity.sensitivity(
+            adata,
+            HYPOTHESES[:1],
+            PANEL,
+            resolutions=[0.5, 3.0],
+            min_scores=[50.0],
+            min_margins=[],
+            min_fractions=[0.9],
+            min_fraction=0.8,
+            doublets=False,
+            annotate_options=ANNOTATE,
+            confirm_options=CONFIRM,
+        )
+    assert len(made) >= 4  # every kind of object was made and checked
+
+
+def test_a_setting_that_keeps_every_cell_copies_no_counts():
+    adata = annotated(seed=3)
+    adata.obs["human_fraction"] = np.where(adata.obs["species"] == "human", 1.0, 0.0)
+    variant = sensitivity._species(adata, 0.9, 0.8)
+    assert variant.adata.n_obs == adata.n_obs
+    assert variant.adata.layers["counts"] is adata.layers["counts"]
+
+
+@pytest.mark.parametrize("block", [3, 1 << 20])
+def test_round_in_place_by_blocks(block):
+    values = np.array([0.4, 1.6, 2.0, -0.2, 7.5, 3.0, 2.49], dtype=np.float32)
+    assert sensitivity._round_in_place(values, block=block)
+    np.testing.assert_array_equal(values, [0, 2, 2, -0.0, 8, 3, 2])
+    assert not sensitivity._round_in_place(values, block=block)  # already integral
+    ints = np.array([1, 2, 3], dtype=np.int32)
+    assert not sensitivity._round_in_place(ints, block=block)

@@ -185,9 +185,11 @@ def test_detect_doublets_skips_tiny_samples(caplog: pytest.LogCaptureFixture) ->
     assert a.uns["doublets"]["expected_rate"] == 0.05  # Scrublet's default is the floor
 
 
-def _with_planted_doublets(seed: int = 1) -> tuple[ad.AnnData, np.ndarray]:
+def _with_planted_doublets(
+    seed: int = 1, n_cells: int = 300, n_dbl: int = 30
+) -> tuple[ad.AnnData, np.ndarray]:
     rng = np.random.default_rng(seed)
-    n_types, n_cells, n_genes, n_dbl = 4, 300, 500, 30
+    n_types, n_genes = 4, 500
     profiles = []
     for k in range(n_types):
         p = rng.gamma(0.5, 1, n_genes)
@@ -251,6 +253,30 @@ def test_scrublet_without_dense_zscores_matches_scanpys(monkeypatch) -> None:
     differ = lean.obs["predicted_doublet"] != dense.obs["predicted_doublet"]
     assert differ.mean() <= 0.01
     assert lean.obs["predicted_doublet"].to_numpy()[truth].mean() >= 0.9
+
+
+def test_scrublet_knn_is_exact_above_scanpys_pynndescent_size() -> None:
+    """2,800 cells + 5,600 simulated: scanpy would switch to pynndescent; it is not loaded."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from tests.unit.test_qc import _with_planted_doublets;"
+        "from tmeflow import doublets;"
+        "a, truth = _with_planted_doublets(n_cells=2700, n_dbl=100);"
+        "doublets.detect_doublets(a, seed=0, expected_rate=0.05);"
+        "pred = a.obs['predicted_doublet'].to_numpy();"
+        "print('pynndescent' in sys.modules, pred[truth].mean(), pred[~truth].mean(),"
+        " a.uns['doublets']['knn'])"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    loaded, found, false, knn = out.stdout.split()
+    assert loaded == "False" and knn == "exact"
+    assert float(found) >= 0.9 and float(false) <= 0.02
 
 
 def test_threshold_minimum_between_modes() -> None:

@@ -20,6 +20,10 @@ from anndata import AnnData
 
 from tmeflow.qc import sample_name
 
+#: scikit-learn's working memory (MB) for Scrublet's exact kNN: the brute-force distances are
+#: computed in chunks of at most this size (its default, 1 GB, would be a transient GB per job).
+SCRUBLET_KNN_MEMORY_MB = 256
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,6 +43,13 @@ def detect_doublets(
     found 42, with no false calls either way). Samples with fewer than ``min_cells`` cells
     are skipped (a warning is logged; all cells get score 0 and no doublet call).
 
+    Scrublet's kNN classifier is exact at every size (``use_approx_neighbors=False``:
+    scikit-learn, brute force in chunks of :data:`SCRUBLET_KNN_MEMORY_MB`). scanpy is exact
+    below 8,192 observed + simulated cells and switches to pynndescent above, which on a
+    16,666-cell sample (50k points, 195 neighbours) took 185 s and 2.8 GB against 20 s and
+    1.5 GB exact; on its planted doublets the exact scores called 537 of 664 with 11 false
+    calls, pynndescent's 518 with 10 (the same AUC, 0.982). Below that size nothing changes.
+
     Writes ``obs["doublet_score"]`` (float), ``obs["predicted_doublet"]`` (bool) and
     ``uns["doublets"]`` (``seed``, ``expected_rate``, ``threshold``, ``skipped``). The score
     threshold is the minimum between the two modes of the simulated doublets' scores (as
@@ -46,6 +57,7 @@ def detect_doublets(
     ``expected_rate`` fraction of observed scores is called (logged).
     """
     import scanpy as sc
+    import sklearn
 
     sample = sample_name(adata)
     n = adata.n_obs
@@ -59,6 +71,7 @@ def detect_doublets(
         "expected_rate": rate,
         "method": "scrublet",
         "pca": "implicitly centred (sparse)",
+        "knn": "exact",
     }
     if n < min_cells:
         logger.warning(
@@ -82,11 +95,15 @@ def detect_doublets(
             # counts
             warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
             warnings.filterwarnings("ignore", "Some cells have zero counts", UserWarning)
-            with _sparse_zscore_pca():
+            with (
+                _sparse_zscore_pca(),
+                sklearn.config_context(working_memory=SCRUBLET_KNN_MEMORY_MB),
+            ):
                 sc.pp.scrublet(
                     tmp,
                     expected_doublet_rate=rate,
                     n_prin_comps=n_pcs,
+                    use_approx_neighbors=False,
                     threshold=1.0,
                     random_state=seed,
                     verbose=False,

@@ -80,7 +80,9 @@ def test_every_other_cell_as_a_neighbour():
 
 def test_too_many_neighbours_is_a_clear_error():
     a = blobs(n=9)
-    with pytest.raises(ValueError, match="n_neighbors 10 needs 2 to 9"):
+    with pytest.raises(
+        ValueError, match=r"n_neighbors 10 must be between 2 and the number of cells \(9\)"
+    ):
         graph.neighbors(a, use_rep="X_scVI", n_neighbors=10)
 
 

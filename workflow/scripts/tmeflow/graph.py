@@ -42,7 +42,7 @@ def neighbors(adata: AnnData, *, use_rep: str, n_neighbors: int, seed: int = 0) 
     n = x.shape[0]
     if not 2 <= n_neighbors <= n:
         raise ValueError(
-            f"n_neighbors {n_neighbors} needs 2 to {n} (the number of cells) cells; "
+            f"n_neighbors {n_neighbors} must be between 2 and the number of cells ({n}); "
             "lower cluster.n_neighbors"
         )
     idx, dist = knn(x, n_neighbors)

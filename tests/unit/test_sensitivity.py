@@ -431,3 +431,9 @@ def test_round_in_place_by_blocks(block):
     assert not sensitivity._round_in_place(values, block=block)  # already integral
     ints = np.array([1, 2, 3], dtype=np.int32)
     assert not sensitivity._round_in_place(ints, block=block)
+
+
+def test_round_in_place_rounds_a_non_contiguous_array_too():
+    values = np.asfortranarray([[0.4, 1.6, 2.0], [2.6, 3.0, -0.2]], dtype=np.float32)
+    assert sensitivity._round_in_place(values, block=2)
+    np.testing.assert_array_equal(values, [[0, 2, 2], [3, 3, -0.0]])

@@ -455,10 +455,17 @@ def _round_in_place(values: np.ndarray, block: int = ROW_SUM_BLOCK) -> bool:
     """Round ``values`` to integers in place, a block at a time; whether any value changed.
 
     Integer arrays are left as they are. A whole-array ``np.round`` would hold a second copy of
-    the layer's values (at 100k cells, hundreds of MB) next to it.
+    the layer's values (at 100k cells, hundreds of MB) next to it; that is still the way for an
+    array that is not C-contiguous (a dense layer in another order), whose flat form would be a
+    copy instead of a view.
     """
     if values.dtype.kind in "iub":
         return False
+    if not values.flags.c_contiguous:
+        rounded = np.round(values)
+        changed = not np.array_equal(values, rounded)
+        values[...] = rounded
+        return changed
     flat = values.reshape(-1)
     changed = False
     for start in range(0, flat.size, block):

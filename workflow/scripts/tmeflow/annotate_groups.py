@@ -20,8 +20,6 @@ from tmeflow.graph import neighbors
 logger = logging.getLogger("tmeflow.annotate")  # the log lines of annotate, unchanged
 
 UNASSIGNED = "unassigned"
-#: Without an embedding, re-clustering uses X itself up to this many genes, else a PCA (scanpy).
-PCA_ABOVE_GENES = 50
 
 
 def score_cells(
@@ -167,8 +165,8 @@ def recluster(
     """Leiden clusters (str) of ``cells`` (a boolean mask) on their own neighbour graph.
 
     The graph is built on ``obsm["X_scVI"]`` when present, copying only that embedding;
-    otherwise as scanpy would: on ``X`` itself with at most 50 genes, else on a PCA of the
-    cells' ``X``.
+    otherwise as scanpy would: on ``X`` itself with at most ``sc.settings.N_PCS`` (50) genes,
+    else on a PCA of the cells' ``X``.
     """
     rows = np.flatnonzero(cells)
     if "X_scVI" in adata.obsm:
@@ -180,7 +178,7 @@ def recluster(
     else:
         sub = adata[rows].copy()
         rep = "X"
-        if sub.n_vars > PCA_ABOVE_GENES:
+        if sub.n_vars > sc.settings.N_PCS:  # scanpy's own rule (_get_pca_or_small_x)
             sc.pp.pca(sub, random_state=seed)
             rep = "X_pca"
     k = int(min(n_neighbors, len(rows) - 1))

@@ -1,8 +1,5 @@
 """The neighbour graph: scanpy's exact graph, built without umap's numba code."""
 
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -10,8 +7,10 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse import SparseEfficiencyWarning
 
-from tests.unit.test_cluster import blobs
 from tmeflow import graph
+
+from ._fresh import fresh_python
+from .test_cluster import blobs
 
 
 @pytest.mark.parametrize("duplicates", [False, True])
@@ -96,8 +95,4 @@ def test_building_a_graph_imports_neither_umap_nor_pynndescent():
         "cluster.leiden(a, resolution=1.0, seed=0);"
         "print(sorted(m for m in ('umap', 'pynndescent') if m in sys.modules))"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # tmeflow as the tests see it
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    assert out.stdout.strip() == "[]"
+    assert fresh_python(code).strip() == "[]"

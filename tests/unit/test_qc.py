@@ -12,6 +12,8 @@ import scipy.sparse as sp
 
 from tmeflow import doublets, h5ad, qc, species
 
+from ._fresh import fresh_python
+
 MAD_NORMAL = 1.482602218505602  # 1 / Phi^-1(3/4)
 
 
@@ -257,10 +259,6 @@ def test_scrublet_without_dense_zscores_matches_scanpys(monkeypatch) -> None:
 
 def test_scrublet_knn_is_exact_above_scanpys_pynndescent_size() -> None:
     """2,800 cells + 5,600 simulated: scanpy would switch to pynndescent; it is not loaded."""
-    import os
-    import subprocess
-    import sys
-
     code = (
         "import sys; from tests.unit.test_qc import _with_planted_doublets;"
         "from tmeflow import doublets;"
@@ -270,11 +268,7 @@ def test_scrublet_knn_is_exact_above_scanpys_pynndescent_size() -> None:
         "print('pynndescent' in sys.modules, pred[truth].mean(), pred[~truth].mean(),"
         " a.uns['doublets']['knn'])"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    loaded, found, false, knn = out.stdout.split()
+    loaded, found, false, knn = fresh_python(code).split()
     assert loaded == "False" and knn == "exact"
     assert float(found) >= 0.9 and float(false) <= 0.02
 

@@ -207,7 +207,7 @@ GMT_CASES = {
 def check_gmt():
     import gseapy
 
-    from tmeflow.gsea import read_gmt
+    from tmeflow.genesets import read_gmt
 
     files = sorted((REPO / "config" / "genesets").glob("*.gmt"))
     with tempfile.TemporaryDirectory() as tmp:

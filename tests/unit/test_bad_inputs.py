@@ -4,7 +4,7 @@
 Cases checked at parse time from the sheet/config alone live in tests/unit/test_config.py
 (missing file, duplicate sample ids, ids with spaces/slashes/shell metacharacters, unknown
 config keys, misspelled required column, condition outside the contrast, and the URL rows of
-tmeflow.config.check_url_rows); the URL rows also run through Snakemake in
+tmeflow.sample_sheet.check_url_rows); the URL rows also run through Snakemake in
 tests/workflow/test_inputs_workflow.py. Workflow-level failures (wrong checksum, a
 condition without cells) are also run through Snakemake there.
 """

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from tmeflow import config as tmc
+from tmeflow import sample_sheet as tms
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -80,7 +81,7 @@ def test_same_reference_and_test_refused(config):
 
 
 def validate(df, tmp_path, **kw):
-    return tmc.validate_sample_sheet(
+    return tms.validate_sample_sheet(
         df, SAMPLES_SCHEMA, contrast=CONTRAST, base_dir=tmp_path, sheet_path="s.tsv", **kw
     )
 
@@ -127,7 +128,7 @@ def test_missing_arm_accepted_and_flagged(files):
     df = sheet([["a", "control", "a.h5"], ["b", "control", "b.h5"]])
     out = validate(df, files)
     assert list(out.index) == ["a", "b"]
-    warnings = tmc.design_warnings(out, CONTRAST)
+    warnings = tms.design_warnings(out, CONTRAST)
     assert len(warnings) == 1
     assert "no sample has condition = 'alectinib'" in warnings[0]
     assert "nothing to compare" in warnings[0]
@@ -136,13 +137,13 @@ def test_missing_arm_accepted_and_flagged(files):
 def test_single_sample_sheet_accepted(files):
     out = validate(sheet([["b", "alectinib", "b.h5"]]), files)
     assert list(out["condition"]) == ["alectinib"]
-    (warning,) = tmc.design_warnings(out, CONTRAST)
+    (warning,) = tms.design_warnings(out, CONTRAST)
     assert "'control' (the contrast reference)" in warning
 
 
 def test_both_arms_give_no_design_warning(files):
     out = validate(sheet([["a", "control", "a.h5"], ["b", "alectinib", "b.h5"]]), files)
-    assert tmc.design_warnings(out, CONTRAST) == []
+    assert tms.design_warnings(out, CONTRAST) == []
 
 
 def test_empty_sheet_refused(files):
@@ -176,7 +177,7 @@ def test_unknown_covariate_refused(files):
 
 def test_missing_sheet_names_the_key(tmp_path):
     with pytest.raises(tmc.ConfigError, match="config key 'samples'"):
-        tmc.read_sample_sheet(tmp_path / "nope.tsv")
+        tms.read_sample_sheet(tmp_path / "nope.tsv")
 
 
 # ---------------------------------------------------------------------------- URL rows
@@ -193,12 +194,12 @@ def url_sheet(path: str, **cells: str) -> pd.DataFrame:
      ("data/s1.mtx", {"format": "10x_mtx"})],
 )  # fmt: skip
 def test_url_rows_accepted(path, cells):
-    tmc.check_url_rows(url_sheet(path, **cells))
+    tms.check_url_rows(url_sheet(path, **cells))
 
 
 def test_sha256_on_a_local_path_refused():
     with pytest.raises(tmc.ConfigError) as exc:
-        tmc.check_url_rows(url_sheet("inputs/s1.h5", sha256="a" * 64))
+        tms.check_url_rows(url_sheet("inputs/s1.h5", sha256="a" * 64))
     assert str(exc.value) == (
         "sample 's1': a sha256 is given but path 'inputs/s1.h5' is not an http(s) URL; "
         "checksums are verified for downloads only. Clear the sha256 cell."
@@ -212,7 +213,7 @@ def test_sha256_on_a_local_path_refused():
 )  # fmt: skip
 def test_matrix_market_url_refused(path, fmt):
     with pytest.raises(tmc.ConfigError) as exc:
-        tmc.check_url_rows(url_sheet(path, format=fmt))
+        tms.check_url_rows(url_sheet(path, format=fmt))
     assert str(exc.value) == (
         f"sample 's1': URL {path!r} is a Matrix Market input; its barcode and feature lists "
         "cannot come with it. Download the three files into one folder and point 'path' at "
@@ -224,7 +225,7 @@ def test_matrix_market_url_refused(path, fmt):
 def test_url_of_unknown_format_refused(fmt):
     cells = {} if fmt is None else {"format": fmt}
     with pytest.raises(tmc.ConfigError) as exc:
-        tmc.check_url_rows(url_sheet("https://h.org/counts.bin?x=1", **cells))
+        tms.check_url_rows(url_sheet("https://h.org/counts.bin?x=1", **cells))
     assert str(exc.value) == (
         "sample 's1': cannot tell the format of 'counts.bin' from its name. Add a 'format' "
         "column to the sample sheet (10x_h5, 10x_mtx, h5ad, table)."
@@ -234,10 +235,10 @@ def test_url_of_unknown_format_refused(fmt):
 def test_url_without_a_file_name_refused(monkeypatch):
     # an http(s) URL always has a last segment ("https://h.org/" -> "h.org"), so the message
     # is reached only through a name that comes out empty
-    assert tmc.url_file_name("https://h.org/") == "h.org"
-    monkeypatch.setattr(tmc, "url_file_name", lambda url: "")
+    assert tms.url_file_name("https://h.org/") == "h.org"
+    monkeypatch.setattr(tms, "url_file_name", lambda url: "")
     with pytest.raises(tmc.ConfigError) as exc:
-        tmc.check_url_rows(url_sheet("https://h.org/"))
+        tms.check_url_rows(url_sheet("https://h.org/"))
     assert str(exc.value) == (
         "sample 's1': URL 'https://h.org/' does not end in a file name. Point it at one file "
         "(.h5, .h5ad, .csv/.tsv[.gz]); an mtx folder must be downloaded by hand."
@@ -248,7 +249,7 @@ def test_url_rows_checked_in_sheet_order():
     df = pd.concat([url_sheet("http://h.org/a.h5"), url_sheet("http://h.org/b.mtx")])
     df["sample"] = ["ok", "bad"]
     with pytest.raises(tmc.ConfigError, match=r"^sample 'bad': URL"):
-        tmc.check_url_rows(df)
+        tms.check_url_rows(df)
 
 
 def test_sensitivity_keys(config):

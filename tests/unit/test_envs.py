@@ -61,8 +61,8 @@ NOT_REACHED = {
     "markers_rank": {"scib-metrics": "metrics._scib is not called"},
     "figures_markers": {"scib-metrics": "metrics._scib is not called"},
     "figures_umap": {"scib-metrics": "metrics._scib is not called"},
-    "demo_simulate": {"gseapy": "only gsea.read_gmt is used, not gsea._run_gseapy"},
-    "ingest_sample": {"gseapy": "only gsea.read_gmt is used, not gsea._run_gseapy"},
+    "demo_simulate": {"gseapy": "only genesets.read_gmt is used, not gsea._run_gseapy"},
+    "ingest_sample": {"gseapy": "only genesets.read_gmt is used, not gsea._run_gseapy"},
 }
 
 

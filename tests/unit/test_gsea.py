@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tmeflow import gsea
+from tmeflow import genesets, gsea
 
 REPO = Path(__file__).resolve().parents[2]
 HALLMARK = REPO / "config/genesets/mh.all.v2023.1.Mm.symbols.gmt"
@@ -36,10 +36,10 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_read_gmt_and_marker_sets() -> None:
-    hall = gsea.read_gmt(HALLMARK)
+    hall = genesets.read_gmt(HALLMARK)
     assert len(hall) == 50
     assert "Isg15" in hall["HALLMARK_INTERFERON_ALPHA_RESPONSE"]
-    markers = gsea.marker_sets(PANEL)
+    markers = genesets.marker_sets(PANEL)
     assert "Col1a1" in markers["MARKERS_CAF"]
     assert "Mrc1" in markers["MARKERS_TAM_Mrc1"]  # subtypes become sets too
     sets, collection = gsea.load_gene_sets([HALLMARK], PANEL)
@@ -50,7 +50,7 @@ def test_read_gmt_and_marker_sets() -> None:
 
 def test_a_library_name_is_refused_not_downloaded(no_network: None) -> None:
     with pytest.raises(FileNotFoundError, match="never a library name"):
-        gsea.read_gmt("MSigDB_Hallmark_2020")
+        genesets.read_gmt("MSigDB_Hallmark_2020")
     with pytest.raises(TypeError, match="download"):
         gsea.prerank(de_table(shifted=[]), "MSigDB_Hallmark_2020", cell_type="X")
 

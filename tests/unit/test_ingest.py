@@ -66,7 +66,7 @@ def test_format_column_overrides_detection(tmp_path: Path) -> None:
 
 
 def test_reference_symbols_order_and_laziness(tmp_path: Path) -> None:
-    from tmeflow import gsea
+    from tmeflow import genesets
 
     root = Path(__file__).resolve().parents[2] / "config"
     panel = root / "markers" / "mouse_tme.yaml"
@@ -74,7 +74,7 @@ def test_reference_symbols_order_and_laziness(tmp_path: Path) -> None:
     gmt.write_text("SET_A\tdesc\tGas6\tH2-Ab1\nSET_B\tdesc\tLy6c2\n")
     refs = ingest.reference_symbols([panel], [gmt], ["Axl", "Mertk"])
     expected = ["Axl", "Mertk"]
-    for markers in gsea.marker_sets(panel).values():
+    for markers in genesets.marker_sets(panel).values():
         expected += markers
     expected += ["Gas6", "H2-Ab1", "Ly6c2"]
     assert list(refs) == expected

@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tmeflow import gsea, panel
+from tmeflow import genesets, panel
 from tmeflow.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,11 +186,11 @@ def test_lookups():
 
 def test_gsea_marker_sets_use_the_validated_loader(tmp_path):
     good = write(tmp_path, PANEL)
-    assert gsea.marker_sets(good) == {
+    assert genesets.marker_sets(good) == {
         "MARKERS_tumor": ["g100"], "MARKERS_CAF": ["g0", "g1"], "MARKERS_myCAF": ["g30"],
         "MARKERS_TAM": ["g10", "g11"]}  # fmt: skip
     bad = write(tmp_path, with_entry("X", {"markers": ["a"]}), "bad.yaml")
     with pytest.raises(ConfigError, match="entry 'X': needs a 'source'"):
-        gsea.marker_sets(bad)
+        genesets.marker_sets(bad)
     with pytest.raises(FileNotFoundError):
-        gsea.marker_sets(tmp_path / "absent.yaml")
+        genesets.marker_sets(tmp_path / "absent.yaml")

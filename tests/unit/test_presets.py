@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from tmeflow import config as tmc
+from tmeflow import sample_sheet as tms
 
 from ..conftest import REPO
 
@@ -27,7 +28,7 @@ def test_utsumi2025_config_validates_and_states_the_design(preset_config):
 
 
 def test_utsumi2025_sheet_is_a_template_with_marked_placeholders(preset_config):
-    sheet = tmc.read_sample_sheet(PRESET / "samples.tsv")
+    sheet = tms.read_sample_sheet(PRESET / "samples.tsv")
     assert list(sheet.columns[:3]) == ["sample", "condition", "path"]
     assert set(sheet["condition"]) == {"control", "alectinib"}
     # Every path is a placeholder to fill: no invented file, accession or URL.
@@ -35,7 +36,7 @@ def test_utsumi2025_sheet_is_a_template_with_marked_placeholders(preset_config):
     assert not sheet["path"].str.contains(r"GSE\d|SRR\d|https?://", regex=True).any()
     # Schema, ids and contrast are fine; only the unfilled paths stop a run, with a clear message.
     with pytest.raises(tmc.ConfigError, match=r"sample 'control_1': input 'FILL_ME"):
-        tmc.validate_sample_sheet(
+        tms.validate_sample_sheet(
             sheet,
             SCHEMAS / "samples.schema.yaml",
             contrast=preset_config["contrast"],

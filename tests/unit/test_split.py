@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from tmeflow import config as tmc
 from tmeflow import ingest
+from tmeflow import sample_sheet as tms
 from tmeflow.errors import InputError
 from tmeflow.readers import read_counts
 
@@ -46,7 +47,7 @@ def deposit(path: Path, *, layer: bool = False) -> ad.AnnData:
 
 def validate(rows, tmp_path, columns=COLUMNS):
     df = pd.DataFrame(rows, columns=list(columns))
-    return tmc.validate_sample_sheet(
+    return tms.validate_sample_sheet(
         df, SAMPLES_SCHEMA, contrast=CONTRAST, base_dir=tmp_path, sheet_path="s.tsv"
     )
 
@@ -64,7 +65,7 @@ def test_split_rows_accepted_and_not_metadata(dep):
     ]
     s = validate(rows, dep)
     assert list(s.index) == ["a", "b"]
-    assert tmc.metadata_columns(s) == ["condition"]
+    assert tms.metadata_columns(s) == ["condition"]
 
 
 def test_numeric_column_matches_as_text(dep):
@@ -146,10 +147,10 @@ def test_url_split_checked_at_ingest_only():
     df = pd.DataFrame(
         [("a", "control", "https://x.org/all.h5ad", "library", "L1")], columns=list(COLUMNS)
     )
-    tmc.check_obs_splits(df)  # no download at parse time
+    tms.check_obs_splits(df)  # no download at parse time
     df.loc[0, "path"] = "https://x.org/all.h5"
     with pytest.raises(tmc.ConfigError, match="not an h5ad"):
-        tmc.check_obs_splits(df)
+        tms.check_obs_splits(df)
 
 
 @pytest.mark.parametrize("layer", [False, True])

@@ -24,6 +24,7 @@ REPO_DIR = WORKFLOW_DIR.parent  # the clone: config/ (shipped panels, gene sets)
 sys.path.insert(0, str(WORKFLOW_DIR / "scripts"))
 
 from tmeflow import config as tmc  # noqa: E402
+from tmeflow import sample_sheet as tms  # noqa: E402
 from tmeflow import export as tmexport  # noqa: E402
 from tmeflow import panel as tmpanel  # noqa: E402
 from tmeflow.downloads import url_file_name  # noqa: E402
@@ -70,18 +71,18 @@ DEMO_OUTPUTS = [
     )
 ]
 
-SAMPLES = tmc.validate_sample_sheet(
-    tmc.read_sample_sheet(config["samples"]),
+SAMPLES = tms.validate_sample_sheet(
+    tms.read_sample_sheet(config["samples"]),
     SCHEMAS / "samples.schema.yaml",
     contrast=config["contrast"],
     covariates=config["de"]["covariates"],
     sheet_path=config["samples"],
     producible=DEMO_OUTPUTS,
 )
-for _warning in tmc.design_warnings(SAMPLES, config["contrast"]):
+for _warning in tms.design_warnings(SAMPLES, config["contrast"]):
     logger.warning(f"WARNING ({config['samples']}): {_warning}")
 SAMPLE_IDS = list(SAMPLES["sample"])
-EXTRA_COLUMNS = tmc.metadata_columns(SAMPLES)
+EXTRA_COLUMNS = tms.metadata_columns(SAMPLES)
 GENES = list(config["genes_of_interest"])
 UMAP_KEYS = ["cell_type", "cell_subtype", "condition", "sample", "species"]
 EXPORT_SPECIES = tmexport.export_species(config["species"])
@@ -116,7 +117,7 @@ def download_path(sample):
     return f"resources/download/{sample}/{url_file_name(SAMPLES.loc[sample, 'path'])}"
 
 
-tmc.check_url_rows(SAMPLES)
+tms.check_url_rows(SAMPLES)
 
 
 def ingest_input(wildcards):
@@ -128,7 +129,7 @@ def ingest_input(wildcards):
     from tmeflow.formats import input_files
 
     path = SAMPLES.loc[wildcards.sample, "path"]
-    if tmc.is_url(path):
+    if tms.is_url(path):
         return [download_path(wildcards.sample)]
     prefix = str(Path(path)) + "/"
     inside = [p for p in DEMO_OUTPUTS if p.startswith(prefix)]

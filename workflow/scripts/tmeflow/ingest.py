@@ -16,7 +16,7 @@ from typing import Any
 import anndata as ad
 import pandas as pd
 
-from tmeflow import gsea
+from tmeflow import genesets
 from tmeflow.errors import InputError, input_error
 from tmeflow.formats import detect_format
 from tmeflow.genenames import repair_mouse_symbol_case
@@ -191,9 +191,9 @@ def reference_symbols(
     Parameters
     ----------
     panels
-        Marker-panel files (:func:`tmeflow.gsea.marker_sets`).
+        Marker-panel files (:func:`tmeflow.genesets.marker_sets`).
     gene_sets
-        GMT files (:func:`tmeflow.gsea.read_gmt`).
+        GMT files (:func:`tmeflow.genesets.read_gmt`).
     genes
         The genes of interest.
 
@@ -204,10 +204,10 @@ def reference_symbols(
     """
     yield from genes
     for panel in panels:
-        for markers in gsea.marker_sets(panel).values():
+        for markers in genesets.marker_sets(panel).values():
             yield from markers
     for gmt in gene_sets:
-        for members in gsea.read_gmt(gmt).values():
+        for members in genesets.read_gmt(gmt).values():
             yield from members
 
 

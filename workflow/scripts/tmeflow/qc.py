@@ -510,7 +510,7 @@ def check_conditions(summary: pd.DataFrame, conditions: dict[str, str]) -> None:
 
     Only the conditions that have samples in ``conditions`` (the sample sheet) are checked: a
     one-condition sheet (e.g. a single sample) passes as long as that condition keeps cells;
-    the missing contrast arm is reported at parse time (``tmeflow.config.design_warnings``).
+    the missing contrast arm is reported at parse time (``tmeflow.sample_sheet.design_warnings``).
 
     Parameters
     ----------

@@ -15,8 +15,9 @@ Modules:
 - :mod:`~tmeflow.simulate.demo`: the demo folder's sample sheet, file list and writer.
 """
 
-from tmeflow.simulate.demo import MTX_FILES, demo_layout, demo_outputs, write_demo
+from tmeflow.simulate.demo import write_demo
 from tmeflow.simulate.genes import read_gmt_genes
+from tmeflow.simulate.layout import MTX_FILES, demo_layout, demo_outputs
 from tmeflow.simulate.model import SimulatedExperiment, simulate_experiment
 from tmeflow.simulate.tenx import write_10x_h5, write_10x_mtx
 from tmeflow.simulate.truth import (

@@ -18,8 +18,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow.simulate.demo import _check_conditions, _check_replicates, demo_layout
 from tmeflow.simulate.genes import _build_genes, _Genes
+from tmeflow.simulate.layout import _check_conditions, _check_replicates, demo_layout
 from tmeflow.simulate.truth import (
     CELL_TYPES,
     COMPOSITION_REFERENCE,

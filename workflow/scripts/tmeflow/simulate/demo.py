@@ -1,8 +1,9 @@
 """The demo folder's writer: the 10x files, the sample sheet, the truth and what was planted.
 
 :func:`write_demo` writes the files of :func:`tmeflow.simulate.layout.demo_outputs` with the
-sheet of :func:`tmeflow.simulate.layout.demo_layout`. Samples alternate between 10x HDF5 and 10x v3 mtx folders so that the demo
-exercises both readers; ``truth.tsv`` and ``planted.yaml`` sit next to them.
+sheet of :func:`tmeflow.simulate.layout.demo_layout`. Samples alternate between 10x HDF5 and
+10x v3 mtx folders so that the demo exercises both readers; ``truth.tsv`` and ``planted.yaml``
+sit next to them.
 """
 
 from __future__ import annotations

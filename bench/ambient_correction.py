@@ -1,15 +1,15 @@
 """The demo's answers with and without the ambient correction (library functions, no workflow).
 
-Simulates the small demo (tests/workflow/helpers.py SMALL_DEMO: 3 + 3 animals, 700 cells per
-sample; its droplets already hold 2% soup from the sample's pooled profile), optionally adds
+Simulates the small demo (tests/workflow/helpers.py SMALL_DEMO: 3 + 3 animals, 700 cells per sample;
+its droplets already hold 2% soup from the sample's pooled profile), optionally adds
 ``--extra-soup`` more (each droplet: that fraction of its UMIs drawn from the sample's pooled
 counts), calls species with the count test, keeps the true singlets that pass the species call,
-merges, and writes ``layers["counts_ambient_corrected"]`` (tmeflow.ambient). Cell types are the
-simulated truth (no clustering). Then, on the raw and on the corrected counts:
+merges, and writes ``layers["counts_ambient_corrected"]`` (tmeflow.cells._ambient). Cell types are
+the simulated truth (no clustering). Then, on the raw and on the corrected counts:
 
 - the share of mouse Gas6 in tumour (human) cells and the top Gas6 source per condition
-  (tmeflow.sources; the uncorrected table also gives its ambient-corrected share);
-- Mmp11 in CAF: pseudobulk log2 fold change and padj (tmeflow.de_levels, cell types only);
+  (tmeflow.stats._expression_sources; the uncorrected table also gives its ambient-corrected share);
+- Mmp11 in CAF: pseudobulk log2 fold change and padj (tmeflow.stats._de_tables, cell types only);
 - the TAM fraction per condition (cell counts: the same with and without the correction).
 
     nice -n 10 .venv/bin/python bench/ambient_correction.py [--extra-soup 0.05]
@@ -26,7 +26,12 @@ import scipy.sparse as sp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
-from tmeflow import ambient, de_levels, integrate, simulate, sources, species  # noqa: E402
+from tmeflow import simulate  # noqa: E402
+from tmeflow.cells import _ambient as ambient  # noqa: E402
+from tmeflow.cells import _species as species  # noqa: E402
+from tmeflow.embed import _integrate as integrate  # noqa: E402
+from tmeflow.stats import _de_tables as de_levels  # noqa: E402
+from tmeflow.stats import _expression_sources as sources  # noqa: E402
 
 GMT = REPO / "config" / "genesets" / "mh.all.v2023.1.Mm.symbols.gmt"
 

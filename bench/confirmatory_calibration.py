@@ -3,7 +3,7 @@
 Draws ``--n`` experiments of 3 + 3 animals in which nothing differs between the arms
 (``tests/unit/_confirm_data.stromal_counts`` with ``fold=1``), tests a family of four true
 null hypotheses (a gene up in CAFs, TAMs up among the stroma, NK changed among immune cells,
-CAFs changed among all cells) with :func:`tmeflow.confirmatory.confirm` and prints the share
+CAFs changed among all cells) with :func:`tmeflow.stats.confirm` and prints the share
 of experiments with any Holm-adjusted p below alpha (the family-wise error), with its exact
 binomial 95% interval, and each hypothesis' rate of raw p < alpha. The leave-one-animal-out
 refits and the apeGLM shrinkage are off for speed: p-values do not depend on them, and a
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "workflow/scripts"), str(REPO)]
 
 from tests.unit._confirm_data import REF, TEST, stromal_counts  # noqa: E402
-from tmeflow import confirmatory  # noqa: E402
+from tmeflow.stats import _confirmatory as confirmatory  # noqa: E402
 
 FAMILY = [
     {"gene": "G0000", "cell_type": "CAF", "direction": "up"},

@@ -3,7 +3,7 @@
 One demo sample (:func:`tmeflow.simulate.model.simulate_experiment`, 3 animals per arm,
 1,500 cells by default as the workflow's demo) goes through the library functions of
 ``species_assign`` and ``qc_filter`` (not the workflow): species calls with the
-cross-species test, QC metrics, the doublet callers and :func:`tmeflow.qc.filter_cells`.
+cross-species test, QC metrics, the doublet callers and :func:`tmeflow.cells.filter_cells`.
 Per ``qc.doublet_method`` / ``qc.doublet_consensus``, printed: planted doublets removed by QC
 (any reason: a cross-species one is usually ``mixed``), within-species doublets called
 doublets, and true singlets removed as doublets. ``--ambient F`` first adds to every
@@ -23,7 +23,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-from tmeflow import doublets, qc, species
+from tmeflow.cells import _doublets as doublets
+from tmeflow.cells import _qc as qc
+from tmeflow.cells import _species as species
 from tmeflow.simulate.model import simulate_experiment
 
 SETTINGS = (

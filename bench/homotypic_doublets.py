@@ -4,8 +4,8 @@ Real mouse lung cells (Tabula Muris Lung-10X_P7_8 in ``../shared/data``): fibrob
 (Col1a1/Col1a2/Dcn/Pdgfra log-CP10k mean > 1, macrophage markers < 0.3) and macrophages
 (C1qa/C1qb/Cd68/Mrc1/Fcgr1 mean > 0.5, fibroblast markers < 0.3) are paired at random and
 their raw counts summed; ``--rate`` of the sample's cells are added as such doublets. Per
-seed, Scrublet (as the workflow runs it: :func:`tmeflow.doublets.detect_doublets`) and the
-cluster-aware caller (:func:`tmeflow.doublets.cluster_doublets`) score the sample; every
+seed, Scrublet (as the workflow runs it: :func:`tmeflow.cells.detect_doublets`) and the
+cluster-aware caller (:func:`tmeflow.cells.cluster_doublets`) score the sample; every
 consensus rule is then applied. Printed per rule: planted doublets called (detection rate)
 and real cells called (singlets lost, an upper bound: the real data hold real doublets too;
 ``lib_ratio`` is the median library of the real cells called over that of the real cells
@@ -25,7 +25,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-from tmeflow import doublets, qc
+from tmeflow.cells import _doublets as doublets
+from tmeflow.cells import _qc as qc
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tabula_muris_lung_P7_8"
 FIBROBLAST = ("Col1a1", "Col1a2", "Dcn", "Pdgfra")

@@ -83,7 +83,7 @@ def counts_datasets(seed: int = 0) -> dict[str, AnnData]:
 # --------------------------------------------------------------------------- pseudobulk
 def pseudobulk_indicator(adata, *, group_key, sample_key, layer):
     """The hand-written sums replaced by ``scanpy.get.aggregate``: an indicator-matrix product."""
-    from tmeflow.pseudobulk import counts_matrix, pair_indicator
+    from tmeflow.stats._pseudobulk import counts_matrix, pair_indicator
 
     mat = counts_matrix(adata, layer)
     ind, pairs = pair_indicator(adata, sample_key, group_key)
@@ -113,7 +113,7 @@ def pseudobulk_cases(data):
 
 
 def check_pseudobulk(data):
-    from tmeflow.pseudobulk import pseudobulk
+    from tmeflow.stats._pseudobulk import pseudobulk
 
     for name, a in pseudobulk_cases(data).items():
         layer = "counts" if "counts" in a.layers else None
@@ -128,7 +128,7 @@ def check_pseudobulk(data):
 def qc_scanpy(adata):
     import scanpy as sc
 
-    from tmeflow.qc import mito_mask
+    from tmeflow.cells._qc import mito_mask
 
     a = adata.copy()
     a.var["mt"] = mito_mask(a)
@@ -139,7 +139,7 @@ def qc_scanpy(adata):
 
 
 def check_qc(data):
-    from tmeflow.qc import qc_metrics
+    from tmeflow.cells._qc import qc_metrics
 
     for name, a in data.items():
         old = a.copy()
@@ -171,8 +171,8 @@ def normalise_scanpy(adata, target_sum=1e4):
 
 
 def check_normalise(data):
-    from tmeflow.integrate import normalise
-    from tmeflow.pseudobulk import cp10k_log
+    from tmeflow.embed._integrate import normalise
+    from tmeflow.stats._pseudobulk import cp10k_log
 
     for name, a in data.items():
         old = a.copy()
@@ -207,7 +207,7 @@ GMT_CASES = {
 def check_gmt():
     import gseapy
 
-    from tmeflow.genesets import read_gmt
+    from tmeflow.core._genesets import read_gmt
 
     files = sorted((REPO / "config" / "genesets").glob("*.gmt"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -241,7 +241,7 @@ def check_benchmarks():
 
     from snakemake.benchmark import BenchmarkRecord, write_benchmark_records
 
-    from tmeflow.provenance import run_times
+    from tmeflow.core._provenance import run_times
 
     jobs = {"qc_filter/s1.tsv": (2.5, 300.25), "integrate_scvi/integrate_scvi.tsv": (100, 2048)}
     with tempfile.TemporaryDirectory() as tmp:

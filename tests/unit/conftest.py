@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from anndata import AnnData
 
-from tmeflow import de
+from tmeflow.stats import _de as de
 
 from ._de_data import REF, TEST, make_adata
 
@@ -17,5 +17,5 @@ def de_data() -> AnnData:
 
 @pytest.fixture(scope="module")
 def de_tables(de_data: AnnData) -> dict[str, pd.DataFrame]:
-    """:func:`tmeflow.de.run_de` per cell type of ``de_data``, ``REF`` vs ``TEST``."""
+    """:func:`tmeflow.stats.run_de` per cell type of ``de_data``, ``REF`` vs ``TEST``."""
     return de.run_de(de_data, group_key="cell_type", reference=REF, test=TEST)

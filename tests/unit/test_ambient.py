@@ -1,4 +1,5 @@
-"""Tests of tmeflow.ambient and the ambient accounting of tmeflow.sources on a simulated soup.
+"""Tests of tmeflow.cells._ambient and the ambient accounting of tmeflow.stats._expression_sources
+on a simulated soup.
 
 Per sample: 300 human tumour cells, 60 mouse CAFs (the only cells that express mouse Gas6) and
 120 mouse TAMs (no Gas6). Each droplet then receives ``SOUP`` of its UMIs drawn from the
@@ -10,7 +11,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow import ambient, sources
+from tmeflow.cells import _ambient as ambient
+from tmeflow.stats import _expression_sources as sources
 
 SOUP = 0.05
 N_H, N_M = 40, 40  # human genes, mouse genes; mouse gene 0 is Gas6

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tmeflow import annotate, annotate_groups, integrate
+from tmeflow.annotate import _cell_types as annotate
+from tmeflow.annotate import _scoring as annotate_groups
+from tmeflow.embed import _integrate as integrate
 
 from ._synthetic import clustered_counts
 
@@ -349,7 +351,7 @@ ABUNDANT_MARKERS = {
 @pytest.mark.parametrize("p_tam", [0.8, 0.9])
 def test_abundant_type_is_labelled_not_capped_by_its_share(p_tam) -> None:
     """Issue 13: z-scores cap a type of share p at sqrt((1-p)/p); 80% TAMs stay TAM."""
-    from tmeflow.annotate_groups import abundance_correction, assign_groups, score_cells
+    from tmeflow.annotate._scoring import abundance_correction, assign_groups, score_cells
 
     a = _abundant_tam(p_tam)
     scores = score_cells(a, ABUNDANT_MARKERS)
@@ -367,7 +369,7 @@ def test_abundant_type_is_labelled_not_capped_by_its_share(p_tam) -> None:
 
 
 def test_no_abundance_correction_when_no_type_is_the_majority() -> None:
-    from tmeflow.annotate_groups import abundance_correction, score_cells
+    from tmeflow.annotate._scoring import abundance_correction, score_cells
 
     a = _abundant_tam(0.4)
     assert abundance_correction(score_cells(a, ABUNDANT_MARKERS), a.obs["leiden"]) == {}

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tmeflow import tables
-from tmeflow.atomic import atomic_path
+from tmeflow.core import _tables as tables
+from tmeflow.core._atomic import atomic_path
 
 
 def test_atomic_path_replaces_on_success_with_umask_mode(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@
 Cases checked at parse time from the sheet/config alone live in tests/unit/test_config.py
 (missing file, duplicate sample ids, ids with spaces/slashes/shell metacharacters, unknown
 config keys, misspelled required column, condition outside the contrast, and the URL rows of
-tmeflow.sample_sheet.check_url_rows); the URL rows also run through Snakemake in
+tmeflow.inputs.check_url_rows); the URL rows also run through Snakemake in
 tests/workflow/test_inputs_workflow.py. Workflow-level failures (wrong checksum, a
 condition without cells) are also run through Snakemake there.
 """
@@ -18,8 +18,11 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from tmeflow import downloads, ingest, qc, sources
-from tmeflow.errors import InputError
+from tmeflow.cells import _qc as qc
+from tmeflow.core._errors import InputError
+from tmeflow.inputs import _downloads as downloads
+from tmeflow.inputs import _ingest as ingest
+from tmeflow.stats import _expression_sources as sources
 
 from ._inputs import BARCODES, COUNTS, IDS, NAMES, v3_features, write_cr3_h5, write_mtx
 
@@ -121,7 +124,7 @@ def test_all_samples_of_one_condition_empty() -> None:
 
 
 def test_gene_of_interest_absent_is_reported_not_a_crash() -> None:
-    from tmeflow import goi
+    from tmeflow.stats import _genes_of_interest as goi
 
     rng = np.random.default_rng(4)
     X = sp.csr_matrix(rng.poisson(2, size=(24, 3)).astype(np.float32))

@@ -1,11 +1,12 @@
-"""Unit tests for tmeflow.cellcalling: raw-matrix detection and barcode-rank cell calling."""
+"""Unit tests for tmeflow.inputs._cell_calling: raw-matrix detection and barcode-rank cell
+calling."""
 
 import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from tmeflow import cellcalling as cc
+from tmeflow.inputs import _cell_calling as cc
 
 
 def _droplets(n_cells: int, n_empty: int, *, seed: int = 0) -> ad.AnnData:

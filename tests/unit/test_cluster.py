@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from anndata import AnnData
 
-from tmeflow import cluster
+from tmeflow.embed import _cluster as cluster
 
 
 def blobs(n=90, seed=0) -> AnnData:
@@ -90,7 +90,7 @@ def test_embed_and_cluster_uses_stability_choice_and_marks_it():
 def test_resolution_sweep_logs_each_run_with_counters(caplog):
     a = blobs()
     cluster.embed_and_cluster(a, n_neighbors=10, resolution=0.3, seed=0)
-    with caplog.at_level("INFO", logger="tmeflow.cluster"):
+    with caplog.at_level("INFO", logger="tmeflow.embed._cluster"):
         cluster.resolution_sweep(a, [0.6, 0.2], n_seeds=2, seed=7)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sweep ")]
     assert lines == [

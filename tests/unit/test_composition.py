@@ -1,4 +1,4 @@
-"""Tests of tmeflow.composition: per-sample proportions and the replicate-aware test."""
+"""Tests of tmeflow.stats._composition: per-sample proportions and the replicate-aware test."""
 
 import logging
 
@@ -8,7 +8,7 @@ import pytest
 from anndata import AnnData
 from scipy import stats
 
-from tmeflow import composition
+from tmeflow.stats import _composition as composition
 
 REF, TEST = "ctrl", "alectinib"
 
@@ -107,7 +107,7 @@ def test_one_sample_per_arm_is_descriptive(
     props: pd.DataFrame, caplog: pytest.LogCaptureFixture
 ) -> None:
     one = props[props["sample"].isin(["ctrl_0", "alec_0"])]
-    with caplog.at_level(logging.WARNING, logger="tmeflow.composition"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.stats._composition"):
         res = composition.compare_proportions(one, reference=REF, test=TEST)
     assert (res["method"] == "descriptive_only").all()
     assert res["pvalue"].isna().all() and res["padj"].isna().all()

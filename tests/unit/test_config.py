@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from tmeflow import config as tmc
-from tmeflow import sample_sheet as tms
+from tmeflow.core import _config as tmc
+from tmeflow.inputs import _sample_sheet as tms
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_SCHEMA = REPO / "workflow/schemas/config.schema.yaml"

@@ -1,4 +1,5 @@
-"""Unit tests for tmeflow.crossspecies: the ambient model, the count test, species integration.
+"""Unit tests for tmeflow.cells._cross_species: the ambient model, the count test, species
+integration.
 
 The real-data test builds heterotypic doublets from real cells (human HEK293T from hgmm_100,
 mouse lung cells from Tabula Muris) and skips when ../shared/data is absent.
@@ -13,7 +14,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tmeflow import crossspecies, readers, species
+from tmeflow.cells import _cross_species as crossspecies
+from tmeflow.cells import _species as species
+from tmeflow.inputs import _read_counts as readers
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -110,7 +113,7 @@ def test_small_sample_without_an_estimate_is_not_tested(caplog) -> None:
     own = tot - other
     n_h = np.r_[own[:20], other[20:]]
     n_m = np.r_[other[:20], own[20:]]
-    with caplog.at_level(logging.WARNING, logger="tmeflow.crossspecies"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.cells._cross_species"):
         table, model = crossspecies.call_crossspecies(n_h, n_m, fdr=0.01)
     assert model.source == {"human": "floor", "mouse": "floor"}
     assert not table["crossspecies_doublet"].any()
@@ -241,7 +244,7 @@ def test_rate_estimate_survives_a_doublet_majority() -> None:
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
 def test_real_raw_library_soup_agrees_with_the_cells() -> None:
     """hgmm_100 unfiltered: the empty droplets' soup and the cells give one ambient level."""
-    from tmeflow import ingest
+    from tmeflow.inputs import _ingest as ingest
 
     a = ingest.ingest_sample(DATA / "hgmm_100_raw_nonzero.h5ad", sample="hgmm", condition="mix")
     assert a.uns["ingest"]["cell_calling"]["n_empty_droplets"] > 100_000

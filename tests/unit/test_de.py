@@ -1,4 +1,4 @@
-"""Tests of tmeflow.de.run_de: planted effects found by PyDESeq2, the fallback, empty tables."""
+"""Tests of tmeflow.stats.run_de: planted effects found by PyDESeq2, the fallback, empty tables."""
 
 import logging
 
@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from anndata import AnnData
 
-from tmeflow import de, de_levels, goi
+from tmeflow.stats import _de as de
+from tmeflow.stats import _de_tables as de_levels
+from tmeflow.stats import _genes_of_interest as goi
 
 from ._de_data import HUMAN, MMP11_FOLD, MOUSE, REF, TEST, make_adata
 
@@ -49,7 +51,7 @@ def test_sorted_and_deterministic(de_data: AnnData, de_tables: dict[str, pd.Data
 
 def test_one_replicate_falls_back_to_wilcoxon(caplog: pytest.LogCaptureFixture) -> None:
     small = make_adata(samples_per_arm=1, cells_per_sample=300, seed=1)
-    with caplog.at_level(logging.WARNING, logger="tmeflow.de"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.stats._de"):
         res = de.run_de(small, group_key="cell_type", reference=REF, test=TEST)
     caf = res["CAF"]
     assert (caf["method"] == "wilcoxon_exploratory").all()
@@ -178,7 +180,7 @@ def test_pydeseq2_failure_is_a_not_tested_row_with_the_reason(de_data, monkeypat
 def test_each_group_is_logged_with_its_position_and_animals(
     de_data: AnnData, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="tmeflow.de"):
+    with caplog.at_level(logging.INFO, logger="tmeflow.stats._de"):
         de.run_de(de_data, group_key="cell_type", reference=REF, test=TEST)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("DE ")]
     lines = [m for m in lines if m[3].isdigit()]

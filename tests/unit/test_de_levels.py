@@ -1,4 +1,4 @@
-"""Tests of tmeflow.de_levels: subtype selection, the DE summary, the two-level run."""
+"""Tests of tmeflow.stats._de_tables: subtype selection, the DE summary, the two-level run."""
 
 import logging
 
@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from anndata import AnnData
 
-from tmeflow import de, de_levels, goi
+from tmeflow.stats import _de as de
+from tmeflow.stats import _de_tables as de_levels
+from tmeflow.stats import _genes_of_interest as goi
 
 from ._de_data import REF, TEST, make_adata, with_subtypes
 
@@ -39,7 +41,7 @@ def test_subtype_de_finds_planted_effect_in_both_caf_subtypes(de_data: AnnData) 
 
 def test_de_summary_columns_and_exploratory_flag(de_tables: dict[str, pd.DataFrame]) -> None:
     summary = de_levels.de_summary(de_tables, level="cell_type")
-    assert list(summary.columns) == de_levels.SUMMARY_COLUMNS
+    assert list(summary.columns) == de_levels.DE_SUMMARY_COLUMNS
     assert (summary["level"] == "cell_type").all()
     assert not summary["exploratory"].any()
     assert summary.set_index("cell_type").loc["CAF", "n_samples_test"] == 3
@@ -81,7 +83,7 @@ def test_run_levels_tables_summary_and_goi(tmp_path, caplog: pytest.LogCaptureFi
     assert (res.by_type["NK"]["method"] == "wilcoxon_exploratory").all()
 
     s = res.summary
-    assert list(s.columns) == de_levels.SUMMARY_COLUMNS
+    assert list(s.columns) == de_levels.DE_SUMMARY_COLUMNS
     assert list(zip(s["level"], s["cell_type"], s["method"], strict=True)) == [
         ("cell_type", "tumor", "pydeseq2"),
         ("cell_type", "CAF", "pydeseq2"),

@@ -1,4 +1,5 @@
-"""Unit tests for the cluster-aware doublet caller and the doublet consensus (tmeflow.doublets)."""
+"""Unit tests for the cluster-aware doublet caller and the doublet consensus
+(tmeflow.cells._doublets)."""
 
 import logging
 
@@ -8,7 +9,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tmeflow import doublets, qc
+from tmeflow.cells import _doublets as doublets
+from tmeflow.cells import _qc as qc
 
 
 def _planted(
@@ -63,7 +65,7 @@ def test_cluster_caller_runs_per_species_and_falls_back_for_a_small_one(caplog) 
         index=[f"m{i}" for i in range(mouse.n_vars)] + [f"h{i}" for i in range(human.n_vars)],
     )
     a = ad.AnnData(X, obs=pd.concat([mouse.obs, human.obs]), var=var)
-    with caplog.at_level(logging.WARNING, logger="tmeflow.doublets"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.cells._doublets"):
         doublets.cluster_doublets(a, seed=0)
     info = a.uns["doublets_cluster"]["species"]
     assert info["human"]["skipped"] and info["human"]["reason"] == "30 cells (< 50)"

@@ -1,11 +1,11 @@
-"""Unit tests for tmeflow.downloads: URLs and verified downloads."""
+"""Unit tests for tmeflow.inputs._downloads: URLs and verified downloads."""
 
 from pathlib import Path
 
 import pytest
 
-from tmeflow import downloads
-from tmeflow.errors import InputError
+from tmeflow.core._errors import InputError
+from tmeflow.inputs import _downloads as downloads
 
 
 def test_verify_download(tmp_path: Path) -> None:

@@ -10,7 +10,10 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from tmeflow import export, h5ad, integrate, panel
+from tmeflow.core import _h5ad as h5ad
+from tmeflow.core import _panel as panel
+from tmeflow.embed import _integrate as integrate
+from tmeflow.export import _cellxgene as export
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = {

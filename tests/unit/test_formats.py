@@ -1,11 +1,11 @@
-"""Unit tests for tmeflow.formats: telling the format of a count input."""
+"""Unit tests for tmeflow.inputs._formats: telling the format of a count input."""
 
 from pathlib import Path
 
 import pytest
 
-from tmeflow import formats
-from tmeflow.errors import InputError
+from tmeflow.core._errors import InputError
+from tmeflow.inputs import _formats as formats
 
 from ._inputs import BARCODES, COUNTS, IDS, NAMES, v3_features, write_mtx
 

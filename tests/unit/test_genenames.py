@@ -1,4 +1,4 @@
-"""Unit tests for tmeflow.genenames: unique names and the mouse spelling of symbols."""
+"""Unit tests for tmeflow.inputs._gene_names: unique names and the mouse spelling of symbols."""
 
 import anndata as ad
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tmeflow import genenames
+from tmeflow.inputs import _gene_names as genenames
 
 
 def test_make_unique_is_deterministic() -> None:

@@ -1,11 +1,12 @@
-"""Tests of tmeflow.goi: the genes-of-interest report and its per-animal table."""
+"""Tests of tmeflow.stats._genes_of_interest: the genes-of-interest report and its per-animal
+table."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from anndata import AnnData
 
-from tmeflow import goi
+from tmeflow.stats import _genes_of_interest as goi
 
 from ._de_data import REF, TEST
 

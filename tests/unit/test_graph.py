@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse import SparseEfficiencyWarning
 
-from tmeflow import graph
+from tmeflow.embed import _graph as graph
 
 from ._fresh import fresh_python
 from .test_cluster import blobs
@@ -88,11 +88,11 @@ def test_too_many_neighbours_is_a_clear_error():
 def test_building_a_graph_imports_neither_umap_nor_pynndescent():
     """The point of the module: no numba compilation of umap's code in each job."""
     code = (
-        "import sys, numpy as np, anndata as ad; from tmeflow import cluster, graph;"
+        "import sys, numpy as np, anndata as ad; from tmeflow import embed;"
         "a = ad.AnnData(np.zeros((200, 2), np.float32));"
         "a.obsm['X_scVI'] = np.random.default_rng(0).normal(size=(200, 5)).astype(np.float32);"
-        "graph.neighbors(a, use_rep='X_scVI', n_neighbors=15);"
-        "cluster.leiden(a, resolution=1.0, seed=0);"
+        "embed.neighbors(a, use_rep='X_scVI', n_neighbors=15);"
+        "embed.leiden(a, resolution=1.0, seed=0);"
         "print(sorted(m for m in ('umap', 'pynndescent') if m in sys.modules))"
     )
     assert fresh_python(code).strip() == "[]"

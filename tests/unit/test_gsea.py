@@ -1,4 +1,4 @@
-"""Tests of tmeflow.gsea: offline preranked GSEA of a pseudobulk statistic."""
+"""Tests of tmeflow.stats._gsea: offline preranked GSEA of a pseudobulk statistic."""
 
 import socket
 from pathlib import Path
@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tmeflow import genesets, gsea
+from tmeflow.core import _genesets as genesets
+from tmeflow.stats import _gsea as gsea
 
 REPO = Path(__file__).resolve().parents[2]
 HALLMARK = REPO / "config/genesets/mh.all.v2023.1.Mm.symbols.gmt"
@@ -105,7 +106,8 @@ def test_ranking_drops_missing_and_is_order_independent() -> None:
 
 
 def test_empty_de_table_of_a_one_condition_design_is_not_tested(tmp_path: Path) -> None:
-    from tmeflow import de, tables
+    from tmeflow.core import _tables as tables
+    from tmeflow.stats import _de as de
 
     empty = de.empty_table(
         "not tested: condition 'alectinib' has no samples: nothing to compare", species="mouse"

@@ -1,4 +1,4 @@
-"""Unit tests for tmeflow.h5ad: atomic writes, selective reads, in-place updates."""
+"""Unit tests for tmeflow.core._h5ad: atomic writes, selective reads, in-place updates."""
 
 import os
 import stat
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tmeflow import h5ad
+from tmeflow.core import _h5ad as h5ad
 
 from ._inputs import BARCODES, COUNTS, IDS, expected, lognorm
 

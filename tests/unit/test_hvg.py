@@ -7,7 +7,11 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from tmeflow import h5ad, hvg, integrate, readers, species
+from tmeflow.cells import _species as species
+from tmeflow.core import _h5ad as h5ad
+from tmeflow.embed import _hvg as hvg
+from tmeflow.embed import _integrate as integrate
+from tmeflow.inputs import _read_counts as readers
 
 from ._synthetic import clustered_counts
 
@@ -88,7 +92,7 @@ def test_first_fit_identical_to_scanpy_without_batches():
 )
 def test_real_loess_failures_reach_the_expected_step(k, times, expected, caplog):
     adata = _rare_genes(k=k, times=times)
-    with caplog.at_level("WARNING", logger="tmeflow.hvg"):
+    with caplog.at_level("WARNING", logger="tmeflow.embed._hvg"):
         hvg.select_hvgs(adata, n_top_genes=200, batch_key="sample")
     info = adata.uns["hvg"]
     fit = info["fits"]["all"]["all"]
@@ -121,7 +125,7 @@ def test_each_fallback_step_is_reached_and_recorded(n_fail, monkeypatch, caplog)
 
     monkeypatch.setattr(hvg, "_step_score", flaky)
     adata = _two_batches()
-    with caplog.at_level("WARNING", logger="tmeflow.hvg"):
+    with caplog.at_level("WARNING", logger="tmeflow.embed._hvg"):
         hvg.select_hvgs(adata, n_top_genes=40, batch_key="sample")
     info = adata.uns["hvg"]
     expected = hvg.HVG_STEPS[n_fail]
@@ -280,7 +284,7 @@ def _hgmm_split(shared_data, n_samples=3, seed=0):
 def test_real_hgmm_split_in_three_selects_hvgs_per_species(shared_data, caplog):
     # issue 13: ~40 real cells per sample made every seurat_v3 loess fit singular
     merged = integrate.concat_samples(_hgmm_split(shared_data))
-    with caplog.at_level("WARNING", logger="tmeflow.hvg"):
+    with caplog.at_level("WARNING", logger="tmeflow.embed._hvg"):
         hvg.select_hvgs(merged, n_top_genes=2000, batch_key="sample")
     info = merged.uns["hvg"]
     assert info["mode"] == "xenograft" and info["n_selected"] == 2000

@@ -1,4 +1,5 @@
-"""Unit tests for tmeflow.ingest: one sample read, its cells annotated, the ingest report."""
+"""Unit tests for tmeflow.inputs._ingest: one sample read, its cells annotated, the ingest
+report."""
 
 from pathlib import Path
 
@@ -6,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tmeflow import ingest
-from tmeflow.errors import InputError
+from tmeflow.core._errors import InputError
+from tmeflow.inputs import _ingest as ingest
 
 from ._inputs import BARCODES, COUNTS, IDS, NAMES, v3_features, write_cr3_h5, write_mtx
 
@@ -66,7 +67,7 @@ def test_format_column_overrides_detection(tmp_path: Path) -> None:
 
 
 def test_reference_symbols_order_and_laziness(tmp_path: Path) -> None:
-    from tmeflow import genesets
+    from tmeflow.core import _genesets as genesets
 
     root = Path(__file__).resolve().parents[2] / "config"
     panel = root / "markers" / "mouse_tme.yaml"

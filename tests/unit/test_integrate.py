@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tmeflow import hvg, integrate
+from tmeflow.embed import _hvg as hvg
+from tmeflow.embed import _integrate as integrate
 
 from ._synthetic import clustered_counts
 
@@ -51,7 +52,7 @@ def test_merge_keeps_features_measured_in_every_sample(caplog):
     adata = clustered_counts()
     a, b = per_sample(adata)
     b = b[:, b.var_names[5:]].copy()
-    with caplog.at_level("WARNING", logger="tmeflow.integrate"):
+    with caplog.at_level("WARNING", logger="tmeflow.embed._integrate"):
         merged = integrate.merge_samples([a, b])
     assert merged.n_vars == adata.n_vars - 5
     assert not set(merged.var_names) & {f"g{i}" for i in range(5)}
@@ -72,7 +73,7 @@ def test_merge_keeps_features_measured_in_every_sample(caplog):
 
 def test_merge_of_samples_sharing_features_drops_nothing(caplog):
     adata = clustered_counts()
-    with caplog.at_level("WARNING", logger="tmeflow.integrate"):
+    with caplog.at_level("WARNING", logger="tmeflow.embed._integrate"):
         merged = integrate.merge_samples(per_sample(adata))
     assert list(merged.var_names) == list(adata.var_names)
     assert merged.uns["merge"]["n_features_dropped"] == 0 and merged.uns["merge"]["missing"] == {}
@@ -168,7 +169,7 @@ def test_scvi_latent_is_deterministic_and_separates_groups():
 
 def test_scvi_latent_depends_on_its_threads_not_on_the_jobs_cpus():
     """A job given 1 or 2 CPUs (``--cores``) trains the same model for one ``scvi.threads``."""
-    from tmeflow import runtime
+    from tmeflow.core import _runtime as runtime
 
     adata = clustered_counts(n_per_group=60)
     integrate.normalise(adata)
@@ -239,7 +240,7 @@ def test_epoch_log_without_validation_names_only_the_train_loss(caplog):
 
 
 def test_epoch_log_duration_wording():
-    from tmeflow.epochlog import _duration
+    from tmeflow.embed._epoch_log import _duration
 
     assert _duration(4.4) == "4 s"
     assert _duration(185) == "3 min 5 s"

@@ -1,4 +1,5 @@
-"""Tests of tmeflow.markers (per-cluster and per-label marker genes) and their dot plot."""
+"""Tests of tmeflow.annotate._cluster_markers (per-cluster and per-label marker genes) and their dot
+plot."""
 
 import logging
 
@@ -9,7 +10,7 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from tmeflow import markers
+from tmeflow.annotate import _cluster_markers as markers
 from tmeflow.plots import atlas
 
 from ._synthetic import clustered_counts
@@ -119,7 +120,7 @@ def test_xenograft_ranks_within_species():
 def test_species_with_one_group_gets_a_note(caplog):
     a = xenograft()
     a.obs["leiden"] = a.obs["leiden"].replace({"4": "3"})
-    with caplog.at_level(logging.WARNING, logger="tmeflow.markers"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.annotate._cluster_markers"):
         table, notes = markers.rank_markers(a, groupby="leiden", n_genes=3)
     assert set(table["species"]) == {"mouse"}
     assert notes[["species", "group"]].values.tolist() == [["human", "3"]]

@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow import metrics
+from tmeflow.embed import _metrics as metrics
 
 
 def design(n_per=40, seed=0):
@@ -97,7 +97,7 @@ def adata_for_metrics(condition_in_scvi: float):
 
 def test_integration_metrics_table(caplog):
     adata = adata_for_metrics(condition_in_scvi=0.0)
-    with caplog.at_level("WARNING", logger="tmeflow.metrics"):
+    with caplog.at_level("WARNING", logger="tmeflow.embed._metrics"):
         table, cond = metrics.integration_metrics(adata, n_comps=10, kbet=False)
     assert list(table["embedding"]) == ["PCA", "scVI"]
     row = table.set_index("embedding")
@@ -118,7 +118,7 @@ def test_integration_metrics_table(caplog):
 
 def test_integration_metrics_keeps_quiet_when_signal_kept(caplog):
     adata = adata_for_metrics(condition_in_scvi=4.0)
-    with caplog.at_level("WARNING", logger="tmeflow.metrics"):
+    with caplog.at_level("WARNING", logger="tmeflow.embed._metrics"):
         table, cond = metrics.integration_metrics(adata, n_comps=10, kbet=False)
     assert not cond["flagged"].any()
     assert table.set_index("embedding").loc["scVI", "condition_signal_lost"] == ""
@@ -151,7 +151,7 @@ def test_integration_metrics_subsample_scores_fewer_cells_same_conclusion():
 
 def test_metrics_log_embedding_and_metric_counters(caplog):
     adata = adata_for_metrics(condition_in_scvi=4.0)
-    with caplog.at_level("INFO", logger="tmeflow.metrics"):
+    with caplog.at_level("INFO", logger="tmeflow.embed._metrics"):
         metrics.integration_metrics(adata, n_comps=10, kbet=False)
     messages = [r.getMessage() for r in caplog.records]
     n = adata.n_obs
@@ -171,7 +171,7 @@ def test_metrics_log_embedding_and_metric_counters(caplog):
 def test_scib_scores_one_batch_logs_only_the_bio_metrics(caplog):
     obs = design()
     x = embedding(obs)
-    with caplog.at_level("INFO", logger="tmeflow.metrics"):
+    with caplog.at_level("INFO", logger="tmeflow.embed._metrics"):
         metrics.scib_scores(
             x, x, batch=np.full(len(obs), "only"), labels=obs["label"], kbet=False, name="X"
         )

@@ -6,8 +6,9 @@ import jsonschema
 import pytest
 import yaml
 
-from tmeflow import genesets, panel
-from tmeflow.config import ConfigError
+from tmeflow.core import _genesets as genesets
+from tmeflow.core import _panel as panel
+from tmeflow.core._config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "config/markers").glob("*.yaml"))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tmeflow.metrics import BATCH_METRICS, BIO_METRICS
+from tmeflow.embed._metrics import BATCH_METRICS, BIO_METRICS
 from tmeflow.plots import atlas
 
 from . import _plots_data as D

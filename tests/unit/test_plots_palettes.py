@@ -1,4 +1,4 @@
-"""Tests of tmeflow.plots.palettes: stable colours, display orders, no matplotlib."""
+"""Tests of tmeflow.core._vocabulary: stable colours, display orders, no matplotlib."""
 
 import subprocess
 import sys
@@ -79,5 +79,5 @@ def test_sample_order_by_arm_then_naturally():
 
 
 def test_palettes_import_no_matplotlib():
-    code = "import sys, tmeflow.plots.palettes; assert 'matplotlib' not in sys.modules"
+    code = "import sys, tmeflow.core._vocabulary; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(SCRIPTS)})

@@ -94,7 +94,7 @@ def _species_obs(seed: int = 0) -> tuple[pd.DataFrame, dict]:
     import anndata as ad
     import scipy.sparse as sp
 
-    from tmeflow import species
+    from tmeflow.cells import _species as species
 
     rng = np.random.default_rng(seed)
     n = 200

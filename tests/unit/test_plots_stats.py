@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tmeflow import sources
 from tmeflow.plots import sources as plot_sources
 from tmeflow.plots import stats
+from tmeflow.stats import _expression_sources as sources
 
 from . import _plots_data as D
 from .test_sources import REF, TEST, make_adata
@@ -118,7 +118,10 @@ def test_primary_sources_plot_without_sources(tmp_path) -> None:
 def test_condition_figures_of_a_one_condition_design(tmp_path) -> None:
     """One arm only (e.g. a single mouse lung): every figure of figures_stats, figures_sources
     and figures_gsea is drawn (message panels where nothing was tested), nothing raises."""
-    from tmeflow import composition, de, goi, gsea
+    from tmeflow.stats import _composition as composition
+    from tmeflow.stats import _de as de
+    from tmeflow.stats import _genes_of_interest as goi
+    from tmeflow.stats import _gsea as gsea
 
     from .test_de import make_adata as make_de_adata
 
@@ -167,7 +170,7 @@ def _run_figures_stats(tmp_path, sources_tables: dict[str, pd.DataFrame]) -> Pat
     import importlib.util
     from types import SimpleNamespace
 
-    from tmeflow import runtime
+    from tmeflow.core import _runtime as runtime
 
     spec = importlib.util.spec_from_file_location("figures_stats", SCRIPTS / "figures_stats.py")
     adapter = importlib.util.module_from_spec(spec)

@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from tmeflow import config as tmc
-from tmeflow import sample_sheet as tms
+from tmeflow.core import _config as tmc
+from tmeflow.inputs import _sample_sheet as tms
 
 from ..conftest import REPO
 

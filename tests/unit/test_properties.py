@@ -27,7 +27,14 @@ from anndata import AnnData
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from tmeflow import cluster, composition, de, de_levels, hvg, integrate, qc, species
+from tmeflow.cells import _qc as qc
+from tmeflow.cells import _species as species
+from tmeflow.embed import _cluster as cluster
+from tmeflow.embed import _hvg as hvg
+from tmeflow.embed import _integrate as integrate
+from tmeflow.stats import _composition as composition
+from tmeflow.stats import _de as de
+from tmeflow.stats import _de_tables as de_levels
 
 REF, TEST = "ctrl", "treated"
 ARMS = (REF, TEST)

@@ -1,4 +1,4 @@
-"""tmeflow.provenance: input hashes, versions, seeds, deterministic JSON, run times."""
+"""tmeflow.core._provenance: input hashes, versions, seeds, deterministic JSON, run times."""
 
 import hashlib
 import json
@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tmeflow import provenance
+from tmeflow.core import _provenance as provenance
 
 
 def _write(path, data: bytes):
@@ -181,7 +181,8 @@ def test_present_outputs_sorted_without_skipped_and_temporary(tmp_path):
 
 def test_hvg_fallbacks_recorded_from_the_hvg_table(tmp_path) -> None:
     """Issue 13: the provenance record names the HVG fits that needed a fallback."""
-    from tmeflow import hvg, tables
+    from tmeflow.core import _tables as tables
+    from tmeflow.embed import _hvg as hvg
 
     record = {
         "fits": {

@@ -1,10 +1,10 @@
-"""Tests of tmeflow.pseudobulk: sums per (animal, group) and the raw-count check."""
+"""Tests of tmeflow.stats._pseudobulk: sums per (animal, group) and the raw-count check."""
 
 import numpy as np
 import pytest
 from anndata import AnnData
 
-from tmeflow import pseudobulk
+from tmeflow.stats import _pseudobulk as pseudobulk
 
 from ._de_data import make_adata
 

@@ -1,4 +1,4 @@
-"""Unit tests for tmeflow.qc: metrics, MAD thresholds, per-group filtering, doublets."""
+"""Unit tests for tmeflow.cells._qc: metrics, MAD thresholds, per-group filtering, doublets."""
 
 import contextlib
 import logging
@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tmeflow import doublets, h5ad, qc, species
+from tmeflow.cells import _doublets as doublets
+from tmeflow.cells import _qc as qc
+from tmeflow.cells import _species as species
+from tmeflow.core import _h5ad as h5ad
 
 from ._fresh import fresh_python
 
@@ -178,7 +181,7 @@ def test_detect_doublets_skips_tiny_samples(caplog: pytest.LogCaptureFixture) ->
         sp.csr_matrix(np.ones((20, 50), dtype=np.float32)),
         obs=pd.DataFrame({"sample": "tiny"}, index=[f"c{i}" for i in range(20)]),
     )
-    with caplog.at_level(logging.WARNING, logger="tmeflow.qc"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.cells._qc"):
         doublets.detect_doublets(a, seed=0)
     assert "doublet detection skipped" in caplog.text and "tiny" in caplog.text
     assert not a.obs["predicted_doublet"].any()
@@ -261,9 +264,9 @@ def test_scrublet_knn_is_exact_above_scanpys_pynndescent_size() -> None:
     """2,800 cells + 5,600 simulated: scanpy would switch to pynndescent; it is not loaded."""
     code = (
         "import sys; from tests.unit.test_qc import _with_planted_doublets;"
-        "from tmeflow import doublets;"
+        "from tmeflow import cells;"
         "a, truth = _with_planted_doublets(n_cells=2700, n_dbl=100);"
-        "doublets.detect_doublets(a, seed=0, expected_rate=0.05);"
+        "cells.detect_doublets(a, seed=0, expected_rate=0.05);"
         "pred = a.obs['predicted_doublet'].to_numpy();"
         "print('pynndescent' in sys.modules, pred[truth].mean(), pred[~truth].mean(),"
         " a.uns['doublets']['knn'])"
@@ -289,7 +292,7 @@ def test_zero_cells_allowed_is_reported_with_a_note(caplog: pytest.LogCaptureFix
     obs.index = [f"c{i}" for i in range(30)]
     a = _obs_adata(obs)
     a.uns["ingest"] = {"path": "data/tumour_3.h5"}
-    with caplog.at_level(logging.WARNING, logger="tmeflow.qc"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.cells._qc"):
         kept, m = qc.filter_cells(a, remove_doublets=False, allow_empty=True)
     assert kept.n_obs == 0 and m["n_kept"] == 0 and m["removed_low_counts"] == 30
     assert m["note"].startswith("sample 'tumour_3' (input 'data/tumour_3.h5'): QC removed all 30")
@@ -359,7 +362,7 @@ def _few_tumour_cells_in_mito_poor_stroma(seed: int = 7) -> pd.DataFrame:
 
 def test_small_group_gets_floors_not_the_other_species_thresholds(caplog) -> None:
     obs = _few_tumour_cells_in_mito_poor_stroma()
-    with caplog.at_level(logging.WARNING, logger="tmeflow.qc"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.cells._qc"):
         kept, m = qc.filter_cells(_obs_adata(obs), remove_doublets=False)
     human = kept.obs["species"].astype(str) == "human"
     assert int(human.sum()) == 6  # every tumour cell stays (3-5% mito is healthy)
@@ -373,7 +376,7 @@ def test_small_group_gets_floors_not_the_other_species_thresholds(caplog) -> Non
 def test_group_mostly_removed_is_warned_and_listed(caplog) -> None:
     obs = _few_tumour_cells_in_mito_poor_stroma()
     obs.loc[obs["species"] == "human", "pct_counts_mt"] = 40.0  # above the 25% floor
-    with caplog.at_level(logging.WARNING, logger="tmeflow.qc"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.cells._qc"):
         kept, m = qc.filter_cells(_obs_adata(obs), remove_doublets=False)
     assert (kept.obs["species"].astype(str) == "human").sum() == 0
     assert m["qc_warnings"] == "alectinib_2.human: removed 6 of 6 (high_mito 6)"
@@ -408,7 +411,7 @@ def test_scrublet_failure_skips_with_a_recorded_reason(monkeypatch, caplog) -> N
 
     a, _ = _with_planted_doublets()
     monkeypatch.setattr(sc.pp, "scrublet", broken)
-    with caplog.at_level(logging.WARNING, logger="tmeflow.doublets"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.cells._doublets"):
         doublets.detect_doublets(a, seed=0)
     assert a.uns["doublets"]["skipped"] is True
     assert "Scrublet failed (ValueError: n_components" in a.uns["doublets"]["reason"]

@@ -1,4 +1,5 @@
-"""Unit tests for tmeflow.readers: every input format, written in tmp_path, and the error cases."""
+"""Unit tests for tmeflow.inputs._read_counts: every input format, written in tmp_path, and the
+error cases."""
 
 from pathlib import Path
 
@@ -9,8 +10,11 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from tmeflow import formats, ingest, readers, readers_base
-from tmeflow.errors import InputError
+from tmeflow.core._errors import InputError
+from tmeflow.inputs import _count_matrix as readers_base
+from tmeflow.inputs import _formats as formats
+from tmeflow.inputs import _ingest as ingest
+from tmeflow.inputs import _read_counts as readers
 
 from ._inputs import (
     BARCODES,

@@ -12,8 +12,11 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from tmeflow import ingest, qc, readers, species
-from tmeflow.errors import InputError
+from tmeflow.cells import _qc as qc
+from tmeflow.cells import _species as species
+from tmeflow.core._errors import InputError
+from tmeflow.inputs import _ingest as ingest
+from tmeflow.inputs import _read_counts as readers
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

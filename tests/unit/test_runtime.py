@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tmeflow import runtime
+from tmeflow.core import _runtime as runtime
 
 
 @pytest.fixture()

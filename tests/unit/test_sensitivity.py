@@ -7,7 +7,13 @@ import scipy.sparse as sp
 from anndata import AnnData
 from sklearn.neighbors import kneighbors_graph
 
-from tmeflow import annotate, cluster, confirmatory, h5ad, integrate, panel, sensitivity
+from tmeflow.annotate import _cell_types as annotate
+from tmeflow.core import _h5ad as h5ad
+from tmeflow.core import _panel as panel
+from tmeflow.embed import _cluster as cluster
+from tmeflow.embed import _integrate as integrate
+from tmeflow.stats import _confirmatory as confirmatory
+from tmeflow.stats import _sensitivity as sensitivity
 
 from ._confirm_data import REF, TEST, stromal_counts
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from anndata import AnnData
 
-from tmeflow import cluster
+from tmeflow.embed import _cluster as cluster
 
 
 def embedding(n: int, seed: int = 0) -> AnnData:
@@ -24,7 +24,7 @@ def embedding(n: int, seed: int = 0) -> AnnData:
 
 def test_fewer_cells_than_neighbours_caps_with_a_warning_and_records_it(caplog):
     a = embedding(8)
-    with caplog.at_level(logging.WARNING, logger="tmeflow.cluster"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.embed._cluster"):
         cluster.embed_and_cluster(a, n_neighbors=15, resolution=1.0, seed=0)
     assert a.uns["cluster"]["n_neighbors"] == 7
     assert a.uns["cluster"]["n_neighbors_configured"] == 15
@@ -49,7 +49,7 @@ def test_three_cells_cluster_with_random_umap_init():
 @pytest.mark.parametrize("n", [1, 2])
 def test_too_few_cells_give_one_cluster_with_a_reason(n, caplog):
     a = embedding(n)
-    with caplog.at_level(logging.WARNING, logger="tmeflow.cluster"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.embed._cluster"):
         sweep = cluster.embed_and_cluster(
             a, n_neighbors=15, sweep_resolutions=[0.5, 1.0], choice="stability", seed=0
         )
@@ -104,11 +104,11 @@ EXTREME = {
 
 @pytest.mark.parametrize("method", ["logit_lm", "arcsine_lm"])
 def test_composition_types_missing_from_arms_or_animals(method, caplog):
-    from tmeflow import composition
+    from tmeflow.stats import _composition as composition
 
     props = composition.proportions(cells(EXTREME))
     np.testing.assert_allclose(props.groupby("sample")["fraction"].sum(), 1.0)
-    with caplog.at_level(logging.WARNING, logger="tmeflow.composition"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.stats._composition"):
         out = composition.compare_proportions(props, reference="ctrl", test="trt", method=method)
     assert sorted(out["cell_type"]) == ["B", "T", "gap", "onlyRef", "single"]
     assert out["pvalue"].notna().all()  # each type has a statistic: >= 2 animals per arm
@@ -119,7 +119,7 @@ def test_composition_types_missing_from_arms_or_animals(method, caplog):
 
 
 def test_composition_one_animal_per_arm_is_descriptive_with_reasons():
-    from tmeflow import composition
+    from tmeflow.stats import _composition as composition
 
     design = {"r1": ("ctrl", {"T": 5, "B": 1}), "t1": ("trt", {"T": 1})}
     props = composition.proportions(cells(design))
@@ -131,13 +131,13 @@ def test_composition_one_animal_per_arm_is_descriptive_with_reasons():
 
 
 def test_composition_zero_variance_arms_are_not_tested_with_a_warning(caplog):
-    from tmeflow import composition
+    from tmeflow.stats import _composition as composition
 
     same = {"T": 10, "B": 10}
     design = {s: (c, same) for s, c in [("r1", "ctrl"), ("r2", "ctrl"), ("t1", "trt")]}
     design["t2"] = ("trt", same)
     props = composition.proportions(cells(design))
-    with caplog.at_level(logging.WARNING, logger="tmeflow.composition"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.stats._composition"):
         out = composition.compare_proportions(props, reference="ctrl", test="trt")
     assert out["pvalue"].isna().all() and out["note"].str.contains("no variation").all()
     assert_every_nan_has_a_reason(out)
@@ -177,13 +177,13 @@ def de_table(stat, genes=GENES) -> pd.DataFrame:
 def test_gsea_degenerate_tables_are_empty_with_a_reason(case, table, reason, caplog, monkeypatch):
     import gseapy
 
-    from tmeflow import gsea
+    from tmeflow.stats import _gsea as gsea
 
     def offline(*args, **kwargs):  # pragma: no cover - must never be reached
         raise AssertionError("gseapy called on a degenerate table")
 
     monkeypatch.setattr(gseapy, "prerank", offline)
-    with caplog.at_level(logging.WARNING, logger="tmeflow.gsea"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.stats._gsea"):
         out = gsea.prerank(table, SETS, cell_type=case, permutations=10, min_size=5)
     assert out.empty and list(out.columns) == gsea.GSEA_COLUMNS
     assert out.attrs["note"].startswith("not tested") and reason in out.attrs["note"]
@@ -195,7 +195,7 @@ def test_gsea_degenerate_tables_are_empty_with_a_reason(case, table, reason, cap
 def test_gsea_library_failure_names_the_cell_type(monkeypatch):
     import gseapy
 
-    from tmeflow import gsea
+    from tmeflow.stats import _gsea as gsea
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("float division by zero")
@@ -211,7 +211,7 @@ def test_gsea_library_failure_names_the_cell_type(monkeypatch):
 
 def merged(sizes: list[int]) -> AnnData:
     """Merged, normalised counts of one sample per entry of ``sizes`` (cells)."""
-    from tmeflow import integrate
+    from tmeflow.embed import _integrate as integrate
 
     from ._synthetic import clustered_counts
 
@@ -231,10 +231,10 @@ TINY_SCVI = {"n_latent": 2, "n_hidden": 8, "max_epochs": 2, "seed": 0, "threads"
 def test_scvi_under_20_cells_trains_on_all_without_early_stopping(caplog):
     # before: ValueError "Can't run Early Stopping with validation monitor with no validation
     # set" (9 cells: scVI's 90% split leaves no validation cell)
-    from tmeflow import integrate
+    from tmeflow.embed import _integrate as integrate
 
     a = merged([9])
-    with caplog.at_level(logging.WARNING, logger="tmeflow.integrate"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.embed._integrate"):
         integrate.train_scvi(a, early_stopping=True, batch_size=4, **TINY_SCVI)
     assert np.isfinite(a.obsm["X_scVI"]).all() and a.obsm["X_scVI"].shape == (9, 2)
     rec = a.uns["scvi"]
@@ -249,7 +249,7 @@ def test_scvi_under_20_cells_trains_on_all_without_early_stopping(caplog):
 def test_scvi_two_cells_train():
     # before: ValueError "num_samples should be a positive integer value, but got
     # num_samples=0" (scVI dropped both cells as a too-small last minibatch)
-    from tmeflow import integrate
+    from tmeflow.embed import _integrate as integrate
 
     a = merged([2])
     integrate.train_scvi(a, early_stopping=False, **TINY_SCVI)
@@ -259,10 +259,10 @@ def test_scvi_two_cells_train():
 def test_scvi_one_cell_sample_and_a_last_minibatch_of_one(caplog):
     # 143 cells: scVI's 90% training split is 129 = 128 + 1 cells; scvi-tools moves the lone
     # cell to validation itself; the one-cell sample s1 is named
-    from tmeflow import integrate
+    from tmeflow.embed import _integrate as integrate
 
     a = merged([142, 1])
-    with caplog.at_level(logging.WARNING, logger="tmeflow.integrate"):
+    with caplog.at_level(logging.WARNING, logger="tmeflow.embed._integrate"):
         integrate.train_scvi(a, early_stopping=True, patience=2, **TINY_SCVI)
     assert np.isfinite(a.obsm["X_scVI"]).all() and a.obsm["X_scVI"].shape == (143, 2)
     assert a.uns["scvi"]["batch_size"] == 128 and "train_size" not in a.uns["scvi"]
@@ -271,7 +271,7 @@ def test_scvi_one_cell_sample_and_a_last_minibatch_of_one(caplog):
 
 
 def test_scvi_data_smaller_than_a_batch_needs_no_adjustment():
-    from tmeflow import integrate
+    from tmeflow.embed import _integrate as integrate
 
     a = merged([25, 5])
     integrate.train_scvi(a, early_stopping=True, patience=2, **TINY_SCVI)
@@ -280,7 +280,7 @@ def test_scvi_data_smaller_than_a_batch_needs_no_adjustment():
 
 
 def test_scvi_one_cell_in_all_is_a_clear_error():
-    from tmeflow import integrate
+    from tmeflow.embed import _integrate as integrate
 
     with pytest.raises(ValueError, match=r"at least 2 cells.*'s0': 1.*relax the QC"):
         integrate.train_scvi(merged([1]), **TINY_SCVI)

@@ -1,4 +1,4 @@
-"""Tests of tmeflow.sources: which cell types contribute a gene's UMIs."""
+"""Tests of tmeflow.stats._expression_sources: which cell types contribute a gene's UMIs."""
 
 import numpy as np
 import pandas as pd
@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow import sources
+from tmeflow.stats import _expression_sources as sources
 
 REF, TEST = "ctrl", "alectinib"
 GENES = ["Gas6", "GAS6", "Axl", "AXL", "Actb", "ACTB"]

@@ -1,4 +1,5 @@
-"""Unit tests for tmeflow.species: prefixes, per-cell species calls, stripping, contamination."""
+"""Unit tests for tmeflow.cells._species: prefixes, per-cell species calls, stripping,
+contamination."""
 
 import gzip
 from pathlib import Path
@@ -10,7 +11,9 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from tmeflow import h5ad, ingest, species
+from tmeflow.cells import _species as species
+from tmeflow.core import _h5ad as h5ad
+from tmeflow.inputs import _ingest as ingest
 
 
 def _adata(X: np.ndarray, names: list[str], **var_cols: list[str]) -> ad.AnnData:

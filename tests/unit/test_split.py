@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tmeflow import config as tmc
-from tmeflow import ingest
-from tmeflow import sample_sheet as tms
-from tmeflow.errors import InputError
-from tmeflow.readers import read_counts
+from tmeflow.core import _config as tmc
+from tmeflow.core._errors import InputError
+from tmeflow.inputs import _ingest as ingest
+from tmeflow.inputs import _sample_sheet as tms
+from tmeflow.inputs._read_counts import read_counts
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES_SCHEMA = REPO / "workflow/schemas/samples.schema.yaml"

@@ -4,7 +4,7 @@ import gzip
 
 import pandas as pd
 
-from tmeflow import tables
+from tmeflow.core import _tables as tables
 
 
 def test_gzip_bytes_do_not_depend_on_time(tmp_path, monkeypatch):

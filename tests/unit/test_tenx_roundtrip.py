@@ -16,8 +16,8 @@ import yaml
 from anndata import AnnData
 
 from tmeflow import simulate as sim
-from tmeflow.formats import detect_format  # the workflow's count readers
-from tmeflow.readers import read_counts
+from tmeflow.inputs._formats import detect_format  # the workflow's count readers
+from tmeflow.inputs._read_counts import read_counts
 
 SMALL = {"n_genes_mouse": 400, "n_genes_human": 200}
 

@@ -96,7 +96,7 @@ def kill_and_resume(work: Path, cfg: Path) -> dict:
         proc,
         work,
         "run2",
-        lambda: _log_says(de_log, "tmeflow.de: DE cell_type=") and not (work / GOI).exists(),
+        lambda: _log_says(de_log, "tmeflow.stats._de: DE cell_type=") and not (work / GOI).exists(),
     )
     seen["goi_ok_after_kill2"] = _not_left_finished(work, GOI)
     seen["integrated_after_kill2"] = (work / INTEGRATED).is_file()

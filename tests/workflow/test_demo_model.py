@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tmeflow import integrate
+from tmeflow.embed import _integrate as integrate
 
 pytestmark = pytest.mark.workflow
 

@@ -178,7 +178,8 @@ def test_confirmatory_null_gene_not_supported(demo_run, planted):
     """A hypothesis on each of a few planted null genes, in the demo's CAFs, is not supported
     (one PyDESeq2 fit: no shrinkage, no leave-one-out refits, which cannot turn a Holm p above
     alpha into support)."""
-    from tmeflow import confirmatory, h5ad
+    from tmeflow.core import _h5ad as h5ad
+    from tmeflow.stats import _confirmatory as confirmatory
 
     adata = h5ad.read_h5ad(demo_run / "results/annotate/annotated.h5ad", skip=("X", "obsp"))
     nulls = [g for g in planted["null_genes"] if g in adata.var_names][:5]

@@ -23,11 +23,9 @@ REPO_DIR = WORKFLOW_DIR.parent  # the clone: config/ (shipped panels, gene sets)
 
 sys.path.insert(0, str(WORKFLOW_DIR / "scripts"))
 
-from tmeflow import config as tmc  # noqa: E402
-from tmeflow import sample_sheet as tms  # noqa: E402
+from tmeflow import core as tmcore  # noqa: E402
 from tmeflow import export as tmexport  # noqa: E402
-from tmeflow import panel as tmpanel  # noqa: E402
-from tmeflow.downloads import url_file_name  # noqa: E402
+from tmeflow import inputs as tminputs  # noqa: E402
 from tmeflow.simulate import demo_layout, demo_outputs  # noqa: E402
 
 SCHEMAS = WORKFLOW_DIR / "schemas"
@@ -53,7 +51,7 @@ def shipped(path):
         return str(candidate.resolve())
 
 
-tmc.validate_config(config, SCHEMAS / "config.schema.yaml")
+tmcore.validate_config(config, SCHEMAS / "config.schema.yaml")
 # Marker panels and gene sets: the shipped ones are found from any working directory.
 config["annotation"]["panel"] = shipped(config["annotation"]["panel"])
 config["annotation"]["extra_panels"] = [
@@ -71,24 +69,24 @@ DEMO_OUTPUTS = [
     )
 ]
 
-SAMPLES = tms.validate_sample_sheet(
-    tms.read_sample_sheet(config["samples"]),
+SAMPLES = tminputs.validate_sample_sheet(
+    tminputs.read_sample_sheet(config["samples"]),
     SCHEMAS / "samples.schema.yaml",
     contrast=config["contrast"],
     covariates=config["de"]["covariates"],
     sheet_path=config["samples"],
     producible=DEMO_OUTPUTS,
 )
-for _warning in tms.design_warnings(SAMPLES, config["contrast"]):
+for _warning in tminputs.design_warnings(SAMPLES, config["contrast"]):
     logger.warning(f"WARNING ({config['samples']}): {_warning}")
 SAMPLE_IDS = list(SAMPLES["sample"])
-EXTRA_COLUMNS = tms.metadata_columns(SAMPLES)
+EXTRA_COLUMNS = tminputs.metadata_columns(SAMPLES)
 GENES = list(config["genes_of_interest"])
 UMAP_KEYS = ["cell_type", "cell_subtype", "condition", "sample", "species"]
 EXPORT_SPECIES = tmexport.export_species(config["species"])
 if config["export"]["enabled"]:
     _labels = tmexport.panel_labels(
-        tmpanel.load_panels(
+        tmcore.load_panels(
             [config["annotation"]["panel"], *config["annotation"]["extra_panels"]]
         )
     )
@@ -97,7 +95,7 @@ if config["export"]["enabled"]:
             config["export"]["cell_ontology"], _labels
         )
     except ValueError as _err:
-        raise tmc.ConfigError(str(_err)) from None
+        raise tmcore.ConfigError(str(_err)) from None
     for _warning in _warnings:
         logger.warning(f"WARNING: {_warning}")
 
@@ -114,10 +112,10 @@ def _sheet_value(sample, column):
 
 def download_path(sample):
     """Where the download of a sample whose sheet path is a URL is kept."""
-    return f"resources/download/{sample}/{url_file_name(SAMPLES.loc[sample, 'path'])}"
+    return f"resources/download/{sample}/{tminputs.url_file_name(SAMPLES.loc[sample, 'path'])}"
 
 
-tms.check_url_rows(SAMPLES)
+tminputs.check_url_rows(SAMPLES)
 
 
 def ingest_input(wildcards):
@@ -126,10 +124,10 @@ def ingest_input(wildcards):
     A URL: the download (the download_sample job); a 10x/GEO mtx input: its three files; the
     demo: the files the demo rule writes; otherwise the file itself.
     """
-    from tmeflow.formats import input_files
+    from tmeflow.inputs import input_files
 
     path = SAMPLES.loc[wildcards.sample, "path"]
-    if tms.is_url(path):
+    if tminputs.is_url(path):
         return [download_path(wildcards.sample)]
     prefix = str(Path(path)) + "/"
     inside = [p for p in DEMO_OUTPUTS if p.startswith(prefix)]

@@ -38,7 +38,7 @@ rule integrate_scvi:
     output:
         h5ad="results/integrate/integrated.h5ad",
         history="results/integrate/scvi_history.tsv",
-        # the trained model (no AnnData): tmeflow.integrate.load_scvi reloads it
+        # the trained model (no AnnData): tmeflow.embed.load_scvi reloads it
         model=directory("results/integrate/scvi_model"),
     log:
         "logs/integrate_scvi/integrate_scvi.log",

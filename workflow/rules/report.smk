@@ -2,7 +2,7 @@
 # other output of the workflow (get_final_output in common.smk, without the record itself).
 import copy
 
-from tmeflow.provenance import KEY_PACKAGES
+from tmeflow.core import KEY_PACKAGES
 
 
 report: "../report/workflow.rst"

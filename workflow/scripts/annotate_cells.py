@@ -2,16 +2,16 @@
 
 from pathlib import Path
 
-from tmeflow import annotate, h5ad, integrate, panel, runtime, tables
+from tmeflow import annotate, core, embed
 from tmeflow.plots import atlas
 
 
 def main(smk) -> None:
-    log = runtime.setup(smk.log[0], threads=smk.threads)
-    integrate.set_threads(smk.threads)
+    log = core.setup(smk.log[0], threads=smk.threads)
+    embed.set_threads(smk.threads)
     p = smk.params
-    adata = h5ad.read_h5ad(smk.input.h5ad, skip=("layers",))
-    marker_panel = panel.load_panels([smk.input.panel, *smk.input.extra_panels])
+    adata = core.read_h5ad(smk.input.h5ad, skip=("layers",))
+    marker_panel = core.load_panels([smk.input.panel, *smk.input.extra_panels])
     table = annotate.annotate(
         adata, marker_panel, species_mode=p.species, min_score=p.min_score,
         min_margin=p.min_margin, subcluster_resolution=p.subcluster_resolution,
@@ -22,11 +22,11 @@ def main(smk) -> None:
     log.info("subtypes: %s", adata.obs["cell_subtype"].value_counts().to_dict())
     atlas.score_heatmap(table, stem=Path(smk.output.heatmap[0]).with_suffix(""))
     doublet_table = annotate.doublet_summary(adata.obs)
-    tables.write_tsv(annotate.add_doublet_columns(table, doublet_table), smk.output.scores)
-    tables.write_tsv(doublet_table, smk.output.doublets)
+    core.write_tsv(annotate.add_doublet_columns(table, doublet_table), smk.output.scores)
+    core.write_tsv(doublet_table, smk.output.doublets)
     labels = annotate.label_table(adata)
-    tables.write_tsv(labels, smk.output.labels, index=True, index_label="cell")
-    h5ad.update_h5ad(adata, smk.input.h5ad, smk.output.h5ad)
+    core.write_tsv(labels, smk.output.labels, index=True, index_label="cell")
+    core.update_h5ad(adata, smk.input.h5ad, smk.output.h5ad)
 
 
 if __name__ == "__main__":

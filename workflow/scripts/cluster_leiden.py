@@ -1,18 +1,18 @@
 """Snakemake adapter: neighbours, UMAP, resolution sweep and Leiden on X_scVI; logic in
-tmeflow.cluster."""
+tmeflow.embed."""
 
 from pathlib import Path
 
-from tmeflow import cluster, h5ad, integrate, runtime, tables
+from tmeflow import core, embed
 from tmeflow.plots import atlas
 
 
 def main(smk) -> None:
-    log = runtime.setup(smk.log[0], threads=smk.threads)
-    integrate.set_threads(smk.threads)
+    log = core.setup(smk.log[0], threads=smk.threads)
+    embed.set_threads(smk.threads)
     p = smk.params
-    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "layers"))
-    sweep = cluster.embed_and_cluster(
+    adata = core.read_h5ad(smk.input[0], skip=("X", "layers"))
+    sweep = embed.embed_and_cluster(
         adata,
         n_neighbors=p.n_neighbors,
         resolution=p.resolution,
@@ -23,9 +23,9 @@ def main(smk) -> None:
         stability_tolerance=p.stability_tolerance,
     )
     log.info("clustering: %s", adata.uns["cluster"])
-    tables.write_tsv(sweep, smk.output.sweep)
+    core.write_tsv(sweep, smk.output.sweep)
     atlas.resolution_sweep_plot(sweep, stem=Path(smk.output.figure[0]).with_suffix(""))
-    h5ad.update_h5ad(adata, smk.input[0], smk.output.h5ad)
+    core.update_h5ad(adata, smk.input[0], smk.output.h5ad)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
 """Snakemake adapter: the pre-specified hypotheses as one Holm-adjusted family.
 
-The logic lives in tmeflow.confirmatory.
+The logic lives in tmeflow.stats.
 """
 
-from tmeflow import confirmatory, h5ad, runtime, tables
+from tmeflow import core, stats
 
 
 def main(smk) -> None:
-    log = runtime.setup(smk.log[0], threads=smk.threads)
+    log = core.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "obsp"), layers=("counts",))
-    table, values = confirmatory.confirm(
+    adata = core.read_h5ad(smk.input[0], skip=("X", "obsp"), layers=("counts",))
+    table, values = stats.confirm(
         adata,
-        confirmatory.parse_hypotheses(p.hypotheses),
+        stats.parse_hypotheses(p.hypotheses),
         condition_key=p.condition_key,
         reference=p.reference,
         test=p.test,
@@ -25,8 +25,8 @@ def main(smk) -> None:
         immune_types=p.immune_types,
     )
     log.info("confirmatory table:\n%s", table.drop(columns="per_animal").to_string())
-    tables.write_tsv(table, smk.output.table)
-    tables.write_tsv(values, smk.output.values)
+    core.write_tsv(table, smk.output.table)
+    core.write_tsv(values, smk.output.values)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
 """Snakemake adapter: pseudobulk DE per cell type and subtype, the genes-of-interest report
-and the DE summary (tmeflow.de_levels.run_levels), on raw or ambient-corrected counts."""
+and the DE summary (tmeflow.stats.run_levels), on raw or ambient-corrected counts."""
 
-from tmeflow import de_levels, h5ad, runtime
+from tmeflow import core, stats
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
+    core.setup(smk.log[0], threads=smk.threads)
     p, out = smk.params, smk.output
-    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "obsp"), layers=(p.layer,))
-    result = de_levels.run_levels(
+    adata = core.read_h5ad(smk.input[0], skip=("X", "obsp"), layers=(p.layer,))
+    result = stats.run_levels(
         adata,
         condition_key=p.condition_key,
         reference=p.reference,

@@ -2,15 +2,15 @@
 
 from pathlib import Path
 
-from tmeflow import panel, runtime, simulate
+from tmeflow import core, simulate
 
 
 def main(smk) -> None:
-    log = runtime.setup(smk.log[0], threads=smk.threads)
+    log = core.setup(smk.log[0], threads=smk.threads)
     pool = simulate.read_gmt_genes(smk.input.gene_pool)
     # Marker genes are simulated explicitly; keep them out of the random filler programs.
     panel_genes = set()
-    for entry in panel.load_panel(smk.input.panel)["cell_types"].values():
+    for entry in core.load_panel(smk.input.panel)["cell_types"].values():
         panel_genes.update(entry["markers"])
         for sub in (entry.get("subtypes") or {}).values():
             panel_genes.update(sub["markers"])

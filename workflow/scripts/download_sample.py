@@ -1,19 +1,19 @@
-"""Snakemake adapter: verify and keep one downloaded input; the logic lives in tmeflow.downloads."""
+"""Snakemake adapter: verify and keep one downloaded input; the logic lives in tmeflow.inputs."""
 
-from tmeflow import downloads, errors, runtime
+from tmeflow import core, inputs
 
 
 def main(smk) -> None:
-    log = runtime.setup(smk.log[0], threads=smk.threads)
+    log = core.setup(smk.log[0], threads=smk.threads)
     try:
-        digest = downloads.verify_download(
+        digest = inputs.verify_download(
             smk.input[0],
             smk.output[0],
             sha256=smk.params.sha256 or None,
             sample=smk.wildcards.sample,
             url=smk.params.url,
         )
-    except errors.InputError as exc:
+    except core.InputError as exc:
         log.error("%s", exc)  # the message in the rule's log, not only in Snakemake's output
         raise
     log.info(

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from tmeflow import runtime
+from tmeflow import core
 from tmeflow.plots import confirmatory
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
+    core.setup(smk.log[0], threads=smk.threads)
     table = pd.read_csv(smk.input.table, sep="\t", keep_default_na=False, na_values=[""])
     values = pd.read_csv(smk.input.values, sep="\t")
     stem = Path(smk.output[0]).with_suffix("")

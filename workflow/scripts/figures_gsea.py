@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from tmeflow import runtime
+from tmeflow import core
 from tmeflow.plots import stats
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
+    core.setup(smk.log[0], threads=smk.threads)
     parts = [pd.read_csv(f, sep="\t") for f in sorted(Path(smk.input[0]).glob("*.tsv"))]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if table.empty:

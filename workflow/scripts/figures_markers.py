@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from tmeflow import h5ad, panel, runtime
+from tmeflow import core
 from tmeflow.plots import atlas
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
-    adata = h5ad.read_h5ad(smk.input.h5ad, skip=("layers", "obsp"))
-    markers = panel.panel_markers(panel.load_panel(smk.input.panel))
+    core.setup(smk.log[0], threads=smk.threads)
+    adata = core.read_h5ad(smk.input.h5ad, skip=("layers", "obsp"))
+    markers = core.panel_markers(core.load_panel(smk.input.panel))
     present = set(adata.obs["cell_type"].astype(str))
     markers = {k: v for k, v in markers.items() if k in present}
     atlas.marker_dotplot(

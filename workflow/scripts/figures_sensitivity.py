@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from tmeflow import runtime
+from tmeflow import core
 from tmeflow.plots import sensitivity
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
+    core.setup(smk.log[0], threads=smk.threads)
     table = pd.read_csv(smk.input[0], sep="\t", keep_default_na=False, na_values=[""])
     sensitivity.sensitivity_plot(table, stem=Path(smk.output[0]).with_suffix(""))
 

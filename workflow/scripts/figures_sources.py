@@ -6,12 +6,12 @@ The logic lives in tmeflow.plots.sources.
 
 import pandas as pd
 
-from tmeflow import runtime
+from tmeflow import core
 from tmeflow.plots import sources
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
+    core.setup(smk.log[0], threads=smk.threads)
     primary = pd.read_csv(smk.input.primary, sep="\t")
     samples = pd.concat([pd.read_csv(f, sep="\t") for f in smk.input.samples], ignore_index=True)
     stem = str(smk.output[0]).rsplit(".", 1)[0]

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from tmeflow import runtime
+from tmeflow import core
 from tmeflow.plots import stats
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
+    core.setup(smk.log[0], threads=smk.threads)
     p = smk.params
     out = Path(smk.output.composition[0]).parent
     conditions = list(p.conditions)

@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from tmeflow import h5ad, runtime
+from tmeflow import core
 from tmeflow.plots import atlas
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
-    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "layers", "obsp"))
+    core.setup(smk.log[0], threads=smk.threads)
+    adata = core.read_h5ad(smk.input[0], skip=("X", "layers", "obsp"))
     for key in smk.params.umap_keys:
         order = list(smk.params.conditions) if key == "condition" else None
         atlas.umap_plot(

@@ -1,13 +1,13 @@
-"""Snakemake adapter: scVI integration (batch = sample); logic in tmeflow.integrate."""
+"""Snakemake adapter: scVI integration (batch = sample); logic in tmeflow.embed."""
 
-from tmeflow import h5ad, integrate, runtime, tables
+from tmeflow import core, embed
 
 
 def main(smk) -> None:
-    log = runtime.setup(smk.log[0], threads=smk.threads, numba=False)
+    log = core.setup(smk.log[0], threads=smk.threads, numba=False)
     p = smk.params
-    adata = h5ad.read_h5ad(smk.input[0], skip=("X",), layers=("counts",))
-    history = integrate.train_scvi(
+    adata = core.read_h5ad(smk.input[0], skip=("X",), layers=("counts",))
+    history = embed.train_scvi(
         adata,
         n_latent=p.n_latent,
         n_hidden=p.n_hidden,
@@ -22,8 +22,8 @@ def main(smk) -> None:
         model_dir=smk.output.model,
     )
     log.info("scVI: %s", adata.uns["scvi"])
-    tables.write_tsv(history, smk.output.history)
-    h5ad.update_h5ad(adata, smk.input[0], smk.output.h5ad, elements=("obsm", "uns"))
+    core.write_tsv(history, smk.output.history)
+    core.update_h5ad(adata, smk.input[0], smk.output.h5ad, elements=("obsm", "uns"))
 
 
 if __name__ == "__main__":

@@ -1,22 +1,22 @@
-"""Snakemake adapter: marker genes of each cluster and cell type; logic in tmeflow.markers."""
+"""Snakemake adapter: marker genes of each cluster and cell type; logic in tmeflow.annotate."""
 
 from pathlib import Path
 
 import pandas as pd
 
-from tmeflow import h5ad, markers, runtime, tables
+from tmeflow import annotate, core
 from tmeflow.plots import atlas
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
-    adata = h5ad.read_h5ad(smk.input.h5ad, skip=("layers", "obsp"))
+    core.setup(smk.log[0], threads=smk.threads)
+    adata = core.read_h5ad(smk.input.h5ad, skip=("layers", "obsp"))
     n_genes = smk.params.n_genes
-    clusters, notes_c = markers.rank_markers(adata, groupby="leiden", n_genes=n_genes)
-    cell_types, notes_t = markers.rank_markers(adata, groupby="cell_type", n_genes=n_genes)
-    tables.write_tsv(clusters, smk.output.clusters)
-    tables.write_tsv(cell_types, smk.output.cell_types)
-    tables.write_tsv(pd.concat([notes_c, notes_t], ignore_index=True), smk.output.notes)
+    clusters, notes_c = annotate.rank_markers(adata, groupby="leiden", n_genes=n_genes)
+    cell_types, notes_t = annotate.rank_markers(adata, groupby="cell_type", n_genes=n_genes)
+    core.write_tsv(clusters, smk.output.clusters)
+    core.write_tsv(cell_types, smk.output.cell_types)
+    core.write_tsv(pd.concat([notes_c, notes_t], ignore_index=True), smk.output.notes)
     atlas.cluster_markers_dotplot(
         adata, clusters, stem=Path(smk.output.dotplot[0]).with_suffix(""), groupby="leiden"
     )

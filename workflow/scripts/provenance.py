@@ -1,28 +1,28 @@
-"""Snakemake adapter: provenance.json and provenance_times.json; logic in tmeflow.provenance."""
+"""Snakemake adapter: core.json and provenance_times.json; logic in tmeflow.core."""
 
 from pathlib import Path
 
-from tmeflow import provenance, runtime
+from tmeflow import core
 
 
 def main(smk) -> None:
-    log = runtime.setup(smk.log[0], threads=smk.threads)
+    log = core.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    record = provenance.build_provenance(
+    record = core.build_provenance(
         config=p.config,
         inputs=list(smk.input.matrices),
-        repo_dir=Path(provenance.__file__).resolve().parents[3],  # the workflow checkout
+        repo_dir=Path(core.__file__).resolve().parents[4],  # the workflow checkout
         packages=p.packages,
-        fallbacks={"hvg": provenance.hvg_fallbacks(smk.input.hvg)},
+        fallbacks={"hvg": core.hvg_fallbacks(smk.input.hvg)},
     )
-    provenance.write_json(record, smk.output.record)
+    core.write_json(record, smk.output.record)
     log.info(
         "provenance: workflow %s, %d input file(s) hashed, seeds %s",
         record["workflow"]["version"], len(record["inputs"]), record["seeds"],
     )  # fmt: skip
     # Times of every job whose output is present under results/ (not byte-compared).
-    present = provenance.present_outputs(Path(smk.output.record).parent, skip=smk.output)
-    provenance.write_json(provenance.run_times(present), smk.output.times)
+    present = core.present_outputs(Path(smk.output.record).parent, skip=smk.output)
+    core.write_json(core.run_times(present), smk.output.times)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from tmeflow import h5ad, runtime
+from tmeflow import core
 from tmeflow.plots import qc
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
-    adata = h5ad.read_h5ad(smk.input[0], skip=("X", "layers", "obsm", "obsp", "varm", "varp"))
+    core.setup(smk.log[0], threads=smk.threads)
+    adata = core.read_h5ad(smk.input[0], skip=("X", "layers", "obsm", "obsp", "varm", "varp"))
     model = adata.uns.get("species", {}).get("ambient")
     stem = Path(smk.output[0]).with_suffix("")
     qc.crossspecies_plot(adata.obs, model, stem=stem, sample=smk.wildcards.sample)

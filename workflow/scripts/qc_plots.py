@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from tmeflow import runtime
+from tmeflow import core
 from tmeflow.plots import qc
 
 
 def main(smk) -> None:
-    runtime.setup(smk.log[0], threads=smk.threads)
+    core.setup(smk.log[0], threads=smk.threads)
     cells = pd.read_csv(smk.input.cells, sep="\t")
     metrics = pd.read_csv(smk.input.metrics, sep="\t").iloc[0].to_dict()
     stem = Path(smk.output[0]).with_suffix("")

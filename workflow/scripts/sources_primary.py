@@ -1,15 +1,15 @@
 """Snakemake adapter: the ranked primary sources of every gene of interest, per condition,
 at the cell-type and the subtype level (results/sources/primary_sources.tsv).
 
-The logic lives in tmeflow.sources.
+The logic lives in tmeflow.stats.
 """
 
-from tmeflow import runtime, sources, tables
+from tmeflow import core, stats
 
 
 def main(smk) -> None:
-    log = runtime.setup(smk.log[0], threads=smk.threads)
-    table = sources.primary_from_files(
+    log = core.setup(smk.log[0], threads=smk.threads)
+    table = stats.primary_from_files(
         smk.input.types,
         smk.input.subtypes,
         smk.input.samples,
@@ -17,7 +17,7 @@ def main(smk) -> None:
         corrected=smk.params.ambient_correction,
     )
     log.info("primary sources:\n%s", table.to_string())
-    tables.write_tsv(table, smk.output[0])
+    core.write_tsv(table, smk.output[0])
 
 
 if __name__ == "__main__":

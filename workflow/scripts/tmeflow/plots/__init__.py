@@ -1,6 +1,6 @@
 """Deterministic figures for every stage of the workflow, one module per stage.
 
-- :mod:`tmeflow.plots.palettes`: label vocabulary, display orders and colours (no matplotlib);
+- :mod:`tmeflow.core._vocabulary`: label vocabulary, display orders and colours (no matplotlib);
 - :mod:`tmeflow.plots.qc`: per-sample QC and the ambient contamination;
 - :mod:`tmeflow.plots.atlas`: UMAPs, marker dot plot, resolution sweep, annotation scores and
   integration metrics;
@@ -15,5 +15,5 @@ Every plotting function takes an output stem, writes ``{stem}.pdf`` and ``{stem}
 the same inputs give the same bytes. Conditions are drawn in the contrast's order, reference
 first with the same colour everywhere, and samples are ordered by arm, then naturally.
 
-Importing this package (or :mod:`~tmeflow.plots.palettes`) does not import matplotlib.
+Importing this package (or :mod:`~tmeflow.core._vocabulary`) does not import matplotlib.
 """

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from tmeflow.plots.palettes import NA_LABEL
+from tmeflow.core._vocabulary import NA_LABEL
 
 
 def require_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:

@@ -15,10 +15,7 @@ from anndata import AnnData
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import Rectangle
 
-from tmeflow.metrics import BATCH_METRICS, BIO_METRICS
-from tmeflow.plots._style import message_panel, new_figure, save_figure, style
-from tmeflow.plots._utils import as_labels, dot_handles, legend_right, size_handles
-from tmeflow.plots.palettes import (
+from tmeflow.core._vocabulary import (
     EMBEDDING_COLORS,
     LAST_LABELS,
     NA_COLOR,
@@ -26,6 +23,9 @@ from tmeflow.plots.palettes import (
     label_order,
     palette_for,
 )
+from tmeflow.embed._metrics import BATCH_METRICS, BIO_METRICS
+from tmeflow.plots._style import message_panel, new_figure, save_figure, style
+from tmeflow.plots._utils import as_labels, dot_handles, legend_right, size_handles
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +73,9 @@ def umap_plot(
     """Scatter of ``obsm["X_umap"]`` coloured by an ``obs`` column.
 
     A categorical (or string/boolean) column is coloured per label: cell types
-    with :func:`~tmeflow.plots.palettes.label_colors`, species with
-    :data:`~tmeflow.plots.palettes.SPECIES_COLORS`, ``condition`` with
-    :func:`~tmeflow.plots.palettes.condition_colors` in ``order``. Missing values are drawn as
+    with :func:`~tmeflow.core._vocabulary.label_colors`, species with
+    :data:`~tmeflow.core._vocabulary.SPECIES_COLORS`, ``condition`` with
+    :func:`~tmeflow.core._vocabulary.condition_colors` in ``order``. Missing values are drawn as
     ``NA``; ``NA`` and ``unassigned`` cells are drawn first, underneath, and the other cells in
     a seeded random order so that no group hides another. A numeric column is drawn with a
     colour bar.
@@ -201,7 +201,7 @@ def marker_dotplot(
     (log1p CP10k) or of ``layers[layer]``, min-max scaled per gene across groups. Genes are
     grouped by marker set in the order of ``markers``; genes absent from ``var_names`` are
     skipped and logged (names must match exactly, species prefixes included). Groups follow
-    :func:`~tmeflow.plots.palettes.label_order`; missing group values are shown as ``NA``.
+    :func:`~tmeflow.core._vocabulary.label_order`; missing group values are shown as ``NA``.
 
     Parameters
     ----------
@@ -277,7 +277,7 @@ def _cluster_names(top: pd.DataFrame) -> pd.DataFrame:
 def cluster_markers_dotplot(
     adata, table: pd.DataFrame, *, stem: str | Path, groupby: str = "leiden", n_top: int = 3
 ) -> list[Path]:
-    """Dot plot of each cluster's own top marker genes (of :func:`tmeflow.markers.rank_markers`).
+    """Dot plot of each cluster's own top marker genes (of :func:`tmeflow.annotate.rank_markers`).
 
     Rows are the ranked clusters, labelled ``<cluster> (<cell type>)`` (and the cell count);
     columns the ``n_top`` best-ranked genes of each cluster, under a bracket with the cluster's
@@ -335,7 +335,7 @@ def integration_metrics_plot(
     ----------
     metrics
         One row per embedding: ``embedding``, the metrics of
-        :data:`~tmeflow.metrics.BATCH_METRICS` and :data:`~tmeflow.metrics.BIO_METRICS`,
+        :data:`~tmeflow.embed.BATCH_METRICS` and :data:`~tmeflow.embed.BIO_METRICS`,
         ``batch_correction``, ``bio_conservation`` and ``total``.
     condition
         One row per cell type: ``cell_type``, ``condition_signal_<embedding>`` and optionally

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tmeflow.core._vocabulary import condition_colors, ordered_conditions
 from tmeflow.plots._style import message_panel, new_figure, save_figure, style
 from tmeflow.plots._utils import dot_handles, legend_right, require_columns, wrap_note
-from tmeflow.plots.palettes import condition_colors, ordered_conditions
 
 __all__ = ["confirmatory_plot"]
 
@@ -34,7 +34,7 @@ def confirmatory_plot(
     Parameters
     ----------
     table
-        :func:`tmeflow.confirmatory.confirm`'s table (``hypothesis``, ``verdict``,
+        :func:`tmeflow.stats.confirm`'s table (``hypothesis``, ``verdict``,
         ``effect``, ``ci_low``, ``ci_high``, ``p_holm``, ``reason``).
     values
         Its per-animal values (``hypothesis``, ``sample``, ``condition``, ``value``,

@@ -16,8 +16,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from tmeflow._utils import natural_key
+from tmeflow.core._vocabulary import label_colors, ordered_conditions, sample_order
 from tmeflow.plots._style import message_panel, new_figure, save_figure, style
-from tmeflow.plots.palettes import label_colors, ordered_conditions, sample_order
 
 logger = logging.getLogger(__name__)
 

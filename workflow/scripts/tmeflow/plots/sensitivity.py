@@ -28,7 +28,7 @@ VERDICT_FILL: dict[str, tuple[str, str]] = {
 
 
 def sensitivity_plot(table: pd.DataFrame, *, stem: str | Path) -> list[Path]:
-    """The verdict grid of :func:`tmeflow.sensitivity.sensitivity`'s table.
+    """The verdict grid of :func:`tmeflow.stats.sensitivity`'s table.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """Figures of the expression sources: which cell types make a gene's UMIs, per condition.
 
 Conditions are drawn in the contrast's order, reference first, coloured by
-:func:`~tmeflow.plots.palettes.condition_colors`.
+:func:`~tmeflow.core._vocabulary.condition_colors`.
 """
 
 from collections.abc import Sequence
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tmeflow.core._vocabulary import condition_colors, label_order, ordered_conditions
 from tmeflow.plots._style import message_panel, new_figure, save_figure, style
 from tmeflow.plots._utils import (
     as_labels,
@@ -20,7 +21,6 @@ from tmeflow.plots._utils import (
     require_columns,
     wrap_note,
 )
-from tmeflow.plots.palettes import condition_colors, label_order, ordered_conditions
 
 __all__ = ["primary_sources_plot", "source_note", "sources_plot"]
 
@@ -60,7 +60,7 @@ def sources_plot(
 ) -> list[Path]:
     """Share of a gene's UMIs contributed by each cell type, per condition.
 
-    Bars per cell type (:func:`~tmeflow.plots.palettes.label_order`) and condition with
+    Bars per cell type (:func:`~tmeflow.core._vocabulary.label_order`) and condition with
     ``share_sd`` error bars (missing SD: no bar). When ``table`` has a ``gene`` column, only its
     rows for ``gene`` are drawn. A note table (see :func:`source_note`) gives a panel with the
     note; an empty table gives a "no data" panel.
@@ -181,10 +181,10 @@ def primary_sources_plot(
     Parameters
     ----------
     primary
-        Output of :func:`tmeflow.sources.primary_summary` (``gene``, ``level``,
+        Output of :func:`tmeflow.stats.primary_summary` (``gene``, ``level``,
         ``condition``, ``cell_type``, ``share``).
     samples
-        Output of :func:`tmeflow.sources.sample_shares` with a ``level`` column.
+        Output of :func:`tmeflow.stats.sample_shares` with a ``level`` column.
     stem
         Output stem; see :func:`~tmeflow.plots._style.save_figure`.
     conditions

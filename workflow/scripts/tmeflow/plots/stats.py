@@ -1,7 +1,7 @@
 """Figures of the condition statistics: genes of interest, composition, volcano plots, GSEA.
 
 Conditions are drawn in the contrast's order, reference first, coloured by
-:func:`~tmeflow.plots.palettes.condition_colors`; samples by arm, then naturally. The figures
+:func:`~tmeflow.core._vocabulary.condition_colors`; samples by arm, then naturally. The figures
 of the expression sources are in :mod:`tmeflow.plots.sources`.
 """
 
@@ -13,6 +13,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import TwoSlopeNorm
 
+from tmeflow.core._vocabulary import (
+    condition_colors,
+    label_colors,
+    label_order,
+    ordered_conditions,
+    sample_order,
+)
 from tmeflow.plots._style import message_panel, new_figure, save_figure, style
 from tmeflow.plots._utils import (
     as_labels,
@@ -23,13 +30,6 @@ from tmeflow.plots._utils import (
     require_columns,
     size_handles,
     wrap_note,
-)
-from tmeflow.plots.palettes import (
-    condition_colors,
-    label_colors,
-    label_order,
-    ordered_conditions,
-    sample_order,
 )
 from tmeflow.plots.sources import source_note, sources_plot
 
@@ -87,7 +87,7 @@ def genes_of_interest_plot(
 ) -> list[Path]:
     """Per-sample pseudobulk CPM of one gene per cell type and condition.
 
-    For each cell type (x axis, :func:`~tmeflow.plots.palettes.label_order`) and condition (in
+    For each cell type (x axis, :func:`~tmeflow.core._vocabulary.label_order`) and condition (in
     the order given, others after), one point per sample shows ``log1p(cpm)``; the bar is
     ``log1p`` of the mean CPM. Rows with missing CPM are skipped; a gene without rows gives a
     panel with ``note`` (or "no pseudobulk values").
@@ -447,7 +447,7 @@ def gsea_dotplot(
 
     Draws the ``top`` terms with the smallest FDR in any cell type (ties: larger ``|NES|``,
     then name), best at the top, against cell types
-    (:func:`~tmeflow.plots.palettes.label_order`). Colour is NES (diverging, centred at 0);
+    (:func:`~tmeflow.core._vocabulary.label_order`). Colour is NES (diverging, centred at 0);
     size is ``-log10 FDR`` with FDR floored at ``fdr_floor`` (permutation FDRs of 0). Rows
     without a numeric NES are left out; nothing left gives a "no gene sets" panel.
 

@@ -5,7 +5,7 @@ from os import PathLike
 
 import numpy as np
 
-from tmeflow.genesets import read_gmt
+from tmeflow.core._genesets import read_gmt
 from tmeflow.simulate.truth import (
     HUMAN_MITO,
     HUMAN_TUMOR_MARKERS,
@@ -27,7 +27,7 @@ def read_gmt_genes(path: str | PathLike[str]) -> list[str]:
     ----------
     path
         A GMT file (``name<TAB>description<TAB>gene<TAB>gene...`` per line), read with
-        :func:`tmeflow.genesets.read_gmt` (a set name given twice keeps its last line).
+        :func:`tmeflow.core.read_gmt` (a set name given twice keeps its last line).
 
     Returns
     -------

@@ -17,7 +17,7 @@ they are after the species stage; the 10x files carry prefixed names (``mm10_Mmp
 
 from collections.abc import Sequence
 
-from tmeflow.plots.palettes import DEFAULT_VOCAB
+from tmeflow.core._vocabulary import DEFAULT_VOCAB
 
 CONDITIONS_DEFAULT: tuple[str, str] = ("control", "alectinib")
 
@@ -137,7 +137,7 @@ POPULATIONS: tuple[tuple[str, str, str], ...] = (
     ("pericyte", "pericyte", "mouse"),
 )
 #: The simulated cell types: the types of :data:`POPULATIONS`, in the display order of the
-#: label vocabulary (:data:`tmeflow.plots.palettes.DEFAULT_VOCAB`), which fixes the order of
+#: label vocabulary (:data:`tmeflow.core._vocabulary.DEFAULT_VOCAB`), which fixes the order of
 #: the simulator's draws.
 CELL_TYPES: tuple[str, ...] = tuple(
     t for t in DEFAULT_VOCAB if t in {cell_type for _, cell_type, _ in POPULATIONS}

@@ -1,0 +1,40 @@
+"""Stage 4, annotation: cell types and subtypes from marker panels.
+
+Marker scores of cells and labels of groups (:mod:`._scoring`), the cell-type and subtype
+labels with their doublet summary (:mod:`._cell_types`) and each cluster's ranked markers
+(:mod:`._cluster_markers`).
+"""
+
+from tmeflow._lazy import attach
+
+_NAMES = {
+    "_cell_types": [
+        "TUMOR",
+        "NO_STATE",
+        "LABEL_COLUMNS",
+        "annotate",
+        "label_table",
+        "DOUBLET_CALLERS",
+        "CLUSTER_DOUBLET_LIKE",
+        "DOUBLET_ENRICHED",
+        "doublet_summary",
+        "add_doublet_columns",
+    ],
+    "_cluster_markers": [
+        "COLUMNS",
+        "NOTE_COLUMNS",
+        "cluster_labels",
+        "rank_markers",
+    ],
+    "_scoring": [
+        "UNASSIGNED",
+        "score_cells",
+        "ABUNDANT_SHARE",
+        "abundance_correction",
+        "assign_groups",
+        "recluster",
+        "cell_best_labels",
+        "refine_mixed",
+    ],
+}
+__getattr__, __dir__, __all__ = attach(__name__, _NAMES)

@@ -1,0 +1,75 @@
+"""Stage 2, cells: which droplets are cells of which species, and which to keep.
+
+Species of cells (:mod:`._species`), cross-species doublets (:mod:`._cross_species`), ambient
+RNA (:mod:`._ambient`), per-cell QC (:mod:`._qc`) and the doublet callers, one registry
+(:mod:`._doublets`).
+"""
+
+from tmeflow._lazy import attach
+
+_NAMES = {
+    "_ambient": [
+        "CELL_SPECIES",
+        "sample_contamination",
+        "gene_ambient",
+        "CORRECTED_LAYER",
+        "SOUP_SOURCES",
+        "MIN_SOUP_UMIS",
+        "CHUNK_ENTRIES",
+        "soup_profiles",
+        "corrected_counts",
+        "add_corrected_layer",
+    ],
+    "_cross_species": [
+        "TEST_COLUMNS",
+        "MIN_BULK_CELLS",
+        "AmbientModel",
+        "estimate_ambient",
+        "bh_qvalues",
+        "score_droplets",
+        "call_crossspecies",
+    ],
+    "_doublets": [
+        "SCRUBLET_KNN_MEMORY_MB",
+        "detect_doublets",
+        "threshold_minimum",
+        "CLUSTER_MIN_CELLS",
+        "CLUSTER_KS",
+        "cluster_doublets",
+        "CONSENSUS_RULES",
+        "CLUSTER_CAP",
+        "cluster_alone_cap",
+        "consensus",
+        "DOUBLET_METHODS",
+        "call_doublets",
+    ],
+    "_qc": [
+        "MITO_PREFIXES",
+        "MAD_SCALE",
+        "REASONS",
+        "CONFIG_KEYS",
+        "sample_name",
+        "mito_mask",
+        "qc_metrics",
+        "passes_floors",
+        "mad_thresholds",
+        "filter_cells",
+        "check_conditions",
+        "summary_table",
+        "CELL_COLUMNS",
+        "cell_table",
+    ],
+    "_species": [
+        "SPECIES",
+        "MODES",
+        "PREFIXES",
+        "split_prefix",
+        "strip_prefix",
+        "genome_species",
+        "detect_prefixes",
+        "assign_species",
+        "contamination",
+        "species_report",
+    ],
+}
+__getattr__, __dir__, __all__ = attach(__name__, _NAMES)

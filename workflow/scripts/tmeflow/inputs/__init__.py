@@ -1,0 +1,67 @@
+"""Stage 1, inputs: from a sample sheet row to one sample's counts.
+
+The sheet's checks (:mod:`._sample_sheet`), the input formats, one registry
+(:mod:`._formats`), the readers (:mod:`._read_counts`, :mod:`._read_h5ad`,
+:mod:`._count_matrix`), downloads (:mod:`._downloads`), gene names (:mod:`._gene_names`), cell
+calling in raw matrices (:mod:`._cell_calling`) and ingest of one sample (:mod:`._ingest`).
+"""
+
+from tmeflow._lazy import attach
+
+_NAMES = {
+    "_cell_calling": [
+        "MODES",
+        "barcode_totals",
+        "looks_raw",
+        "inflection_cutoff",
+        "call_cells",
+    ],
+    "_count_matrix": [
+        "GENE_EXPRESSION",
+        "check_integer_counts",
+    ],
+    "_downloads": [
+        "is_url",
+        "url_file_name",
+        "sha256sum",
+        "verify_download",
+    ],
+    "_formats": [
+        "FORMATS",
+        "mtx_triplet",
+        "input_files",
+        "detect_format",
+    ],
+    "_gene_names": [
+        "make_unique",
+        "mouse_symbol",
+        "repair_mouse_symbol_case",
+    ],
+    "_ingest": [
+        "RESERVED_OBS",
+        "ingest_sample",
+        "reference_symbols",
+        "symbol_reference",
+        "ingest_report",
+    ],
+    "_read_counts": [
+        "read_counts",
+    ],
+    "_read_h5ad": [
+        "read_h5ad_obs",
+        "obs_mask",
+        "first_values",
+    ],
+    "_sample_sheet": [
+        "REQUIRED_COLUMNS",
+        "INPUT_COLUMNS",
+        "SPLIT_COLUMNS",
+        "read_sample_sheet",
+        "validate_sample_sheet",
+        "metadata_columns",
+        "check_obs_splits",
+        "design_warnings",
+        "check_url_rows",
+    ],
+}
+__getattr__, __dir__, __all__ = attach(__name__, _NAMES)

@@ -1,0 +1,348 @@
+"""Parse-time validation of the sample sheet: columns, conditions, files, URLs, splits.
+
+Called from ``workflow/rules/common.smk`` so that a bad sheet fails before any job runs, with a
+message that names the sample, the column and the fix.
+"""
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+
+from tmeflow.core._config import ConfigError, describe_key, key_path, load_schema
+from tmeflow.inputs._downloads import is_url, url_file_name
+from tmeflow.inputs._formats import FORMATS
+
+REQUIRED_COLUMNS = ("sample", "condition", "path")
+INPUT_COLUMNS = ("sample", "path", "sha256", "format", "obs_column", "obs_value")
+"""Sheet columns that describe the input; every other column is sample metadata (obs)."""
+SPLIT_COLUMNS = ("obs_column", "obs_value")
+
+
+def read_sample_sheet(path: str | Path) -> pd.DataFrame:
+    """Read the TSV sample sheet as strings (comment lines starting with '#' skipped)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(
+            f"sample sheet {str(path)!r} does not exist; set the config key 'samples' to your "
+            "TSV with columns sample, condition, path."
+        )
+    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False)
+    sheet.columns = [c.strip() for c in sheet.columns]
+    return sheet
+
+
+def validate_sample_sheet(
+    sheet: pd.DataFrame,
+    schema_path: str | Path,
+    *,
+    contrast: dict,
+    covariates: Iterable[str] = (),
+    sheet_path: str = "the sample sheet",
+    base_dir: str | Path = ".",
+    producible: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Check the sample sheet before any job runs and return it indexed by sample.
+
+    Checks: required columns (with a spelling hint), the per-row schema (sample-id pattern),
+    duplicate ids, an empty sheet, conditions outside the contrast, covariate columns, and
+    that every ``path`` exists (or is produced by the workflow, e.g. the demo). URLs
+    (http/https) are accepted and checked at download time. A sheet whose samples all have ONE
+    contrast level (e.g. a single sample) is accepted: the workflow runs, and the comparisons
+    (DE, composition, GSEA) report "nothing to compare"; :func:`design_warnings` says so.
+    """
+    import difflib
+
+    missing = [c for c in REQUIRED_COLUMNS if c not in sheet.columns]
+    if missing:
+        hints = []
+        for col in missing:
+            close = difflib.get_close_matches(col, list(sheet.columns), n=1, cutoff=0.6)
+            hints.append(f"'{col}'" + (f" (found '{close[0]}': a misspelling?)" if close else ""))
+        raise ConfigError(
+            f"{sheet_path}: missing required column(s) {', '.join(hints)}. Required columns are "
+            f"{list(REQUIRED_COLUMNS)}; extra metadata columns are allowed."
+        )
+    schema = load_schema(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    for i, row in enumerate(sheet.to_dict(orient="records"), start=2):
+        for error in validator.iter_errors(row):
+            key = key_path(error)
+            raise ConfigError(
+                f"{sheet_path}, line {i}, column '{key}': {error.message}. "
+                f"{describe_key(schema, error.absolute_path)}"
+            )
+    if sheet.empty:
+        raise ConfigError(
+            f"{sheet_path}: no samples; add one row per sample (columns sample, condition, path)."
+        )
+    dups = sorted(sheet["sample"][sheet["sample"].duplicated()].unique())
+    if dups:
+        raise ConfigError(
+            f"{sheet_path}: duplicate sample id(s) {dups}; every sample needs its own id."
+        )
+    column = contrast["column"]
+    if column not in sheet.columns:
+        raise ConfigError(
+            f"config key 'contrast.column' is {column!r} but {sheet_path} has no such column "
+            f"(columns: {list(sheet.columns)})."
+        )
+    levels = {contrast["reference"], contrast["test"]}
+    bad = sheet.loc[~sheet[column].isin(levels), ["sample", column]]
+    if len(bad):
+        pairs = ", ".join(f"{s}={c!r}" for s, c in bad.itertuples(index=False))
+        raise ConfigError(
+            f"{sheet_path}: {column} value(s) not in the contrast ({pairs}); every sample must be "
+            f"{contrast['reference']!r} (reference) or {contrast['test']!r} (test). "
+            "Fix the sheet or the config key 'contrast'."
+        )
+    for cov in covariates:
+        if cov not in sheet.columns:
+            raise ConfigError(
+                f"config key 'de.covariates' names {cov!r}, which is not a column of {sheet_path}."
+            )
+    producible = {str(Path(p)) for p in producible}
+    base_dir = Path(base_dir)
+    for sample, path in zip(sheet["sample"], sheet["path"], strict=True):
+        if is_url(path):
+            continue
+        p = Path(path) if Path(path).is_absolute() else base_dir / path
+        if p.exists():
+            continue
+        norm = str(Path(path))
+        if norm in producible or any(q.startswith(norm + "/") for q in producible):
+            continue
+        raise ConfigError(
+            f"sample {sample!r}: input {path!r} does not exist. Fix the 'path' column of "
+            f"{sheet_path} (paths are relative to the working directory)."
+        )
+    check_obs_splits(sheet, sheet_path=sheet_path, base_dir=base_dir)
+    return sheet.set_index("sample", drop=False)
+
+
+def metadata_columns(sheet: pd.DataFrame) -> list[str]:
+    """The sheet's columns that are sample metadata, kept in ``obs`` at ingest.
+
+    All columns but :data:`INPUT_COLUMNS` (so ``condition`` is one; ``obs_column`` and
+    ``obs_value`` describe the input and are not).
+    """
+    return [c for c in sheet.columns if c not in INPUT_COLUMNS]
+
+
+def _cell(row: Any, column: str) -> str:
+    return str(row.get(column, "") or "").strip()
+
+
+def _split_format(path: str, fmt: str, base_dir: Path) -> str:
+    """How a split row's path is read (the ``format`` cell, else its name), for messages."""
+    from tmeflow.core._errors import InputError
+    from tmeflow.inputs._formats import detect_format
+
+    if fmt not in ("", "auto"):
+        return "h5ad" if fmt == "h5ad" else f"a {fmt} input (sheet column 'format')"
+    name = url_file_name(path) if is_url(path) else Path(path).name
+    if name.lower().endswith(".h5ad"):
+        return "h5ad"
+    local = Path(path) if Path(path).is_absolute() else base_dir / path
+    if not is_url(path) and local.exists():
+        try:
+            return f"a {detect_format(local)} input"
+        except InputError:
+            return "an input of unknown format"
+    return "not an h5ad"
+
+
+def check_obs_splits(
+    sheet: pd.DataFrame, *, sheet_path: str = "the sample sheet", base_dir: str | Path = "."
+) -> None:
+    """Parse-time checks of rows that take part of a deposited h5ad (``obs_column``/``obs_value``).
+
+    A row with both cells set takes the cells of its ``path`` whose ``obs[obs_column]`` equals
+    ``obs_value`` (string equality). For a local file only its ``obs`` is read, once per
+    distinct file; URL rows are checked at ingest, after the download.
+
+    Parameters
+    ----------
+    sheet
+        The sample sheet (columns ``sample`` and ``path``; ``format``, ``obs_column`` and
+        ``obs_value`` optional; empty cells mean "not given").
+    sheet_path
+        The sheet's name, for messages.
+    base_dir
+        What relative paths are relative to.
+
+    Raises
+    ------
+    ConfigError
+        Only one of the two cells given; a split of an input that is not an h5ad (no cell
+        metadata); two rows that would share cells: the same path with the same column and
+        value, a row taking a whole file that another row splits, or (local files) selections
+        of different columns that meet; a column the file's obs lacks (the available columns
+        are listed); a value that selects no cell (the column's first values are listed).
+    """
+    if not any(c in sheet.columns for c in SPLIT_COLUMNS):
+        return
+    base_dir = Path(base_dir)
+    rows = []
+    for _, row in sheet.iterrows():
+        sample, path = str(row["sample"]), str(row["path"])
+        column, value = _cell(row, "obs_column"), _cell(row, "obs_value")
+        if bool(column) != bool(value):
+            given, missing = ("obs_column", "obs_value") if column else ("obs_value", "obs_column")
+            raise ConfigError(
+                f"{sheet_path}: sample {sample!r}: column '{given}' is set but '{missing}' is "
+                f"empty. Give both (the sample's cells are those of {path!r} with "
+                "obs[obs_column] == obs_value) or neither (the sample is the whole file)."
+            )
+        if column:
+            fmt = _split_format(path, _cell(row, "format"), base_dir)
+            if fmt != "h5ad":
+                raise ConfigError(
+                    f"{sheet_path}: sample {sample!r}: column 'obs_column' ({column!r}) selects "
+                    f"cells by their metadata, but {path!r} is {fmt}, which has none. "
+                    "Only an h5ad input can be split: clear obs_column/obs_value, or give each "
+                    "sample its own matrix file."
+                )
+        key = (
+            path
+            if is_url(path)
+            else str((Path(path) if Path(path).is_absolute() else base_dir / path).resolve())
+        )
+        rows.append((sample, path, key, column, value))
+    by_file: dict[str, list[tuple[str, str, str, str, str]]] = {}
+    for r in rows:
+        by_file.setdefault(r[2], []).append(r)
+    for key, group in by_file.items():
+        if not any(r[3] for r in group):
+            continue
+        whole = [r[0] for r in group if not r[3]]
+        if whole:
+            others = [r[0] for r in group if r[0] != whole[0]]
+            raise ConfigError(
+                f"{sheet_path}: sample {whole[0]!r} takes the whole of {group[0][1]!r} (no "
+                f"obs_column), so it shares cells with sample(s) {others} that split the same "
+                "file. Set obs_column/obs_value on every row of a split file."
+            )
+        seen: dict[tuple[str, str], str] = {}
+        for sample, path, _, column, value in group:
+            if (column, value) in seen:
+                raise ConfigError(
+                    f"{sheet_path}: samples {seen[(column, value)]!r} and {sample!r} both take "
+                    f"the cells of {path!r} with obs_column {column!r} = {value!r}; no cell may "
+                    "land in two samples. Fix the obs_value of one of them."
+                )
+            seen[(column, value)] = sample
+        if not is_url(key) and Path(key).is_file():
+            _check_local_split(key, group, sheet_path=sheet_path)
+
+
+def _check_local_split(
+    file: str, group: list[tuple[str, str, str, str, str]], *, sheet_path: str
+) -> None:
+    """Column present, value selecting cells, no cell in two samples: from ``obs`` only."""
+    import numpy as np
+
+    from tmeflow.inputs._read_h5ad import first_values, obs_mask, read_h5ad_obs
+
+    try:
+        obs = read_h5ad_obs(file)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(
+            f"{sheet_path}: sample {group[0][0]!r}: cannot read the obs of {group[0][1]!r} "
+            f"({type(exc).__name__}: {exc}). Check that it is an h5ad file."
+        ) from exc
+    owner = np.full(len(obs), -1)
+    for i, (sample, path, _, column, value) in enumerate(group):
+        if column not in obs.columns:
+            raise ConfigError(
+                f"{sheet_path}: sample {sample!r}: column 'obs_column' is {column!r}, which is "
+                f"not a column of the obs of {path!r}. Set it to one of {list(obs.columns)}."
+            )
+        mask = obs_mask(obs, column, value)
+        if not mask.any():
+            raise ConfigError(
+                f"{sheet_path}: sample {sample!r}: column 'obs_value' is {value!r}, which "
+                f"selects no cell of {path!r} (obs column {column!r} holds "
+                f"{first_values(obs[column])}). Set obs_value to one of these."
+            )
+        clash = mask & (owner >= 0)
+        if clash.any():
+            other = group[int(owner[clash][0])]
+            raise ConfigError(
+                f"{sheet_path}: samples {other[0]!r} ({other[3]} = {other[4]!r}) and {sample!r} "
+                f"({column} = {value!r}) share {int(clash.sum())} cell(s) of {path!r}; no cell "
+                "may land in two samples. Split the file by one column, or fix the values."
+            )
+        owner[mask] = i
+
+
+def design_warnings(sheet: pd.DataFrame, contrast: dict) -> list[str]:
+    """Warnings about the design of a sheet that :func:`validate_sample_sheet` accepted.
+
+    One message per contrast level without samples: the comparison of the two arms is then not
+    possible, and the DE, composition and GSEA tables say so instead of testing.
+    """
+    column = contrast["column"]
+    values = sheet[column].astype(str) if column in sheet.columns else pd.Series(dtype=str)
+    warnings = []
+    for role in ("reference", "test"):
+        level = contrast[role]
+        if not (values == level).any():
+            warnings.append(
+                f"no sample has {column} = {level!r} (the contrast {role}): the workflow runs, "
+                "but differential expression, composition and GSEA have nothing to compare "
+                "and report 'not tested'."
+            )
+    return warnings
+
+
+def check_url_rows(sheet: pd.DataFrame) -> None:
+    """Parse-time checks of the sheet's URL rows: a readable file name and a fitting sha256.
+
+    Parameters
+    ----------
+    sheet
+        The sample sheet (columns ``sample`` and ``path``; ``sha256`` and ``format`` optional),
+        as :func:`validate_sample_sheet` returns it.
+
+    Raises
+    ------
+    ConfigError
+        A sha256 on a row whose path is not an http(s) URL; a URL without a file name; a URL
+        to a Matrix Market file (or with format ``10x_mtx``), whose barcode and feature lists
+        cannot come with it; a URL whose format neither its name nor a ``format`` cell tells.
+    """
+    for _, row in sheet.iterrows():
+        sample, path = row["sample"], row["path"]
+        sha = str(row.get("sha256", "") or "").strip()
+        if sha and not is_url(path):
+            raise ConfigError(
+                f"sample {sample!r}: a sha256 is given but path {path!r} is not an http(s) "
+                "URL; checksums are verified for downloads only. Clear the sha256 cell."
+            )
+        if not is_url(path):
+            continue
+        name = url_file_name(path)
+        fmt = str(row.get("format", "") or "").strip()
+        if not name:
+            raise ConfigError(
+                f"sample {sample!r}: URL {path!r} does not end in a file name. Point it at one "
+                f"file (.h5, .h5ad, .csv/.tsv[.gz]); an mtx folder must be downloaded by hand."
+            )
+        lowered = name.lower()
+        if lowered.endswith((".mtx", ".mtx.gz")) or fmt == "10x_mtx":
+            raise ConfigError(
+                f"sample {sample!r}: URL {path!r} is a Matrix Market input; its barcode and "
+                "feature lists cannot come with it. Download the three files into one folder "
+                "and point 'path' at the matrix file."
+            )
+        if fmt in ("", "auto"):
+            if not lowered.removesuffix(".gz").endswith(
+                (".h5", ".hdf5", ".h5ad", ".csv", ".tsv", ".txt")
+            ):
+                raise ConfigError(
+                    f"sample {sample!r}: cannot tell the format of {name!r} from its name. "
+                    f"Add a 'format' column to the sample sheet ({', '.join(FORMATS)})."
+                )

@@ -1,0 +1,109 @@
+"""Stage 5, condition statistics, with the animal as the unit.
+
+Pseudobulk (:mod:`._pseudobulk`), DE per group (:mod:`._de`) by PyDESeq2 or an exploratory
+Wilcoxon (:mod:`._de_methods`), the DE rule's tables (:mod:`._de_tables`), genes of interest
+(:mod:`._genes_of_interest`), composition (:mod:`._composition`), expression sources
+(:mod:`._expression_sources`), the confirmatory family (:mod:`._confirmatory`) and its
+sensitivity (:mod:`._sensitivity`), GSEA (:mod:`._gsea`) and multiple testing
+(:mod:`._multitest`).
+"""
+
+from tmeflow._lazy import attach
+
+_NAMES = {
+    "_composition": [
+        "PROPORTION_COLUMNS",
+        "COMPOSITION_COLUMNS",
+        "METHODS",
+        "DESCRIPTIVE",
+        "proportions",
+        "compare_proportions",
+        "PROPELLER_COLUMNS",
+        "PROPELLER",
+        "IMMUNE_TYPES",
+        "squeeze_var",
+        "propeller",
+        "denominator_proportions",
+        "compare_denominators",
+    ],
+    "_confirmatory": [
+        "CONFIRMATORY_COLUMNS",
+        "VALUE_COLUMNS",
+        "Hypothesis",
+        "parse_hypotheses",
+        "holm",
+        "confirm",
+    ],
+    "_de": [
+        "DE_COLUMNS",
+        "METHOD_PYDESEQ2",
+        "METHOD_WILCOXON",
+        "METHOD_NOT_TESTED",
+        "SHRUNK_COLUMNS",
+        "empty_table",
+        "run_de",
+    ],
+    "_de_methods": [
+        "pydeseq2_test",
+        "wilcoxon_test",
+        "median_of_ratios",
+        "nb_glm",
+    ],
+    "_de_tables": [
+        "DE_SUMMARY_COLUMNS",
+        "subtype_groups",
+        "de_summary",
+        "DELevels",
+        "run_levels",
+    ],
+    "_expression_sources": [
+        "SOURCE_COLUMNS",
+        "expression_sources",
+        "primary_sources",
+        "SAMPLE_SHARE_COLUMNS",
+        "PRIMARY_COLUMNS",
+        "sample_shares",
+        "POOLED",
+        "primary_summary",
+        "gene_sources",
+        "read_tables",
+        "primary_from_files",
+    ],
+    "_genes_of_interest": [
+        "GOI_COLUMNS",
+        "GOI_SAMPLE_COLUMNS",
+        "genes_of_interest",
+    ],
+    "_gsea": [
+        "GSEAPY_COLUMNS",
+        "GSEA_COLUMNS",
+        "GSEA_SUMMARY_COLUMNS",
+        "load_gene_sets",
+        "ranking",
+        "prerank",
+        "gsea_summary",
+        "prerank_files",
+    ],
+    "_pseudobulk": [
+        "TARGET_SUM",
+        "counts_matrix",
+        "check_obs",
+        "pair_indicator",
+        "cp10k_log",
+        "pseudobulk",
+    ],
+    "_sensitivity": [
+        "EITHER_CALLER",
+        "DOUBLET_CALLS",
+        "AMBIENT_LAYER",
+        "CONFIGURED",
+        "ANNOTATION_SETTINGS",
+        "SENSITIVITY_COLUMNS",
+        "Setting",
+        "sensitivity",
+        "verdict_grid",
+        "settings",
+        "marker_x",
+    ],
+}
+__getattr__, __dir__, __all__ = attach(__name__, _NAMES)

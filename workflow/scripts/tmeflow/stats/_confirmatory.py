@@ -1,0 +1,657 @@
+"""Pre-specified hypotheses tested as one family: the confirmatory table.
+
+The genome-wide tables (:mod:`tmeflow.stats._de`, :mod:`tmeflow.stats._composition`) are
+exploratory: a gene named before the data were seen should not pay for the ~20,000 genes nobody
+asked about. Here each hypothesis of the config's ``hypotheses`` list is tested once, and the family
+is that list: Holm's step-down adjustment (Holm 1979, Scand J Statist 6:65) over the hypotheses that
+could be tested controls the family-wise error (the chance of calling any true null "supported") at
+``alpha`` whatever the dependence between the tests.
+
+Three kinds of hypothesis:
+
+``change`` (``gene`` + ``test: change``)
+    The gene's expression in the cell type (or subtype) differs between the arms:
+    PyDESeq2 on that group's per-animal pseudobulk (:func:`tmeflow.stats.run_de`, the same test
+    as the exploratory tables), ``effect`` = apeGLM-shrunk log2 fold change with its 95%
+    interval (shrunk estimate +- 1.96 shrunk SE), ``pvalue`` = the Wald test, one-sided in
+    the stated ``direction`` (two-sided without one). ``padj_exploratory`` is the same gene's
+    BH ``padj`` among all genes of the group (the exploratory table's), for comparison.
+``source`` (``gene`` + ``test: source``)
+    The cell type is a source of the gene: in each animal it makes at least ``min_share``
+    of the gene's UMIs (the primary-source criterion of :mod:`tmeflow.stats._expression_sources`).
+    ``effect`` = mean over animals (both arms) of ``logit((k + m) / (n + 1)) - logit(m)``
+    for ``k`` of the gene's ``n`` UMIs in the type and ``m = min_share`` (the +m/+1 pulls a
+    share resting on few UMIs towards the threshold, so a barely detected gene is not a
+    source); one-sided one-sample t-test that it is above 0. A source
+    hypothesis is about presence, not change: the gene's change is a separate ``change``
+    entry.
+``proportion`` (``proportion: stroma|immune|all``)
+    The type's share of the denominator's cells changes (``direction`` optional):
+    :func:`tmeflow.stats.propeller` within that denominator, ``effect`` = difference
+    in mean logit proportion, moderated t, one-sided with a ``direction``;
+    ``padj_exploratory`` is the type's BH ``padj`` among the denominator's types.
+
+Every row has a leave-one-animal-out range of the effect (``loo_min``, ``loo_max``; for
+``change`` the gene's unshrunk log2 fold change refitted without the animal, comparable with
+``effect_unshrunk``: a negative binomial GLM on the other animals' pseudobulk with the gene's
+PyDESeq2 dispersion held fixed, see :func:`_loo_change`) and ``loo_sign_stable``.
+Verdict: ``supported`` when ``p_holm < alpha``, the estimate lies in the stated direction and
+its sign holds leaving out any one animal; ``not supported`` otherwise (``reason`` says
+which); ``not testable`` with the reason (gene absent, group absent, too few animals,
+PyDESeq2 failed). A not-testable hypothesis takes no part in the Holm adjustment: whether a
+group has enough cells does not depend on the outcome.
+"""
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import stats
+
+from tmeflow.stats import _composition as composition
+from tmeflow.stats import _de_methods as de_tests
+from tmeflow.stats import _expression_sources as sources
+from tmeflow.stats._de import METHOD_PYDESEQ2, run_de
+from tmeflow.stats._pseudobulk import pseudobulk
+
+__all__ = [
+    "CONFIRMATORY_COLUMNS",
+    "VALUE_COLUMNS",
+    "Hypothesis",
+    "confirm",
+    "holm",
+    "parse_hypotheses",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Columns of the confirmatory table, in order.
+CONFIRMATORY_COLUMNS: list[str] = [
+    "hypothesis",
+    "kind",
+    "gene",
+    "cell_type",
+    "level",
+    "denominator",
+    "direction",
+    "effect",
+    "effect_scale",
+    "effect_unshrunk",
+    "ci_low",
+    "ci_high",
+    "pvalue",
+    "p_holm",
+    "padj_exploratory",
+    "loo_min",
+    "loo_max",
+    "loo_sign_stable",
+    "n_animals_reference",
+    "n_animals_test",
+    "per_animal",
+    "method",
+    "verdict",
+    "reason",
+]
+#: Columns of the per-animal values (one row per hypothesis x animal), for the figures.
+VALUE_COLUMNS: list[str] = ["hypothesis", "sample", "condition", "value", "value_label", "n_cells"]
+
+SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = "supported", "not supported", "not testable"
+_Z95 = 1.959963984540054
+_KINDS = ("change", "source", "proportion")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One pre-specified hypothesis (an entry of the config's ``hypotheses``)."""
+
+    kind: str  # change | source | proportion
+    cell_type: str
+    gene: str | None = None
+    denominator: str | None = None  # proportion only: stroma | immune | all
+    direction: str | None = None  # up | down | None (two-sided)
+
+    @property
+    def label(self) -> str:
+        """A short name: ``Mmp11 up in CAF``, ``Gas6 source: TAM``, ``TAM among stroma up``."""
+        arrow = f" {self.direction}" if self.direction else " changed"
+        if self.kind == "change":
+            return f"{self.gene}{arrow} in {self.cell_type}"
+        if self.kind == "source":
+            return f"{self.gene} source: {self.cell_type}"
+        return f"{self.cell_type} among {self.denominator}{arrow}"
+
+
+def parse_hypotheses(entries: Sequence[dict]) -> list[Hypothesis]:
+    """Turn the config's ``hypotheses`` entries into :class:`Hypothesis` objects.
+
+    Each entry has ``cell_type`` and either ``gene`` (with ``test``: ``change``, the default,
+    or ``source``) or ``proportion`` (the denominator); ``direction`` is ``up``/``down``
+    (optional; not for ``source``). The schema checks the shape; this raises on the
+    combinations it cannot express.
+    """
+    out = []
+    for k, entry in enumerate(entries, start=1):
+        has_gene, has_prop = "gene" in entry, "proportion" in entry
+        if has_gene == has_prop:
+            msg = f"hypotheses[{k}] {entry!r}: give exactly one of 'gene' or 'proportion'"
+            raise ValueError(msg)
+        direction = entry.get("direction")
+        if has_gene:
+            kind = entry.get("test", "change")
+            if kind == "source" and direction is not None:
+                msg = f"hypotheses[{k}] {entry!r}: a source hypothesis has no direction"
+                raise ValueError(msg)
+            out.append(
+                Hypothesis(
+                    kind, str(entry["cell_type"]), gene=str(entry["gene"]), direction=direction
+                )
+            )
+        else:
+            out.append(
+                Hypothesis(
+                    "proportion",
+                    str(entry["cell_type"]),
+                    denominator=str(entry["proportion"]),
+                    direction=direction,
+                )
+            )
+    return out
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values; NaN entries stay NaN and do not count."""
+    p = np.asarray(pvalues, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="mergesort")]
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def _one_sided(stat: float, direction: str | None, p_two: float, dist: object) -> float:
+    """One-sided p in ``direction`` from a symmetric statistic (two-sided when None)."""
+    if direction is None:
+        return p_two
+    return float(dist.sf(stat) if direction == "up" else dist.cdf(stat))
+
+
+@dataclass(frozen=True)
+class _Design:
+    condition_key: str
+    reference: str
+    test: str
+    min_cells: int
+    min_replicates: int
+    covariates: tuple[str, ...]
+    threads: int
+    alpha: float
+    min_share: float
+    immune_types: tuple[str, ...]
+    loo: bool
+    shrink: bool
+    fits: dict = field(default_factory=dict)  # (level, group, shrink, cells) -> DE table
+
+
+def confirm(
+    adata: AnnData,
+    hypotheses: Sequence[Hypothesis],
+    *,
+    condition_key: str = "condition",
+    reference: str,
+    test: str,
+    min_cells: int = 10,
+    min_replicates: int = 2,
+    covariates: Sequence[str] = (),
+    threads: int = 1,
+    alpha: float = 0.05,
+    min_share: float = 0.1,
+    immune_types: Sequence[str] = composition.IMMUNE_TYPES,
+    loo: bool = True,
+    shrink: bool = True,
+    fits: dict | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Test every pre-specified hypothesis and adjust within the family (Holm).
+
+    Parameters
+    ----------
+    adata
+        Annotated object: raw counts in ``layers['counts']``; ``obs`` columns ``sample``,
+        ``cell_type`` (``cell_subtype`` for subtype hypotheses), ``condition_key``
+        (``species`` for the ``stroma`` denominator).
+    hypotheses
+        The family, from :func:`parse_hypotheses`.
+    condition_key, reference, test, min_cells, min_replicates, covariates, threads
+        As in :func:`tmeflow.stats.run_de`.
+    alpha
+        Family-wise error level of the verdicts.
+    min_share
+        Share of a gene's UMIs a ``source`` must make in the animals.
+    immune_types
+        Labels of the ``immune`` denominator.
+    loo
+        Compute the leave-one-animal-out range (for a ``change`` hypothesis one small GLM per
+        animal, :func:`_loo_change`); without it no ``change`` hypothesis can be ``supported``
+        (``source`` and ``proportion`` rows always have it: it costs nothing there).
+    shrink
+        Report the apeGLM-shrunk log2 fold change of ``change`` rows (the slowest step:
+        it fits every gene of the group); without it ``effect`` is the unshrunk estimate.
+        P-values do not depend on it (``bench/confirmatory_calibration.py`` turns it off).
+    fits
+        A cache of PyDESeq2 fits, keyed by the group and its exact cells: pass the same
+        dict to several calls on the *same counts* (:mod:`tmeflow.stats._sensitivity`) and a group
+        whose cells did not change is not refitted. ``None``: a cache for this call only.
+
+    Returns
+    -------
+    table
+        One row per hypothesis, in order (columns :data:`CONFIRMATORY_COLUMNS`).
+    values
+        Per-animal values behind each row (columns :data:`VALUE_COLUMNS`).
+    """
+    design = _Design(
+        condition_key,
+        reference,
+        test,
+        min_cells,
+        min_replicates,
+        tuple(covariates),
+        threads,
+        alpha,
+        min_share,
+        tuple(immune_types),
+        loo,
+        shrink,
+        {} if fits is None else fits,
+    )
+    rows, values = [], []
+    for k, hyp in enumerate(hypotheses, start=1):
+        row = {c: np.nan for c in CONFIRMATORY_COLUMNS}
+        row.update(
+            hypothesis=f"H{k}: {hyp.label}",
+            kind=hyp.kind,
+            gene=hyp.gene or "",
+            cell_type=hyp.cell_type,
+            level="",
+            denominator=hyp.denominator or "",
+            direction=hyp.direction or "two-sided",
+            loo_sign_stable=pd.NA,
+            per_animal="",
+            method="",
+            verdict="",
+            reason="",
+        )
+        per = {"change": _change, "source": _source, "proportion": _proportion}[hyp.kind](
+            adata, hyp, row, design
+        )
+        if len(per):
+            per = per.assign(hypothesis=row["hypothesis"])
+            values.append(per[VALUE_COLUMNS])
+            row["per_animal"] = ";".join(
+                f"{s}={v:.4g}" for s, v in zip(per["sample"], per["value"], strict=True)
+            )
+        logger.info("%s: p=%s, %s", row["hypothesis"], row["pvalue"], row["reason"] or "tested")
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=CONFIRMATORY_COLUMNS)
+    table["p_holm"] = holm(table["pvalue"].to_numpy(float))
+    table["verdict"] = [_verdict(r, alpha) for r in table.to_dict("records")]
+    table["reason"] = [_reason(r, alpha) for r in table.to_dict("records")]
+    for col in ("n_animals_reference", "n_animals_test"):
+        table[col] = pd.to_numeric(table[col]).astype("Int64")
+    table["loo_sign_stable"] = table["loo_sign_stable"].astype("boolean")
+    vals = (
+        pd.concat(values, ignore_index=True)
+        if values
+        else pd.DataFrame({c: pd.Series(dtype=object) for c in VALUE_COLUMNS})
+    )
+    return table, vals
+
+
+def _stable(row: dict) -> bool:
+    flag = row["loo_sign_stable"]
+    return flag is not pd.NA and flag is not None and bool(flag)
+
+
+def _in_direction(row: dict) -> bool:
+    # the unshrunk estimate: apeGLM may pull a weak effect to a sign-less ~0
+    effect = row["effect_unshrunk"]
+    return row["direction"] == "two-sided" or (effect > 0) == (row["direction"] == "up")
+
+
+def _verdict(row: dict, alpha: float) -> str:
+    if not np.isfinite(row["pvalue"]):
+        return NOT_TESTABLE
+    ok = row["p_holm"] < alpha and _in_direction(row) and _stable(row)
+    return SUPPORTED if ok else NOT_SUPPORTED
+
+
+def _reason(row: dict, alpha: float) -> str:
+    if row["verdict"] == NOT_TESTABLE:
+        return row["reason"] or "not testable"
+    why = []
+    if not row["p_holm"] < alpha:
+        why.append(f"Holm p = {row['p_holm']:.3g} >= {alpha:g}")
+    if not _in_direction(row):
+        why.append(f"estimate {row['effect_unshrunk']:+.3g} against the stated direction")
+    if not _stable(row):
+        lo, hi = row["loo_min"], row["loo_max"]
+        why.append(
+            f"sign not stable leaving one animal out ({lo:+.3g} to {hi:+.3g})"
+            if np.isfinite(lo)
+            else "no leave-one-animal-out check"
+        )
+    return "; ".join(why)
+
+
+def _level(adata: AnnData, name: str) -> str | None:
+    """``cell_type`` or ``cell_subtype``: the obs column holding ``name`` (None: neither)."""
+    for key in ("cell_type", "cell_subtype"):
+        if key in adata.obs.columns and (adata.obs[key].astype(str) == name).any():
+            return key
+    return None
+
+
+def _empty_values() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in VALUE_COLUMNS if c != "hypothesis"})
+
+
+def _gene_group(adata: AnnData, hyp: Hypothesis, row: dict) -> str | None:
+    """Resolve the group's level; fill the not-testable reason and return None on failure."""
+    if hyp.gene not in adata.var_names:
+        row["reason"] = (
+            f"not testable: gene {hyp.gene!r} absent from the data (symbols are case-sensitive)"
+        )
+        return None
+    level = _level(adata, hyp.cell_type)
+    if level is None:
+        row["reason"] = (
+            f"not testable: no cell labelled {hyp.cell_type!r} (cell_type or cell_subtype)"
+        )
+        return None
+    row["level"] = level
+    return level
+
+
+def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFrame:
+    level = _gene_group(adata, hyp, row)
+    if level is None:
+        return _empty_values()
+    cells = adata[adata.obs[level].astype(str) == hyp.cell_type]
+    common = dict(
+        group_key=level,
+        condition_key=d.condition_key,
+        reference=d.reference,
+        test=d.test,
+        min_cells=d.min_cells,
+        min_replicates=d.min_replicates,
+        covariates=list(d.covariates),
+        threads=d.threads,
+        alpha=d.alpha,
+        groups=[hyp.cell_type],
+    )
+    # hypotheses on one group share its fit; so do calls sharing ``fits`` on the same cells
+    key = (level, hyp.cell_type, d.shrink, _digest(cells.obs_names))
+    if key not in d.fits:
+        d.fits[key] = run_de(cells, shrink=d.shrink, **common)[hyp.cell_type]
+    table = d.fits[key]
+    row["effect_scale"] = "log2 fold change" + (" (apeGLM-shrunk)" if d.shrink else "")
+    # one pseudobulk of the group serves the per-animal values and the leave-one-out refits
+    pb = pseudobulk(cells, group_key=level, min_cells=d.min_cells)
+    per = _change_values(pb, hyp, d)
+    if table.attrs.get("method") != METHOD_PYDESEQ2:
+        row["reason"] = "not testable: " + str(
+            table.attrs.get("note") or "no pseudobulk test"
+        ).removeprefix("not tested: ")
+        return per
+    hit = table[table["gene"] == hyp.gene]
+    if hit.empty:
+        row["reason"] = (
+            f"not testable: {hyp.gene} not among the {table.attrs.get('species')} genes with "
+            f"counts in {hyp.cell_type}"
+        )
+        return per
+    rec = hit.iloc[0]
+    p_two = float(rec["pvalue"])
+    lfc, se = ("log2FoldChange_shrunk", "lfcSE_shrunk") if d.shrink else ("log2FoldChange", "lfcSE")
+    row.update(
+        method=METHOD_PYDESEQ2,
+        effect=float(rec[lfc]),
+        ci_low=float(rec[lfc] - _Z95 * rec[se]),
+        ci_high=float(rec[lfc] + _Z95 * rec[se]),
+        pvalue=_one_sided(float(rec["stat"]), hyp.direction, p_two, stats.norm),
+        effect_unshrunk=float(rec["log2FoldChange"]),
+        padj_exploratory=float(rec["padj"]),
+        n_animals_reference=int(rec["n_samples_reference"]),
+        n_animals_test=int(rec["n_samples_test"]),
+    )
+    if d.loo:
+        loo = _loo_change(pb, hyp.gene, d, table)
+        _fill_loo(
+            row, np.asarray([loo.get(a, np.nan) for a in per["sample"]]), row["effect_unshrunk"]
+        )
+    return per
+
+
+def _loo_change(
+    pb: tuple[pd.DataFrame, pd.DataFrame], gene: str, d: _Design, table: pd.DataFrame
+) -> dict[str, float]:
+    """Animal -> the gene's log2 fold change without that animal.
+
+    The gene's coefficient is refitted on the other animals' pseudobulk (a negative binomial
+    GLM with the design of the test, median-of-ratios size factors of those animals over the
+    genes the test used, and the gene's dispersion from the full PyDESeq2 fit held fixed):
+    how much the estimate rests on one animal, at the cost of one small GLM instead of a
+    whole PyDESeq2 fit per animal. NaN where the animal cannot be left out (an arm would keep
+    fewer than ``min_replicates`` animals, or the design loses its rank). ``pb`` is the
+    group's :func:`tmeflow.stats.pseudobulk` (counts, metadata).
+    """
+    dispersion = table.attrs.get("dispersion")
+    if dispersion is None or gene not in dispersion.index:
+        return {}
+    counts, meta = pb
+    arm = meta[d.condition_key].astype(str)
+    keep = (meta["kept"] & arm.isin([d.reference, d.test])).to_numpy()
+    counts = counts.loc[keep, dispersion.index].to_numpy(float)
+    meta = meta[keep].reset_index(drop=True)
+    arm = arm[keep].reset_index(drop=True)
+    y_all = counts[:, dispersion.index.get_loc(gene)]
+    out: dict[str, float] = {}
+    for i, animal in enumerate(meta["sample"].astype(str)):
+        rest = np.arange(len(meta)) != i
+        sizes = arm[rest].value_counts()
+        if min(sizes.get(d.reference, 0), sizes.get(d.test, 0)) < d.min_replicates:
+            out[animal] = np.nan
+            continue
+        design = _design_matrix(meta[rest], arm[rest], d)
+        offset = np.log(de_tests.median_of_ratios(counts[rest]))
+        beta = de_tests.nb_glm(y_all[rest], design, offset, float(dispersion[gene]))
+        out[animal] = np.nan if beta is None else float(beta[-1] / np.log(2))
+    return out
+
+
+def _design_matrix(meta: pd.DataFrame, arm: pd.Series, d: _Design) -> np.ndarray:
+    """The design of the test: intercept, covariates, the test arm's indicator (last).
+
+    Numeric covariates enter as they are, the others as indicators of their levels.
+    """
+    cols = [np.ones(len(meta))]
+    for cov in d.covariates:
+        col = meta[cov]
+        if pd.api.types.is_numeric_dtype(col):
+            cols.append(col.to_numpy(float))
+        else:
+            dummies = pd.get_dummies(col.astype(str), drop_first=True, dtype=float)
+            cols.extend(dummies[c].to_numpy() for c in dummies.columns)
+    cols.append((arm == d.test).to_numpy(float))
+    return np.column_stack(cols)
+
+
+def _digest(names: pd.Index) -> str:
+    """A fingerprint of a cell set (its names, in order)."""
+    return hashlib.sha1("\0".join(map(str, names)).encode()).hexdigest()
+
+
+def _change_values(
+    pb: tuple[pd.DataFrame, pd.DataFrame], hyp: Hypothesis, d: _Design
+) -> pd.DataFrame:
+    """Per-animal CPM of the gene in the group's pseudobulk ``pb`` (animals >= min_cells)."""
+    counts, meta = pb
+    if d.condition_key not in meta.columns:
+        return _empty_values()
+    arms = meta[d.condition_key].astype(str).isin([d.reference, d.test]).to_numpy()
+    keep = meta["kept"].to_numpy() & arms
+    if not keep.any():
+        return _empty_values()
+    lib = counts.sum(axis=1).to_numpy(float)
+    cpm = counts[hyp.gene].to_numpy(float) / np.where(lib > 0, lib, np.nan) * 1e6
+    out = pd.DataFrame(
+        {
+            "sample": meta["sample"].to_numpy(),
+            "condition": meta[d.condition_key].astype(str).to_numpy(),
+            "value": cpm,
+            "value_label": f"{hyp.gene} CPM in {hyp.cell_type} (pseudobulk)",
+            "n_cells": meta["n_cells"].to_numpy(),
+        }
+    )[keep]
+    return _arm_order(out, d)
+
+
+def _arm_order(per: pd.DataFrame, d: _Design) -> pd.DataFrame:
+    rank = per["condition"].map({d.reference: 0, d.test: 1})
+    return (
+        per.assign(_r=rank)
+        .sort_values(["_r", "sample"], kind="mergesort")
+        .drop(columns="_r")
+        .reset_index(drop=True)
+    )
+
+
+def _fill_loo(row: dict, loo: np.ndarray, full: float) -> None:
+    """Leave-one-out range and whether every left-out estimate keeps the sign of ``full``."""
+    if loo.size == 0 or not np.isfinite(loo).all():
+        row["loo_sign_stable"] = False
+        row["loo_min"], row["loo_max"] = (
+            (np.nanmin(loo), np.nanmax(loo)) if np.isfinite(loo).any() else (np.nan, np.nan)
+        )
+        return
+    row["loo_min"], row["loo_max"] = float(loo.min()), float(loo.max())
+    row["loo_sign_stable"] = bool(full != 0 and (np.sign(loo) == np.sign(full)).all())
+
+
+def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFrame:
+    level = _gene_group(adata, hyp, row)
+    if level is None:
+        return _empty_values()
+    shares = sources.sample_shares(adata, hyp.gene, group_key=level, condition_key=d.condition_key)
+    shares = shares[shares["condition"].astype(str).isin([d.reference, d.test])]
+    totals = shares.groupby("sample")["umis"].sum()
+    mine = shares[shares["cell_type"] == hyp.cell_type].set_index("sample")
+    n_cells = (
+        adata.obs[adata.obs[level].astype(str) == hyp.cell_type]
+        .groupby("sample", observed=True)
+        .size()
+    )
+    mine = mine[totals.reindex(mine.index) > 0]
+    k = mine["umis"].to_numpy(float)
+    n = totals.reindex(mine.index).to_numpy(float)
+    per = pd.DataFrame(
+        {
+            "sample": mine.index.astype(str),
+            "condition": mine["condition"].astype(str).to_numpy(),
+            "value": k / n,
+            "value_label": f"{hyp.cell_type} share of {hyp.gene} UMIs",
+            "n_cells": n_cells.reindex(mine.index).fillna(0).astype(int).to_numpy(),
+        }
+    )
+    per = _arm_order(per, d)
+    row["effect_scale"] = f"mean logit share - logit({d.min_share:g})"
+    row["direction"] = "up"  # the share is above min_share
+    row["method"] = "one-sample t (animals)"
+    row["n_animals_reference"] = int((per["condition"] == d.reference).sum())
+    row["n_animals_test"] = int((per["condition"] == d.test).sum())
+    if len(per) < 3:
+        row["reason"] = (
+            f"not testable: {len(per)} animal(s) with {hyp.gene} UMIs (at least 3 needed)"
+        )
+        return per
+    # shrunk towards the threshold: (k + m) / (n + 1) is m for an animal without UMIs of the
+    # gene, so a barely detected gene cannot pass for a source
+    m = d.min_share
+    share = (k + m) / (n + 1)
+    y = np.log(share / (1 - share)) - np.log(m / (1 - m))
+    mean, se = float(y.mean()), float(y.std(ddof=1) / np.sqrt(y.size))
+    dist = stats.t(y.size - 1)
+    if se == 0:
+        row["reason"] = "not testable: the same share in every animal"
+        return per
+    row.update(
+        effect=mean,
+        effect_unshrunk=mean,
+        ci_low=mean - dist.ppf(0.975) * se,
+        ci_high=mean + dist.ppf(0.975) * se,
+        pvalue=float(dist.sf(mean / se)),
+    )
+    loo = np.array([np.delete(y, i).mean() for i in range(y.size)])
+    _fill_loo(row, loo, mean)
+    return per
+
+
+def _proportion(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFrame:
+    row["level"] = "cell_type"
+    row["effect_scale"] = "difference in mean logit proportion"
+    row["method"] = composition.PROPELLER
+    tables = composition.denominator_proportions(
+        adata, condition_key=d.condition_key, immune_types=d.immune_types
+    )
+    if hyp.denominator not in tables:
+        row["reason"] = f"not testable: no cells in denominator {hyp.denominator!r}" + (
+            " (obs lacks 'species')"
+            if hyp.denominator == "stroma" and "species" not in adata.obs
+            else ""
+        )
+        return _empty_values()
+    props = tables[hyp.denominator]
+    props = props[props["condition"].astype(str).isin([d.reference, d.test])]
+    if hyp.cell_type not in set(props["cell_type"]):
+        row["reason"] = f"not testable: no cell labelled {hyp.cell_type!r} among {hyp.denominator}"
+        return _empty_values()
+    res = composition.propeller(props, reference=d.reference, test=d.test, alpha=d.alpha)
+    rec = res.set_index("cell_type").loc[hyp.cell_type]
+    mine = props[props["cell_type"] == hyp.cell_type]
+    per = _arm_order(
+        pd.DataFrame(
+            {
+                "sample": mine["sample"].to_numpy(),
+                "condition": mine["condition"].astype(str).to_numpy(),
+                "value": mine["fraction"].to_numpy(float),
+                "value_label": f"{hyp.cell_type} fraction of {hyp.denominator} cells",
+                "n_cells": mine["n_cells"].to_numpy(),
+            }
+        ),
+        d,
+    )
+    row["n_animals_reference"] = int(rec["n_samples_reference"])
+    row["n_animals_test"] = int(rec["n_samples_test"])
+    if not np.isfinite(rec["pvalue"]):
+        row["reason"] = "not testable: " + (rec["note"] or "no test")
+        return per
+    dist = stats.t(rec["df"]) if np.isfinite(rec["df"]) else stats.norm
+    row.update(
+        effect=float(rec["effect"]),
+        effect_unshrunk=float(rec["effect"]),
+        ci_low=float(rec["ci_low"]),
+        ci_high=float(rec["ci_high"]),
+        pvalue=_one_sided(float(rec["stat"]), hyp.direction, float(rec["pvalue"]), dist),
+        padj_exploratory=float(rec["padj"]),
+        loo_min=float(rec["loo_min"]),
+        loo_max=float(rec["loo_max"]),
+        loo_sign_stable=bool(rec["loo_sign_stable"]),
+    )
+    return per

@@ -1,0 +1,607 @@
+"""Sensitivity of the confirmatory answers to the cheap analysis choices.
+
+The confirmatory table (:mod:`tmeflow.stats._confirmatory`) answers each pre-specified hypothesis
+once, with the configured choices. Here the whole family is tested again (Holm within each
+setting) after changing one choice at a time, without retraining scVI: the neighbour graph and
+the embedding of ``annotated.h5ad`` are kept.
+
+Settings (one choice changed, everything else as configured):
+
+``configured``
+    The annotated object as it is (the confirmatory table's cells and labels).
+``resolution``
+    Leiden at another resolution of the sweep on the existing graph, then the same marker
+    annotation (cell types, refinement, subtypes) with the configured thresholds.
+``min_score`` / ``min_margin``
+    The configured clustering annotated again with another annotation threshold.
+``min_fraction``
+    Xenografts: a stricter species threshold makes the cells whose majority species holds
+    less than the new fraction ``mixed``, and QC removes mixed cells, so they are dropped
+    (the other cells keep their labels; the count-based cross-species call is not re-run). A
+    looser threshold would bring back cells QC removed before integration: ``not
+    recomputable``.
+``doublets``
+    The opposite of ``qc.doublets``. Removal on: the doublets are gone before integration,
+    so "off" is ``not recomputable``. Removal off: Scrublet never ran, so "on" is ``not
+    recomputable`` either, unless ``obs['predicted_doublet']`` is present (then the flagged
+    cells are dropped). With removal on, ``doublets either_caller`` is also tried: the stricter
+    rule that removes every kept cell that either caller called on its own
+    (``predicted_doublet_scrublet`` or ``predicted_doublet_cluster``; the consensus kept them),
+    the direction of the doublet choice that the kept cells allow.
+``ambient_correction``
+    "on": gene hypotheses on ``layers['counts_ambient_corrected']`` (values rounded to
+    integers for the pseudobulk test) instead of the raw counts; ``not available`` when the
+    annotated object has no such layer.
+
+Speed: ``change`` hypotheses are tested without the apeGLM shrinkage (p-values, the unshrunk
+estimate the verdict uses and the leave-one-animal-out check do not depend on it, so the
+verdicts are those of the confirmatory table when nothing changes), and PyDESeq2 fits are
+shared between settings whose group holds exactly the same cells (``confirm(fits=...)``). A
+setting whose cells, labels and counts are the configured ones repeats the configured rows.
+"""
+
+import gc
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from tmeflow._utils import ROW_SUM_BLOCK
+from tmeflow.annotate import _cell_types as annotate_mod
+from tmeflow.core import _h5ad as h5ad
+from tmeflow.core import _panel as panel_mod
+from tmeflow.embed import _cluster as cluster
+from tmeflow.stats import _confirmatory as confirmatory
+
+__all__ = [
+    "AMBIENT_LAYER",
+    "ANNOTATION_SETTINGS",
+    "NOT_AVAILABLE",
+    "NOT_RECOMPUTABLE",
+    "SENSITIVITY_COLUMNS",
+    "Setting",
+    "marker_x",
+    "sensitivity",
+    "settings",
+    "verdict_grid",
+]
+
+#: The stricter doublet setting (with removal on) and the per-caller calls it uses.
+EITHER_CALLER = "either_caller"
+DOUBLET_CALLS = ("predicted_doublet_scrublet", "predicted_doublet_cluster")
+
+logger = logging.getLogger(__name__)
+
+#: The ambient-corrected counts layer the ``ambient_correction`` setting uses.
+AMBIENT_LAYER = "counts_ambient_corrected"
+#: Verdicts of a setting that could not be computed (beside the confirmatory three).
+NOT_RECOMPUTABLE, NOT_AVAILABLE = "not recomputable", "not available"
+CONFIGURED = "configured"
+_LABELS = ("cell_type", "cell_subtype")
+#: Settings that annotate again (marker scores on ``X``); the others keep the labels.
+ANNOTATION_SETTINGS = ("resolution", "min_score", "min_margin")
+
+#: Columns of ``results/sensitivity.tsv``, in order (one row per setting x hypothesis).
+SENSITIVITY_COLUMNS: list[str] = [
+    "setting",
+    "value",
+    "hypothesis",
+    "verdict",
+    "effect",
+    "effect_scale",
+    "pvalue",
+    "p_holm",
+    "loo_sign_stable",
+    "reason",
+    "n_cells",
+    "n_cells_changed",
+    "note",
+]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One changed choice: ``name`` (``resolution``, ``min_score``...) and its value."""
+
+    name: str
+    value: float | str
+
+    @property
+    def label(self) -> str:
+        """``resolution 0.4``, ``doublets off``..."""
+        return f"{self.name} {_value(self.value)}"
+
+
+@dataclass
+class _Variant:
+    """A setting applied: the object to test, or why there is none."""
+
+    adata: AnnData | None
+    note: str = ""
+    verdict: str = ""  # NOT_RECOMPUTABLE / NOT_AVAILABLE when adata is None
+    reason: str = ""
+    raw_counts: bool = True  # False: another counts layer (its own fit cache)
+
+
+def sensitivity(
+    adata: AnnData,
+    hypotheses: Sequence[confirmatory.Hypothesis],
+    panel: dict,
+    *,
+    resolutions: Sequence[float] = (),
+    min_scores: Sequence[float] = (),
+    min_margins: Sequence[float] = (),
+    min_fractions: Sequence[float] = (),
+    min_fraction: float = 0.8,
+    doublets: bool = True,
+    ambient: bool = True,
+    ambient_layer: Callable[[], Any] | None = None,
+    x: Callable[[], Any] | None = None,
+    annotate_options: Mapping,
+    confirm_options: Mapping,
+) -> pd.DataFrame:
+    """The confirmatory family tested under each setting, one changed choice at a time.
+
+    Parameters
+    ----------
+    adata
+        ``results/annotate/annotated.h5ad``: log-normalised ``X`` (marker scores; or see
+        ``x``), raw ``layers['counts']``, the neighbour graph (``obsp``, ``uns['neighbors']``),
+        ``obsm['X_scVI']`` (subtype re-clustering), ``uns['cluster']`` (the resolution and
+        seed used) and the labels; not modified.
+    hypotheses
+        The family (:func:`tmeflow.stats.parse_hypotheses`).
+    panel
+        The marker panel of the annotation (:func:`tmeflow.core.load_panels`).
+    resolutions
+        Leiden resolutions to try (the one used is skipped).
+    min_scores, min_margins
+        Annotation thresholds to try (the configured ones are skipped).
+    min_fractions
+        Species thresholds to try (xenografts only; ``min_fraction``, the configured one, is
+        skipped).
+    min_fraction
+        The configured ``species_calling.min_fraction``.
+    doublets
+        The configured ``qc.doublets``; the setting tried is the opposite.
+    ambient
+        Try ambient correction "on" (:data:`AMBIENT_LAYER`).
+    ambient_layer
+        Returns :data:`AMBIENT_LAYER` (or ``None`` when the run has none), called when that
+        setting is tried, its last one: a caller that read ``adata`` without that layer (e.g.
+        :func:`tmeflow.core.read_layer` on the file) holds one counts matrix less for the
+        others. ``None``: ``adata.layers[AMBIENT_LAYER]``, copied.
+    x
+        Returns the log-normalised ``X`` for an ``adata`` read without it (e.g.
+        :func:`marker_x` on the file: its marker columns only): called once, for the settings that
+        annotate again (:data:`ANNOTATION_SETTINGS`, which come first), and let go after them,
+        so the other settings hold the counts only (at 100k cells, X and the counts held
+        throughout took the job to 6.4x the counts). ``None``: ``adata.X``.
+    annotate_options
+        Keyword arguments of :func:`tmeflow.annotate.annotate` as configured
+        (``species_mode``, ``min_score``, ``min_margin``, ``subcluster_resolution``,
+        ``n_neighbors``, ``seed``, ``min_subcluster_cells``, ``refine_fraction``,
+        ``refine_resolution``).
+    confirm_options
+        Keyword arguments of :func:`tmeflow.stats.confirm` (``reference``, ``test``...);
+        ``shrink`` and ``fits`` are set here.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SENSITIVITY_COLUMNS`, the configured setting first. ``verdict`` is
+        the confirmatory one, or :data:`NOT_RECOMPUTABLE` / :data:`NOT_AVAILABLE` with the
+        ``reason``; ``n_cells_changed`` counts the configured cells removed or given another
+        cell type or subtype. The time each setting took is logged (not in the table, whose
+        bytes depend only on the data).
+    """
+    options = {**confirm_options, "shrink": False}
+    caches: dict[bool, dict] = {True: {}, False: {}}  # raw counts / another layer
+    base_labels = _fingerprint(adata)
+    rows: list[dict] = []
+    t_start = t0 = time.perf_counter()
+    base, _ = confirmatory.confirm(adata, hypotheses, fits=caches[True], **options)
+    annotated = _with_x(adata, x)  # X only while the annotation settings need it
+    note = _reproduction_note(annotated, panel, annotate_options)
+    rows.extend(_rows(Setting(CONFIGURED, "as run"), base, adata.n_obs, 0, note))
+    logger.info("configured: %.1f s", time.perf_counter() - t0)
+    tried = settings(
+        adata,
+        resolutions=resolutions,
+        min_scores=min_scores,
+        min_margins=min_margins,
+        min_fractions=min_fractions,
+        min_fraction=min_fraction,
+        annotate_options=annotate_options,
+        doublets=doublets,
+        ambient=ambient,
+    )
+    last_annotation = max(
+        (i for i, s in enumerate(tried) if s.name in ANNOTATION_SETTINGS), default=-1
+    )
+    for i, setting in enumerate(tried):
+        t0 = time.perf_counter()
+        variant = None  # the previous setting's object (and the X it shares) is let go
+        # annotation leaves anndata views in reference cycles (a view and its obs refer to each
+        # other) that hold the variant's obs copy until a full collection: at 100k cells the job
+        # grew by ~45 MB per setting without this
+        gc.collect()
+        if i > last_annotation:
+            annotated = adata  # the X read for the annotation settings too
+        variant = _apply(
+            annotated if setting.name in ANNOTATION_SETTINGS else adata,
+            setting,
+            panel,
+            annotate_options,
+            min_fraction,
+            doublets,
+            ambient_layer,
+        )
+        if variant.adata is None:
+            logger.info("%s: %s (%s)", setting.label, variant.verdict, variant.reason)
+            rows.extend(_uncomputed(setting, hypotheses, variant))
+            continue
+        changed = _n_changed(adata, variant.adata)
+        if variant.raw_counts and _fingerprint(variant.adata) == base_labels:
+            note = "; ".join(filter(None, [variant.note, "same cells and labels as configured"]))
+            rows.extend(_rows(setting, base, adata.n_obs, 0, note))
+            logger.info("%s: same cells and labels as configured, rows repeated", setting.label)
+            continue
+        table, _ = confirmatory.confirm(
+            variant.adata, hypotheses, fits=caches[variant.raw_counts], **options
+        )
+        seconds = time.perf_counter() - t0
+        logger.info(
+            "%s: %d cells changed, %.1f s; verdicts %s",
+            setting.label,
+            changed,
+            seconds,
+            table["verdict"].value_counts().to_dict(),
+        )
+        rows.extend(_rows(setting, table, variant.adata.n_obs, changed, variant.note))
+    logger.info("sensitivity: %d settings in %.1f s", 1 + len(tried), time.perf_counter() - t_start)
+    out = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
+    for col in ("effect", "pvalue", "p_holm"):
+        out[col] = out[col].astype(float)
+    out["loo_sign_stable"] = out["loo_sign_stable"].astype("boolean")
+    for col in ("n_cells", "n_cells_changed"):
+        out[col] = out[col].astype("Int64")
+    return out
+
+
+def verdict_grid(table: pd.DataFrame) -> pd.DataFrame:
+    """Hypotheses (rows, in order) x settings (columns ``<setting> <value>``, in order)."""
+    label = table["setting"].astype(str) + " " + table["value"].astype(str)
+    label = label.where(table["setting"] != CONFIGURED, CONFIGURED)
+    grid = table.assign(_label=label).pivot(index="hypothesis", columns="_label", values="verdict")
+    grid = grid.loc[pd.unique(table["hypothesis"]), pd.unique(label)]
+    grid.index.name, grid.columns.name = "hypothesis", "setting"
+    return grid
+
+
+def settings(
+    adata: AnnData,
+    *,
+    resolutions: Sequence[float],
+    min_scores: Sequence[float],
+    min_margins: Sequence[float],
+    min_fractions: Sequence[float],
+    min_fraction: float,
+    annotate_options: Mapping,
+    doublets: bool,
+    ambient: bool,
+) -> list[Setting]:
+    """The settings to try, in table order (a configured value is not repeated)."""
+    used = float(adata.uns.get("cluster", {}).get("resolution", np.nan))
+    out = [Setting("resolution", float(r)) for r in sorted(set(map(float, resolutions)))
+           if not np.isclose(r, used)]  # fmt: skip
+    for name, values in (("min_score", min_scores), ("min_margin", min_margins)):
+        out += [
+            Setting(name, float(v))
+            for v in sorted(set(map(float, values)))
+            if not np.isclose(v, float(annotate_options[name]))
+        ]
+    if annotate_options.get("species_mode") == "xenograft":
+        out += [
+            Setting("min_fraction", float(v))
+            for v in sorted(set(map(float, min_fractions)))
+            if not np.isclose(v, min_fraction)
+        ]
+    out.append(Setting("doublets", "off" if doublets else "on"))
+    if doublets:
+        out.append(Setting("doublets", EITHER_CALLER))
+    if ambient:
+        out.append(Setting("ambient_correction", "on"))
+    return out
+
+
+def _apply(
+    adata: AnnData,
+    setting: Setting,
+    panel: dict,
+    annotate_options: Mapping,
+    min_fraction: float,
+    doublets: bool,
+    ambient_layer: Callable[[], Any] | None = None,
+) -> _Variant:
+    name, value = setting.name, setting.value
+    if name == "resolution":
+        work = _shallow(adata)
+        uns = adata.uns.get("cluster", {})
+        cluster.leiden(work, resolution=float(value), seed=int(uns.get("seed", 0)))
+        n = work.obs["leiden"].nunique()
+        _annotate(work, panel, annotate_options)
+        return _Variant(work, note=f"Leiden {value:g} on the existing graph: {n} clusters")
+    if name in ("min_score", "min_margin"):
+        work = _shallow(adata)
+        _annotate(work, panel, {**annotate_options, name: float(value)})
+        return _Variant(work, note=f"annotation {name} {value:g}")
+    if name == "min_fraction":
+        return _species(adata, float(value), min_fraction)
+    if name == "doublets" and value == EITHER_CALLER:
+        return _either_caller(adata)
+    if name == "doublets":
+        return _doublets(adata, doublets)
+    if name == "ambient_correction":
+        return _ambient(adata, ambient_layer)
+    raise ValueError(f"unknown sensitivity setting {name!r}")
+
+
+def _species(adata: AnnData, value: float, configured: float) -> _Variant:
+    if value < configured:
+        return _Variant(
+            None,
+            verdict=NOT_RECOMPUTABLE,
+            reason=(
+                f"a looser threshold than {configured:g} only brings back cells called mixed, "
+                "which QC removed before integration; rerun with species_calling.min_fraction: "
+                f"{value:g}"
+            ),
+        )
+    if "human_fraction" not in adata.obs:
+        return _Variant(
+            None, verdict=NOT_RECOMPUTABLE, reason="obs has no 'human_fraction' (species call)"
+        )
+    frac = adata.obs["human_fraction"].to_numpy(float)
+    majority = np.fmax(frac, 1 - frac)  # NaN (no UMI of either species) stays out
+    keep = majority >= value
+    return _Variant(
+        _cells(adata, keep),
+        note=(
+            f"{int((~keep).sum())} cells below a majority-species fraction of {value:g} "
+            "become mixed and are removed (other labels kept)"
+        ),
+    )
+
+
+def _doublets(adata: AnnData, configured: bool) -> _Variant:
+    if configured:
+        return _Variant(
+            None,
+            verdict=NOT_RECOMPUTABLE,
+            reason=(
+                "doublet removal off: QC removed the doublets before integration (qc.doublets: "
+                "true); rerun with qc.doublets: false"
+            ),
+        )
+    flagged = adata.obs.get("predicted_doublet")
+    if flagged is None:
+        return _Variant(
+            None,
+            verdict=NOT_RECOMPUTABLE,
+            reason=(
+                "doublet removal on: Scrublet did not run (qc.doublets: false), so no cell is "
+                "flagged; rerun with qc.doublets: true"
+            ),
+        )
+    keep = ~flagged.fillna(False).to_numpy(bool)
+    return _Variant(
+        _cells(adata, keep), note=f"doublet removal on: {int((~keep).sum())} flagged cells removed"
+    )
+
+
+def _either_caller(adata: AnnData) -> _Variant:
+    """Stricter doublet removal: drop kept cells that either caller called on its own."""
+    calls = [c for c in DOUBLET_CALLS if c in adata.obs]
+    if not calls:
+        return _Variant(
+            None,
+            verdict=NOT_RECOMPUTABLE,
+            reason=f"obs has none of {', '.join(DOUBLET_CALLS)} (the callers' own calls)",
+        )
+    flagged = np.zeros(adata.n_obs, dtype=bool)
+    for col in calls:
+        flagged |= adata.obs[col].astype("boolean").fillna(False).to_numpy(bool)
+    return _Variant(
+        _cells(adata, ~flagged),
+        note=(
+            f"{int(flagged.sum())} kept cells called by {' or '.join(calls)} alone are removed "
+            "(labels of the others kept)"
+        ),
+    )
+
+
+def _ambient(adata: AnnData, load: Callable[[], Any] | None = None) -> _Variant:
+    if load is not None:
+        mat = load()  # read now, and ours to round in place
+    elif AMBIENT_LAYER in adata.layers:
+        mat = adata.layers[AMBIENT_LAYER].copy()
+    else:
+        mat = None
+    if mat is None:
+        return _Variant(
+            None,
+            verdict=NOT_AVAILABLE,
+            reason=f"the annotated object has no layers[{AMBIENT_LAYER!r}]",
+        )
+    work = _shallow(adata)
+    work.layers.pop(AMBIENT_LAYER, None)
+    data = mat.data if sp.issparse(mat) else np.asarray(mat)
+    note = f"gene hypotheses on layers[{AMBIENT_LAYER!r}]"
+    if _round_in_place(data):
+        note += " (rounded to integers)"
+        logger.warning("ambient_correction: %s holds non-integer values; rounded", AMBIENT_LAYER)
+    np.maximum(data, 0, out=data)
+    work.layers["counts"] = mat
+    return _Variant(work, note=note, raw_counts=False)
+
+
+def _round_in_place(values: np.ndarray, block: int = ROW_SUM_BLOCK) -> bool:
+    """Round ``values`` to integers in place, a block at a time; whether any value changed.
+
+    Integer arrays are left as they are. A whole-array ``np.round`` would hold a second copy of
+    the layer's values (at 100k cells, hundreds of MB) next to it; that is still the way for an
+    array that is not C-contiguous (a dense layer in another order), whose flat form would be a
+    copy instead of a view.
+    """
+    if values.dtype.kind in "iub":
+        return False
+    if not values.flags.c_contiguous:
+        rounded = np.round(values)
+        changed = not np.array_equal(values, rounded)
+        values[...] = rounded
+        return changed
+    flat = values.reshape(-1)
+    changed = False
+    for start in range(0, flat.size, block):
+        part = flat[start : start + block]
+        rounded = np.round(part)
+        changed = changed or not np.array_equal(part, rounded)
+        part[...] = rounded
+    return changed
+
+
+def marker_x(path: str | os.PathLike[str], adata: AnnData, panel: dict) -> sp.csr_matrix:
+    """The log-normalised ``X`` of the annotated file as the re-annotation needs it.
+
+    Annotation reads ``X`` only for the marker scores (:func:`tmeflow.annotate._scoring.
+    score_cells`) when ``obsm["X_scVI"]`` holds the embedding its re-clustering uses: then
+    only the panel's marker columns are read (:func:`tmeflow.core.read_rows`), in a matrix of
+    ``X``'s shape whose other columns are empty, and the scores are the same. Without
+    ``X_scVI`` the re-clustering runs a PCA of ``X``, so the whole ``X`` is read.
+    """
+    if "X_scVI" not in adata.obsm:
+        return h5ad.read_matrix(path, "X")
+    genes = {g for markers in panel_mod.all_markers(panel).values() for g in markers}
+    cols = np.flatnonzero(adata.var_names.isin(list(genes)))
+    part = h5ad.read_rows(path, "X", np.arange(adata.n_obs), cols)
+    return sp.csr_matrix((part.data, cols[part.indices], part.indptr), shape=adata.shape)
+
+
+def _with_x(adata: AnnData, x: Callable[[], Any] | None) -> AnnData:
+    """``adata`` itself, or (``x`` given) a shallow copy holding the ``X`` that ``x`` reads."""
+    if x is None:
+        return adata
+    work = _shallow(adata)
+    work.X = x()
+    return work
+
+
+def _cells(adata: AnnData, keep: np.ndarray) -> AnnData:
+    """The cells ``keep`` as a new object with their counts layers, ``obs`` and ``obsm``.
+
+    For the settings that remove cells and keep the others' labels: the tests read only the
+    counts, so ``X`` and the graph are left out, and the counts are copied once here (a view
+    would copy its rows again at each hypothesis that reads the counts). When ``keep`` keeps
+    every cell nothing is copied (:func:`_shallow`).
+    """
+    if keep.all():
+        return _shallow(adata)
+    return AnnData(
+        obs=adata.obs[keep].copy(),
+        var=adata.var,
+        uns=dict(adata.uns),
+        obsm={k: np.asarray(v)[keep] for k, v in adata.obsm.items()},
+        layers={k: v[keep] for k, v in adata.layers.items()},
+    )
+
+
+def _shallow(adata: AnnData) -> AnnData:
+    """A new AnnData sharing the matrices of ``adata`` with copies of ``obs`` and ``uns``."""
+    return AnnData(
+        X=adata.X,
+        obs=adata.obs.copy(),
+        var=adata.var,
+        uns=dict(adata.uns),
+        obsm=dict(adata.obsm),
+        obsp=dict(adata.obsp),
+        layers=dict(adata.layers),
+    )
+
+
+def _annotate(adata: AnnData, panel: dict, options: Mapping) -> None:
+    annotate_mod.annotate(adata, panel, cluster_key="leiden", **options)
+
+
+def _reproduction_note(adata: AnnData, panel: dict, options: Mapping) -> str:
+    """How many labels annotating the stored clustering again reproduces (the others' noise)."""
+    if "leiden" not in adata.obs or "neighbors" not in adata.uns:
+        return ""
+    work = _shallow(adata)
+    _annotate(work, panel, options)
+    n = _n_changed(adata, work)
+    logger.info("re-annotating the configured clustering changes %d of %d labels", n, adata.n_obs)
+    return f"annotating the configured clustering again changes {n} of {adata.n_obs} cells"
+
+
+def _fingerprint(adata: AnnData) -> tuple:
+    obs = adata.obs
+    return (
+        tuple(adata.obs_names),
+        *(tuple(obs[k].astype(str)) if k in obs else () for k in _LABELS),
+    )
+
+
+def _n_changed(base: AnnData, other: AnnData) -> int:
+    """Configured cells removed, or with another cell type or subtype."""
+    kept = base.obs_names.isin(other.obs_names)
+    n = int((~kept).sum())
+    names = base.obs_names[kept]
+    diff = np.zeros(names.size, dtype=bool)
+    for key in _LABELS:
+        if key in base.obs and key in other.obs:
+            diff |= (
+                base.obs.loc[names, key].astype(str).to_numpy()
+                != other.obs.loc[names, key].astype(str).to_numpy()
+            )
+    return n + int(diff.sum())
+
+
+_FROM_CONFIRM = ("hypothesis", "verdict", "effect", "effect_scale", "pvalue", "p_holm",
+                 "loo_sign_stable", "reason")  # fmt: skip
+
+
+def _rows(
+    setting: Setting, table: pd.DataFrame, n_cells: int, changed: int, note: str
+) -> list[dict]:
+    head = {"setting": setting.name, "value": _value(setting.value)}
+    tail = {"n_cells": n_cells, "n_cells_changed": changed, "note": note}
+    return [{**head, **rec, **tail} for rec in table[list(_FROM_CONFIRM)].to_dict("records")]
+
+
+def _uncomputed(
+    setting: Setting, hypotheses: Sequence[confirmatory.Hypothesis], variant: _Variant
+) -> list[dict]:
+    return [
+        {
+            "setting": setting.name,
+            "value": _value(setting.value),
+            "hypothesis": f"H{k}: {h.label}",
+            "verdict": variant.verdict,
+            "effect_scale": "",
+            "reason": variant.reason,
+            "note": "",
+        }
+        for k, h in enumerate(hypotheses, start=1)
+    ]
+
+
+def _value(value: float | str) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

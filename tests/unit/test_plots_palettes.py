@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tmeflow.plots import palettes as P
+from tmeflow.core import _vocabulary as P
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "workflow" / "scripts"
 

@@ -14,7 +14,6 @@ _NAMES = {
         "LABEL_COLUMNS",
         "annotate",
         "label_table",
-        "DOUBLET_CALLERS",
         "CLUSTER_DOUBLET_LIKE",
         "DOUBLET_ENRICHED",
         "doublet_summary",

@@ -37,6 +37,7 @@ from tmeflow.annotate._scoring import (
     refine_mixed,
     score_cells,
 )
+from tmeflow.cells._doublets import DOUBLET_CALLERS, call_column, score_column
 from tmeflow.core._panel import marker_sources, panel_markers, parent_of, subtype_markers
 
 logger = logging.getLogger(__name__)
@@ -380,11 +381,7 @@ def _subtypes(
 
 
 # --- doublet scores of the kept cells, per cluster and label -----------------------------------
-DOUBLET_CALLERS: dict[str, tuple[str, str]] = {
-    "scrublet": ("doublet_score_scrublet", "predicted_doublet_scrublet"),
-    "cluster": ("doublet_score_cluster", "predicted_doublet_cluster"),
-}
-"""Caller -> its per-cell score and call columns (``obs``, written at QC by tmeflow.cells)."""
+
 CLUSTER_DOUBLET_LIKE = 0.5
 """A kept cell is doublet-like for the cluster-aware caller at this score (its classifier finds
 it more likely an artificial doublet than a real cell); for Scrublet when Scrublet called it
@@ -401,12 +398,11 @@ clusters: scores rise for a cell type lying between two others, whatever its dou
 def doublet_summary(obs: pd.DataFrame, *, cluster_key: str = "leiden") -> pd.DataFrame:
     """Doublet scores of the cells QC kept, summarised per final cluster and per cell type.
 
-    QC removed the cells the doublet consensus called; the kept cells' scores can still show
-    a group made of doublet-like cells (a CAF-TAM doublet cluster passing as "Gas6-high TAM").
-    Per caller of :data:`DOUBLET_CALLERS` present in ``obs`` a kept cell is doublet-like as
+    QC removed the cells the doublet consensus called; the kept cells' scores can still show a group
+    made of doublet-like cells (a CAF-TAM doublet cluster passing as "Gas6-high TAM"). Per caller of
+    :data:`tmeflow.cells.DOUBLET_CALLERS` present in ``obs`` a kept cell is doublet-like as
     :data:`CLUSTER_DOUBLET_LIKE` says; groups are ``cluster`` (``obs[cluster_key]``) and
-    ``cell_type``, within species, each compared with its species' rate
-    (:data:`DOUBLET_ENRICHED`).
+    ``cell_type``, within species, each compared with its species' rate (:data:`DOUBLET_ENRICHED`).
 
     Returns
     -------
@@ -480,7 +476,8 @@ def doublet_summary(obs: pd.DataFrame, *, cluster_key: str = "leiden") -> pd.Dat
 def _doublet_like(obs: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per caller present in ``obs``: its scores and doublet-like flags (NaN: not scored)."""
     out = {}
-    for caller, (score_col, call_col) in DOUBLET_CALLERS.items():
+    for caller in DOUBLET_CALLERS:
+        score_col, call_col = score_column(caller), call_column(caller)
         if score_col not in obs or call_col not in obs:
             continue
         score = obs[score_col].to_numpy(dtype=float)

@@ -11,14 +11,15 @@ two calls and :func:`call_doublets` runs it all as QC does.
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow.cells._qc import sample_name
+from tmeflow.cells._qc_metrics import passes_floors, sample_name
 
 #: scikit-learn's working memory (MB) for Scrublet's exact kNN: the brute-force distances are
 #: computed in chunks of at most this size (its default, 1 GB, would be a transient GB per job).
@@ -575,7 +576,66 @@ def _threshold(real: np.ndarray, sim: np.ndarray) -> float:
 
 
 # --- the consensus ------------------------------------------------------------------------------
-CONSENSUS_RULES: tuple[str, ...] = ("both_or_confident", "either", "both", "scrublet", "cluster")
+# --- the registry of callers -------------------------------------------------------------------
+def score_column(caller: str) -> str:
+    """The ``obs`` column of a registered caller's score (NaN where it did not score a cell)."""
+    return f"doublet_score_{caller}"
+
+
+def call_column(caller: str) -> str:
+    """The ``obs`` column of a registered caller's own call (before the consensus)."""
+    return f"predicted_doublet_{caller}"
+
+
+def _run_scrublet(adata: AnnData, *, seed: int, floors: dict[str, float]) -> None:
+    detect_doublets(adata, seed=seed)
+    adata.obs[score_column("scrublet")] = adata.obs["doublet_score"].to_numpy(dtype=float)
+    adata.obs[call_column("scrublet")] = adata.obs["predicted_doublet"].to_numpy(bool)
+
+
+def _skip_scrublet(adata: AnnData) -> None:
+    n = adata.n_obs
+    adata.obs["doublet_score"] = np.full(n, np.nan)
+    adata.obs[score_column("scrublet")] = np.full(n, np.nan)
+    adata.obs[call_column("scrublet")] = np.zeros(n, dtype=bool)
+
+
+def _run_cluster(adata: AnnData, *, seed: int, floors: dict[str, float]) -> None:
+    cluster_doublets(adata, seed=seed, eligible=passes_floors(adata.obs, **floors))
+
+
+def _skip_nothing(adata: AnnData) -> None:
+    """A caller whose columns are simply absent when it does not run (the consensus knows)."""
+
+
+@dataclass(frozen=True)
+class DoubletCaller:
+    """A registered doublet caller.
+
+    ``run(adata, *, seed, floors)`` writes ``obs[score_column(name)]`` and
+    ``obs[call_column(name)]`` (``floors``: QC's hard floors ``min_counts``, ``min_genes``,
+    ``max_pct_mito``, for a caller that scores only the cells within them); ``skip(adata)``
+    writes what a sample gets when the method leaves the caller out.
+    """
+
+    run: Callable[..., None]
+    skip: Callable[[AnnData], None] = _skip_nothing
+
+
+#: The registry of doublet callers, in the order they run: a new caller is its function and one
+#: line here (and its name in the config schema's ``qc.doublet_method`` and
+#: ``qc.doublet_consensus`` enums, checked by a test). Its columns follow :func:`score_column` /
+#: :func:`call_column`; the QC table, the annotation's doublet summary and the sensitivity
+#: settings read them from this table.
+DOUBLET_CALLERS: dict[str, DoubletCaller] = {
+    "scrublet": DoubletCaller(run=_run_scrublet, skip=_skip_scrublet),
+    "cluster": DoubletCaller(run=_run_cluster),
+}
+
+DOUBLET_METHODS: tuple[str, ...] = ("both", *DOUBLET_CALLERS)
+"""Values of ``qc.doublet_method`` (:func:`call_doublets`): every registered caller, or one."""
+
+CONSENSUS_RULES: tuple[str, ...] = ("both_or_confident", "either", "both", *DOUBLET_CALLERS)
 """Values of ``qc.doublet_consensus`` (:func:`consensus`)."""
 
 
@@ -626,17 +686,20 @@ def consensus(
         raise ValueError(msg)
     n = adata.n_obs
     obs = adata.obs
-    scr = (
-        obs["predicted_doublet_scrublet"].to_numpy(dtype=bool)
-        if "predicted_doublet_scrublet" in obs
+    # each caller's own call (all False where it did not run); either/both/a caller alone
+    # combine them as they are, both_or_confident weighs the cluster-aware caller's score
+    own = {
+        name: obs[call_column(name)].to_numpy(dtype=bool)
+        if call_column(name) in obs
         else np.zeros(n, dtype=bool)
-    )
+        for name in DOUBLET_CALLERS
+    }
+    scr, clu = own["scrublet"], own["cluster"]
     fallback = ""
-    if "doublet_score_cluster" in obs:
-        score = obs["doublet_score_cluster"].to_numpy(dtype=float)
-        clu = obs["predicted_doublet_cluster"].to_numpy(dtype=bool)
+    if score_column("cluster") in obs:
+        score = obs[score_column("cluster")].to_numpy(dtype=float)
     else:
-        score, clu = np.full(n, np.nan), np.zeros(n, dtype=bool)
+        score = np.full(n, np.nan)
         fallback = "no cluster-aware scores: Scrublet's call"
     scored = np.isfinite(score)
     alone = clu & (score >= confident) & ~scr
@@ -656,13 +719,14 @@ def consensus(
             limit,
             n_kept_alone,
         )
-    calls = {
-        "both_or_confident": (scr & clu) | confident_alone,
-        "either": scr | clu,
-        "both": scr & clu,
-        "scrublet": scr.copy(),
-        "cluster": clu.copy(),
-    }[rule]
+    if rule == "both_or_confident":
+        calls = (scr & clu) | confident_alone
+    elif rule == "either":
+        calls = np.logical_or.reduce(list(own.values()))
+    elif rule == "both":
+        calls = np.logical_and.reduce(list(own.values()))
+    else:
+        calls = own[rule].copy()
     if rule != "cluster":
         calls[~scored] = scr[~scored]
     obs["predicted_doublet"] = calls
@@ -672,9 +736,8 @@ def consensus(
         "cluster_cap": float(cap),
         "n_cluster_alone_cap": int(limit),
         "n_cluster_alone_kept": n_kept_alone if rule == "both_or_confident" else 0,
-        "n_scrublet": int(scr.sum()),
-        "n_cluster": int(clu.sum()),
-        "n_both": int((scr & clu).sum()),
+        **{f"n_{name}": int(call.sum()) for name, call in own.items()},
+        "n_both": int(np.logical_and.reduce(list(own.values())).sum()),
         "n_predicted": int(calls.sum()),
         "n_not_scored_cluster": int((~scored).sum()),
         "fallback": fallback,
@@ -682,10 +745,6 @@ def consensus(
     logger.info(
         "sample %s: doublet consensus %s", sample_name(adata), adata.uns["doublets_consensus"]
     )
-
-
-DOUBLET_METHODS: tuple[str, ...] = ("both", "scrublet", "cluster")
-"""Values of ``qc.doublet_method`` (:func:`call_doublets`)."""
 
 
 def call_doublets(
@@ -716,25 +775,15 @@ def call_doublets(
     ``obs["predicted_doublet"]`` (the consensus call QC removes) and ``uns["doublets"]``
     (Scrublet), ``uns["doublets_cluster"]``, ``uns["doublets_consensus"]``.
     """
-    from tmeflow.cells._qc import passes_floors
-
     if method not in DOUBLET_METHODS:
         msg = f"qc.doublet_method {method!r}; use one of {', '.join(DOUBLET_METHODS)}"
         raise ValueError(msg)
-    n = adata.n_obs
-    if method in ("both", "scrublet"):
-        detect_doublets(adata, seed=seed)
-        adata.obs["doublet_score_scrublet"] = adata.obs["doublet_score"].to_numpy(dtype=float)
-        adata.obs["predicted_doublet_scrublet"] = adata.obs["predicted_doublet"].to_numpy(bool)
-    else:
-        adata.obs["doublet_score"] = np.full(n, np.nan)
-        adata.obs["doublet_score_scrublet"] = np.full(n, np.nan)
-        adata.obs["predicted_doublet_scrublet"] = np.zeros(n, dtype=bool)
-    if method in ("both", "cluster"):
-        eligible = passes_floors(
-            adata.obs, min_counts=min_counts, min_genes=min_genes, max_pct_mito=max_pct_mito
-        )
-        cluster_doublets(adata, seed=seed, eligible=eligible)
+    floors = {"min_counts": min_counts, "min_genes": min_genes, "max_pct_mito": max_pct_mito}
+    for name, caller in DOUBLET_CALLERS.items():
+        if method in ("both", name):
+            caller.run(adata, seed=seed, floors=floors)
+        else:
+            caller.skip(adata)
     rule = consensus_rule if method == "both" else method
     consensus(adata, rule=rule, confident=confident, cap=cap)
     adata.uns["doublets_consensus"]["method"] = method

@@ -13,16 +13,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 from scipy.stats import median_abs_deviation
 
 from tmeflow._utils import missing_from_union
-from tmeflow.cells._species import strip_prefix
+from tmeflow.cells._doublets import DOUBLET_CALLERS, call_column, score_column
+from tmeflow.cells._qc_metrics import (
+    qc_metrics,
+    sample_name,
+)
 
 logger = logging.getLogger(__name__)
 
-MITO_PREFIXES: tuple[str, ...] = ("MT-", "mt-")
 MAD_SCALE = "normal"
 """``scipy.stats.median_abs_deviation`` scale: ``"normal"`` (x1.4826, a consistent estimate of
 the standard deviation for normal data, as R's ``mad()`` and scater's ``isOutlier``)."""
@@ -36,84 +38,6 @@ CONFIG_KEYS: dict[str, str] = {
     "mixed_species": "species_calling.min_fraction / species_calling.crossspecies_fdr",
 }
 """Config keys to relax, per removal reason (named in the zero-cells error)."""
-
-
-def sample_name(adata: AnnData) -> str:
-    """Name the sample(s) of ``adata`` for messages (``"<unknown>"`` without cells)."""
-    if "sample" in adata.obs and adata.n_obs:
-        return ",".join(map(str, pd.unique(adata.obs["sample"].astype(str))))
-    return "<unknown>"
-
-
-def mito_mask(adata: AnnData) -> np.ndarray:
-    """Mitochondrial features of both species.
-
-    A feature is mitochondrial when its symbol, after removing any genome prefix (from
-    ``var["feature_name"]`` when present, else the var name), starts with ``MT-`` (human) or
-    ``mt-`` (mouse).
-    """
-    names = (
-        adata.var["feature_name"].astype(str)
-        if "feature_name" in adata.var
-        else pd.Series(adata.var_names.astype(str))
-    )
-    return np.array([strip_prefix(n).startswith(MITO_PREFIXES) for n in names], dtype=bool)
-
-
-def qc_metrics(adata: AnnData) -> None:
-    """Compute per-cell QC metrics from the raw counts in ``X`` (never densified).
-
-    Writes ``obs["total_counts"]``, ``obs["n_genes_by_counts"]`` (features with a count > 0),
-    ``obs["total_counts_mt"]``, ``obs["pct_counts_mt"]`` (0 for a cell without counts) and
-    ``var["mt"]``.
-
-    Kept by hand rather than :func:`scanpy.pp.calculate_qc_metrics`, whose columns differ
-    (measured by ``bench/lib_equality.py``): totals in the counts' dtype (int64/float32, not
-    float64), ``n_genes_by_counts`` int32 for sparse input, NaN ``pct_counts_mt`` for empty
-    cells, and ``mt / total * 100`` differing from ``100 * mt / total`` in the last bit for
-    about 28% (integer counts) to 81% (float32 counts) of cells even after aligning dtypes.
-    """
-    X = adata.X
-    if sp.issparse(X):
-        X = sp.csr_matrix(X)
-        total = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-        n_genes = np.diff((X > 0).tocsr().indptr)
-    else:
-        X = np.asarray(X)
-        total = X.sum(axis=1, dtype=np.float64)
-        n_genes = (X > 0).sum(axis=1)
-    mt = mito_mask(adata)
-    if mt.any():
-        mt_counts = np.asarray(X[:, np.flatnonzero(mt)].sum(axis=1), dtype=np.float64).ravel()
-    else:
-        mt_counts = np.zeros(adata.n_obs)
-        logger.warning(
-            "sample %s: no mitochondrial features (MT-/mt-) found; pct_counts_mt is 0",
-            sample_name(adata),
-        )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pct = np.where(total > 0, 100.0 * mt_counts / np.where(total > 0, total, 1), 0.0)
-    adata.var["mt"] = mt
-    adata.obs["total_counts"] = total
-    adata.obs["n_genes_by_counts"] = n_genes.astype(np.int64)
-    adata.obs["total_counts_mt"] = mt_counts
-    adata.obs["pct_counts_mt"] = pct
-
-
-def passes_floors(
-    obs: pd.DataFrame, *, min_counts: int = 500, min_genes: int = 200, max_pct_mito: float = 25.0
-) -> np.ndarray:
-    """Cells within the hard QC floors: the cells the cluster-aware doublet caller scores.
-
-    Reads ``total_counts``, ``n_genes_by_counts`` and ``pct_counts_mt`` (:func:`qc_metrics`).
-    The floors remove the other cells whatever the MAD bounds, and a cluster of dying cells
-    would otherwise pass for a cell type whose doublets the caller simulates.
-    """
-    return (
-        (obs["total_counts"].to_numpy() >= min_counts)
-        & (obs["n_genes_by_counts"].to_numpy() >= min_genes)
-        & (obs["pct_counts_mt"].to_numpy() <= max_pct_mito)
-    )
 
 
 def mad_thresholds(
@@ -465,8 +389,9 @@ def _filter_metrics(
 def _doublet_metrics(adata: AnnData) -> dict[str, Any]:
     """QC summary columns of the doublet callers (empty when :func:`call_doublets` did not run).
 
-    ``doublets_scrublet``, ``doublets_cluster``, ``doublets_both`` (cells each caller / both
-    called, before the other QC reasons), ``doublet_rule`` and ``doublet_cluster_fallback``
+    ``doublets_<caller>`` for each registered caller (``doublets_scrublet``,
+    ``doublets_cluster``), ``doublets_both`` (cells each caller / every caller called, before
+    the other QC reasons), ``doublet_rule`` and ``doublet_cluster_fallback``
     (per species that the cluster-aware caller skipped: the reason; empty when none).
     """
     info = adata.uns.get("doublets_consensus")
@@ -474,8 +399,7 @@ def _doublet_metrics(adata: AnnData) -> dict[str, Any]:
         return {}
     skipped = adata.uns.get("doublets_cluster", {}).get("species", {})
     return {
-        "doublets_scrublet": int(info["n_scrublet"]),
-        "doublets_cluster": int(info["n_cluster"]),
+        **{f"doublets_{c}": int(info[f"n_{c}"]) for c in DOUBLET_CALLERS},
         "doublets_both": int(info["n_both"]),
         "doublet_rule": str(info["rule"]),
         "doublet_cluster_fallback": "; ".join(
@@ -588,10 +512,18 @@ def summary_table(
 
 CELL_COLUMNS: tuple[str, ...] = (
     "sample", "barcode", "species", "total_counts", "n_genes_by_counts", "pct_counts_mt",
-    "doublet_score_scrublet", "predicted_doublet_scrublet", "doublet_score_cluster",
-    "predicted_doublet_cluster", "doublet_score", "predicted_doublet", "qc_pass",
+    "doublet_score_*", "doublet_score", "predicted_doublet", "qc_pass",
 )  # fmt: skip
-"""The leading columns of the per-cell QC table (:func:`cell_table`), where present."""
+"""The leading columns of the per-cell QC table (:func:`cell_table`), where present.
+
+``doublet_score_*`` stands for each registered doublet caller's score and own call
+(``doublet_score_<caller>``, ``predicted_doublet_<caller>``), in the registry's order.
+"""
+
+
+def _caller_columns() -> list[str]:
+    """Each registered doublet caller's score and call columns, in the registry's order."""
+    return [col for c in DOUBLET_CALLERS for col in (score_column(c), call_column(c))]
 
 
 def _missing_columns(features: Mapping[str, Iterable[str]]) -> pd.DataFrame:
@@ -630,6 +562,9 @@ def cell_table(obs: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         The :data:`CELL_COLUMNS` present in ``obs``, then its other ``qc_*`` columns sorted.
     """
-    cols = [c for c in CELL_COLUMNS if c in obs.columns]
+    leading = []
+    for c in CELL_COLUMNS:
+        leading += _caller_columns() if c == "doublet_score_*" else [c]
+    cols = [c for c in leading if c in obs.columns]
     cols += sorted(c for c in obs.columns if c.startswith("qc_") and c not in cols)
     return obs[cols].copy()

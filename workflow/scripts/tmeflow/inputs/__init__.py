@@ -27,7 +27,9 @@ _NAMES = {
         "verify_download",
     ],
     "_formats": [
+        "FORMAT_READERS",
         "FORMATS",
+        "format_reader",
         "mtx_triplet",
         "input_files",
         "detect_format",
@@ -45,9 +47,13 @@ _NAMES = {
         "ingest_report",
     ],
     "_read_counts": [
+        "read_10x_h5",
+        "read_10x_mtx",
+        "read_table",
         "read_counts",
     ],
     "_read_h5ad": [
+        "read_h5ad_counts",
         "read_h5ad_obs",
         "obs_mask",
         "first_values",

@@ -6,19 +6,42 @@ and by :mod:`tmeflow.inputs._read_counts`; the formats themselves are described 
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tmeflow.core._errors import InputError, input_error
 
-FORMATS: tuple[str, ...] = ("10x_h5", "10x_mtx", "h5ad", "table")
+#: The registry of input formats: name -> its reader (``module:function`` in this stage),
+#: ``reader(path, *, sample) -> AnnData``. A new format is a reader module and one line here
+#: (plus its name in the sample sheet schema's ``format`` enum, checked by a test). Readers are
+#: named, not imported, so that parse time (``common.smk``) stays free of anndata and h5py.
+FORMAT_READERS: dict[str, str] = {
+    "10x_h5": "_read_counts:read_10x_h5",
+    "10x_mtx": "_read_counts:read_10x_mtx",
+    "h5ad": "_read_h5ad:read_h5ad_counts",
+    "table": "_read_counts:read_table",
+}
+FORMATS: tuple[str, ...] = tuple(FORMAT_READERS)
 """Input formats understood by :func:`tmeflow.inputs.read_counts`."""
 
 _TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
 _MTX_NAMES = ("matrix.mtx.gz", "matrix.mtx")
 _FEATURE_NAMES = ("features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv")
 _BARCODE_NAMES = ("barcodes.tsv.gz", "barcodes.tsv")
+
+
+def format_reader(fmt: str) -> Callable:
+    """The reader function of a registered format (:data:`FORMAT_READERS`).
+
+    Raises
+    ------
+    KeyError
+        If ``fmt`` is not registered.
+    """
+    module, function = FORMAT_READERS[fmt].split(":")
+    return getattr(importlib.import_module(f"tmeflow.inputs.{module}"), function)
 
 
 def _first_existing(folder: Path, names: Iterable[str]) -> Path | None:

@@ -53,15 +53,15 @@ from tmeflow.inputs._count_matrix import (
     _keep_gene_expression,
     _unreadable,
 )
-from tmeflow.inputs._formats import FORMATS, detect_format, mtx_triplet
-from tmeflow.inputs._read_h5ad import _read_h5ad_counts, _read_h5ad_split
+from tmeflow.inputs._formats import FORMATS, detect_format, format_reader, mtx_triplet
+from tmeflow.inputs._read_h5ad import _read_h5ad_split
 
 logger = logging.getLogger(__name__)
 
 _BARCODE_RE = re.compile(r"[ACGTN]{8,}")
 
 
-def _read_10x_h5(path: Path, *, sample: str | None) -> ad.AnnData:
+def read_10x_h5(path: Path, *, sample: str | None) -> ad.AnnData:
     try:
         with h5py.File(path, "r") as f:
             if "matrix" in f:
@@ -187,7 +187,7 @@ def _read_lines_table(path: Path) -> pd.DataFrame:
         return pd.DataFrame({0: pd.Series([], dtype=str)})
 
 
-def _read_10x_mtx(path: Path, *, sample: str | None) -> ad.AnnData:
+def read_10x_mtx(path: Path, *, sample: str | None) -> ad.AnnData:
     folder = path if path.is_dir() else path.parent
     files = mtx_triplet(path, sample=sample)
     if files is None:
@@ -247,7 +247,7 @@ def _looks_like_barcodes(labels: pd.Index) -> float:
     return float(s.str.contains(_BARCODE_RE).mean())
 
 
-def _read_table(path: Path, *, sample: str | None) -> ad.AnnData:
+def read_table(path: Path, *, sample: str | None) -> ad.AnnData:
     name = path.name.lower()
     stem = name[:-3] if name.endswith(".gz") else name
     if stem.endswith(".csv"):
@@ -359,13 +359,7 @@ def read_counts(
             sample, p, "file not found", "Check the path in the sample sheet (samples.tsv)."
         )
     fmt = detect_format(p, sample=sample) if fmt in (None, "", "auto") else fmt
-    readers = {
-        "10x_h5": _read_10x_h5,
-        "10x_mtx": _read_10x_mtx,
-        "h5ad": _read_h5ad_counts,
-        "table": _read_table,
-    }
-    if fmt not in readers:
+    if fmt not in FORMATS:
         raise input_error(
             sample, p, f"unknown format {fmt!r}", f"Use one of {', '.join(FORMATS)} or leave unset."
         )
@@ -386,4 +380,4 @@ def read_counts(
                 "Clear obs_column/obs_value, or point path at an h5ad whose obs holds the column.",
             )
         return _read_h5ad_split(p, sample=sample, column=obs_column, value=str(obs_value))
-    return readers[fmt](p, sample=sample)
+    return format_reader(fmt)(p, sample=sample)

@@ -66,7 +66,7 @@ def _not_counts_error(sample: str | None, path: Path, tried: Iterable[str]) -> I
     )
 
 
-def _read_h5ad_counts(path: Path, *, sample: str | None) -> ad.AnnData:
+def read_h5ad_counts(path: Path, *, sample: str | None) -> ad.AnnData:
     try:
         src = ad.read_h5ad(path)
     except (OSError, KeyError, ValueError) as exc:

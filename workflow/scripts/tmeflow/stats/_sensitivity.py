@@ -55,6 +55,7 @@ from anndata import AnnData
 
 from tmeflow._utils import ROW_SUM_BLOCK
 from tmeflow.annotate import _cell_types as annotate_mod
+from tmeflow.cells._doublets import DOUBLET_CALLERS, call_column
 from tmeflow.core import _h5ad as h5ad
 from tmeflow.core import _panel as panel_mod
 from tmeflow.embed import _cluster as cluster
@@ -75,7 +76,7 @@ __all__ = [
 
 #: The stricter doublet setting (with removal on) and the per-caller calls it uses.
 EITHER_CALLER = "either_caller"
-DOUBLET_CALLS = ("predicted_doublet_scrublet", "predicted_doublet_cluster")
+DOUBLET_CALLS = tuple(call_column(c) for c in DOUBLET_CALLERS)
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ Why the inflection and not an EmptyDrops test: it needs no ambient profile nor M
 p-values, is deterministic, runs in a second on 10^5 barcodes, and on the real unfiltered
 10x ``hgmm_100`` library (118,098 barcodes) it calls 122 cells (cut-off 1,071 UMIs), all of
 them in the published filtered matrix, recovering 122 of its 123 barcodes (the one lost holds
-570 UMIs, at the foot of the drop; see tests/unit/test_realdata_inputs.py). Its known
+570 UMIs, at the foot of the drop; see tests/unit/inputs/test_realdata_inputs.py). Its known
 weakness, shared with Cell Ranger 2: small cells with few UMIs (e.g. neutrophils) below the
 knee are lost. Where that matters, supply the filtered matrix of a dedicated caller (Cell
 Ranger >= 3, EmptyDrops) and set ``ingest.cell_calling: never``.

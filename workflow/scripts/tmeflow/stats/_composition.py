@@ -17,7 +17,7 @@ Calibration and closure. With animals as replicates the per-type test is calibra
 Monte Carlo of the demo's design (3 + 3 animals, Dirichlet(300 x expected fractions) per
 animal, ~1300 cells each, TAM and tumour changed, 7 types unchanged) the unchanged types had
 p < 0.05 in 4.9% of tests and padj < 0.05 in 1.5%, but 9% of experiments called at least one
-unchanged type (``tests/unit/test_composition.py`` repeats this). Benjamini-Hochberg bounds
+unchanged type (``tests/unit/stats/test_composition.py`` repeats this). Benjamini-Hochberg bounds
 the expected share of false calls, not each call, so every significant row carries a note
 saying so. On the default demo (seed 0) neutrophils come out lower under treatment
 (padj ~0.02) although the planted expected fraction is 0.06 in both arms: the simulated

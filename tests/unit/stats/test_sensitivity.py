@@ -1,0 +1,445 @@
+"""Sensitivity of the confirmatory answers: the family under one changed choice at a time."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from anndata import AnnData
+from sklearn.neighbors import kneighbors_graph
+
+from tmeflow.annotate import _cell_types as annotate
+from tmeflow.core import _h5ad as h5ad
+from tmeflow.core import _panel as panel
+from tmeflow.embed import _cluster as cluster
+from tmeflow.embed import _integrate as integrate
+from tmeflow.stats import _confirmatory as confirmatory
+from tmeflow.stats import _sensitivity as sensitivity
+
+from .._confirm_data import REF, TEST, stromal_counts
+
+MARKERS = {"CAF": "mouse", "TAM": "mouse", "NK": "mouse", "B": "mouse", "tumor": "human"}
+PANEL = {
+    "cell_types": {
+        t: {"species": s, "markers": [f"M_{t}_{i}" for i in range(3)], "source": "test"}
+        for t, s in MARKERS.items()
+    }
+}
+ANNOTATE = dict(
+    species_mode="xenograft",
+    min_score=0.5,
+    min_margin=0.1,
+    subcluster_resolution=0.5,
+    n_neighbors=10,
+    seed=0,
+    min_subcluster_cells=20,
+    refine_fraction=0.2,
+    refine_resolution=1.0,
+)
+CONFIRM = dict(reference=REF, test=TEST, min_cells=5, threads=1)
+HYPOTHESES = confirmatory.parse_hypotheses(
+    [
+        {"gene": "G0000", "cell_type": "CAF", "direction": "up"},  # planted 4x
+        {"gene": "G0001", "cell_type": "CAF"},  # null
+        {"proportion": "stroma", "cell_type": "TAM", "direction": "up"},  # no change
+    ]
+)
+N_LOW_FRACTION, N_DOUBLETS = 7, 5
+
+
+def annotated(seed: int = 0) -> AnnData:
+    """An annotated xenograft: CAF/TAM/NK/B + tumour, marker genes, graph, labels.
+
+    G0000 is 4x up in treated CAFs. ``N_LOW_FRACTION`` TAMs have a majority-species fraction
+    of 0.85 (kept at 0.8, mixed at 0.9), ``N_DOUBLETS`` other TAMs are flagged doublets (kept:
+    the run had doublet removal off) and ``layers['counts_ambient_corrected']`` is a thinned copy of
+    the counts.
+    """
+    rng = np.random.default_rng(seed)
+    adata = stromal_counts(n_genes=80, cells_per_animal=80, fold=4.0, gene="G0000", seed=seed)
+    types = adata.obs["cell_type"].astype(str).to_numpy()
+    extra = np.zeros((adata.n_obs, 3 * len(MARKERS)), dtype=np.int32)
+    centres = rng.normal(0, 4, (len(MARKERS), 5))
+    emb = rng.normal(0, 0.5, (adata.n_obs, 5))
+    for k, t in enumerate(MARKERS):
+        cells = types == t
+        extra[np.ix_(cells, range(3 * k, 3 * k + 3))] = rng.poisson(12, (cells.sum(), 3))
+        emb[cells] += centres[k]
+    counts = sp.hstack([adata.layers["counts"], sp.csr_matrix(extra)]).tocsr()
+    genes = [*adata.var_names, *(g for t in MARKERS for g in PANEL["cell_types"][t]["markers"])]
+    species = ["mouse"] * adata.n_vars + [s for s in MARKERS.values() for _ in range(3)]
+    out = AnnData(
+        X=counts.astype(np.float32),
+        obs=adata.obs[["sample", "condition", "species"]].copy(),
+        var=pd.DataFrame({"species": species}, index=genes),
+    )
+    integrate.normalise(out)
+    out.obsm["X_scVI"] = emb.astype(np.float32)
+    # a symmetric 10-NN graph (sklearn: no numba compilation, as scanpy's would take)
+    knn = kneighbors_graph(emb, 10, include_self=False)
+    out.obsp["connectivities"] = knn.maximum(knn.T).tocsr()
+    out.obsp["distances"] = kneighbors_graph(emb, 10, mode="distance", include_self=False)
+    out.uns["neighbors"] = {"connectivities_key": "connectivities", "distances_key": "distances"}
+    cluster.leiden(out, resolution=1.0, seed=0)
+    out.uns["cluster"] = {"resolution": 1.0, "seed": 0}
+    human = (out.obs["species"] == "human").to_numpy()
+    frac = np.where(human, 0.99, 0.01)
+    low = rng.choice(np.flatnonzero(types == "TAM"), N_LOW_FRACTION, replace=False)
+    frac[low] = 0.15
+    out.obs["human_fraction"] = frac
+    flagged = np.zeros(out.n_obs, dtype=bool)
+    tams = np.setdiff1d(np.flatnonzero(types == "TAM"), low)
+    flagged[rng.choice(tams, N_DOUBLETS, replace=False)] = True
+    out.obs["predicted_doublet"] = flagged
+    thin = out.layers["counts"].copy()
+    thin.data = rng.binomial(thin.data, 0.8).astype(thin.dtype)
+    out.layers[sensitivity.AMBIENT_LAYER] = thin
+    annotate.annotate(out, PANEL, **ANNOTATE)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run():
+    """One sensitivity run over every kind of setting, counting the PyDESeq2 fits."""
+    adata = annotated()
+    calls = []
+    real = confirmatory.run_de
+
+    def counting(cells, **kwargs):
+        total = int(cells.layers["counts"].sum())  # tells the ambient layer from the raw one
+        calls.append((tuple(cells.obs_names), total))
+        return real(cells, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(confirmatory, "run_de", counting)
+        table = sensitivity.sensitivity(
+            adata,
+            HYPOTHESES,
+            PANEL,
+            resolutions=[1.0, 3.0],
+            min_scores=[0.5, 50.0],
+            min_margins=[0.2],
+            min_fractions=[0.7, 0.9],
+            min_fraction=0.8,
+            doublets=False,
+            annotate_options=ANNOTATE,
+            confirm_options=CONFIRM,
+        )
+    return adata, table, calls
+
+
+def test_one_row_per_hypothesis_and_setting(run):
+    _, table, _ = run
+    assert list(table.columns) == sensitivity.SENSITIVITY_COLUMNS
+    settings = list(dict.fromkeys(zip(table["setting"], table["value"], strict=True)))
+    # the configured resolution (1.0) and min_score (0.5) are not repeated as settings
+    assert settings == [
+        ("configured", "as run"),
+        ("resolution", "3"),
+        ("min_score", "50"),
+        ("min_margin", "0.2"),
+        ("min_fraction", "0.7"),
+        ("min_fraction", "0.9"),
+        ("doublets", "on"),
+        ("ambient_correction", "on"),
+    ]
+    assert len(table) == len(settings) * len(HYPOTHESES)
+    for _, rows in table.groupby(["setting", "value"], sort=False):
+        assert list(rows["hypothesis"]) == [f"H{k}: {h.label}" for k, h in enumerate(HYPOTHESES, 1)]
+    grid = sensitivity.verdict_grid(table)
+    assert grid.shape == (len(HYPOTHESES), len(settings))
+    assert list(grid.columns[:2]) == ["configured", "resolution 3"]
+
+
+def test_planted_change_supported_and_null_not_at_every_recomputed_setting(run):
+    _, table, _ = run
+    computed = table[table["verdict"].isin(["supported", "not supported", "not testable"])]
+    h1 = computed[computed["hypothesis"].str.startswith("H1:")]
+    kept = h1[h1["value"] != "50"]  # min_score 50 leaves no cell type (next test)
+    assert len(kept) == 6, h1.to_string()
+    assert (kept["verdict"] == "supported").all(), kept.to_string()
+    assert (kept["p_holm"] < 0.05).all() and kept["loo_sign_stable"].all()
+    h2 = computed[computed["hypothesis"].str.startswith("H2:") & (computed["value"] != "50")]
+    assert (h2["verdict"] == "not supported").all(), h2.to_string()
+    # Holm within each setting: the adjusted p is never below the raw one
+    assert (computed["p_holm"].dropna() >= computed["pvalue"].dropna() - 1e-15).all()
+
+
+def test_setting_that_removes_the_cell_type_makes_its_hypotheses_not_testable(run):
+    _, table, _ = run
+    rows = table[(table["setting"] == "min_score") & (table["value"] == "50")]
+    assert (rows["verdict"] == "not testable").all(), rows.to_string()
+    assert rows["reason"].str.contains("no cell labelled 'CAF'").sum() == 2
+    assert "TAM" in rows["reason"].iat[2]
+    assert rows["p_holm"].isna().all()
+    assert (rows["n_cells_changed"] > 0).all()
+
+
+def test_species_doublet_and_ambient_settings_change_what_they_say(run):
+    adata, table, _ = run
+    by = table.set_index(["setting", "value", "hypothesis"])
+    h1 = f"H1: {HYPOTHESES[0].label}"
+    loose = table[(table["setting"] == "min_fraction") & (table["value"] == "0.7")]
+    assert (loose["verdict"] == sensitivity.NOT_RECOMPUTABLE).all()
+    assert loose["reason"].str.contains("QC removed").all() and loose["pvalue"].isna().all()
+    strict = by.loc[("min_fraction", "0.9", h1)]
+    assert strict["n_cells"] == adata.n_obs - N_LOW_FRACTION
+    assert strict["n_cells_changed"] == N_LOW_FRACTION
+    doublets = by.loc[("doublets", "on", h1)]
+    assert doublets["n_cells"] == adata.n_obs - N_DOUBLETS
+    assert doublets["verdict"] == "supported"
+    ambient = by.loc[("ambient_correction", "on", h1)]
+    configured = by.loc[("configured", "as run", h1)]
+    # the thinned layer was tested, not the raw counts: another p, same cells and labels
+    assert ambient["pvalue"] != configured["pvalue"] and ambient["n_cells_changed"] == 0
+    assert sensitivity.AMBIENT_LAYER in ambient["note"]
+    # the proportion hypothesis does not read counts: same p as configured
+    h3 = f"H3: {HYPOTHESES[2].label}"
+    assert (
+        by.loc[("ambient_correction", "on", h3), "pvalue"]
+        == by.loc[("configured", "as run", h3), "pvalue"]
+    )
+
+
+def test_fits_are_shared_between_settings_with_the_same_cells(run):
+    """No group is fitted twice on the same cells and counts: the species and doublet
+    settings remove TAMs only, so their CAF fits are the configured ones; the ambient layer
+    gets its own. Settings that keep every label repeat the configured rows."""
+    _, table, calls = run
+    assert len(calls) == len(set(calls)), "a fit was repeated"
+    # configured and ambient: one PyDESeq2 fit each (leaving an animal out is a one-gene GLM)
+    assert len(calls) >= 2
+    for setting, value in (("resolution", "3"), ("min_margin", "0.2")):
+        rows = table[(table["setting"] == setting) & (table["value"] == value)]
+        if (rows["n_cells_changed"] == 0).all():
+            assert rows["note"].str.contains("same cells and labels").all()
+
+
+def test_uncomputable_settings_without_any_fit():
+    """No ambient layer: not available; doublet removal on in the run: off is not
+    recomputable; a single-species run has no min_fraction setting."""
+    adata = annotated(seed=1)
+    del adata.layers[sensitivity.AMBIENT_LAYER]
+    table = sensitivity.sensitivity(
+        adata,
+        HYPOTHESES[2:],
+        PANEL,
+        min_fractions=[0.9],
+        doublets=True,
+        annotate_options=ANNOTATE,
+        confirm_options=CONFIRM,
+    )
+    off = table[(table["setting"] == "doublets") & (table["value"] == "off")]
+    assert (off["verdict"] == sensitivity.NOT_RECOMPUTABLE).all()
+    assert off["reason"].str.contains("qc.doublets").all()
+    # the stricter rule needs the callers' own calls, which this object does not carry
+    strict = table[(table["setting"] == "doublets") & (table["value"] == "either_caller")]
+    assert len(strict) == len(HYPOTHESES[2:])
+    assert (strict["verdict"] == sensitivity.NOT_RECOMPUTABLE).all()
+    assert strict["reason"].str.contains("predicted_doublet_scrublet").all()
+    ambient = table[table["setting"] == "ambient_correction"]
+    assert (ambient["verdict"] == sensitivity.NOT_AVAILABLE).all()
+    assert ambient["reason"].str.contains(sensitivity.AMBIENT_LAYER).all()
+    single = sensitivity.settings(
+        adata,
+        resolutions=[],
+        min_scores=[],
+        min_margins=[],
+        min_fractions=[0.9],
+        min_fraction=0.8,
+        annotate_options={**ANNOTATE, "species_mode": "mouse"},
+        doublets=True,
+        ambient=False,
+    )
+    assert [(s.name, s.value) for s in single] == [
+        ("doublets", "off"),
+        ("doublets", "either_caller"),
+    ]
+
+
+def test_stricter_doublet_rule_removes_cells_either_caller_called():
+    """Removal on: the kept cells that Scrublet or the cluster-aware caller called on its own
+    (the consensus kept them) are removed; the planted answers stay."""
+    adata = annotated(seed=2)
+    rng = np.random.default_rng(5)
+    scrublet = np.zeros(adata.n_obs, dtype=bool)
+    scrublet[rng.choice(adata.n_obs, 7, replace=False)] = True
+    clustered = np.zeros(adata.n_obs, dtype=bool)
+    clustered[rng.choice(np.flatnonzero(~scrublet), 5, replace=False)] = True
+    adata.obs["predicted_doublet_scrublet"] = scrublet
+    adata.obs["predicted_doublet_cluster"] = pd.array(clustered, dtype="boolean")
+    adata.obs.loc[adata.obs_names[clustered][:1], "predicted_doublet_cluster"] = pd.NA
+    table = sensitivity.sensitivity(
+        adata,
+        HYPOTHESES[:1],
+        PANEL,
+        doublets=True,
+        ambient=False,
+        annotate_options=ANNOTATE,
+        confirm_options=CONFIRM,
+    )
+    row = table[(table["setting"] == "doublets") & (table["value"] == "either_caller")].iloc[0]
+    assert row["n_cells"] == adata.n_obs - 7 - 4  # a missing call is not a call
+    assert "11 kept cells" in row["note"]
+    assert row["verdict"] == "supported"
+
+
+def test_non_integer_ambient_layer_is_rounded_and_tested():
+    """A corrected layer of fractional counts (as SoupX-like corrections give) is rounded
+    for the count tests, says so, and changes the source share it is tested on."""
+    adata = annotated(seed=2)
+    layer = adata.layers["counts"].astype(np.float32)
+    layer.data *= 0.6
+    adata.layers[sensitivity.AMBIENT_LAYER] = layer
+    gene = {"gene": "G0000", "cell_type": "CAF", "test": "source"}
+    source = confirmatory.parse_hypotheses([gene])
+    table = sensitivity.sensitivity(
+        adata,
+        source,
+        PANEL,
+        doublets=True,
+        annotate_options=ANNOTATE,
+        confirm_options=CONFIRM,
+    ).set_index("setting")
+    ambient, configured = table.loc["ambient_correction"], table.loc["configured"]
+    assert ambient["verdict"] in ("supported", "not supported")
+    assert "rounded to integers" in ambient["note"]
+    assert ambient["effect"] != configured["effect"]
+    assert adata.layers["counts"].dtype == np.int32  # the raw counts are untouched
+
+
+def test_ambient_layer_read_when_its_setting_comes_gives_the_same_table(tmp_path):
+    """The adapter reads the corrected layer from the file for its own setting only
+    (``ambient_layer``); the table is the one computed with the layer in memory."""
+    adata = annotated(seed=2)
+    gene = confirmatory.parse_hypotheses([{"gene": "G0000", "cell_type": "CAF", "test": "source"}])
+    kwargs = {"doublets": True, "annotate_options": ANNOTATE, "confirm_options": CONFIRM}
+    in_memory = sensitivity.sensitivity(adata, gene, PANEL, **kwargs)
+    path = tmp_path / "annotated.h5ad"
+    adata.write_h5ad(path)
+    lean = h5ad.read_h5ad(path, layers=("counts",))
+    assert sensitivity.AMBIENT_LAYER not in lean.layers
+    loads = []
+
+    def load():
+        loads.append(1)
+        return h5ad.read_layer(path, sensitivity.AMBIENT_LAYER)
+
+    lazy = sensitivity.sensitivity(lean, gene, PANEL, ambient_layer=load, **kwargs)
+    assert loads == [1]
+    pd.testing.assert_frame_equal(lazy, in_memory)
+    assert h5ad.read_layer(path, "no_such_layer") is None
+    missing = sensitivity.sensitivity(lean, gene, PANEL, ambient_layer=lambda: None, **kwargs)
+    ambient = missing[missing["setting"] == "ambient_correction"]
+    assert (ambient["verdict"] == sensitivity.NOT_AVAILABLE).all()
+
+
+def test_x_read_for_the_annotation_settings_only_gives_the_same_table(tmp_path):
+    """The adapter reads the object without X and passes ``x``: X is read once, for the
+    settings that annotate again, and every setting's rows are the ones computed in memory."""
+    adata = annotated(seed=3)
+    gene = confirmatory.parse_hypotheses(
+        [
+            {"gene": "G0000", "cell_type": "CAF", "test": "source"},
+            {"gene": "G0000", "cell_type": "CAF", "test": "change"},
+        ]
+    )
+    kwargs = {
+        "resolutions": [3.0],
+        "min_scores": [0.9],
+        "min_fractions": [0.9],
+        "min_fraction": 0.8,
+        "doublets": False,
+        "annotate_options": ANNOTATE,
+        "confirm_options": CONFIRM,
+    }
+    in_memory = sensitivity.sensitivity(adata, gene, PANEL, **kwargs)
+    path = tmp_path / "annotated.h5ad"
+    adata.write_h5ad(path)
+    lean = h5ad.read_h5ad(path, skip=("X",), layers=("counts",))
+    loads = []
+
+    def load_x():
+        loads.append(1)
+        return sensitivity.marker_x(path, lean, PANEL)
+
+    lazy = sensitivity.sensitivity(
+        lean,
+        gene,
+        PANEL,
+        x=load_x,
+        ambient_layer=lambda: h5ad.read_layer(path, sensitivity.AMBIENT_LAYER),
+        **kwargs,
+    )
+    assert loads == [1] and lean.X is None
+    assert set(lazy["setting"]) >= {"resolution", "min_score", "min_fraction", "doublets"}
+    assert (lazy.loc[lazy["setting"] == "min_fraction", "n_cells_changed"] > 0).all()
+    pd.testing.assert_frame_equal(lazy, in_memory)
+    assert h5ad.read_matrix(path, "layers/no_such_layer") is None
+    # the marker columns only: X's values there, nothing elsewhere
+    x = sensitivity.marker_x(path, lean, PANEL)
+    markers = {g for gs in panel.all_markers(PANEL).values() for g in gs}
+    on = lean.var_names.isin(list(markers))
+    assert 0 < on.sum() < lean.n_vars and x.shape == adata.shape
+    np.testing.assert_array_equal(x[:, on].toarray(), adata.X[:, on].toarray())
+    assert x[:, ~on].nnz == 0
+    no_emb = lean.copy()
+    del no_emb.obsm["X_scVI"]  # the re-clustering would run a PCA of X: all of it
+    assert (sensitivity.marker_x(path, no_emb, PANEL) != adata.X).nnz == 0
+
+
+def test_each_setting_lets_the_previous_settings_objects_go():
+    """Annotation leaves reference cycles; each setting's object is gone before the next."""
+    import weakref
+
+    adata = annotated(seed=2)
+    made: list[weakref.ref] = []
+    real = sensitivity._apply
+
+    def recording(*args, **kwargs):
+        alive = [r for r in made if r() is not None]
+        assert not alive, f"{len(alive)} earlier setting objects still held"
+        variant = real(*args, **kwargs)
+        if variant.adata is not None:
+            made.append(weakref.ref(variant.adata))
+        return variant
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sensitivity, "_apply", recording)
+        sensitivity.sensitivity(
+            adata,
+            HYPOTHESES[:1],
+            PANEL,
+            resolutions=[0.5, 3.0],
+            min_scores=[50.0],
+            min_margins=[],
+            min_fractions=[0.9],
+            min_fraction=0.8,
+            doublets=False,
+            annotate_options=ANNOTATE,
+            confirm_options=CONFIRM,
+        )
+    assert len(made) >= 4  # every kind of object was made and checked
+
+
+def test_a_setting_that_keeps_every_cell_copies_no_counts():
+    adata = annotated(seed=3)
+    adata.obs["human_fraction"] = np.where(adata.obs["species"] == "human", 1.0, 0.0)
+    variant = sensitivity._species(adata, 0.9, 0.8)
+    assert variant.adata.n_obs == adata.n_obs
+    assert variant.adata.layers["counts"] is adata.layers["counts"]
+
+
+@pytest.mark.parametrize("block", [3, 1 << 20])
+def test_round_in_place_by_blocks(block):
+    values = np.array([0.4, 1.6, 2.0, -0.2, 7.5, 3.0, 2.49], dtype=np.float32)
+    assert sensitivity._round_in_place(values, block=block)
+    np.testing.assert_array_equal(values, [0, 2, 2, -0.0, 8, 3, 2])
+    assert not sensitivity._round_in_place(values, block=block)  # already integral
+    ints = np.array([1, 2, 3], dtype=np.int32)
+    assert not sensitivity._round_in_place(ints, block=block)
+
+
+def test_round_in_place_rounds_a_non_contiguous_array_too():
+    values = np.asfortranarray([[0.4, 1.6, 2.0], [2.6, 3.0, -0.2]], dtype=np.float32)
+    assert sensitivity._round_in_place(values, block=2)
+    np.testing.assert_array_equal(values, [[0, 2, 2], [3, 3, -0.0]])

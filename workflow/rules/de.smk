@@ -49,9 +49,7 @@ rule de_pseudobulk:
 # beside the uncorrected ones.
 
 
-rule de_pseudobulk_corrected:
-    input:
-        "results/annotate/annotated.h5ad",
+use rule de_pseudobulk as de_pseudobulk_corrected with:
     output:
         tables=directory("results/de/ambient_corrected/pseudobulk"),
         subtypes=directory("results/de/ambient_corrected/pseudobulk_subtypes"),
@@ -62,26 +60,8 @@ rule de_pseudobulk_corrected:
         "logs/de_pseudobulk_corrected/de_pseudobulk_corrected.log",
     benchmark:
         "benchmarks/de_pseudobulk_corrected/de_pseudobulk_corrected.tsv"
-    conda:
-        "../envs/stats.yaml"
-    threads: 1  # < 1 core busy at 2 (demo); 1 lets the stats jobs run side by side
-    resources:
-        mem_mb=mem_mb_for(3000, 4),
-        runtime=60,
     params:
-        condition_key=config["contrast"]["column"],
-        reference=config["contrast"]["reference"],
-        test=config["contrast"]["test"],
-        genes=GENES,
-        min_cells=config["de"]["min_cells"],
-        min_replicates=config["de"]["min_replicates"],
-        covariates=config["de"]["covariates"],
-        alpha=config["de"]["alpha"],
-        subtypes=config["de"]["subtypes"],
-        seed=config["seed"],
         layer="counts_ambient_corrected",
-    script:
-        "../scripts/de_pseudobulk.py"
 
 
 rule composition_test:
@@ -153,9 +133,7 @@ rule sources_gene:
 # uncorrected ones.
 
 
-rule sources_gene_corrected:
-    input:
-        "results/annotate/annotated.h5ad",
+use rule sources_gene as sources_gene_corrected with:
     output:
         table="results/sources/ambient_corrected/{gene}.tsv",
         subtypes="results/sources/ambient_corrected/{gene}.subtypes.tsv",
@@ -164,17 +142,8 @@ rule sources_gene_corrected:
         "logs/sources_gene_corrected/{gene}.log",
     benchmark:
         "benchmarks/sources_gene_corrected/{gene}.tsv"
-    conda:
-        "../envs/core.yaml"
-    threads: 1
-    resources:
-        mem_mb=mem_mb_for(2000, 3),
-        runtime=20,
     params:
-        condition_key=config["contrast"]["column"],
         layer="counts_ambient_corrected",
-    script:
-        "../scripts/sources_gene.py"
 
 
 rule sources_primary:
@@ -205,7 +174,7 @@ rule sources_primary:
         "../scripts/sources_primary.py"
 
 
-rule sources_primary_corrected:
+use rule sources_primary as sources_primary_corrected with:
     input:
         types=expand("results/sources/ambient_corrected/{gene}.tsv", gene=GENES),
         subtypes=expand(
@@ -220,17 +189,8 @@ rule sources_primary_corrected:
         "logs/sources_primary_corrected/sources_primary_corrected.log",
     benchmark:
         "benchmarks/sources_primary_corrected/sources_primary_corrected.tsv"
-    conda:
-        "../envs/core.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
     params:
-        min_share=config["sources"]["min_share"],
         ambient_correction=True,
-    script:
-        "../scripts/sources_primary.py"
 
 
 rule figures_sources:

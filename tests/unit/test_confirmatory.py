@@ -169,11 +169,12 @@ def test_source_and_not_testable_rows(few_animals):
     )
     table, _ = cf.confirm(few_animals, hyps, reference=REF, test=TEST, min_share=0.1, loo=True)
     v = table.set_index(table["hypothesis"].str.split(": ", n=1).str[1])
-    # CAFs hold ~23% of the cells expressing a null gene (> 10%); B cells ~10%: not above
-    assert v.loc[f"{top} source: CAF", "verdict"] == "supported", table.to_string()
+    # CAFs make ~23% of a null gene's UMIs, as of all UMIs: abundant, not enriched
+    assert v.loc[f"{top} source: CAF", "verdict"] == "not supported", table.to_string()
+    assert abs(v.loc[f"{top} source: CAF", "effect"]) < 0.3
     assert v.loc[f"{top} source: B", "verdict"] == "not supported"
     assert v.loc[f"{weak} source: B", "verdict"] == "not supported"
-    assert v.loc[f"{weak} source: B", "effect"] < 0.5  # ~2 UMIs an animal: near the threshold
+    assert abs(v.loc[f"{weak} source: B", "effect"]) < 0.5  # ~2 UMIs an animal: near 0
     for label in (
         "Nope changed in CAF",
         f"{top} changed in pericyte",
@@ -344,3 +345,42 @@ def test_two_vs_two_rests_on_the_test_and_says_no_animal_could_be_left_out():
         assert pd.isna(row["loo_sign_stable"]) and np.isnan(row["loo_min"])
         assert row["verdict"] == "supported", row.to_dict()
         assert "not applicable: no animal could be left out" in row["reason"]
+
+
+def test_source_is_enrichment_not_abundance_and_soup_is_inconclusive():
+    """A source makes more of the gene's UMIs than of all UMIs: a uniformly expressed gene is
+    not a source of the abundant CAFs (the old share > 10% test supported it), a gene planted
+    in CAFs is; a gene whose CAF UMIs the soup model calls ambient is
+    inconclusive though its raw counts look enriched."""
+    adata = stromal_counts(n_genes=300, cells_per_animal=280, fold=1.0, gene_mean=2.0, seed=5)
+    totals = np.asarray(adata.layers["counts"].sum(axis=0)).ravel()
+    order = np.argsort(-totals[1:]) + 1
+    uniform, soup = str(adata.var_names[order[0]]), str(adata.var_names[order[1]])
+    counts = adata.layers["counts"].tolil()
+    j = adata.var_names.get_loc(soup)
+    caf = np.flatnonzero((adata.obs["cell_type"] == "CAF").to_numpy())
+    counts[caf, j] = np.asarray(counts[caf, j].todense()) * 4  # raw: looks enriched in CAFs
+    adata.layers["counts"] = counts.tocsr()
+    real = cf.ambient.gene_ambient
+
+    def soup_in_cafs(data, col, gene, **kwargs):  # the soup model calls every CAF UMI ambient
+        other, expected = real(data, col, gene, **kwargs)
+        if gene == soup:
+            is_caf = (data.obs["cell_type"] == "CAF").to_numpy()
+            expected = np.where(is_caf, col, expected)
+        return other, expected
+
+    hyps = cf.parse_hypotheses(
+        [{"gene": g, "cell_type": "CAF", "test": "source"} for g in (uniform, "G0000", soup)]
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cf.ambient, "gene_ambient", soup_in_cafs)
+        table, values = cf.confirm(adata, hyps, reference=REF, test=TEST)
+    v = table.set_index("gene")
+    assert v.loc[uniform, "verdict"] == "not supported", table.to_string()
+    assert v.loc["G0000", "verdict"] == "supported" and v.loc["G0000", "effect"] > 0.5
+    assert v.loc[soup, "verdict"] == "inconclusive" and v.loc[soup, "ambient_explained"] == 1
+    assert "mostly soup" in v.loc[soup, "reason"]
+    assert (v["holm_m"] == 3).all()
+    ratio = values[values["hypothesis"] == v.loc["G0000", "hypothesis"]]["value"]
+    assert len(ratio) == 6 and (ratio > 1).all()

@@ -17,14 +17,18 @@ Three kinds of hypothesis:
     the stated ``direction`` (two-sided without one). ``padj_exploratory`` is the same gene's
     BH ``padj`` among all genes of the group (the exploratory table's), for comparison.
 ``source`` (``gene`` + ``test: source``)
-    The cell type is a source of the gene: in each animal it makes at least ``min_share``
-    of the gene's UMIs (the primary-source criterion of :mod:`tmeflow.sources`).
-    ``effect`` = mean over animals (both arms) of ``logit((k + m) / (n + 1)) - logit(m)``
-    for ``k`` of the gene's ``n`` UMIs in the type and ``m = min_share`` (the +m/+1 pulls a
-    share resting on few UMIs towards the threshold, so a barely detected gene is not a
-    source); one-sided one-sample t-test that it is above 0. A source
-    hypothesis is about presence, not change: the gene's change is a separate ``change``
-    entry.
+    The cell type is an *enriched* source of the gene: it makes a larger share of the gene's
+    UMIs than of all UMIs (an abundant type making its share of a uniformly expressed gene is
+    not a source). Per animal (both arms), on ambient-corrected counts (the raw counts minus
+    :func:`tmeflow.ambient.gene_ambient`'s other-species and soup UMIs, as in
+    :mod:`tmeflow.sources`) and over the cells of the gene's species: ``k`` of the gene's ``K``
+    UMIs in the type, ``pi`` = the type's share of all UMIs; ``effect`` = mean over animals of
+    ``log2(((k + pi) / (K + 1)) / pi)`` (the +pi/+1 pulls a ratio resting on few UMIs towards
+    1, so a barely detected gene is not a source); one-sided one-sample t-test that it is
+    above 0. The per-animal values are the ratios ``(k / K) / pi``. A type whose UMIs of the
+    gene are mostly ambient (``ambient_explained`` > :data:`MAX_AMBIENT_EXPLAINED`) is
+    ``inconclusive``. A source hypothesis is about presence, not change: the gene's change is
+    a separate ``change`` entry.
 ``proportion`` (``proportion: stroma|immune|all``)
     The type's share of the denominator's cells changes (``direction`` optional):
     :func:`tmeflow.composition.propeller` within that denominator, ``effect`` = difference
@@ -53,8 +57,9 @@ Verdicts (``reason`` says why, for every row):
     Negative evidence only: ``p_holm >= alpha``, the estimate against the direction, or a
     left-out estimate of the other sign ("sign not stable leaving one animal out").
 ``inconclusive``
-    The data cannot answer either way: a ``change`` row judged with ``loo=False`` whose test
-    would support it (stability was not looked at, by choice).
+    The data cannot answer either way: a ``source`` row whose type's UMIs of the gene are
+    mostly ambient RNA, whatever its test says; a ``change`` row judged with ``loo=False``
+    whose test would support it (stability was not looked at, by choice).
 ``not testable``
     No p-value: gene or group absent, too few animals, PyDESeq2 failed, or PyDESeq2 set the
     gene's p to NaN because of a Cook's distance outlier (the reason says which).
@@ -72,10 +77,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 from scipy import stats
 
-from tmeflow import composition, de_tests, sources
+from tmeflow import ambient, composition, de_tests
 from tmeflow.de import METHOD_PYDESEQ2, run_de
 from tmeflow.pseudobulk import pseudobulk
 
@@ -119,6 +125,7 @@ CONFIRMATORY_COLUMNS: list[str] = [
     "loo_n_computable",
     "loo_n_animals",
     "holm_m",
+    "ambient_explained",
 ]
 #: Columns of the per-animal values (one row per hypothesis x animal), for the figures.
 VALUE_COLUMNS: list[str] = ["hypothesis", "sample", "condition", "value", "value_label", "n_cells"]
@@ -265,7 +272,7 @@ def confirm(
     alpha
         Family-wise error level of the verdicts.
     min_share
-        Share of a gene's UMIs a ``source`` must make in the animals.
+        Not used since ``source`` tests enrichment (kept for the callers' options).
     immune_types
         Labels of the ``immune`` denominator.
     loo
@@ -358,8 +365,9 @@ def _in_direction(row: dict) -> bool:
 
 def _judge(row: dict, alpha: float) -> tuple[str, str]:
     """The verdict of a tested row and its reason (see the module docstring)."""
+    caveat = row.get("_inconclusive", "")
     if not np.isfinite(row["pvalue"]):
-        return NOT_TESTABLE, row["reason"] or "not testable"
+        return (INCONCLUSIVE, caveat) if caveat else (NOT_TESTABLE, row["reason"] or "not testable")
     against = []
     if not row["p_holm"] < alpha:
         against.append(f"Holm p = {row['p_holm']:.3g} >= {alpha:g} (family m = {row['holm_m']})")
@@ -371,7 +379,6 @@ def _judge(row: dict, alpha: float) -> tuple[str, str]:
             f"sign not stable leaving one animal out ({row['loo_min']:+.3g} to "
             f"{row['loo_max']:+.3g}; {k} of {n} animals could be left out)"
         )
-    caveat = row.get("_inconclusive", "")
     if caveat:  # the data cannot answer either way, whatever the test says
         return INCONCLUSIVE, "; ".join([caveat, *against])
     if against:
@@ -610,51 +617,107 @@ def _fill_loo(row: dict, loo: np.ndarray, full: float) -> None:
     row["loo_sign_stable"] = bool(full != 0 and (np.sign(kept) == np.sign(full)).all())
 
 
+#: Largest share of a group's UMIs of the gene that ambient RNA (or other-species UMIs) may
+#: explain for a ``source`` row to be judged; above it the row is ``inconclusive``.
+MAX_AMBIENT_EXPLAINED = 0.5
+
+
+def _gene_counts(adata: AnnData, gene: str, layer: str) -> tuple[np.ndarray, np.ndarray]:
+    """The gene's counts per cell and every cell's total counts, in ``layers[layer]``."""
+    mat = adata.layers[layer]
+    mat = mat.tocsc() if sp.issparse(mat) else np.asarray(mat)
+    j = adata.var_names.get_loc(gene)
+    col = mat[:, [j]].toarray().ravel() if sp.issparse(mat) else mat[:, j]
+    return np.asarray(col, float), np.asarray(mat.sum(axis=1), float).ravel()
+
+
+def _corrected_gene(adata: AnnData, gene: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell: the gene's raw UMIs, its ambient-corrected UMIs and the raw totals.
+
+    The raw ``layers['counts']`` minus the ambient accounting of
+    :func:`tmeflow.ambient.gene_ambient` (other-species UMIs and the soup UMIs the cell's own
+    species is expected to carry, floored at 0: the correction of :mod:`tmeflow.sources`).
+    ``layers['counts_ambient_corrected']`` is not read here: the ``ambient_correction``
+    setting of :mod:`tmeflow.sensitivity` tests the family on it.
+    """
+    raw, totals = _gene_counts(adata, gene, "counts")
+    other, expected = ambient.gene_ambient(adata, raw, gene, layer="counts")
+    return raw, np.maximum(raw - other - expected, 0.0), totals
+
+
 def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFrame:
     level = _gene_group(adata, hyp, row)
     if level is None:
         return _empty_values()
-    shares = sources.sample_shares(adata, hyp.gene, group_key=level, condition_key=d.condition_key)
-    shares = shares[shares["condition"].astype(str).isin([d.reference, d.test])]
-    totals = shares.groupby("sample")["umis"].sum()
-    mine = shares[shares["cell_type"] == hyp.cell_type].set_index("sample")
-    n_cells = (
-        adata.obs[adata.obs[level].astype(str) == hyp.cell_type]
-        .groupby("sample", observed=True)
-        .size()
-    )
-    mine = mine[totals.reindex(mine.index) > 0]
-    k = mine["umis"].to_numpy(float)
-    n = totals.reindex(mine.index).to_numpy(float)
-    per = pd.DataFrame(
+    raw, corrected, totals = _corrected_gene(adata, hyp.gene)
+    obs = adata.obs
+    in_arms = obs[d.condition_key].astype(str).isin([d.reference, d.test]).to_numpy()
+    mine = (obs[level].astype(str) == hyp.cell_type).to_numpy() & in_arms
+    # the denominator: cells of the gene's species (a mouse gene's share of the mouse UMIs)
+    own = np.ones(adata.n_obs, dtype=bool)
+    if "species" in adata.var.columns and "species" in obs.columns:
+        g_sp = str(adata.var["species"].astype(str).iat[adata.var_names.get_loc(hyp.gene)])
+        if g_sp in ambient.CELL_SPECIES:
+            own = (obs["species"].astype(str) == g_sp).to_numpy()
+    corrected = np.where(own, corrected, 0.0)  # other-species cells: ambient or doublets
+    cells = pd.DataFrame(
         {
-            "sample": mine.index.astype(str),
-            "condition": mine["condition"].astype(str).to_numpy(),
-            "value": k / n,
-            "value_label": f"{hyp.cell_type} share of {hyp.gene} UMIs",
-            "n_cells": n_cells.reindex(mine.index).fillna(0).astype(int).to_numpy(),
+            "sample": obs["sample"].astype(str).to_numpy(),
+            "k": np.where(mine, corrected, 0.0),
+            "K": np.where(in_arms, corrected, 0.0),
+            "n_g": np.where(mine & own, totals, 0.0),
+            "n": np.where(in_arms & own, totals, 0.0),
+            "cells": mine.astype(int),
         }
+    )[in_arms]
+    per_sample = cells.groupby("sample", sort=False).sum()
+    cond = obs[d.condition_key].astype(str).groupby(obs["sample"].astype(str)).first()
+    per_sample = per_sample[(per_sample["cells"] > 0) & (per_sample["n"] > 0)]
+    k, big_k = per_sample["k"].to_numpy(float), per_sample["K"].to_numpy(float)
+    pi = per_sample["n_g"].to_numpy(float) / per_sample["n"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(big_k > 0, (k / big_k) / pi, np.nan)
+    per = _arm_order(
+        pd.DataFrame(
+            {
+                "sample": per_sample.index.astype(str),
+                "condition": cond.reindex(per_sample.index).to_numpy(),
+                "value": ratio,
+                "value_label": (
+                    f"{hyp.cell_type} share of {hyp.gene} UMIs / its share of all UMIs"
+                ),
+                "n_cells": per_sample["cells"].to_numpy(int),
+            }
+        ),
+        d,
     )
-    per = _arm_order(per, d)
-    row["effect_scale"] = f"mean logit share - logit({d.min_share:g})"
-    row["direction"] = "up"  # the share is above min_share
+    row["effect_scale"] = "mean log2 enrichment (share of the gene's UMIs / share of all UMIs)"
+    row["direction"] = "up"  # enriched: the ratio is above 1
     row["method"] = "one-sample t (animals)"
     row["n_animals_reference"] = int((per["condition"] == d.reference).sum())
     row["n_animals_test"] = int((per["condition"] == d.test).sum())
-    if len(per) < 3:
+    raw_mine = float(raw[mine].sum())
+    if raw_mine > 0:
+        row["ambient_explained"] = float(1 - corrected[mine].sum() / raw_mine)
+        if row["ambient_explained"] > MAX_AMBIENT_EXPLAINED:
+            row["_inconclusive"] = (
+                f"inconclusive: ambient RNA or other-species UMIs explain "
+                f"{row['ambient_explained']:.0%} of {hyp.cell_type}'s {hyp.gene} UMIs "
+                f"(> {MAX_AMBIENT_EXPLAINED:.0%}): its share is mostly soup"
+            )
+    if (pi <= 0).any() or len(per) < 3:
         row["reason"] = (
-            f"not testable: {len(per)} animal(s) with {hyp.gene} UMIs (at least 3 needed)"
+            f"not testable: {len(per)} animal(s) with {hyp.cell_type} cells of the gene's "
+            "species (at least 3 needed)"
         )
         return per
-    # shrunk towards the threshold: (k + m) / (n + 1) is m for an animal without UMIs of the
-    # gene, so a barely detected gene cannot pass for a source
-    m = d.min_share
-    share = (k + m) / (n + 1)
-    y = np.log(share / (1 - share)) - np.log(m / (1 - m))
+    # (k + pi) / (K + 1): an animal without UMIs of the gene has ratio 1 (log 0), so a barely
+    # detected gene cannot pass for an enriched one
+    y = np.log2((k + pi) / (big_k + 1) / pi)
     mean, se = float(y.mean()), float(y.std(ddof=1) / np.sqrt(y.size))
     dist = stats.t(y.size - 1)
     if se == 0:
-        row["reason"] = "not testable: the same share in every animal"
+        row["reason"] = "not testable: the same enrichment in every animal"
         return per
     row.update(
         effect=mean,

@@ -11,9 +11,9 @@ and the connectivities are UMAP's fuzzy simplicial set written with numpy: per c
 is the distance to the nearest other cell and ``sigma`` solves
 ``sum_j exp(-(d_j - rho) / sigma) = log2(k)`` by UMAP's bisection (64 steps, tolerance 1e-5,
 the same floor); memberships ``exp(-(d - rho) / sigma)`` are combined by the fuzzy union
-``A + A.T - A * A.T``. The result equals umap's to float rounding (``tests/unit/embed/test_graph.py``
-compares them: connectivities within 1e-5); umap's compiled loop and numpy round the partial
-sums differently in the last bits.
+``A + A.T - A * A.T``. The result equals umap's to float rounding
+(``tests/unit/embed/test_graph.py`` compares them: connectivities within 1e-5); umap's compiled
+loop and numpy round the partial sums differently in the last bits.
 """
 
 import numpy as np

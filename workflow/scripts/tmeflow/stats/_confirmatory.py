@@ -17,13 +17,17 @@ Three kinds of hypothesis:
     the stated ``direction`` (two-sided without one). ``padj_exploratory`` is the same gene's
     BH ``padj`` among all genes of the group (the exploratory table's), for comparison.
 ``source`` (``gene`` + ``test: source``)
-    The cell type is a source of the gene: in each animal it makes at least ``min_share``
-    of the gene's UMIs (the primary-source criterion of :mod:`tmeflow.stats._expression_sources`).
-    ``effect`` = mean over animals (both arms) of ``logit((k + m) / (n + 1)) - logit(m)``
-    for ``k`` of the gene's ``n`` UMIs in the type and ``m = min_share`` (the +m/+1 pulls a
-    share resting on few UMIs towards the threshold, so a barely detected gene is not a
-    source); one-sided one-sample t-test that it is above 0. A source
-    hypothesis is about presence, not change: the gene's change is a separate ``change``
+    The cell type is an *enriched* source of the gene: it makes a larger share of the gene's UMIs
+    than of all UMIs (an abundant type making its share of a uniformly expressed gene is not a
+    source). Per animal (both arms), on ambient-corrected counts (the raw counts minus
+    :func:`tmeflow.cells.gene_ambient`'s other-species and soup UMIs, as in
+    :mod:`tmeflow.stats._expression_sources`) and over the cells of the gene's species: ``k`` of the
+    gene's ``K`` UMIs in the type, ``pi`` = the type's share of all UMIs; ``effect`` = mean over
+    animals of ``log2(((k + pi) / (K + 1)) / pi)`` (the +pi/+1 pulls a ratio resting on few UMIs
+    towards 1, so a barely detected gene is not a source); one-sided one-sample t-test that it is
+    above 0. The per-animal values are the ratios ``(k / K) / pi``. A type whose UMIs of the gene
+    are mostly ambient (``ambient_explained`` > :data:`MAX_AMBIENT_EXPLAINED`) is ``inconclusive``.
+    A source hypothesis is about presence, not change: the gene's change is a separate ``change``
     entry.
 ``proportion`` (``proportion: stroma|immune|all``)
     The type's share of the denominator's cells changes (``direction`` optional):
@@ -34,12 +38,36 @@ Three kinds of hypothesis:
 Every row has a leave-one-animal-out range of the effect (``loo_min``, ``loo_max``; for
 ``change`` the gene's unshrunk log2 fold change refitted without the animal, comparable with
 ``effect_unshrunk``: a negative binomial GLM on the other animals' pseudobulk with the gene's
-PyDESeq2 dispersion held fixed, see :func:`_loo_change`) and ``loo_sign_stable``.
-Verdict: ``supported`` when ``p_holm < alpha``, the estimate lies in the stated direction and
-its sign holds leaving out any one animal; ``not supported`` otherwise (``reason`` says
-which); ``not testable`` with the reason (gene absent, group absent, too few animals,
-PyDESeq2 failed). A not-testable hypothesis takes no part in the Holm adjustment: whether a
-group has enough cells does not depend on the outcome.
+PyDESeq2 dispersion held fixed, see :func:`_loo_change`), ``loo_sign_stable`` and how many
+animals could be left out (``loo_n_computable`` of ``loo_n_animals``). An animal cannot be
+left out where its arm would keep fewer than ``min_replicates`` animals (at 2 vs 2, none can):
+its left-out estimate is *not applicable*, neither instability nor stability;
+``loo_sign_stable`` says whether every computable left-out estimate keeps the sign (NA when
+none is computable).
+
+Verdicts (``reason`` says why, for every row):
+
+``supported``
+    ``p_holm < alpha``, the (unshrunk) estimate in the stated direction and no computable
+    left-out estimate of the other sign. Where no animal could be left out (a limit of the
+    design, not evidence) the verdict rests on the test and the direction, and the reason
+    says "leave-one-animal-out not applicable: no animal could be left out"; where only some
+    could, it says "k of n animals".
+``not supported``
+    Negative evidence only: ``p_holm >= alpha``, the estimate against the direction, or a
+    left-out estimate of the other sign ("sign not stable leaving one animal out").
+``inconclusive``
+    The data cannot answer either way: a ``source`` row whose type's UMIs of the gene are
+    mostly ambient RNA, whatever its test says; a ``change`` row judged with ``loo=False``
+    whose test would support it (stability was not looked at, by choice).
+``not testable``
+    No p-value: gene or group absent, too few animals, PyDESeq2 failed, or PyDESeq2 set the
+    gene's p to NaN because of a Cook's distance outlier (the reason says which).
+
+The family is fixed when it is pre-specified: Holm's ``m`` (``holm_m``) is the number of
+hypotheses, so a hypothesis that turns out not testable still counts (its ``p_holm`` is NaN;
+the others pay for it). Whether a group has enough cells does not depend on the outcome, but
+a Cook's outlier does, and dropping either from ``m`` would let the data choose the family.
 """
 
 import hashlib
@@ -49,12 +77,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 from scipy import stats
 
+from tmeflow.cells import _ambient as ambient
 from tmeflow.stats import _composition as composition
 from tmeflow.stats import _de_methods as de_tests
-from tmeflow.stats import _expression_sources as sources
 from tmeflow.stats._de import METHOD_PYDESEQ2, run_de
 from tmeflow.stats._pseudobulk import pseudobulk
 
@@ -95,11 +124,18 @@ CONFIRMATORY_COLUMNS: list[str] = [
     "method",
     "verdict",
     "reason",
+    "loo_n_computable",
+    "loo_n_animals",
+    "holm_m",
+    "ambient_explained",
 ]
 #: Columns of the per-animal values (one row per hypothesis x animal), for the figures.
 VALUE_COLUMNS: list[str] = ["hypothesis", "sample", "condition", "value", "value_label", "n_cells"]
 
-SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = "supported", "not supported", "not testable"
+SUPPORTED, NOT_SUPPORTED = "supported", "not supported"
+INCONCLUSIVE, NOT_TESTABLE = "inconclusive", "not testable"
+#: The verdicts, from positive evidence to no test at all.
+VERDICTS: tuple[str, ...] = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_TESTABLE)
 _Z95 = 1.959963984540054
 _KINDS = ("change", "source", "proportion")
 
@@ -162,16 +198,21 @@ def parse_hypotheses(entries: Sequence[dict]) -> list[Hypothesis]:
     return out
 
 
-def holm(pvalues: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values; NaN entries stay NaN and do not count."""
+def holm(pvalues: Sequence[float], m: int | None = None) -> np.ndarray:
+    """Holm's step-down adjusted p-values; NaN entries stay NaN.
+
+    ``m`` is the size of the family: by default the finite p-values, and at least those.
+    :func:`confirm` passes the number of pre-specified hypotheses, so that a hypothesis
+    that turned out untestable (NaN p) still counts: the family was fixed before the data.
+    """
     p = np.asarray(pvalues, float)
     out = np.full(p.shape, np.nan)
     ok = np.flatnonzero(np.isfinite(p))
-    m = ok.size
-    if m == 0:
+    if ok.size == 0:
         return out
+    m = ok.size if m is None else max(int(m), ok.size)
     order = ok[np.argsort(p[ok], kind="mergesort")]
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    adj = np.maximum.accumulate((m - np.arange(ok.size)) * p[order])
     out[order] = np.minimum(adj, 1.0)
     return out
 
@@ -233,13 +274,14 @@ def confirm(
     alpha
         Family-wise error level of the verdicts.
     min_share
-        Share of a gene's UMIs a ``source`` must make in the animals.
+        Not used since ``source`` tests enrichment (kept for the callers' options).
     immune_types
         Labels of the ``immune`` denominator.
     loo
         Compute the leave-one-animal-out range (for a ``change`` hypothesis one small GLM per
-        animal, :func:`_loo_change`); without it no ``change`` hypothesis can be ``supported``
-        (``source`` and ``proportion`` rows always have it: it costs nothing there).
+        animal, :func:`_loo_change`); without it a ``change`` hypothesis the test would support
+        is ``inconclusive`` (``source`` and ``proportion`` rows always have it: it costs
+        nothing there).
     shrink
         Report the apeGLM-shrunk log2 fold change of ``change`` rows (the slowest step:
         it fits every gene of the group); without it ``effect`` is the unshrunk estimate.
@@ -299,12 +341,15 @@ def confirm(
             )
         logger.info("%s: p=%s, %s", row["hypothesis"], row["pvalue"], row["reason"] or "tested")
         rows.append(row)
+    # the family is the pre-specified list: an untestable hypothesis still counts in Holm's m
+    m = len(rows)
+    for row, p_holm in zip(rows, holm([r["pvalue"] for r in rows], m=m), strict=True):
+        row.update(p_holm=p_holm, holm_m=m)
+        row["verdict"], row["reason"] = _judge(row, alpha)
     table = pd.DataFrame(rows, columns=CONFIRMATORY_COLUMNS)
-    table["p_holm"] = holm(table["pvalue"].to_numpy(float))
-    table["verdict"] = [_verdict(r, alpha) for r in table.to_dict("records")]
-    table["reason"] = [_reason(r, alpha) for r in table.to_dict("records")]
-    for col in ("n_animals_reference", "n_animals_test"):
+    for col in ("n_animals_reference", "n_animals_test", "loo_n_computable", "loo_n_animals"):
         table[col] = pd.to_numeric(table[col]).astype("Int64")
+    table["holm_m"] = table["holm_m"].astype("Int64")
     table["loo_sign_stable"] = table["loo_sign_stable"].astype("boolean")
     vals = (
         pd.concat(values, ignore_index=True)
@@ -314,40 +359,48 @@ def confirm(
     return table, vals
 
 
-def _stable(row: dict) -> bool:
-    flag = row["loo_sign_stable"]
-    return flag is not pd.NA and flag is not None and bool(flag)
-
-
 def _in_direction(row: dict) -> bool:
     # the unshrunk estimate: apeGLM may pull a weak effect to a sign-less ~0
     effect = row["effect_unshrunk"]
     return row["direction"] == "two-sided" or (effect > 0) == (row["direction"] == "up")
 
 
-def _verdict(row: dict, alpha: float) -> str:
+def _judge(row: dict, alpha: float) -> tuple[str, str]:
+    """The verdict of a tested row and its reason (see the module docstring)."""
+    caveat = row.get("_inconclusive", "")
     if not np.isfinite(row["pvalue"]):
-        return NOT_TESTABLE
-    ok = row["p_holm"] < alpha and _in_direction(row) and _stable(row)
-    return SUPPORTED if ok else NOT_SUPPORTED
-
-
-def _reason(row: dict, alpha: float) -> str:
-    if row["verdict"] == NOT_TESTABLE:
-        return row["reason"] or "not testable"
-    why = []
+        return (INCONCLUSIVE, caveat) if caveat else (NOT_TESTABLE, row["reason"] or "not testable")
+    against = []
     if not row["p_holm"] < alpha:
-        why.append(f"Holm p = {row['p_holm']:.3g} >= {alpha:g}")
+        against.append(f"Holm p = {row['p_holm']:.3g} >= {alpha:g} (family m = {row['holm_m']})")
     if not _in_direction(row):
-        why.append(f"estimate {row['effect_unshrunk']:+.3g} against the stated direction")
-    if not _stable(row):
-        lo, hi = row["loo_min"], row["loo_max"]
-        why.append(
-            f"sign not stable leaving one animal out ({lo:+.3g} to {hi:+.3g})"
-            if np.isfinite(lo)
-            else "no leave-one-animal-out check"
+        against.append(f"estimate {row['effect_unshrunk']:+.3g} against the stated direction")
+    k, n = row["loo_n_computable"], row["loo_n_animals"]
+    if row["loo_sign_stable"] is False:
+        against.append(
+            f"sign not stable leaving one animal out ({row['loo_min']:+.3g} to "
+            f"{row['loo_max']:+.3g}; {k} of {n} animals could be left out)"
         )
-    return "; ".join(why)
+    if caveat:  # the data cannot answer either way, whatever the test says
+        return INCONCLUSIVE, "; ".join([caveat, *against])
+    if against:
+        return NOT_SUPPORTED, "; ".join(against)
+    why = f"Holm p = {row['p_holm']:.3g} < {alpha:g} (family m = {row['holm_m']})"
+    if row["direction"] != "two-sided":
+        why += f", estimate {row['effect_unshrunk']:+.3g} in the stated direction"
+    if not np.isfinite(n):  # loo=False: stability was not looked at, by choice
+        return INCONCLUSIVE, why + "; no leave-one-animal-out check (loo off): stability unjudged"
+    if k == 0:  # a design limit, not evidence: the verdict rests on the test and the direction
+        return SUPPORTED, why + (
+            "; leave-one-animal-out not applicable: no animal could be left out "
+            f"({row.get('_loo_why') or 'no left-out estimate could be computed'})"
+        )
+    if k < n:
+        return SUPPORTED, why + (
+            f"; sign kept leaving out each of the {k} of {n} animals that could be left out "
+            f"(the others: {row.get('_loo_why') or 'no left-out estimate'})"
+        )
+    return SUPPORTED, why + f"; sign kept leaving out each of the {n} animals"
 
 
 def _level(adata: AnnData, name: str) -> str | None:
@@ -419,23 +472,40 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         return per
     rec = hit.iloc[0]
     p_two = float(rec["pvalue"])
+    cooks = not np.isfinite(p_two)  # the gene has counts: PyDESeq2's Cook's outlier filter
     lfc, se = ("log2FoldChange_shrunk", "lfcSE_shrunk") if d.shrink else ("log2FoldChange", "lfcSE")
     row.update(
         method=METHOD_PYDESEQ2,
         effect=float(rec[lfc]),
         ci_low=float(rec[lfc] - _Z95 * rec[se]),
         ci_high=float(rec[lfc] + _Z95 * rec[se]),
-        pvalue=_one_sided(float(rec["stat"]), hyp.direction, p_two, stats.norm),
+        pvalue=np.nan
+        if cooks
+        else _one_sided(float(rec["stat"]), hyp.direction, p_two, stats.norm),
         effect_unshrunk=float(rec["log2FoldChange"]),
         padj_exploratory=float(rec["padj"]),
         n_animals_reference=int(rec["n_samples_reference"]),
         n_animals_test=int(rec["n_samples_test"]),
     )
+    if cooks:
+        row["reason"] = (
+            "not testable: PyDESeq2 flagged a Cook's distance outlier (one animal's count far "
+            f"from the fit) for {hyp.gene} in {hyp.cell_type} and set its p-value to NaN; "
+            "the hypothesis still counts in the family"
+        )
+        return per
     if d.loo:
         loo = _loo_change(pb, hyp.gene, d, table)
         _fill_loo(
             row, np.asarray([loo.get(a, np.nan) for a in per["sample"]]), row["effect_unshrunk"]
         )
+        arms = per["condition"].value_counts()
+        if (arms - 1 < d.min_replicates).any():
+            short = [a for a in (d.reference, d.test) if arms.get(a, 0) - 1 < d.min_replicates]
+            row["_loo_why"] = (
+                f"leaving out an animal of {' or '.join(map(repr, short))} would leave fewer "
+                f"than min_replicates = {d.min_replicates} animals in its arm"
+            )
     return per
 
 
@@ -534,62 +604,122 @@ def _arm_order(per: pd.DataFrame, d: _Design) -> pd.DataFrame:
 
 
 def _fill_loo(row: dict, loo: np.ndarray, full: float) -> None:
-    """Leave-one-out range and whether every left-out estimate keeps the sign of ``full``."""
-    if loo.size == 0 or not np.isfinite(loo).all():
-        row["loo_sign_stable"] = False
-        row["loo_min"], row["loo_max"] = (
-            (np.nanmin(loo), np.nanmax(loo)) if np.isfinite(loo).any() else (np.nan, np.nan)
-        )
+    """Leave-one-out range and whether every *computable* left-out estimate keeps the sign.
+
+    A NaN estimate (the animal cannot be left out) is not applicable, not unstable: it is
+    counted out of ``loo_n_computable``; with none computable ``loo_sign_stable`` is NA.
+    """
+    ok = np.isfinite(loo)
+    row["loo_n_animals"], row["loo_n_computable"] = int(loo.size), int(ok.sum())
+    if not ok.any():
+        row["loo_min"], row["loo_max"], row["loo_sign_stable"] = np.nan, np.nan, pd.NA
         return
-    row["loo_min"], row["loo_max"] = float(loo.min()), float(loo.max())
-    row["loo_sign_stable"] = bool(full != 0 and (np.sign(loo) == np.sign(full)).all())
+    kept = loo[ok]
+    row["loo_min"], row["loo_max"] = float(kept.min()), float(kept.max())
+    row["loo_sign_stable"] = bool(full != 0 and (np.sign(kept) == np.sign(full)).all())
+
+
+#: Largest share of a group's UMIs of the gene that ambient RNA (or other-species UMIs) may
+#: explain for a ``source`` row to be judged; above it the row is ``inconclusive``.
+MAX_AMBIENT_EXPLAINED = 0.5
+
+
+def _gene_counts(adata: AnnData, gene: str, layer: str) -> tuple[np.ndarray, np.ndarray]:
+    """The gene's counts per cell and every cell's total counts, in ``layers[layer]``."""
+    mat = adata.layers[layer]
+    mat = mat.tocsc() if sp.issparse(mat) else np.asarray(mat)
+    j = adata.var_names.get_loc(gene)
+    col = mat[:, [j]].toarray().ravel() if sp.issparse(mat) else mat[:, j]
+    return np.asarray(col, float), np.asarray(mat.sum(axis=1), float).ravel()
+
+
+def _corrected_gene(adata: AnnData, gene: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell: the gene's raw UMIs, its ambient-corrected UMIs and the raw totals.
+
+    The raw ``layers['counts']`` minus the ambient accounting of :func:`tmeflow.cells.gene_ambient`
+    (other-species UMIs and the soup UMIs the cell's own species is expected to carry, floored at 0:
+    the correction of :mod:`tmeflow.stats._expression_sources`).
+    ``layers['counts_ambient_corrected']`` is not read here: the ``ambient_correction`` setting of
+    :mod:`tmeflow.stats._sensitivity` tests the family on it.
+    """
+    raw, totals = _gene_counts(adata, gene, "counts")
+    other, expected = ambient.gene_ambient(adata, raw, gene, layer="counts")
+    return raw, np.maximum(raw - other - expected, 0.0), totals
 
 
 def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFrame:
     level = _gene_group(adata, hyp, row)
     if level is None:
         return _empty_values()
-    shares = sources.sample_shares(adata, hyp.gene, group_key=level, condition_key=d.condition_key)
-    shares = shares[shares["condition"].astype(str).isin([d.reference, d.test])]
-    totals = shares.groupby("sample")["umis"].sum()
-    mine = shares[shares["cell_type"] == hyp.cell_type].set_index("sample")
-    n_cells = (
-        adata.obs[adata.obs[level].astype(str) == hyp.cell_type]
-        .groupby("sample", observed=True)
-        .size()
-    )
-    mine = mine[totals.reindex(mine.index) > 0]
-    k = mine["umis"].to_numpy(float)
-    n = totals.reindex(mine.index).to_numpy(float)
-    per = pd.DataFrame(
+    raw, corrected, totals = _corrected_gene(adata, hyp.gene)
+    obs = adata.obs
+    in_arms = obs[d.condition_key].astype(str).isin([d.reference, d.test]).to_numpy()
+    mine = (obs[level].astype(str) == hyp.cell_type).to_numpy() & in_arms
+    # the denominator: cells of the gene's species (a mouse gene's share of the mouse UMIs)
+    own = np.ones(adata.n_obs, dtype=bool)
+    if "species" in adata.var.columns and "species" in obs.columns:
+        g_sp = str(adata.var["species"].astype(str).iat[adata.var_names.get_loc(hyp.gene)])
+        if g_sp in ambient.CELL_SPECIES:
+            own = (obs["species"].astype(str) == g_sp).to_numpy()
+    corrected = np.where(own, corrected, 0.0)  # other-species cells: ambient or doublets
+    cells = pd.DataFrame(
         {
-            "sample": mine.index.astype(str),
-            "condition": mine["condition"].astype(str).to_numpy(),
-            "value": k / n,
-            "value_label": f"{hyp.cell_type} share of {hyp.gene} UMIs",
-            "n_cells": n_cells.reindex(mine.index).fillna(0).astype(int).to_numpy(),
+            "sample": obs["sample"].astype(str).to_numpy(),
+            "k": np.where(mine, corrected, 0.0),
+            "K": np.where(in_arms, corrected, 0.0),
+            "n_g": np.where(mine & own, totals, 0.0),
+            "n": np.where(in_arms & own, totals, 0.0),
+            "cells": mine.astype(int),
         }
+    )[in_arms]
+    per_sample = cells.groupby("sample", sort=False).sum()
+    cond = obs[d.condition_key].astype(str).groupby(obs["sample"].astype(str)).first()
+    per_sample = per_sample[(per_sample["cells"] > 0) & (per_sample["n"] > 0)]
+    k, big_k = per_sample["k"].to_numpy(float), per_sample["K"].to_numpy(float)
+    pi = per_sample["n_g"].to_numpy(float) / per_sample["n"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(big_k > 0, (k / big_k) / pi, np.nan)
+    per = _arm_order(
+        pd.DataFrame(
+            {
+                "sample": per_sample.index.astype(str),
+                "condition": cond.reindex(per_sample.index).to_numpy(),
+                "value": ratio,
+                "value_label": (
+                    f"{hyp.cell_type} share of {hyp.gene} UMIs / its share of all UMIs"
+                ),
+                "n_cells": per_sample["cells"].to_numpy(int),
+            }
+        ),
+        d,
     )
-    per = _arm_order(per, d)
-    row["effect_scale"] = f"mean logit share - logit({d.min_share:g})"
-    row["direction"] = "up"  # the share is above min_share
+    row["effect_scale"] = "mean log2 enrichment (share of the gene's UMIs / share of all UMIs)"
+    row["direction"] = "up"  # enriched: the ratio is above 1
     row["method"] = "one-sample t (animals)"
     row["n_animals_reference"] = int((per["condition"] == d.reference).sum())
     row["n_animals_test"] = int((per["condition"] == d.test).sum())
-    if len(per) < 3:
+    raw_mine = float(raw[mine].sum())
+    if raw_mine > 0:
+        row["ambient_explained"] = float(1 - corrected[mine].sum() / raw_mine)
+        if row["ambient_explained"] > MAX_AMBIENT_EXPLAINED:
+            row["_inconclusive"] = (
+                f"inconclusive: ambient RNA or other-species UMIs explain "
+                f"{row['ambient_explained']:.0%} of {hyp.cell_type}'s {hyp.gene} UMIs "
+                f"(> {MAX_AMBIENT_EXPLAINED:.0%}): its share is mostly soup"
+            )
+    if (pi <= 0).any() or len(per) < 3:
         row["reason"] = (
-            f"not testable: {len(per)} animal(s) with {hyp.gene} UMIs (at least 3 needed)"
+            f"not testable: {len(per)} animal(s) with {hyp.cell_type} cells of the gene's "
+            "species (at least 3 needed)"
         )
         return per
-    # shrunk towards the threshold: (k + m) / (n + 1) is m for an animal without UMIs of the
-    # gene, so a barely detected gene cannot pass for a source
-    m = d.min_share
-    share = (k + m) / (n + 1)
-    y = np.log(share / (1 - share)) - np.log(m / (1 - m))
+    # (k + pi) / (K + 1): an animal without UMIs of the gene has ratio 1 (log 0), so a barely
+    # detected gene cannot pass for an enriched one
+    y = np.log2((k + pi) / (big_k + 1) / pi)
     mean, se = float(y.mean()), float(y.std(ddof=1) / np.sqrt(y.size))
     dist = stats.t(y.size - 1)
     if se == 0:
-        row["reason"] = "not testable: the same share in every animal"
+        row["reason"] = "not testable: the same enrichment in every animal"
         return per
     row.update(
         effect=mean,
@@ -653,5 +783,7 @@ def _proportion(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.Da
         loo_min=float(rec["loo_min"]),
         loo_max=float(rec["loo_max"]),
         loo_sign_stable=bool(rec["loo_sign_stable"]),
+        loo_n_computable=len(per),
+        loo_n_animals=len(per),
     )
     return per

@@ -1,4 +1,4 @@
-"""Small helpers shared by several stages: level order of a column, natural sort, row sums."""
+"""Small helpers shared by several stages: level order, natural sort, row sums, CP10k."""
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -10,6 +10,9 @@ import scipy.sparse as sp
 
 __all__ = [
     "ROW_SUM_BLOCK",
+    "TARGET_SUM",
+    "cp10k",
+    "cp10k_scale",
     "missing_from_union",
     "natural_key",
     "observed_levels",
@@ -129,3 +132,54 @@ def row_sums(mat: Any, *, block: int = ROW_SUM_BLOCK) -> np.ndarray:
             values = mat.data[ptr[0] : ptr[-1]]
             out[lo + rows] = np.add.reduceat(values, ptr[rows] - ptr[0], dtype=np.float64)
     return out
+
+
+#: The library size counts are scaled to before ``log1p`` (CP10k), in every stage.
+TARGET_SUM = 1e4
+
+
+def cp10k_scale(totals: np.ndarray, *, dtype: type = np.float64) -> np.ndarray:
+    """Each row's factor ``TARGET_SUM / total`` in ``dtype`` (0 for an empty row).
+
+    The one normalisation of the workflow: :func:`cp10k` scales a matrix with it, and a
+    single gene's column is ``log1p(column * cp10k_scale(totals))``.
+    """
+    totals = np.asarray(totals, dtype=dtype)
+    return np.divide(dtype(TARGET_SUM), totals, out=np.zeros(totals.shape, dtype), where=totals > 0)
+
+
+def cp10k(
+    counts: sp.spmatrix | np.ndarray,
+    totals: np.ndarray,
+    *,
+    log1p: bool = True,
+    dtype: type = np.float64,
+) -> sp.csr_matrix:
+    """``log1p(counts * TARGET_SUM / totals)`` (or without the log), row by row, as CSR.
+
+    Parameters
+    ----------
+    counts
+        Cells x genes (a subset of genes is fine: ``totals`` are the library sizes).
+    totals
+        Each cell's total count over all genes; 0 gives a zero row.
+    log1p
+        Apply ``log1p`` (the default) or return the counts per 10,000 themselves.
+    dtype
+        ``float64`` for statistics, ``float32`` for the object's ``X``.
+
+    Notes
+    -----
+    Each stored count is multiplied by its row's :func:`cp10k_scale` in ``dtype``; the
+    structure (indices, explicit entries) is the input's. Kept by hand rather than
+    :func:`scanpy.pp.normalize_total` + :func:`scanpy.pp.log1p`: those take the library size
+    from the matrix itself (here ``counts`` may be a gene subset) and divide by
+    ``total / 1e4`` instead of multiplying by ``1e4 / total``, 1 ulp apart in ~1% of entries
+    (``bench/lib_equality.py``), which would change every output downstream.
+    """
+    counts = sp.csr_matrix(counts)
+    data = counts.data.astype(dtype)
+    data *= np.repeat(cp10k_scale(totals, dtype=dtype), np.diff(counts.indptr))
+    if log1p:
+        np.log1p(data, out=data)
+    return sp.csr_matrix((data, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)

@@ -39,7 +39,6 @@ _NAMES = {
         "hvg_table",
     ],
     "_integrate": [
-        "TARGET_SUM",
         "set_threads",
         "merge_samples",
         "MAX_EXAMPLES",

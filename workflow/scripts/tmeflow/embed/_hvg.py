@@ -14,7 +14,7 @@ import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow.embed._integrate import TARGET_SUM
+from tmeflow._utils import cp10k
 
 logger = logging.getLogger(__name__)
 
@@ -434,9 +434,7 @@ def _step_score(
         )
         values = df["residual_variances"].to_numpy(dtype=np.float64)
     else:  # log_variance: variance of log1p(CP10k), no fit
-        scale = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
-        logx = sp.csr_matrix(sp.diags(scale) @ sp.csr_matrix(x, dtype=np.float64))
-        logx.data = np.log1p(logx.data)
+        logx = cp10k(x, totals)
         mean = np.asarray(logx.mean(axis=0)).ravel()
         sq = np.asarray(logx.multiply(logx).mean(axis=0)).ravel()
         values = np.maximum(sq - mean**2, 0) * logx.shape[0] / max(logx.shape[0] - 1, 1)

@@ -10,11 +10,9 @@ import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow._utils import missing_from_union, row_sums
+from tmeflow._utils import TARGET_SUM, cp10k, missing_from_union, row_sums
 
 logger = logging.getLogger(__name__)
-
-TARGET_SUM = 1e4
 
 
 def set_threads(threads: int) -> None:
@@ -173,7 +171,7 @@ def _empty_droplet_umis(adatas: list[AnnData]) -> dict[str, pd.Series]:
     return out
 
 
-def normalise(adata: AnnData, *, target_sum: float = TARGET_SUM) -> None:
+def normalise(adata: AnnData) -> None:
     """Keep raw counts in ``layers["counts"]`` and put log1p(CP10k) in ``X`` (float32).
 
     Records the normalisation in ``uns["normalisation"]`` and, as :func:`scanpy.pp.log1p`
@@ -193,13 +191,8 @@ def normalise(adata: AnnData, *, target_sum: float = TARGET_SUM) -> None:
     adata.layers["counts"] = counts
     # Built row by row on the CSR arrays: one float32 copy of the non-zeros, no dense or
     # intermediate matrices. Library sizes are integers, exact in float32 up to 2**24.
-    totals = row_sums(counts).astype(np.float32)
-    scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-    data = counts.data.astype(np.float32)
-    data *= np.repeat(scale.astype(np.float32), np.diff(counts.indptr))
-    np.log1p(data, out=data)
-    adata.X = sp.csr_matrix((data, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)
-    adata.uns["normalisation"] = {"target_sum": target_sum, "log1p": True}
+    adata.X = cp10k(counts, row_sums(counts).astype(np.float32), dtype=np.float32)
+    adata.uns["normalisation"] = {"target_sum": TARGET_SUM, "log1p": True}
     adata.uns["log1p"] = {"base": None}
 
 

@@ -29,10 +29,12 @@ _NAMES = {
     "_confirmatory": [
         "CONFIRMATORY_COLUMNS",
         "VALUE_COLUMNS",
+        "VERDICTS",
         "Hypothesis",
         "parse_hypotheses",
         "holm",
         "confirm",
+        "MAX_AMBIENT_EXPLAINED",
     ],
     "_de": [
         "DE_COLUMNS",
@@ -85,7 +87,6 @@ _NAMES = {
         "prerank_files",
     ],
     "_pseudobulk": [
-        "TARGET_SUM",
         "counts_matrix",
         "check_obs",
         "pair_indicator",

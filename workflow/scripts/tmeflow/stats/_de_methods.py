@@ -15,7 +15,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow.stats._pseudobulk import TARGET_SUM, cp10k_log
+from tmeflow._utils import cp10k
+from tmeflow.stats._pseudobulk import cp10k_log
 
 logger = logging.getLogger(
     "tmeflow.stats._de"
@@ -168,8 +169,7 @@ def wilcoxon_test(
     res = sc.get.rank_genes_groups_df(small, group=test, key="_rgg").set_index("names")
     res = res.reindex(genes.astype(str))
 
-    scale = np.divide(TARGET_SUM, totals, out=np.zeros(totals.shape, float), where=totals > 0)
-    norm = sp.csr_matrix(sp.diags(scale) @ mat.astype(np.float64))
+    norm = cp10k(mat, totals, log1p=False)
     is_ref = arm == reference
     mean_ref = np.asarray(norm[is_ref].mean(axis=0)).ravel()
     mean_test = np.asarray(norm[~is_ref].mean(axis=0)).ravel()

@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow._utils import observed_levels, row_sums
+from tmeflow._utils import cp10k_scale, observed_levels, row_sums
 from tmeflow.cells import _ambient as ambient
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,6 @@ SOURCE_COLUMNS: list[str] = [
 ]
 """Columns of :func:`expression_sources`; the last six are the ambient RNA accounting
 (:mod:`tmeflow.cells._ambient`), added beside the uncorrected ``umis``/``share``."""
-
-_TARGET_SUM = 1e4
 
 
 def _gene_column(adata: AnnData, gene: str, layer: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +131,7 @@ def expression_sources(
     """
     _require_obs(adata, (group_key, condition_key, sample_key))
     col, totals = _gene_column(adata, gene, layer)
-    norm = np.log1p(np.divide(col * _TARGET_SUM, totals, out=np.zeros_like(col), where=totals > 0))
+    norm = np.log1p(col * cp10k_scale(totals))
     other, expected = ambient.gene_ambient(adata, col, gene, sample_key=sample_key, layer=layer)
     cells = pd.DataFrame(
         {

@@ -61,8 +61,6 @@ NOT_REACHED = {
     "markers_rank": {"scib-metrics": "metrics._scib is not called"},
     "figures_markers": {"scib-metrics": "metrics._scib is not called"},
     "figures_umap": {"scib-metrics": "metrics._scib is not called"},
-    "demo_simulate": {"gseapy": "only genesets.read_gmt is used, not gsea._run_gseapy"},
-    "ingest_sample": {"gseapy": "only genesets.read_gmt is used, not gsea._run_gseapy"},
 }
 
 
@@ -155,6 +153,8 @@ def rules() -> dict[str, dict[str, str | Path]]:
                 if m:
                     entry[key] = (smk.parent / m.group(1)).resolve()
             out[name] = entry
+        for base, name in re.findall(r"^use rule (\w+) as (\w+) with:", smk.read_text(), re.M):
+            out[name] = {**out[base]}
     return out
 
 
@@ -162,9 +162,13 @@ def test_every_rule_has_env_log_threads_and_resources():
     for smk in sorted(RULES.glob("*.smk")):
         text = smk.read_text()
         n_rules = len(re.findall(r"^rule \w+:", text, flags=re.M))
+        # a derived rule (use rule X as Y with:) inherits conda, threads and resources; its
+        # outputs differ, so it names its own log (and benchmark)
+        n_derived = len(re.findall(r"^use rule \w+ as \w+ with:", text, flags=re.M))
         for directive in ("conda:", "log:", "threads:", "resources:"):
             n = len(re.findall(rf"^    {directive}", text, flags=re.M))
-            assert n == n_rules, f"{smk.name}: {n_rules} rules but {n} {directive}"
+            want = n_rules + n_derived if directive == "log:" else n_rules
+            assert n == want, f"{smk.name}: {n_rules} rules, {n_derived} derived, {n} {directive}"
         assert len(re.findall(r"^        mem_mb=", text, flags=re.M)) >= n_rules, smk.name
         assert len(re.findall(r"^        runtime=", text, flags=re.M)) >= n_rules, smk.name
 
@@ -223,8 +227,37 @@ def scan(path: Path, package: str) -> list[tuple[str, bool]]:
         if base == "__future__":
             continue
         out.append((base, top))
-        out += [(f"{base}.{a.name}", top) for a in node.names if _module_file(f"{base}.{a.name}")]
+        for a in node.names:
+            if _module_file(f"{base}.{a.name}"):
+                out.append((f"{base}.{a.name}", top))
+                # a stage package: the private modules of the names the file uses from it
+                table = lazy_names(f"{base}.{a.name}")
+                used = _attributes(tree, a.asname or a.name)
+                out += [(f"{base}.{a.name}.{table[n]}", top) for n in sorted(used) if n in table]
+            elif a.name in lazy_names(base):
+                out.append((f"{base}.{lazy_names(base)[a.name]}", top))
     return out
+
+
+def lazy_names(package: str) -> dict[str, str]:
+    """``{name: private module}`` of a stage package's lazy table (``_NAMES`` in __init__)."""
+    f = _module_file(package)
+    if f is None or f.name != "__init__.py":
+        return {}
+    for node in ast.parse(f.read_text()).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "_NAMES":
+            table = ast.literal_eval(node.value)
+            return {name: module for module, names in table.items() for name in names}
+    return {}
+
+
+def _attributes(tree: ast.AST, name: str) -> set[str]:
+    """The attributes read of a name in a file (``stats.run_de`` -> ``run_de``)."""
+    return {
+        n.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == name
+    }
 
 
 def needed_libraries(script: Path) -> dict[str, bool]:

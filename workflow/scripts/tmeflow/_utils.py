@@ -1,4 +1,4 @@
-"""Small helpers shared by several stages: level order, natural sort, row sums, CP10k."""
+"""Small helpers shared by several stages: level order, natural sort, row sums, CP10k, p-values."""
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -11,6 +11,7 @@ import scipy.sparse as sp
 __all__ = [
     "ROW_SUM_BLOCK",
     "TARGET_SUM",
+    "adjust_pvalues",
     "cp10k",
     "cp10k_scale",
     "missing_from_union",
@@ -183,3 +184,31 @@ def cp10k(
     if log1p:
         np.log1p(data, out=data)
     return sp.csr_matrix((data, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)
+
+
+def adjust_pvalues(pvalues: Iterable[float], method: str, *, m: int | None = None) -> np.ndarray:
+    """Multiple-testing adjusted p-values by statsmodels, NaN entries left out and kept NaN.
+
+    Parameters
+    ----------
+    pvalues
+        The family's p-values (NaN: not tested).
+    method
+        A :func:`statsmodels.stats.multitest.multipletests` method: ``"holm"`` or ``"fdr_bh"``.
+    m
+        The size of the family when it is larger than its finite p-values (a pre-specified
+        family whose untestable members still count): the missing members enter as p = 1,
+        which leaves Holm's and BH's adjustment of the others as with ``m`` tests.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(list(pvalues) if not isinstance(pvalues, np.ndarray) else pvalues, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    k = int(ok.sum())
+    if k == 0:
+        return out
+    pad = max(int(m) - k, 0) if m is not None else 0
+    family = np.concatenate([p[ok], np.ones(pad)])
+    out[ok] = multipletests(family, method=method)[1][:k]
+    return out

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from tmeflow._utils import natural_key
+from tmeflow._utils import adjust_pvalues, natural_key
 from tmeflow.annotate._scoring import (
     UNASSIGNED,
     abundance_correction,
@@ -414,8 +414,6 @@ def doublet_summary(obs: pd.DataFrame, *, cluster_key: str = "leiden") -> pd.Dat
         where the caller scored no cell of the group), and ``doublet_enriched``. No rows
         without doublet scores (``qc.doublets: false``).
     """
-    from statsmodels.stats.multitest import multipletests
-
     like = _doublet_like(obs)
     if not like:
         return pd.DataFrame(columns=["level", "species", "group", "n_cells", "doublet_enriched"])
@@ -443,10 +441,7 @@ def doublet_summary(obs: pd.DataFrame, *, cluster_key: str = "leiden") -> pd.Dat
     table = pd.DataFrame(rows)
     pcols = [f"doublet_p_{c}" for c in like]
     p = table[pcols].to_numpy(dtype=float)
-    q = np.full(p.shape, np.nan)
-    fin = np.isfinite(p)
-    if fin.any():
-        q[fin] = multipletests(p[fin], method="fdr_bh")[1]
+    q = adjust_pvalues(p.ravel(), "fdr_bh").reshape(p.shape)
     enriched = np.zeros(len(table), dtype=bool)
     for j, caller in enumerate(like):
         table[f"doublet_q_{caller}"] = q[:, j]

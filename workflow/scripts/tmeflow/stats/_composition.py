@@ -35,7 +35,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import stats
 
-from tmeflow._utils import observed_levels
+from tmeflow._utils import adjust_pvalues, observed_levels
 
 logger = logging.getLogger(__name__)
 
@@ -315,9 +315,7 @@ def _adjust(out: pd.DataFrame, *, alpha: float) -> pd.DataFrame:
     out["padj"] = np.nan
     tested = out["pvalue"].notna()
     if tested.any():
-        out.loc[tested, "padj"] = stats.false_discovery_control(
-            out.loc[tested, "pvalue"].to_numpy(float), method="bh"
-        )
+        out.loc[tested, "padj"] = adjust_pvalues(out.loc[tested, "pvalue"], "fdr_bh")
     sig = out["padj"] < alpha
     if sig.any():
         sig_note = (

@@ -81,6 +81,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy import stats
 
+from tmeflow._utils import adjust_pvalues
 from tmeflow.cells import _ambient as ambient
 from tmeflow.stats import _composition as composition
 from tmeflow.stats import _de_methods as de_tests
@@ -199,22 +200,13 @@ def parse_hypotheses(entries: Sequence[dict]) -> list[Hypothesis]:
 
 
 def holm(pvalues: Sequence[float], m: int | None = None) -> np.ndarray:
-    """Holm's step-down adjusted p-values; NaN entries stay NaN.
+    """Holm's step-down adjusted p-values (statsmodels); NaN entries stay NaN.
 
     ``m`` is the size of the family: by default the finite p-values, and at least those.
     :func:`confirm` passes the number of pre-specified hypotheses, so that a hypothesis
     that turned out untestable (NaN p) still counts: the family was fixed before the data.
     """
-    p = np.asarray(pvalues, float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size == 0:
-        return out
-    m = ok.size if m is None else max(int(m), ok.size)
-    order = ok[np.argsort(p[ok], kind="mergesort")]
-    adj = np.maximum.accumulate((m - np.arange(ok.size)) * p[order])
-    out[order] = np.minimum(adj, 1.0)
-    return out
+    return adjust_pvalues(pvalues, "holm", m=m)
 
 
 def _one_sided(stat: float, direction: str | None, p_two: float, dist: object) -> float:

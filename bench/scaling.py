@@ -197,7 +197,10 @@ def benchmark_files(work: Path) -> pd.DataFrame:
 
 
 def counts_csr_mb(h5ad: Path) -> tuple[float, int, int]:
-    """Bytes of data + indices + indptr of the merged raw counts (layers/counts), MB; shape."""
+    """Bytes of data + indices + indptr of the merged raw counts (layers/counts), MB; shape.
+
+    Read from integrated.h5ad: merged.h5ad is temp() and holds the same counts.
+    """
     with h5py.File(h5ad, "r") as f:
         group = f["layers/counts"] if "layers/counts" in f else f["X"]
         size = sum(group[k].size * group[k].dtype.itemsize for k in ("data", "indices", "indptr"))
@@ -285,7 +288,7 @@ def bench_one(n_cells: int, args, scratch: Path) -> list[dict]:
 
     wall, peak, sampled = run_snakemake(work, cfg, args.cores)
     bench = benchmark_files(work)
-    csr_mb, n_obs, n_vars = counts_csr_mb(work / "results" / "integrate" / "merged.h5ad")
+    csr_mb, n_obs, n_vars = counts_csr_mb(work / "results" / "integrate" / "integrated.h5ad")
     rows = []
     for rule in sorted(set(sampled.index) | set(bench.index)):
         # wall time from the benchmark file where there is one; peak RSS = the higher of the

@@ -159,7 +159,7 @@ def _check_run(work: Path, n_samples: int) -> None:
 
 def test_hgmm_split_in_three_xenograft_runs_to_the_end(hgmm_split):
     _check_run(hgmm_split, 3)
-    merged = ad.read_h5ad(hgmm_split / "results/integrate/merged.h5ad", backed="r")
+    merged = ad.read_h5ad(hgmm_split / "results/integrate/integrated.h5ad", backed="r")
     hvg = merged.uns["hvg"]
     assert hvg["mode"] == "xenograft"
     # the first fit failed on these ~40-cell samples; a recorded fallback took over

@@ -28,7 +28,8 @@ rule ingest_sample:
     input:
         ingest_input,
     output:
-        h5ad="results/ingest/{sample}.h5ad",
+        # temp: species_assign is its only reader (a QC change re-runs ingest, seconds)
+        h5ad=temp("results/ingest/{sample}.h5ad"),
         table="results/ingest/{sample}.tsv",
     log:
         "logs/ingest_sample/{sample}.log",

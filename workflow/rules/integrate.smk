@@ -9,7 +9,9 @@ rule integrate_merge:
         # the summary fails when a whole condition has no cells: merge only after it
         summary="results/qc/summary.tsv",
     output:
-        h5ad="results/integrate/merged.h5ad",
+        # temp: integrate_scvi is its only reader; integrated.h5ad keeps the same counts,
+        # HVGs and uns (a scVI change re-runs the merge from the kept QC objects, seconds)
+        h5ad=temp("results/integrate/merged.h5ad"),
         hvg="results/integrate/hvg.tsv",
         ambient="results/integrate/ambient.tsv",
     log:

@@ -5,7 +5,8 @@ rule species_assign:
     input:
         "results/ingest/{sample}.h5ad",
     output:
-        h5ad="results/species/{sample}.h5ad",
+        # temp: read by qc_filter and qc_crossspecies_plot only
+        h5ad=temp("results/species/{sample}.h5ad"),
         table="results/species/{sample}.tsv",
     log:
         "logs/species_assign/{sample}.log",

@@ -30,6 +30,7 @@ from tmeflow import simulate  # noqa: E402
 from tmeflow.cells import _ambient as ambient  # noqa: E402
 from tmeflow.cells import _species as species  # noqa: E402
 from tmeflow.embed import _integrate as integrate  # noqa: E402
+from tmeflow.stats import _de as de  # noqa: E402
 from tmeflow.stats import _de_tables as de_levels  # noqa: E402
 from tmeflow.stats import _expression_sources as sources  # noqa: E402
 
@@ -87,15 +88,10 @@ def _answers(adata, layer: str) -> dict:
         row[f"gas6_caf_tam_share_{cond}"] = float(sub.loc[["CAF", "TAM"], "share"].sum())
     prim = sources.primary_sources(t, min_share=0.1, corrected=True)
     row["gas6_primary_corrected"] = ",".join(sorted(set(prim["cell_type"])))
-    res = de_levels.run_levels(
-        adata,
-        condition_key="condition",
-        reference="control",
-        test="alectinib",
-        genes=["Gas6", "Mmp11"],
-        subtypes=False,
-        layer=layer,
+    settings = de.DESettings(
+        condition_key="condition", reference="control", test="alectinib", layer=layer
     )
+    res = de_levels.run_levels(adata, settings, genes=["Gas6", "Mmp11"], subtypes=False)
     caf = res.by_type["CAF"].set_index("gene").loc["Mmp11"]
     row["mmp11_caf_log2fc"] = float(caf["log2FoldChange"])
     row["mmp11_caf_padj"] = float(caf["padj"])

@@ -8,20 +8,19 @@ def main(smk) -> None:
     core.setup(smk.log[0], threads=smk.threads)
     p, out = smk.params, smk.output
     adata = core.read_h5ad(smk.input[0], skip=("X", "obsp"), layers=(p.layer,))
-    result = stats.run_levels(
-        adata,
+    settings = stats.DESettings(
         condition_key=p.condition_key,
         reference=p.reference,
         test=p.test,
-        genes=p.genes,
         min_cells=p.min_cells,
         min_replicates=p.min_replicates,
-        covariates=p.covariates,
+        covariates=tuple(p.covariates),
         threads=smk.threads,
         alpha=p.alpha,
-        subtypes=p.subtypes,
-        summary_path=out.summary,
         layer=p.layer,
+    )
+    result = stats.run_levels(
+        adata, settings, genes=p.genes, subtypes=p.subtypes, summary_path=out.summary
     )
     result.write(
         tables_dir=out.tables,

@@ -1,6 +1,7 @@
 """Tests of tmeflow.stats._de_tables: subtype selection, the DE summary, the two-level run."""
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,8 @@ from tmeflow.stats import _de_tables as de_levels
 from tmeflow.stats import _genes_of_interest as goi
 
 from .._de_data import REF, TEST, make_adata, with_subtypes
+
+SETTINGS = de.DESettings(condition_key="condition", reference=REF, test=TEST)
 
 
 def test_subtype_groups_only_split_types_and_skips_unassigned(de_data: AnnData) -> None:
@@ -73,9 +76,8 @@ def test_run_levels_tables_summary_and_goi(tmp_path, caplog: pytest.LogCaptureFi
     data = _levels_data()
     with caplog.at_level(logging.INFO, logger="tmeflow"):
         res = de_levels.run_levels(
-            data, condition_key="condition", reference=REF, test=TEST,
-            genes=["Mmp11", "AXL", "Nope"], summary_path="summary.tsv",
-        )  # fmt: skip
+            data, SETTINGS, genes=["Mmp11", "AXL", "Nope"], summary_path="summary.tsv"
+        )
     assert list(res.by_type) == ["tumor", "CAF", "TAM", "NK"]  # categorical order
     assert list(res.by_subtype) == ["iCAF", "myCAF"]  # sorted labels; TAM_unassigned skipped
     direct = de.run_de(data, group_key="cell_type", reference=REF, test=TEST, groups=["CAF"])
@@ -133,9 +135,7 @@ def test_run_levels_tables_summary_and_goi(tmp_path, caplog: pytest.LogCaptureFi
 
 def test_run_levels_without_subtypes(tmp_path) -> None:
     data = make_adata(samples_per_arm=2, cells_per_sample=80, seed=6)
-    res = de_levels.run_levels(
-        data, condition_key="condition", reference=REF, test=TEST, genes=["Gas6"], subtypes=False
-    )
+    res = de_levels.run_levels(data, SETTINGS, genes=["Gas6"], subtypes=False)
     assert res.by_subtype == {}
     assert set(res.summary["level"]) == {"cell_type"}
     assert set(res.goi["level"]) == {"cell_type"} and len(res.goi) == 3
@@ -152,11 +152,12 @@ def test_run_levels_tests_and_reports_the_layer_it_is_given() -> None:
     j = list(data.var_names).index("Gas6")
     corrected[:, j] = 0  # e.g. every Gas6 UMI ambient
     data.layers["counts_ambient_corrected"] = corrected.tocsr()
-    kw = dict(condition_key="condition", reference=REF, test=TEST, genes=["Gas6"], subtypes=False)
-    raw = de_levels.run_levels(data, **kw)
-    corr = de_levels.run_levels(data, layer="counts_ambient_corrected", **kw)
+    kw = dict(genes=["Gas6"], subtypes=False)
+    raw = de_levels.run_levels(data, SETTINGS, **kw)
+    corrected_settings = replace(SETTINGS, layer="counts_ambient_corrected")
+    corr = de_levels.run_levels(data, corrected_settings, **kw)
     assert raw.values["counts"].sum() > 0 and corr.values["counts"].sum() == 0
     assert "Gas6" in set(raw.by_type["CAF"]["gene"])
     assert "Gas6" not in set(corr.by_type["CAF"]["gene"])  # no counts left: not tested
     with pytest.raises(KeyError, match="nope"):
-        de_levels.run_levels(data, layer="nope", **kw)
+        de_levels.run_levels(data, replace(SETTINGS, layer="nope"), **kw)

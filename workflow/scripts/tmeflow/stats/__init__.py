@@ -43,6 +43,7 @@ _NAMES = {
         "METHOD_NOT_TESTED",
         "SHRUNK_COLUMNS",
         "empty_table",
+        "DESettings",
         "run_de",
     ],
     "_de_methods": [

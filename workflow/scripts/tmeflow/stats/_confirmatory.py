@@ -85,7 +85,7 @@ from tmeflow._utils import adjust_pvalues
 from tmeflow.cells import _ambient as ambient
 from tmeflow.stats import _composition as composition
 from tmeflow.stats import _de_methods as de_tests
-from tmeflow.stats._de import METHOD_PYDESEQ2, run_de
+from tmeflow.stats._de import METHOD_PYDESEQ2, DESettings
 from tmeflow.stats._pseudobulk import pseudobulk
 
 __all__ = [
@@ -231,6 +231,20 @@ class _Design:
     loo: bool
     shrink: bool
     fits: dict = field(default_factory=dict)  # (level, group, shrink, cells) -> DE table
+
+    @property
+    def de(self) -> DESettings:
+        """The DE settings of the change hypotheses (raw counts)."""
+        return DESettings(
+            condition_key=self.condition_key,
+            reference=self.reference,
+            test=self.test,
+            min_cells=self.min_cells,
+            min_replicates=self.min_replicates,
+            covariates=tuple(self.covariates),
+            threads=self.threads,
+            alpha=self.alpha,
+        )
 
 
 def confirm(
@@ -429,22 +443,12 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
     if level is None:
         return _empty_values()
     cells = adata[adata.obs[level].astype(str) == hyp.cell_type]
-    common = dict(
-        group_key=level,
-        condition_key=d.condition_key,
-        reference=d.reference,
-        test=d.test,
-        min_cells=d.min_cells,
-        min_replicates=d.min_replicates,
-        covariates=list(d.covariates),
-        threads=d.threads,
-        alpha=d.alpha,
-        groups=[hyp.cell_type],
-    )
     # hypotheses on one group share its fit; so do calls sharing ``fits`` on the same cells
     key = (level, hyp.cell_type, d.shrink, _digest(cells.obs_names))
     if key not in d.fits:
-        d.fits[key] = run_de(cells, shrink=d.shrink, **common)[hyp.cell_type]
+        d.fits[key] = d.de.run(cells, group_key=level, groups=[hyp.cell_type], shrink=d.shrink)[
+            hyp.cell_type
+        ]
     table = d.fits[key]
     row["effect_scale"] = "log2 fold change" + (" (apeGLM-shrunk)" if d.shrink else "")
     # one pseudobulk of the group serves the per-animal values and the leave-one-out refits

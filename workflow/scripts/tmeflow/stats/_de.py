@@ -144,6 +144,50 @@ class _Run:
         return None
 
 
+@dataclass(frozen=True)
+class DESettings:
+    """The contrast and DE settings (config ``contrast`` and ``de``) shared by every DE run.
+
+    One object carries them from the rule's parameters to each :func:`run_de` call: the DE
+    tables at both levels (:func:`tmeflow.stats.run_levels`) and the confirmatory family.
+    """
+
+    condition_key: str
+    reference: str
+    test: str
+    min_cells: int = 10
+    min_replicates: int = 2
+    covariates: tuple[str, ...] = ()
+    threads: int = 1
+    alpha: float = 0.05
+    layer: str | None = "counts"
+
+    def run(
+        self,
+        adata: AnnData,
+        *,
+        group_key: str,
+        groups: Sequence[str] | None = None,
+        shrink: bool = False,
+    ) -> dict[str, pd.DataFrame]:
+        """:func:`run_de` of ``adata`` by ``group_key`` with these settings."""
+        return run_de(
+            adata,
+            group_key=group_key,
+            groups=groups,
+            shrink=shrink,
+            condition_key=self.condition_key,
+            reference=self.reference,
+            test=self.test,
+            min_cells=self.min_cells,
+            min_replicates=self.min_replicates,
+            covariates=list(self.covariates),
+            threads=self.threads,
+            alpha=self.alpha,
+            layer=self.layer,
+        )
+
+
 def run_de(
     adata: AnnData,
     *,

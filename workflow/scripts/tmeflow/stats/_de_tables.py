@@ -18,7 +18,7 @@ from anndata import AnnData
 
 from tmeflow._utils import observed_levels
 from tmeflow.core import _tables as tables
-from tmeflow.stats._de import METHOD_NOT_TESTED, METHOD_WILCOXON, empty_table, run_de
+from tmeflow.stats._de import METHOD_NOT_TESTED, METHOD_WILCOXON, DESettings, empty_table
 from tmeflow.stats._genes_of_interest import GOI_COLUMNS, GOI_SAMPLE_COLUMNS, genes_of_interest
 from tmeflow.stats._pseudobulk import check_obs
 
@@ -201,19 +201,11 @@ class DELevels:
 
 def run_levels(
     adata: AnnData,
+    settings: DESettings,
     *,
-    condition_key: str,
-    reference: str,
-    test: str,
     genes: Sequence[str],
-    min_cells: int = 10,
-    min_replicates: int = 2,
-    covariates: Sequence[str] = (),
-    threads: int = 1,
-    alpha: float = 0.05,
     subtypes: bool = True,
     summary_path: str = "the DE summary",
-    layer: str = "counts",
 ) -> DELevels:
     """Run DE by cell type and by subtype, summarise both and report the genes of interest.
 
@@ -227,35 +219,24 @@ def run_levels(
     adata
         Annotated object with raw counts in ``layers['counts']`` and ``obs`` columns
         ``sample``, ``cell_type``, ``condition_key`` (``cell_subtype`` for subtypes).
-    condition_key, reference, test, min_cells, min_replicates, covariates, threads, alpha
-        As in :func:`tmeflow.stats.run_de`.
+    settings
+        The contrast, DE settings and the layer of integer counts tested and reported
+        (``counts_ambient_corrected`` for the ambient-corrected counts of
+        :func:`tmeflow.cells.corrected_counts`).
     genes
         Genes of interest, as in :func:`tmeflow.stats.genes_of_interest`.
     subtypes
         Also test the subtypes of split cell types.
     summary_path
         Where the summary is written, named in the exploratory warning.
-    layer
-        Layer of integer counts tested and reported (``counts_ambient_corrected`` for the
-        ambient-corrected counts of :func:`tmeflow.cells.corrected_counts`).
 
     Returns
     -------
     DELevels
         The tables to write; ``adata`` is not modified.
     """
-    common = dict(
-        condition_key=condition_key,
-        reference=reference,
-        test=test,
-        min_cells=min_cells,
-        min_replicates=min_replicates,
-        covariates=list(covariates),
-        threads=threads,
-        alpha=alpha,
-        layer=layer,
-    )
-    by_type = run_de(adata, group_key="cell_type", **common)
+    alpha = settings.alpha
+    by_type = settings.run(adata, group_key="cell_type")
     _log_tested(by_type, alpha, "cell_type")
 
     by_sub: dict[str, pd.DataFrame] = {}
@@ -263,7 +244,7 @@ def run_levels(
     if subtypes and "cell_subtype" in adata.obs.columns:
         wanted, skipped = subtype_groups(adata)
         if wanted:
-            by_sub = run_de(adata, group_key="cell_subtype", groups=wanted, **common)
+            by_sub = settings.run(adata, group_key="cell_subtype", groups=wanted)
         for label, note in skipped.items():
             logger.warning("cell_subtype %s: %s", label, note)
     _log_tested(by_sub, alpha, "cell_subtype")
@@ -289,8 +270,8 @@ def run_levels(
             summary_path,
         )
     report, values = _goi_levels(
-        adata, by_type, by_sub, genes=genes, condition_key=condition_key,
-        arms=(reference, test), layer=layer,
+        adata, by_type, by_sub, genes=genes, condition_key=settings.condition_key,
+        arms=(settings.reference, settings.test), layer=settings.layer,
     )  # fmt: skip
     return DELevels(by_type, by_sub, summary, report, values)
 

@@ -101,11 +101,13 @@ def test_soup_fallback_for_a_species_with_too_few_cells() -> None:
     assert no_soup.source["mouse"] == "floor"
 
 
-def test_small_sample_without_an_estimate_is_not_tested(caplog) -> None:
-    """~20 pure cells per species, no soup: no rate is estimated and no droplet is called.
+def test_small_sample_is_estimated_and_fewer_than_five_is_not_tested(caplog) -> None:
+    """~20 cells per species: both rates are estimated (median-based) and no singlet is called.
 
-    Before, the floor rate (1e-4) called 40 of 41 real hgmm_100 droplets doublets in samples
-    of ~40 cells; now only min_fraction calls them, with a warning naming the species.
+    Before, a bulk of 10 from the lowest quartile needed ~40 pure cells per species; below
+    that only min_fraction called them (a floor rate called 40 of 41 real hgmm_100 droplets
+    doublets in samples of ~40 cells). With 3 cells of a species and no soup, nothing
+    estimates its rate: those droplets are not tested, with a warning naming the species.
     """
     rng = np.random.default_rng(3)
     tot = rng.integers(3000, 20000, 40)
@@ -113,13 +115,20 @@ def test_small_sample_without_an_estimate_is_not_tested(caplog) -> None:
     own = tot - other
     n_h = np.r_[own[:20], other[20:]]
     n_m = np.r_[other[:20], own[20:]]
+    table, model = crossspecies.call_crossspecies(n_h, n_m, fdr=0.01)
+    assert model.source == {"human": "cells", "mouse": "cells"}
+    for s in ("human", "mouse"):
+        assert model.rate[s] == pytest.approx(0.01, rel=0.3)
+    assert not table["crossspecies_doublet"].any()
+    assert table["crossspecies_p"].notna().all()
+    n_h, n_m = np.r_[own[:3], other[20:23]], np.r_[other[:3], own[20:23]]
     with caplog.at_level(logging.WARNING, logger="tmeflow.cells._cross_species"):
         table, model = crossspecies.call_crossspecies(n_h, n_m, fdr=0.01)
     assert model.source == {"human": "floor", "mouse": "floor"}
     assert not table["crossspecies_doublet"].any()
     assert table["crossspecies_p"].isna().all() and table["ambient_expected"].isna().all()
-    assert "20 human-dominated droplets not tested" in caplog.text
-    assert "20 mouse-dominated droplets not tested" in caplog.text
+    assert "3 human-dominated droplets not tested" in caplog.text
+    assert "3 mouse-dominated droplets not tested" in caplog.text
 
 
 def test_fdr_out_of_range() -> None:

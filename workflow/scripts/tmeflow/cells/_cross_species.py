@@ -50,6 +50,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from tmeflow._utils import adjust_pvalues
+
 logger = logging.getLogger(__name__)
 
 SPECIES: tuple[str, str] = ("human", "mouse")
@@ -367,17 +369,8 @@ def _upper_tail(
 
 
 def bh_qvalues(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (NaN stays NaN and is not counted)."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size == 0:
-        return q
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = ok.size
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q[order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
-    return q
+    """Benjamini-Hochberg adjusted p-values by statsmodels (NaN stays NaN and is not counted)."""
+    return adjust_pvalues(np.asarray(p, dtype=np.float64), "fdr_bh")
 
 
 def score_droplets(n_human: np.ndarray, n_mouse: np.ndarray, model: AmbientModel) -> pd.DataFrame:

@@ -4,8 +4,8 @@ Pseudobulk (:mod:`._pseudobulk`), DE per group (:mod:`._de`) by PyDESeq2 or an e
 Wilcoxon (:mod:`._de_methods`), the DE rule's tables (:mod:`._de_tables`), genes of interest
 (:mod:`._genes_of_interest`), composition (:mod:`._composition`), expression sources
 (:mod:`._expression_sources`), the confirmatory family (:mod:`._confirmatory`) and its
-sensitivity (:mod:`._sensitivity`), GSEA (:mod:`._gsea`) and multiple testing
-(:mod:`._multitest`).
+sensitivity (:mod:`._sensitivity`) and GSEA (:mod:`._gsea`). Multiple testing is statsmodels'
+everywhere (:func:`tmeflow._utils.adjust_pvalues`).
 """
 
 from tmeflow._lazy import attach

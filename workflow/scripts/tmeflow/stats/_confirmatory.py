@@ -218,33 +218,12 @@ def _one_sided(stat: float, direction: str | None, p_two: float, dist: object) -
 
 @dataclass(frozen=True)
 class _Design:
-    condition_key: str
-    reference: str
-    test: str
-    min_cells: int
-    min_replicates: int
-    covariates: tuple[str, ...]
-    threads: int
-    alpha: float
+    de: DESettings  # the contrast and the DE settings of the change hypotheses (raw counts)
     min_share: float
     immune_types: tuple[str, ...]
     loo: bool
     shrink: bool
     fits: dict = field(default_factory=dict)  # (level, group, shrink, cells) -> DE table
-
-    @property
-    def de(self) -> DESettings:
-        """The DE settings of the change hypotheses (raw counts)."""
-        return DESettings(
-            condition_key=self.condition_key,
-            reference=self.reference,
-            test=self.test,
-            min_cells=self.min_cells,
-            min_replicates=self.min_replicates,
-            covariates=tuple(self.covariates),
-            threads=self.threads,
-            alpha=self.alpha,
-        )
 
 
 def confirm(
@@ -304,21 +283,17 @@ def confirm(
     values
         Per-animal values behind each row (columns :data:`VALUE_COLUMNS`).
     """
-    design = _Design(
-        condition_key,
-        reference,
-        test,
-        min_cells,
-        min_replicates,
-        tuple(covariates),
-        threads,
-        alpha,
-        min_share,
-        tuple(immune_types),
-        loo,
-        shrink,
-        {} if fits is None else fits,
+    de = DESettings(
+        condition_key=condition_key,
+        reference=reference,
+        test=test,
+        min_cells=min_cells,
+        min_replicates=min_replicates,
+        covariates=tuple(covariates),
+        threads=threads,
+        alpha=alpha,
     )
+    design = _Design(de, min_share, tuple(immune_types), loo, shrink, {} if fits is None else fits)
     rows, values = [], []
     for k, hyp in enumerate(hypotheses, start=1):
         row = {c: np.nan for c in CONFIRMATORY_COLUMNS}
@@ -452,7 +427,7 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
     table = d.fits[key]
     row["effect_scale"] = "log2 fold change" + (" (apeGLM-shrunk)" if d.shrink else "")
     # one pseudobulk of the group serves the per-animal values and the leave-one-out refits
-    pb = pseudobulk(cells, group_key=level, min_cells=d.min_cells)
+    pb = pseudobulk(cells, group_key=level, min_cells=d.de.min_cells)
     per = _change_values(pb, hyp, d)
     if table.attrs.get("method") != METHOD_PYDESEQ2:
         row["reason"] = "not testable: " + str(
@@ -496,11 +471,13 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
             row, np.asarray([loo.get(a, np.nan) for a in per["sample"]]), row["effect_unshrunk"]
         )
         arms = per["condition"].value_counts()
-        if (arms - 1 < d.min_replicates).any():
-            short = [a for a in (d.reference, d.test) if arms.get(a, 0) - 1 < d.min_replicates]
+        if (arms - 1 < d.de.min_replicates).any():
+            short = [
+                a for a in (d.de.reference, d.de.test) if arms.get(a, 0) - 1 < d.de.min_replicates
+            ]
             row["_loo_why"] = (
                 f"leaving out an animal of {' or '.join(map(repr, short))} would leave fewer "
-                f"than min_replicates = {d.min_replicates} animals in its arm"
+                f"than min_replicates = {d.de.min_replicates} animals in its arm"
             )
     return per
 
@@ -522,8 +499,8 @@ def _loo_change(
     if dispersion is None or gene not in dispersion.index:
         return {}
     counts, meta = pb
-    arm = meta[d.condition_key].astype(str)
-    keep = (meta["kept"] & arm.isin([d.reference, d.test])).to_numpy()
+    arm = meta[d.de.condition_key].astype(str)
+    keep = (meta["kept"] & arm.isin([d.de.reference, d.de.test])).to_numpy()
     counts = counts.loc[keep, dispersion.index].to_numpy(float)
     meta = meta[keep].reset_index(drop=True)
     arm = arm[keep].reset_index(drop=True)
@@ -532,7 +509,7 @@ def _loo_change(
     for i, animal in enumerate(meta["sample"].astype(str)):
         rest = np.arange(len(meta)) != i
         sizes = arm[rest].value_counts()
-        if min(sizes.get(d.reference, 0), sizes.get(d.test, 0)) < d.min_replicates:
+        if min(sizes.get(d.de.reference, 0), sizes.get(d.de.test, 0)) < d.de.min_replicates:
             out[animal] = np.nan
             continue
         design = _design_matrix(meta[rest], arm[rest], d)
@@ -548,14 +525,14 @@ def _design_matrix(meta: pd.DataFrame, arm: pd.Series, d: _Design) -> np.ndarray
     Numeric covariates enter as they are, the others as indicators of their levels.
     """
     cols = [np.ones(len(meta))]
-    for cov in d.covariates:
+    for cov in d.de.covariates:
         col = meta[cov]
         if pd.api.types.is_numeric_dtype(col):
             cols.append(col.to_numpy(float))
         else:
             dummies = pd.get_dummies(col.astype(str), drop_first=True, dtype=float)
             cols.extend(dummies[c].to_numpy() for c in dummies.columns)
-    cols.append((arm == d.test).to_numpy(float))
+    cols.append((arm == d.de.test).to_numpy(float))
     return np.column_stack(cols)
 
 
@@ -569,9 +546,9 @@ def _change_values(
 ) -> pd.DataFrame:
     """Per-animal CPM of the gene in the group's pseudobulk ``pb`` (animals >= min_cells)."""
     counts, meta = pb
-    if d.condition_key not in meta.columns:
+    if d.de.condition_key not in meta.columns:
         return _empty_values()
-    arms = meta[d.condition_key].astype(str).isin([d.reference, d.test]).to_numpy()
+    arms = meta[d.de.condition_key].astype(str).isin([d.de.reference, d.de.test]).to_numpy()
     keep = meta["kept"].to_numpy() & arms
     if not keep.any():
         return _empty_values()
@@ -580,7 +557,7 @@ def _change_values(
     out = pd.DataFrame(
         {
             "sample": meta["sample"].to_numpy(),
-            "condition": meta[d.condition_key].astype(str).to_numpy(),
+            "condition": meta[d.de.condition_key].astype(str).to_numpy(),
             "value": cpm,
             "value_label": f"{hyp.gene} CPM in {hyp.cell_type} (pseudobulk)",
             "n_cells": meta["n_cells"].to_numpy(),
@@ -590,7 +567,7 @@ def _change_values(
 
 
 def _arm_order(per: pd.DataFrame, d: _Design) -> pd.DataFrame:
-    rank = per["condition"].map({d.reference: 0, d.test: 1})
+    rank = per["condition"].map({d.de.reference: 0, d.de.test: 1})
     return (
         per.assign(_r=rank)
         .sort_values(["_r", "sample"], kind="mergesort")
@@ -649,7 +626,7 @@ def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         return _empty_values()
     raw, corrected, totals = _corrected_gene(adata, hyp.gene)
     obs = adata.obs
-    in_arms = obs[d.condition_key].astype(str).isin([d.reference, d.test]).to_numpy()
+    in_arms = obs[d.de.condition_key].astype(str).isin([d.de.reference, d.de.test]).to_numpy()
     mine = (obs[level].astype(str) == hyp.cell_type).to_numpy() & in_arms
     # the denominator: cells of the gene's species (a mouse gene's share of the mouse UMIs)
     own = np.ones(adata.n_obs, dtype=bool)
@@ -669,7 +646,7 @@ def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         }
     )[in_arms]
     per_sample = cells.groupby("sample", sort=False).sum()
-    cond = obs[d.condition_key].astype(str).groupby(obs["sample"].astype(str)).first()
+    cond = obs[d.de.condition_key].astype(str).groupby(obs["sample"].astype(str)).first()
     per_sample = per_sample[(per_sample["cells"] > 0) & (per_sample["n"] > 0)]
     k, big_k = per_sample["k"].to_numpy(float), per_sample["K"].to_numpy(float)
     pi = per_sample["n_g"].to_numpy(float) / per_sample["n"].to_numpy(float)
@@ -692,8 +669,8 @@ def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
     row["effect_scale"] = "mean log2 enrichment (share of the gene's UMIs / share of all UMIs)"
     row["direction"] = "up"  # enriched: the ratio is above 1
     row["method"] = "one-sample t (animals)"
-    row["n_animals_reference"] = int((per["condition"] == d.reference).sum())
-    row["n_animals_test"] = int((per["condition"] == d.test).sum())
+    row["n_animals_reference"] = int((per["condition"] == d.de.reference).sum())
+    row["n_animals_test"] = int((per["condition"] == d.de.test).sum())
     raw_mine = float(raw[mine].sum())
     if raw_mine > 0:
         row["ambient_explained"] = float(1 - corrected[mine].sum() / raw_mine)
@@ -734,7 +711,7 @@ def _proportion(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.Da
     row["effect_scale"] = "difference in mean logit proportion"
     row["method"] = composition.PROPELLER
     tables = composition.denominator_proportions(
-        adata, condition_key=d.condition_key, immune_types=d.immune_types
+        adata, condition_key=d.de.condition_key, immune_types=d.immune_types
     )
     if hyp.denominator not in tables:
         row["reason"] = f"not testable: no cells in denominator {hyp.denominator!r}" + (
@@ -744,11 +721,11 @@ def _proportion(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.Da
         )
         return _empty_values()
     props = tables[hyp.denominator]
-    props = props[props["condition"].astype(str).isin([d.reference, d.test])]
+    props = props[props["condition"].astype(str).isin([d.de.reference, d.de.test])]
     if hyp.cell_type not in set(props["cell_type"]):
         row["reason"] = f"not testable: no cell labelled {hyp.cell_type!r} among {hyp.denominator}"
         return _empty_values()
-    res = composition.propeller(props, reference=d.reference, test=d.test, alpha=d.alpha)
+    res = composition.propeller(props, reference=d.de.reference, test=d.de.test, alpha=d.de.alpha)
     rec = res.set_index("cell_type").loc[hyp.cell_type]
     mine = props[props["cell_type"] == hyp.cell_type]
     per = _arm_order(

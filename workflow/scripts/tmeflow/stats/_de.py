@@ -12,6 +12,7 @@ is :mod:`tmeflow.stats._genes_of_interest`; the cell-type and subtype runs of th
 are :mod:`tmeflow.stats._de_tables`.
 """
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -172,19 +173,7 @@ class DESettings:
     ) -> dict[str, pd.DataFrame]:
         """:func:`run_de` of ``adata`` by ``group_key`` with these settings."""
         return run_de(
-            adata,
-            group_key=group_key,
-            groups=groups,
-            shrink=shrink,
-            condition_key=self.condition_key,
-            reference=self.reference,
-            test=self.test,
-            min_cells=self.min_cells,
-            min_replicates=self.min_replicates,
-            covariates=list(self.covariates),
-            threads=self.threads,
-            alpha=self.alpha,
-            layer=self.layer,
+            adata, group_key=group_key, groups=groups, shrink=shrink, **dataclasses.asdict(self)
         )
 
 

@@ -384,3 +384,51 @@ def test_source_is_enrichment_not_abundance_and_soup_is_inconclusive():
     assert (v["holm_m"] == 3).all()
     ratio = values[values["hypothesis"] == v.loc["G0000", "hypothesis"]]["value"]
     assert len(ratio) == 6 and (ratio > 1).all()
+
+
+def test_main_sources_is_the_groups_share_of_the_stromal_umis():
+    """CAFs making most of a gene planted in them are its main source; NK cells (15% of the
+    stroma) are not the main source of a uniformly expressed gene; a stricter share fails the
+    same CAFs; a group absent from the data is not testable, the gene absent too."""
+    adata = stromal_counts(n_genes=300, cells_per_animal=280, fold=1.0, gene_mean=8.0, seed=5)
+    totals = np.asarray(adata.layers["counts"].sum(axis=0)).ravel()
+    uniform = str(adata.var_names[np.argsort(-totals[1:])[0] + 1])
+    hyps = cf.parse_hypotheses(
+        [
+            {"gene": "G0000", "test": "main_sources", "groups": ["CAF"]},
+            {"gene": uniform, "test": "main_sources", "groups": ["NK"]},
+            {"gene": "G0000", "test": "main_sources", "groups": ["CAF"], "share": 0.97},
+            {"gene": "G0000", "test": "main_sources", "groups": ["pericyte"]},
+            {"gene": "Nope", "test": "main_sources", "groups": ["CAF", "TAM"]},
+        ]
+    )
+    assert hyps[0].label == "G0000 main sources: CAF (> 50% of stroma)"
+    assert hyps[4].cell_type == "CAF + TAM" and hyps[4].groups == ("CAF", "TAM")
+    table, values = cf.confirm(adata, hyps, reference=REF, test=TEST)
+    t = table.set_index(table["hypothesis"].str.split(":").str[0])
+    assert t.loc["H1", "verdict"] == "supported", t.loc["H1"].to_string()
+    shares = values[values["hypothesis"] == t.loc["H1", "hypothesis"]]["value"]
+    assert len(shares) == 6 and (shares > 0.5).all() and (shares < 1).all()
+    assert t.loc["H2", "verdict"] == "not supported" and t.loc["H2", "effect"] < 0
+    assert t.loc["H3", "verdict"] == "not supported"
+    assert t.loc["H4", "verdict"] == "not testable" and "pericyte" in t.loc["H4", "reason"]
+    assert t.loc["H5", "verdict"] == "not testable" and "Nope" in t.loc["H5", "reason"]
+    assert (table["holm_m"] == 5).all()
+    # the tumour (human) cells never enter the stroma's UMIs
+    caf_share = shares.to_numpy()
+    manual = []
+    for s in sorted(set(adata.obs["sample"])):
+        m = (adata.obs["sample"] == s).to_numpy() & (adata.obs["cell_type"] != "tumor").to_numpy()
+        col = adata[m, "G0000"].layers["counts"].toarray().ravel()
+        manual.append(col[(adata.obs.loc[m, "cell_type"] == "CAF").to_numpy()].sum() / col.sum())
+    np.testing.assert_allclose(np.sort(caf_share), np.sort(manual), rtol=0.05)
+
+
+def test_main_sources_refuses_a_cell_type_or_a_direction():
+    for bad in (
+        {"gene": "Gas6", "test": "main_sources", "groups": ["CAF"], "cell_type": "CAF"},
+        {"gene": "Gas6", "test": "main_sources", "groups": ["CAF"], "direction": "up"},
+        {"gene": "Gas6", "test": "main_sources"},
+    ):
+        with pytest.raises(ValueError, match="main_sources"):
+            cf.parse_hypotheses([bad])

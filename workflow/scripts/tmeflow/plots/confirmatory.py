@@ -17,7 +17,12 @@ from tmeflow.plots._utils import dot_handles, legend_right, require_columns, wra
 
 __all__ = ["confirmatory_plot"]
 
-_VERDICT_COLORS = {"supported": "#1b7837", "not supported": "0.25", "not testable": "0.5"}
+_VERDICT_COLORS = {
+    "supported": "#1b7837",
+    "not supported": "0.25",
+    "inconclusive": "#b35806",
+    "not testable": "0.5",
+}
 
 
 def confirmatory_plot(

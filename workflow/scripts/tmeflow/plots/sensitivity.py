@@ -21,6 +21,7 @@ __all__ = ["VERDICT_FILL", "sensitivity_plot"]
 VERDICT_FILL: dict[str, tuple[str, str]] = {
     "supported": ("#1b7837", ""),
     "not supported": ("#f4a582", ""),
+    "inconclusive": ("#fee090", ""),
     "not testable": ("#d9d9d9", ""),
     "not recomputable": ("white", "///"),
     "not available": ("white", ".."),

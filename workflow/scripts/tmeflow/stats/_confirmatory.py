@@ -7,7 +7,7 @@ is that list: Holm's step-down adjustment (Holm 1979, Scand J Statist 6:65) over
 could be tested controls the family-wise error (the chance of calling any true null "supported") at
 ``alpha`` whatever the dependence between the tests.
 
-Three kinds of hypothesis:
+Four kinds of hypothesis:
 
 ``change`` (``gene`` + ``test: change``)
     The gene's expression in the cell type (or subtype) differs between the arms:
@@ -29,6 +29,16 @@ Three kinds of hypothesis:
     are mostly ambient (``ambient_explained`` > :data:`MAX_AMBIENT_EXPLAINED`) is ``inconclusive``.
     A source hypothesis is about presence, not change: the gene's change is a separate ``change``
     entry.
+``main_sources`` (``gene`` + ``test: main_sources`` + ``groups``)
+    The listed groups *together* make most of the gene's stromal UMIs: more than ``share``
+    (default :data:`MAIN_SHARE`, one half). Per animal (both arms), on the same
+    ambient-corrected counts as ``source``, over the cells of the gene's species that are not
+    ``tumor``: ``s`` = the groups' share of those UMIs (``k`` of ``K``); ``effect`` = mean over
+    animals of ``logit((k + 0.5) / (K + 1)) - logit(share)``, one-sided one-sample t-test that
+    it is above 0, interval on that scale; the per-animal values are the shares ``k / K``. A
+    group may be a cell type or a subtype (``CAF`` and ``TAM_Mrc1``); cells in several listed
+    groups count once. Mostly ambient UMIs in the groups make the row ``inconclusive``, as
+    for ``source``.
 ``proportion`` (``proportion: stroma|immune|all``)
     The type's share of the denominator's cells changes (``direction`` optional):
     :func:`tmeflow.stats.propeller` within that denominator, ``effect`` = difference
@@ -138,18 +148,22 @@ INCONCLUSIVE, NOT_TESTABLE = "inconclusive", "not testable"
 #: The verdicts, from positive evidence to no test at all.
 VERDICTS: tuple[str, ...] = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_TESTABLE)
 _Z95 = 1.959963984540054
-_KINDS = ("change", "source", "proportion")
+_KINDS = ("change", "source", "main_sources", "proportion")
+#: The share of the stromal UMIs a ``main_sources`` hypothesis's groups must exceed by default.
+MAIN_SHARE = 0.5
 
 
 @dataclass(frozen=True)
 class Hypothesis:
     """One pre-specified hypothesis (an entry of the config's ``hypotheses``)."""
 
-    kind: str  # change | source | proportion
-    cell_type: str
+    kind: str  # change | source | main_sources | proportion
+    cell_type: str  # main_sources: the groups joined by " + "
     gene: str | None = None
     denominator: str | None = None  # proportion only: stroma | immune | all
     direction: str | None = None  # up | down | None (two-sided)
+    groups: tuple[str, ...] = ()  # main_sources only
+    share: float = MAIN_SHARE  # main_sources only
 
     @property
     def label(self) -> str:
@@ -159,6 +173,8 @@ class Hypothesis:
             return f"{self.gene}{arrow} in {self.cell_type}"
         if self.kind == "source":
             return f"{self.gene} source: {self.cell_type}"
+        if self.kind == "main_sources":
+            return f"{self.gene} main sources: {self.cell_type} (> {self.share:.0%} of stroma)"
         return f"{self.cell_type} among {self.denominator}{arrow}"
 
 
@@ -167,8 +183,9 @@ def parse_hypotheses(entries: Sequence[dict]) -> list[Hypothesis]:
 
     Each entry has ``cell_type`` and either ``gene`` (with ``test``: ``change``, the default,
     or ``source``) or ``proportion`` (the denominator); ``direction`` is ``up``/``down``
-    (optional; not for ``source``). The schema checks the shape; this raises on the
-    combinations it cannot express.
+    (optional; not for ``source``). A ``main_sources`` entry has ``gene``, ``groups`` (the
+    labels) and optionally ``share`` instead of ``cell_type``. The schema checks the shape;
+    this raises on the combinations it cannot express.
     """
     out = []
     for k, entry in enumerate(entries, start=1):
@@ -177,6 +194,26 @@ def parse_hypotheses(entries: Sequence[dict]) -> list[Hypothesis]:
             msg = f"hypotheses[{k}] {entry!r}: give exactly one of 'gene' or 'proportion'"
             raise ValueError(msg)
         direction = entry.get("direction")
+        if has_gene and entry.get("test") == "main_sources":
+            groups = tuple(str(g) for g in entry.get("groups") or ())
+            if not groups or direction is not None or "cell_type" in entry:
+                msg = (
+                    f"hypotheses[{k}] {entry!r}: a main_sources hypothesis names its 'groups' "
+                    "(a list of labels) and has no 'cell_type' or 'direction'"
+                )
+                raise ValueError(msg)
+            share = float(entry.get("share", MAIN_SHARE))
+            out.append(
+                Hypothesis(
+                    "main_sources",
+                    " + ".join(groups),
+                    gene=str(entry["gene"]),
+                    direction="up",
+                    groups=groups,
+                    share=share,
+                )
+            )
+            continue
         if has_gene:
             kind = entry.get("test", "change")
             if kind == "source" and direction is not None:
@@ -311,9 +348,12 @@ def confirm(
             verdict="",
             reason="",
         )
-        per = {"change": _change, "source": _source, "proportion": _proportion}[hyp.kind](
-            adata, hyp, row, design
-        )
+        per = {
+            "change": _change,
+            "source": _source,
+            "main_sources": _main_sources,
+            "proportion": _proportion,
+        }[hyp.kind](adata, hyp, row, design)
         if len(per):
             per = per.assign(hypothesis=row["hypothesis"])
             values.append(per[VALUE_COLUMNS])
@@ -701,6 +741,95 @@ def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         ci_high=mean + dist.ppf(0.975) * se,
         pvalue=float(dist.sf(mean / se)),
     )
+    loo = np.array([np.delete(y, i).mean() for i in range(y.size)])
+    _fill_loo(row, loo, mean)
+    return per
+
+
+def _main_sources(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFrame:
+    obs = adata.obs
+    levels = [c for c in ("cell_type", "cell_subtype") if c in obs.columns]
+    missing = [g for g in hyp.groups if _level(adata, g) is None]
+    row["level"] = "+".join(dict.fromkeys(_level(adata, g) or "?" for g in hyp.groups))
+    if hyp.gene not in adata.var_names:
+        row["reason"] = f"not testable: gene {hyp.gene} not in the data"
+        return _empty_values()
+    if len(missing) == len(hyp.groups):
+        row["reason"] = f"not testable: no cell labelled {', '.join(missing)}"
+        return _empty_values()
+    raw, corrected, _ = _corrected_gene(adata, hyp.gene)
+    in_arms = obs[d.de.condition_key].astype(str).isin([d.de.reference, d.de.test]).to_numpy()
+    mine = np.zeros(adata.n_obs, dtype=bool)
+    for key in levels:
+        mine |= obs[key].astype(str).isin(hyp.groups).to_numpy()
+    # the stroma of the gene's species: its cells that are not tumour
+    stroma = (obs["cell_type"].astype(str) != "tumor").to_numpy() if "cell_type" in obs else True
+    stroma = stroma & in_arms
+    if "species" in adata.var.columns and "species" in obs.columns:
+        g_sp = str(adata.var["species"].astype(str).iat[adata.var_names.get_loc(hyp.gene)])
+        if g_sp in ambient.CELL_SPECIES:
+            stroma &= (obs["species"].astype(str) == g_sp).to_numpy()
+    mine &= stroma
+    cells = pd.DataFrame(
+        {
+            "sample": obs["sample"].astype(str).to_numpy(),
+            "k": np.where(mine, corrected, 0.0),
+            "K": np.where(stroma, corrected, 0.0),
+            "cells": mine.astype(int),
+        }
+    )[stroma]
+    per_sample = cells.groupby("sample", sort=False).sum()
+    per_sample = per_sample[per_sample["K"] > 0]
+    cond = obs[d.de.condition_key].astype(str).groupby(obs["sample"].astype(str)).first()
+    k, big_k = per_sample["k"].to_numpy(float), per_sample["K"].to_numpy(float)
+    share = k / big_k
+    per = _arm_order(
+        pd.DataFrame(
+            {
+                "sample": per_sample.index.astype(str),
+                "condition": cond.reindex(per_sample.index).to_numpy(),
+                "value": share,
+                "value_label": f"{hyp.cell_type} share of the stromal {hyp.gene} UMIs",
+                "n_cells": per_sample["cells"].to_numpy(int),
+            }
+        ),
+        d,
+    )
+    row["effect_scale"] = f"mean logit share minus logit({hyp.share:g})"
+    row["method"] = "one-sample t (animals)"
+    row["n_animals_reference"] = int((per["condition"] == d.de.reference).sum())
+    row["n_animals_test"] = int((per["condition"] == d.de.test).sum())
+    raw_mine = float(raw[mine].sum())
+    if raw_mine > 0:
+        row["ambient_explained"] = float(1 - corrected[mine].sum() / raw_mine)
+        if row["ambient_explained"] > MAX_AMBIENT_EXPLAINED:
+            row["_inconclusive"] = (
+                f"inconclusive: ambient RNA or other-species UMIs explain "
+                f"{row['ambient_explained']:.0%} of the {hyp.gene} UMIs of {hyp.cell_type} "
+                f"(> {MAX_AMBIENT_EXPLAINED:.0%}): their share is mostly soup"
+            )
+    if len(per) < 3:
+        row["reason"] = (
+            f"not testable: {len(per)} animal(s) with stromal {hyp.gene} UMIs (at least 3 needed)"
+        )
+        return per
+    y = np.log((k + 0.5) / (big_k - k + 0.5)) - np.log(hyp.share / (1 - hyp.share))
+    mean, se = float(y.mean()), float(y.std(ddof=1) / np.sqrt(y.size))
+    if se == 0:
+        row["reason"] = "not testable: the same share in every animal"
+        return per
+    dist = stats.t(y.size - 1)
+    row.update(
+        effect=mean,
+        effect_unshrunk=mean,
+        ci_low=mean - dist.ppf(0.975) * se,
+        ci_high=mean + dist.ppf(0.975) * se,
+        pvalue=float(dist.sf(mean / se)),
+    )
+    if missing:
+        row["_inconclusive"] = row.get("_inconclusive") or (
+            f"inconclusive: no cell labelled {', '.join(missing)}: the share is of the others"
+        )
     loo = np.array([np.delete(y, i).mean() for i in range(y.size)])
     _fill_loo(row, loo, mean)
     return per

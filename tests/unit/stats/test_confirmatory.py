@@ -432,3 +432,33 @@ def test_main_sources_refuses_a_cell_type_or_a_direction():
     ):
         with pytest.raises(ValueError, match="main_sources"):
             cf.parse_hypotheses([bad])
+
+
+def test_minimum_detectable_effect_shrinks_with_animals_and_is_in_the_reason():
+    """mde_80 = (q(1 - alpha/m) + q(0.8)) * se: finite for tested rows, larger with fewer
+    animals, and quoted in a 'not supported' reason."""
+    hyps = cf.parse_hypotheses(
+        [
+            {"gene": "G0000", "cell_type": "CAF", "direction": "up"},
+            {"gene": "G0001", "cell_type": "CAF", "test": "source"},
+            {"proportion": "stroma", "cell_type": "TAM", "direction": "up"},
+        ]
+    )
+    mde = {}
+    for n in (3, 6):
+        adata = stromal_counts(
+            n_genes=200, animals_per_arm=n, cells_per_animal=200, fold=1.0, gene_mean=0.5, seed=3
+        )
+        table, _ = cf.confirm(adata, hyps, reference=REF, test=TEST, loo=False, shrink=False)
+        assert table["mde_80"].notna().all(), table.to_string()
+        assert (table["mde_80"] > 0).all()
+        mde[n] = table["mde_80"].to_numpy()
+        for _, row in table[table["verdict"] == "not supported"].iterrows():
+            assert "80% power needs an effect of at least" in row["reason"]
+    assert (mde[6] < mde[3]).all(), mde
+    # by hand for the source row (a one-sided t over 12 animals): se from its 95% interval
+    src = table.iloc[1]
+    dist = stats.t(11)
+    se = (src["ci_high"] - src["ci_low"]) / (2 * dist.ppf(0.975))
+    want = (dist.ppf(1 - 0.05 / 3) + dist.ppf(0.8)) * se
+    assert src["mde_80"] == pytest.approx(want, rel=1e-9)

@@ -74,6 +74,11 @@ Verdicts (``reason`` says why, for every row):
     No p-value: gene or group absent, too few animals, PyDESeq2 failed, or PyDESeq2 set the
     gene's p to NaN because of a Cook's distance outlier (the reason says which).
 
+Every tested row has ``mde_80``: the smallest true effect (on its effect scale; the unshrunk
+log2 fold change for ``change``) its test would detect with 80% power, from its own standard
+error at the first step of Holm's ladder (``alpha / m``): a ``not supported`` row's reason
+says it, so the reader can tell "no effect" from "this design could not have seen it".
+
 The family is fixed when it is pre-specified: Holm's ``m`` (``holm_m``) is the number of
 hypotheses, so a hypothesis that turns out not testable still counts (its ``p_holm`` is NaN;
 the others pay for it). Whether a group has enough cells does not depend on the outcome, but
@@ -139,6 +144,7 @@ CONFIRMATORY_COLUMNS: list[str] = [
     "loo_n_animals",
     "holm_m",
     "ambient_explained",
+    "mde_80",
 ]
 #: Columns of the per-animal values (one row per hypothesis x animal), for the figures.
 VALUE_COLUMNS: list[str] = ["hypothesis", "sample", "condition", "value", "value_label", "n_cells"]
@@ -366,6 +372,7 @@ def confirm(
     m = len(rows)
     for row, p_holm in zip(rows, holm([r["pvalue"] for r in rows], m=m), strict=True):
         row.update(p_holm=p_holm, holm_m=m)
+        row["mde_80"] = _mde(row, alpha, m)
         row["verdict"], row["reason"] = _judge(row, alpha)
     table = pd.DataFrame(rows, columns=CONFIRMATORY_COLUMNS)
     for col in ("n_animals_reference", "n_animals_test", "loo_n_computable", "loo_n_animals"):
@@ -378,6 +385,26 @@ def confirm(
         else pd.DataFrame({c: pd.Series(dtype=object) for c in VALUE_COLUMNS})
     )
     return table, vals
+
+
+#: The power the minimum detectable effect (``mde_80``) is computed for.
+POWER = 0.8
+
+
+def _mde(row: dict, alpha: float, m: int) -> float:
+    """The smallest true effect this row's test detects with :data:`POWER` (``mde_80``).
+
+    On the row's effect scale (the unshrunk one for ``change``), from its own standard error
+    and null distribution: ``(q(1 - alpha / m) + q(POWER)) * se``, one-sided with a direction
+    (``alpha / (2 m)`` two-sided). ``alpha / m`` is the first step of Holm's ladder: the bar a
+    hypothesis must clear alone, whatever the others do, so the value is conservative. NaN for
+    a row without a test.
+    """
+    se, dist = row.get("_se"), row.get("_dist")
+    if se is None or dist is None or not np.isfinite(se) or not np.isfinite(row["pvalue"]):
+        return np.nan
+    level = alpha / m / (1 if row["direction"] != "two-sided" else 2)
+    return float((dist.ppf(1 - level) + dist.ppf(POWER)) * se)
 
 
 def _in_direction(row: dict) -> bool:
@@ -405,6 +432,11 @@ def _judge(row: dict, alpha: float) -> tuple[str, str]:
     if caveat:  # the data cannot answer either way, whatever the test says
         return INCONCLUSIVE, "; ".join([caveat, *against])
     if against:
+        if np.isfinite(row.get("mde_80", np.nan)):
+            against.append(
+                f"with these animals and cells {POWER:.0%} power needs an effect of at least "
+                f"{row['mde_80']:.3g} ({row['effect_scale']})"
+            )
         return NOT_SUPPORTED, "; ".join(against)
     why = f"Holm p = {row['p_holm']:.3g} < {alpha:g} (family m = {row['holm_m']})"
     if row["direction"] != "two-sided":
@@ -497,6 +529,8 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         padj_exploratory=float(rec["padj"]),
         n_animals_reference=int(rec["n_samples_reference"]),
         n_animals_test=int(rec["n_samples_test"]),
+        _se=float(rec["lfcSE"]),
+        _dist=stats.norm,
     )
     if cooks:
         row["reason"] = (
@@ -740,6 +774,8 @@ def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         ci_low=mean - dist.ppf(0.975) * se,
         ci_high=mean + dist.ppf(0.975) * se,
         pvalue=float(dist.sf(mean / se)),
+        _se=se,
+        _dist=dist,
     )
     loo = np.array([np.delete(y, i).mean() for i in range(y.size)])
     _fill_loo(row, loo, mean)
@@ -825,6 +861,8 @@ def _main_sources(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.
         ci_low=mean - dist.ppf(0.975) * se,
         ci_high=mean + dist.ppf(0.975) * se,
         pvalue=float(dist.sf(mean / se)),
+        _se=se,
+        _dist=dist,
     )
     if missing:
         row["_inconclusive"] = row.get("_inconclusive") or (
@@ -875,6 +913,8 @@ def _proportion(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.Da
         row["reason"] = "not testable: " + (rec["note"] or "no test")
         return per
     dist = stats.t(rec["df"]) if np.isfinite(rec["df"]) else stats.norm
+    row["_se"] = float(rec["ci_high"] - rec["ci_low"]) / (2 * float(dist.ppf(0.975)))
+    row["_dist"] = dist
     row.update(
         effect=float(rec["effect"]),
         effect_unshrunk=float(rec["effect"]),

@@ -3,8 +3,9 @@
 - ``demo_run``: the whole workflow on the small demo, killed twice and resumed
   (:mod:`.resume`); the demo tests check its results, ``test_reproducibility`` its resume.
 - ``fresh_run``: the same code and config run once more, uninterrupted, on a one-node SLURM
-  cluster with one CPU per job (:mod:`.slurm_cluster`), or locally with ``--cores 1`` where
-  SLURM cannot be started here. Its outputs must equal ``demo_run``'s byte for byte: that shows
+  cluster with one CPU per job (:mod:`.slurm_cluster`; opt-in: ``TMEFLOW_SLURM=1``, ``make
+  test-slurm``), or locally with ``--cores 1`` where SLURM was not asked for or cannot be
+  started here. Its outputs must equal ``demo_run``'s byte for byte: that shows
   at once that a run is deterministic, that resuming after a crash changes nothing, that
   ``--cores`` (each job's CPUs) does not change results, and that the SLURM profile works.
 

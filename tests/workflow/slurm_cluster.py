@@ -6,8 +6,12 @@ time; skipped when ``slurmctld`` is already there), then ``munged``, ``slurmctld
 and pid files; /etc/slurm/slurm.conf (read by `srun` inside jobs) is written for the test and
 restored afterwards. The daemons are stopped by the PIDs in their pid files. Where SLURM cannot
 be started (not root, no apt, install failure, a daemon that does not come up) the caller gets
-``pytest.skip``'s exception with the reason. Set ``TMEFLOW_SLURM_NO_INSTALL=1`` to forbid the
-apt install.
+``pytest.skip``'s exception with the reason.
+
+All of this is opt-in: nothing is installed or started unless ``TMEFLOW_SLURM=1`` (``make
+test-slurm`` and ``.ci/run`` set it; ``make test`` leaves it unset and deselects the marker
+``slurm``). ``TMEFLOW_SLURM_NO_INSTALL=1`` still forbids the apt install (a SLURM already
+installed is then used).
 """
 
 import os
@@ -29,6 +33,15 @@ START_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 3600
 PACKAGES = ("slurm-wlm", "munge")
 ETC_CONF = Path("/etc/slurm/slurm.conf")
+#: The variable that asks for the SLURM test (installs and daemons as root); off when unset,
+#: empty or one of :data:`OFF`.
+OPT_IN = "TMEFLOW_SLURM"
+OFF = ("", "0", "no", "false")
+
+
+def requested() -> bool:
+    """Whether ``TMEFLOW_SLURM`` asks for the SLURM cluster (``1``, ``yes``, ...)."""
+    return os.environ.get(OPT_IN, "").strip().lower() not in OFF
 
 
 def tail(path: Path, n: int = 2000) -> str:
@@ -227,8 +240,14 @@ class Cluster:
 def running_cluster() -> Iterator[Cluster]:
     """Start the cluster (installing SLURM when allowed); stop its daemons on leaving.
 
-    Raises ``pytest.skip.Exception`` with the reason where SLURM cannot be started here.
+    Raises ``pytest.skip.Exception`` with the reason where SLURM was not asked for
+    (:func:`requested`) or cannot be started here.
     """
+    if not requested():
+        pytest.skip(
+            f"SLURM is opt-in (as root it apt-installs {' '.join(PACKAGES)} and starts daemons):"
+            f" set {OPT_IN}=1 or run `make test-slurm`"
+        )
     if os.geteuid() != 0:
         pytest.skip("a local SLURM cluster needs root (slurmd runs jobs as their user)")
     ensure_installed()

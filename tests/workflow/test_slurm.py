@@ -5,9 +5,11 @@ The session's ``fresh_run`` (tests/workflow/conftest.py) runs the whole small de
 profile (no GPU request, so scVI trains on the CPU) plus the test cluster's site settings
 (status via squeue, no account, 2 CPUs, one CPU per job). ``test_reproducibility`` compares its
 outputs with the local ``demo_run`` byte for byte; this module checks that the jobs really went
-through SLURM. Where SLURM cannot be started here (not root, no apt, install failure, a daemon
-that does not come up; see tests/workflow/slurm_cluster.py) ``fresh_run`` runs locally with
-``--cores 1`` and this module is skipped with the reason. Deselect the SLURM run with
+through SLURM. It is opt-in: SLURM is tried only with ``TMEFLOW_SLURM=1`` (``make test-slurm``;
+``.ci/run``), since as root it apt-installs slurm-wlm + munge and starts daemons. Where it was
+not asked for or cannot be started here (not root, no apt, install failure, a daemon that does
+not come up; see tests/workflow/slurm_cluster.py) ``fresh_run`` runs locally with
+``--cores 1`` and this module is skipped with the reason. ``make test`` deselects it with
 ``-m "not slurm"`` (``fresh_run`` then still runs, locally, for the comparison).
 """
 

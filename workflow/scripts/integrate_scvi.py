@@ -20,6 +20,7 @@ def main(smk) -> None:
         seed=p.seed,
         threads=p.threads,
         model_dir=smk.output.model,
+        progress=smk.rule,  # epochs on the terminal (stderr), not only in the log
     )
     log.info("scVI: %s", adata.uns["scvi"])
     core.write_tsv(history, smk.output.history)

@@ -271,13 +271,16 @@ def train_scvi(
     seed: int = 0,
     threads: int = 1,
     model_dir: str | os.PathLike[str] | None = None,
+    progress: str | None = None,
 ) -> pd.DataFrame:
     """Train scVI on the highly variable genes' raw counts with ``batch = sample``.
 
     Writes ``obsm["X_scVI"]`` (float32) and ``uns["scvi"]`` (parameters, epochs run, device).
     Returns the training history (epoch, train/validation ELBO). Every epoch is logged (INFO,
     :class:`tmeflow.embed.EpochLog`: losses, seconds, time left); the logging neither draws
-    random numbers nor changes the training.
+    random numbers nor changes the training. With ``progress`` (a label, e.g. the rule's name)
+    a short progress line also goes to stderr every ~10 % of the epochs or 30 s, for the
+    terminal that runs Snakemake.
 
     With ``model_dir`` the trained model is saved there (``model.save``, without the AnnData):
     :func:`load_scvi` reloads it against the integrated object (the training input is rebuilt
@@ -336,7 +339,7 @@ def train_scvi(
         check_val_every_n_epoch=1 if early_stopping else None,
         enable_progress_bar=False,
         deterministic=accelerator == "cpu",
-        callbacks=[EpochLog(epochs, early_stopping=early_stopping)],
+        callbacks=[EpochLog(epochs, early_stopping=early_stopping, progress=progress)],
         **extra,
     )
     if model_dir is not None:

@@ -1,8 +1,9 @@
 """Stage 2, cells: which droplets are cells of which species, and which to keep.
 
 Species of cells (:mod:`._species`), cross-species doublets (:mod:`._cross_species`), ambient
-RNA (:mod:`._ambient`), per-cell QC (:mod:`._qc`) and the doublet callers, one registry
-(:mod:`._doublets`).
+RNA (:mod:`._ambient`), per-cell QC (:mod:`._qc`), the doublet callers, one registry
+(:mod:`._doublets`), and the removed cells by the label of their nearest kept cells
+(:mod:`._removed`).
 """
 
 from tmeflow._lazy import attach
@@ -68,6 +69,19 @@ _NAMES = {
         "mito_mask",
         "qc_metrics",
         "passes_floors",
+    ],
+    "_removed": [
+        "UNASSIGNED",
+        "FLAG_FOLD",
+        "FLAG_MIN_REMOVED",
+        "REMOVED_REASONS",
+        "LABEL_COLUMNS",
+        "TABLE_COLUMNS",
+        "FLAG_COLUMNS",
+        "removed_obs",
+        "label_removed",
+        "removed_table",
+        "removed_flags",
     ],
     "_species": [
         "SPECIES",

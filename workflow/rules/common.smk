@@ -220,6 +220,13 @@ def get_final_output(include_provenance=True):
             ext=["pdf", "png"],
         )
     )
+    # every removed cell by the label of its nearest kept cells, sample and arm
+    final_output.extend(
+        ["results/qc/removed_by_label.tsv", "results/qc/removed_flags.tsv"]
+    )
+    final_output.extend(
+        expand("results/figures/qc_removed_by_label.{ext}", ext=["pdf", "png"])
+    )
     # integration quality (scib-metrics) of scVI vs unintegrated PCA
     final_output.extend(
         [

@@ -135,3 +135,61 @@ rule qc_crossspecies_plot:
         runtime=10,
     script:
         "../scripts/qc_crossspecies_plot.py"
+
+
+rule qc_removed_labels:
+    input:
+        annotated="results/annotate/annotated.h5ad",
+        species=expand("results/species/{sample}.h5ad", sample=SAMPLE_IDS),
+        cells=expand("results/qc/{sample}.cells.tsv.gz", sample=SAMPLE_IDS),
+    output:
+        table=report(
+            "results/qc/removed_by_label.tsv",
+            caption="../report/qc_removed_by_label.rst",
+            category="1. Quality control",
+            subcategory="Tables",
+        ),
+        flags="results/qc/removed_flags.tsv",
+        cells="results/qc/removed_cells.tsv.gz",
+    log:
+        "logs/qc_removed_labels/qc_removed_labels.log",
+    benchmark:
+        "benchmarks/qc_removed_labels/qc_removed_labels.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(2000, 3),
+        runtime=30,
+    params:
+        conditions=sample_conditions(),
+        k=15,
+        seed=config["seed"],
+    script:
+        "../scripts/qc_removed_labels.py"
+
+
+rule qc_removed_plot:
+    input:
+        table="results/qc/removed_by_label.tsv",
+        flags="results/qc/removed_flags.tsv",
+    output:
+        figure(
+            "results/figures/qc_removed_by_label",
+            "qc_removed_by_label",
+            "1. Quality control",
+        ),
+    log:
+        "logs/qc_removed_plot/qc_removed_plot.log",
+    benchmark:
+        "benchmarks/qc_removed_plot/qc_removed_plot.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+    script:
+        "../scripts/qc_removed_plot.py"

@@ -162,5 +162,76 @@ def test_cluster_alone_calls_capped_highest_scores_first():
     assert rec["n_cluster_alone_kept"] == 38 - 12 and rec["n_predicted"] == 14
     doublets.consensus(adata, rule="both_or_confident", confident=0.9, cap=1.0)
     assert adata.obs["predicted_doublet"].to_numpy(bool)[:40].all()
-    # twice the 10x rate takes over in a large sample: 20,000 droplets -> 32%
-    assert doublets.cluster_alone_cap(20_000) == 6_400
+    # the loading-implied multiplet count takes over in a large sample (issue 27): the 10x
+    # rate of 0.8% per 1,000 cells, not twice it: 20,000 droplets -> 16%, 5,000 -> 4%
+    assert doublets.cluster_alone_cap(20_000) == 3_200
+    assert doublets.cluster_alone_cap(5_000) == 200
+    # qc.doublet_cluster_cap stays the floor of a small sample (1,000 droplets: 0.8% < 3%)
+    assert doublets.cluster_alone_cap(1_000) == 30
+    assert doublets.cluster_alone_cap(1_000, cap=0.001) == 8
+
+
+def test_expected_multiplet_rate_is_the_10x_rule_of_thumb() -> None:
+    assert doublets.expected_multiplet_rate(1_000) == pytest.approx(0.008)
+    assert doublets.expected_multiplet_rate(10_000) == pytest.approx(0.08)
+    assert doublets.expected_multiplet_rate(0) == 0.0
+    assert doublets.expected_multiplet_rate(500_000) == 1.0
+
+
+def _consensus_sample(n: int, n_called: int) -> ad.AnnData:
+    """``n`` droplets; the first ``n_called`` both callers call (removed under every rule)."""
+    called = np.arange(n) < n_called
+    obs = pd.DataFrame(
+        {
+            "sample": "s",
+            "species": "mouse",
+            "total_counts": 5000.0,
+            "n_genes_by_counts": 1500.0,
+            "pct_counts_mt": 3.0,
+            "predicted_doublet_scrublet": called,
+            "doublet_score_cluster": np.where(called, 0.99, 0.01),
+            "predicted_doublet_cluster": called,
+        },
+        index=[f"c{i}" for i in range(n)],
+    )
+    return ad.AnnData(X=sp.csr_matrix((n, 1), dtype=np.float32), obs=obs)
+
+
+def test_qc_reports_doublet_shares_and_warns_beyond_the_loading(caplog) -> None:
+    """The QC metrics give each caller's, the consensus' and the expected multiplet share;
+    removal beyond 1.5x the loading's expectation is a warning (log and qc_warnings)."""
+    # 2,000 droplets imply 1.6% multiplets (32 cells); 1.5x is 48: 40 removed is fine
+    a = _consensus_sample(2_000, 40)
+    doublets.consensus(a)
+    with caplog.at_level(logging.WARNING, logger="tmeflow.cells._qc"):
+        _, m = qc.filter_cells(a, nmads_counts=100, nmads_genes=100, nmads_mito=100)
+    assert m["doublet_share_expected"] == pytest.approx(0.016)
+    assert m["doublet_share_scrublet"] == pytest.approx(0.02)
+    assert m["doublet_share_cluster"] == pytest.approx(0.02)
+    assert m["doublet_share_consensus"] == pytest.approx(0.02)
+    assert m["doublet_share_removed"] == pytest.approx(0.02)
+    assert m["doublet_excess"] is False and m["qc_warnings"] == ""
+    assert "doublet removal" not in caplog.text
+    # 100 removed (5%) is over 3x the expectation
+    b = _consensus_sample(2_000, 100)
+    doublets.consensus(b)
+    with caplog.at_level(logging.WARNING, logger="tmeflow.cells._qc"):
+        _, m = qc.filter_cells(b, nmads_counts=100, nmads_genes=100, nmads_mito=100)
+    assert m["doublet_excess"] is True
+    assert "doublet removal 100 of 2000 (5.0%) exceeds 1.5x the 1.6%" in m["qc_warnings"]
+    assert "doublet removal exceeds the loading" in caplog.text
+    # a small sample: 3 of 300 is 1.0% against 0.24% expected, but fewer than 5 cells over
+    c = _consensus_sample(300, 3)
+    doublets.consensus(c)
+    _, m = qc.filter_cells(c, nmads_counts=100, nmads_genes=100, nmads_mito=100)
+    assert m["doublet_excess"] is False
+    # the summary table carries the columns
+    summary = qc.summary_table(
+        ingest=pd.DataFrame({"sample": ["s"]}),
+        species=pd.DataFrame({"sample": ["s"]}),
+        metrics=pd.DataFrame([m]),
+        conditions={"s": "control"},
+    )
+    assert {"doublet_share_expected", "doublet_share_consensus", "doublet_excess"} <= set(
+        summary.columns
+    )

@@ -1,8 +1,9 @@
 """Stage 2, cells: which droplets are cells of which species, and which to keep.
 
 Species of cells (:mod:`._species`), cross-species doublets (:mod:`._cross_species`), ambient
-RNA (:mod:`._ambient`), per-cell QC (:mod:`._qc`) and the doublet callers, one registry
-(:mod:`._doublets`).
+RNA (:mod:`._ambient`), per-cell QC (:mod:`._qc`), the doublet callers, one registry
+(:mod:`._doublets`), and the removed cells by the label of their nearest kept cells
+(:mod:`._removed`).
 """
 
 from tmeflow._lazy import attach
@@ -42,6 +43,8 @@ _NAMES = {
         "DOUBLET_CALLERS",
         "DOUBLET_METHODS",
         "CONSENSUS_RULES",
+        "MULTIPLET_RATE_PER_1000",
+        "expected_multiplet_rate",
         "CLUSTER_CAP",
         "cluster_alone_cap",
         "consensus",
@@ -51,6 +54,8 @@ _NAMES = {
         "MAD_SCALE",
         "REASONS",
         "CONFIG_KEYS",
+        "DOUBLET_EXCESS_FACTOR",
+        "DOUBLET_EXCESS_MIN_CELLS",
         "mad_thresholds",
         "filter_cells",
         "check_conditions",
@@ -64,6 +69,19 @@ _NAMES = {
         "mito_mask",
         "qc_metrics",
         "passes_floors",
+    ],
+    "_removed": [
+        "UNASSIGNED",
+        "FLAG_FOLD",
+        "FLAG_MIN_REMOVED",
+        "REMOVED_REASONS",
+        "LABEL_COLUMNS",
+        "TABLE_COLUMNS",
+        "FLAG_COLUMNS",
+        "removed_obs",
+        "label_removed",
+        "removed_table",
+        "removed_flags",
     ],
     "_species": [
         "SPECIES",

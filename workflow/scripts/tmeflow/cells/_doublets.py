@@ -639,15 +639,35 @@ CONSENSUS_RULES: tuple[str, ...] = ("both_or_confident", "either", "both", *DOUB
 """Values of ``qc.doublet_consensus`` (:func:`consensus`)."""
 
 
-#: Under ``both_or_confident`` the cluster-aware caller alone removes at most this fraction of
-#: a sample's scored droplets, or twice the 10x rule of thumb (0.8% per 1,000 cells) where
-#: that is more (config ``qc.doublet_cluster_cap``).
+MULTIPLET_RATE_PER_1000 = 0.008
+"""The 10x rule of thumb: about 0.8% of the cells recovered are multiplets per 1,000 cells."""
+
+
+def expected_multiplet_rate(n_cells: int) -> float:
+    """The multiplet share a sample's size implies: 0.8% per 1,000 cells recovered (at most 1).
+
+    ``n_cells`` droplets recovered give ``0.008 * n_cells / 1000`` (1,000 cells: 0.8%;
+    10,000: 8%; 20,000: 16%), and ``n_cells`` times that many multiplets.
+    """
+    return float(min(MULTIPLET_RATE_PER_1000 * max(int(n_cells), 0) / 1000.0, 1.0))
+
+
+#: Under ``both_or_confident`` the cluster-aware caller alone removes at most the multiplet
+#: share the sample's size implies (:func:`expected_multiplet_rate`), or this fraction of a
+#: sample's scored droplets where that is more: a floor for small samples (config
+#: ``qc.doublet_cluster_cap``).
 CLUSTER_CAP = 0.03
 
 
 def cluster_alone_cap(n_scored: int, cap: float = CLUSTER_CAP) -> int:
-    """Most droplets the cluster-aware caller may remove on its own among ``n_scored``."""
-    rate = max(2 * 0.008 * n_scored / 1000.0, float(cap))
+    """Most droplets the cluster-aware caller may remove on its own among ``n_scored``.
+
+    The loading-implied multiplet count, ``ceil(max(expected_multiplet_rate(n), cap) * n)``
+    with ``n = n_scored``: ``cap`` (``qc.doublet_cluster_cap``) is the floor that binds below
+    ``cap / 0.008 * 1000`` cells (3,750 at the default 3%); above it the 10x rate does
+    (20,000 droplets: 16%, 3,200; before issue 27 it was twice that rate, 32%).
+    """
+    rate = max(expected_multiplet_rate(n_scored), float(cap))
     return int(np.ceil(min(rate, 1.0) * n_scored))
 
 
@@ -669,8 +689,9 @@ def consensus(
     ``cluster``, where it is not called.
 
     Under ``both_or_confident`` the calls of the cluster-aware caller alone are capped at
-    :func:`cluster_alone_cap` (``cap``; the highest scores are removed, the others kept and
-    counted in ``n_cluster_alone_kept``, with a warning). Its classifier also scores real
+    :func:`cluster_alone_cap` (the multiplet count the sample's size implies, ``cap`` its
+    floor; the highest scores are removed, the others kept and counted in
+    ``n_cluster_alone_kept``, with a warning). Its classifier also scores real
     large cells highly: on the 10x heart_1k_v2 sample (712 droplets, ~0.6% doublets
     expected) it removed 59 cells uncapped, 8 of its 14 macrophages among them, 19 with the
     cap; on the simulated demo (4.3% planted doublets) the cap keeps 80% of the

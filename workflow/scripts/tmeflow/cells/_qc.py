@@ -17,7 +17,12 @@ from anndata import AnnData
 from scipy.stats import median_abs_deviation
 
 from tmeflow._utils import missing_from_union
-from tmeflow.cells._doublets import DOUBLET_CALLERS, call_column, score_column
+from tmeflow.cells._doublets import (
+    DOUBLET_CALLERS,
+    call_column,
+    expected_multiplet_rate,
+    score_column,
+)
 from tmeflow.cells._qc_metrics import (
     qc_metrics,
     sample_name,
@@ -38,6 +43,16 @@ CONFIG_KEYS: dict[str, str] = {
     "mixed_species": "species_calling.min_fraction / species_calling.crossspecies_fdr",
 }
 """Config keys to relax, per removal reason (named in the zero-cells error)."""
+
+DOUBLET_EXCESS_FACTOR = 1.5
+"""A sample whose doublet removal exceeds this many times the multiplet share its size implies
+(:func:`tmeflow.cells.expected_multiplet_rate`, 0.8% per 1,000 cells) gets a warning. The 10x
+rate is a rule of thumb (loading varies by ~1.5x between runs), so removal up to 1.5x of it is
+taken as normal; beyond it the callers likely remove real cells (large ones first) or the
+sample was overloaded: either deserves a look."""
+DOUBLET_EXCESS_MIN_CELLS = 5
+"""... and by at least this many cells over the expected count, so that a small sample (300
+cells expect 0.7 multiplets) removing 2 doublets is not flagged."""
 
 
 def mad_thresholds(
@@ -137,8 +152,11 @@ def filter_cells(
         ``threshold_max_pct_mito_<group>`` (the thresholds applied) and ``n_cells_<group>``
         (group = the species, prefixed by ``<sample>.`` when ``adata`` holds several samples),
         ``qc_warnings`` (groups that lost more than ``warn_fraction`` of their cells, with
-        the counts per reason; empty when none) and ``note``: empty, or the zero-cells message
-        when ``allow_empty``.
+        the counts per reason, and a doublet removal beyond :data:`DOUBLET_EXCESS_FACTOR` x
+        the multiplet share the sample's size implies; empty when none), the doublet shares
+        (``doublet_share_expected``, ``doublet_share_<caller>``, ``doublet_share_consensus``,
+        ``doublet_share_removed``) and ``doublet_excess`` (bool), and ``note``: empty, or
+        the zero-cells message when ``allow_empty``.
 
     Raises
     ------
@@ -176,6 +194,9 @@ def filter_cells(
     metrics["qc_warnings"] = _group_loss_warnings(
         _cell_groups(adata, group_key), flags, fail, warn_fraction=warn_fraction
     )
+    excess = _doublet_excess(sample, metrics)
+    metrics["doublet_excess"] = bool(excess)
+    metrics["qc_warnings"] = "; ".join(w for w in (metrics["qc_warnings"], excess) if w)
     params = _params(
         nmads=(nmads_counts, nmads_genes, nmads_mito),
         floors=(min_counts, min_genes, max_pct_mito),
@@ -389,16 +410,25 @@ def _filter_metrics(
 def _doublet_metrics(adata: AnnData) -> dict[str, Any]:
     """QC summary columns of the doublet callers (empty when :func:`call_doublets` did not run).
 
-    ``doublets_<caller>`` for each registered caller (``doublets_scrublet``,
-    ``doublets_cluster``), ``doublets_both`` (cells each caller / every caller called, before
-    the other QC reasons), ``doublet_rule`` and ``doublet_cluster_fallback``
+    ``doublet_share_expected`` (always: the multiplet share the sample's size implies,
+    :func:`tmeflow.cells.expected_multiplet_rate` of its droplets), ``doublet_share_<caller>``
+    and ``doublet_share_consensus`` (the share of the sample's droplets each caller / the
+    consensus called, before the other QC reasons), ``doublets_<caller>`` for each
+    registered caller (``doublets_scrublet``, ``doublets_cluster``), ``doublets_both`` (cells
+    each caller / every caller called), ``doublet_rule`` and ``doublet_cluster_fallback``
     (per species that the cluster-aware caller skipped: the reason; empty when none).
     """
+    n = int(adata.n_obs)
+    shares = {"doublet_share_expected": expected_multiplet_rate(n)}
     info = adata.uns.get("doublets_consensus")
     if info is None:
-        return {}
+        return shares
     skipped = adata.uns.get("doublets_cluster", {}).get("species", {})
+    for c in DOUBLET_CALLERS:
+        shares[f"doublet_share_{c}"] = int(info[f"n_{c}"]) / n if n else 0.0
+    shares["doublet_share_consensus"] = int(info["n_predicted"]) / n if n else 0.0
     return {
+        **shares,
         **{f"doublets_{c}": int(info[f"n_{c}"]) for c in DOUBLET_CALLERS},
         "doublets_both": int(info["n_both"]),
         "doublet_rule": str(info["rule"]),
@@ -406,6 +436,43 @@ def _doublet_metrics(adata: AnnData) -> dict[str, Any]:
             f"{k}: {v['reason']}" for k, v in skipped.items() if v.get("skipped")
         ),
     }
+
+
+def _doublet_excess(sample: str, metrics: dict[str, Any]) -> str:
+    """The warning of a sample whose doublet removal exceeds the loading's expectation.
+
+    Writes ``metrics["doublet_share_removed"]`` (``removed_doublet`` over the droplets in).
+    Removal beyond :data:`DOUBLET_EXCESS_FACTOR` x the expected multiplet share and by at
+    least :data:`DOUBLET_EXCESS_MIN_CELLS` cells is logged as a warning and returned (empty
+    otherwise).
+    """
+    n = int(metrics["n_cells_in"])
+    removed = int(metrics.get("removed_doublet", 0))
+    metrics["doublet_share_removed"] = removed / n if n else 0.0
+    expected = expected_multiplet_rate(n)
+    if removed <= DOUBLET_EXCESS_FACTOR * expected * n or removed - expected * n < (
+        DOUBLET_EXCESS_MIN_CELLS
+    ):
+        return ""
+    callers = ", ".join(
+        f"{k.removeprefix('doublet_share_')} {v:.1%}"
+        for k, v in metrics.items()
+        if k.startswith("doublet_share_")
+        and k not in ("doublet_share_expected", "doublet_share_removed")
+    )
+    msg = (
+        f"{sample}: doublet removal {removed} of {n} ({removed / n:.1%}) exceeds "
+        f"{DOUBLET_EXCESS_FACTOR:g}x the {expected:.1%} multiplets its size implies "
+        f"(0.8% per 1,000 cells; called: {callers})"
+    )
+    logger.warning(
+        "sample %s: doublet removal exceeds the loading's expectation: %s; check the "
+        "doublet callers (qc.doublet_consensus, qc.doublet_cluster_cap) before trusting "
+        "rare or large cell types",
+        sample,
+        msg,
+    )
+    return msg
 
 
 def _all_removed_message(

@@ -16,12 +16,24 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from tmeflow._utils import natural_key
-from tmeflow.core._vocabulary import label_colors, ordered_conditions, sample_order
+from tmeflow.core._vocabulary import (
+    condition_colors,
+    label_colors,
+    ordered_conditions,
+    sample_order,
+)
 from tmeflow.plots._style import message_panel, new_figure, save_figure, style
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CONTAMINATION", "PANELS", "contamination_plot", "crossspecies_plot", "qc_sample_plot"]
+__all__ = [
+    "CONTAMINATION",
+    "PANELS",
+    "contamination_plot",
+    "crossspecies_plot",
+    "qc_sample_plot",
+    "removed_by_label_plot",
+]
 
 PANELS: tuple[tuple[str, str, str], ...] = (
     ("total_counts", "min_counts", "UMIs per cell"),
@@ -324,3 +336,79 @@ def crossspecies_plot(
             )
             ax.legend(frameon=False, fontsize=5, loc="upper left")
     return save_figure(fig, stem)
+
+
+def removed_by_label_plot(
+    table: pd.DataFrame,
+    flags: pd.DataFrame,
+    *,
+    stem: str | Path,
+    conditions: Sequence[str] | None = None,
+) -> list[Path]:
+    """Cells removed before annotation, by the label of their nearest kept cells and by arm.
+
+    Left: the removed cells per label, one bar per arm (summed over its samples); right: the
+    removal rate per label and arm (removed / (removed + kept) over all the arm's samples,
+    the ``rates`` of ``flags``: the table lists only samples with removed cells). A
+    label whose rate differs between arms beyond the flag (``flagged`` in the table, see
+    :func:`tmeflow.cells.removed_flags`) is starred. An empty table gives a panel saying so.
+
+    Parameters
+    ----------
+    table
+        ``results/qc/removed_by_label.tsv`` (:func:`tmeflow.cells.removed_table`).
+    flags
+        ``results/qc/removed_flags.tsv`` (:func:`tmeflow.cells.removed_flags`).
+    stem
+        Output stem; see :func:`~tmeflow.plots._style.save_figure`.
+    conditions
+        The contrast's levels, reference first (other conditions after).
+
+    Returns
+    -------
+    list of Path
+    """
+    with style():
+        if table.empty:
+            fig = new_figure(4.0, 2.5)
+            message_panel(fig.subplots(1, 1), "no cell removed", color="black")
+            return save_figure(fig, stem)
+        t = table.assign(label=table["label"].astype(str), condition=table["condition"].astype(str))
+        arms = ordered_conditions(t["condition"].unique(), conditions)
+        removed = t.pivot_table("n_removed", "label", "condition", aggfunc="sum", fill_value=0)
+        removed = removed.reindex(columns=arms, fill_value=0)
+        order = removed.sum(axis=1).sort_values(ascending=False, kind="stable").index
+        removed = removed.loc[order]
+        rate = _arm_rates(flags, order, arms)
+        flagged = set(t.loc[t["flagged"].astype(str).str.lower() == "true", "label"])
+        names = [f"{lab} *" if lab in flagged else lab for lab in order]
+        colors = condition_colors(list(arms))
+        fig = new_figure(2.0 + 0.45 * max(len(order), 2) * 2, 3.2)
+        ax_n, ax_r = fig.subplots(1, 2)
+        x = np.arange(len(order))
+        width = 0.8 / max(len(arms), 1)
+        for j, arm in enumerate(arms):
+            pos = x - 0.4 + width * (j + 0.5)
+            ax_n.bar(pos, removed[arm].to_numpy(), width=width, color=colors[arm], label=arm)
+            ax_r.bar(pos, 100 * np.nan_to_num(rate[:, j]), width=width, color=colors[arm])
+        for ax, ylab in ((ax_n, "removed cells"), (ax_r, "% of the label's cells removed")):
+            ax.set_xticks(x, names, rotation=90)
+            ax.set_ylabel(ylab)
+        ax_n.set_title("removed cells by nearest kept label", fontsize=8)
+        ax_r.set_title("removal rate (* arms differ > 2x)", fontsize=8)
+        ax_n.legend(frameon=False, fontsize=6)
+    return save_figure(fig, stem)
+
+
+def _arm_rates(flags: pd.DataFrame, labels: Sequence[str], arms: Sequence[str]) -> np.ndarray:
+    """Labels x arms removal rates from the flags' ``rates`` (``arm=rate; ...``); NaN absent."""
+    out = np.full((len(labels), len(arms)), np.nan)
+    by_label = dict(
+        zip(flags["label"].astype(str), flags["rates"].fillna("").astype(str), strict=True)
+    )
+    for i, lab in enumerate(labels):
+        for part in filter(None, by_label.get(str(lab), "").split("; ")):
+            arm, _, value = part.rpartition("=")
+            if arm in arms:
+                out[i, list(arms).index(arm)] = float(value)
+    return out

@@ -498,15 +498,10 @@ def test_de_reports_every_group(design: Design, min_cells: int) -> None:
     event(f"DE design {design.mode} {[(s.condition, s.n_cells) for s in design.samples]}")
     conds = set(adata.obs["condition"].astype(str))
     genes = ["Mg00", "HG00", "NotAGene"]
-    res = de_levels.run_levels(
-        adata,
-        condition_key="condition",
-        reference=REF,
-        test=TEST,
-        genes=genes,
-        min_cells=min_cells,
-        subtypes=True,
+    settings = de.DESettings(
+        condition_key="condition", reference=REF, test=TEST, min_cells=min_cells
     )
+    res = de_levels.run_levels(adata, settings, genes=genes, subtypes=True)
     assert sorted(res.by_type) == observed
     summary = res.summary
     assert sorted(summary.loc[summary["level"] == "cell_type", "cell_type"]) == observed

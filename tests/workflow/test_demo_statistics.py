@@ -159,6 +159,7 @@ def test_confirmatory_table_supports_every_planted_hypothesis(demo_run, planted)
         "Gas6 source: myCAF",
         "Gas6 source: iCAF",
         "Gas6 source: TAM_Mrc1",
+        "Gas6 main sources: CAF + TAM_Mrc1 (> 50% of stroma)",
         "TAM among stroma up",
     ):
         assert verdict[label] == "supported", (label, table.to_string())
@@ -226,7 +227,7 @@ def test_sensitivity_grid_keeps_the_planted_answers(demo_run):
     )
     planted = [h for h, v in zip(conf["hypothesis"], conf["verdict"], strict=True)
                if v == "supported"]  # fmt: skip
-    assert len(planted) == 6  # Gas6 source: TAM is not enriched (confirmatory test above)
+    assert len(planted) == 7  # Gas6 source: TAM is not enriched (confirmatory test above)
     kept = recomputed[recomputed["hypothesis"].isin(planted)]
     assert (kept["verdict"] == "supported").all(), kept.to_string()
     assert (kept["p_holm"] < ALPHA).all()

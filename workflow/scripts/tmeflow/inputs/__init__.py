@@ -46,6 +46,11 @@ _NAMES = {
         "extract_input",
         "read_geo_tar",
     ],
+    "_geo_sheet": [
+        "FILELIST_COLUMNS",
+        "read_filelist",
+        "sheet_from_filelist",
+    ],
     "_gene_names": [
         "make_unique",
         "mouse_symbol",

@@ -264,7 +264,7 @@ def test_scvi_model_reloads_on_an_object_without_its_hvg_flags(tmp_path):
     assert list(integrate.training_genes(model_dir)) == list(trained)
     later = adata[:, adata.var_names[::-1]].copy()  # other gene order, no HVG flags
     del later.var["highly_variable"]
-    with pytest.raises(ValueError, match="Expected|var_names|number of genes"):
+    with pytest.raises(ValueError, match=r"Expected|var_names|number of genes"):
         scvi.model.SCVI.load(str(model_dir), adata=later)
     path = tmp_path / "annotated.h5ad"
     later.write_h5ad(path)

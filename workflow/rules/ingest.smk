@@ -1,4 +1,5 @@
-# Read each sample's count matrix (10x HDF5, 10x/GEO mtx, h5ad, tables; local or http(s))
+# Read each sample's count matrix (10x HDF5, 10x/GEO mtx, h5ad, tables, GEO _RAW.tar bundles;
+# local or http(s))
 # into a per-sample AnnData; call cells in unfiltered (raw) droplet matrices.
 
 
@@ -48,6 +49,7 @@ rule ingest_sample:
         fmt=sample_format,
         obs_column=lambda wc: _sheet_value(wc.sample, "obs_column"),
         obs_value=lambda wc: _sheet_value(wc.sample, "obs_value"),
+        member=lambda wc: _sheet_value(wc.sample, "member"),
         cell_calling=config["ingest"]["cell_calling"],
         raw_min_barcodes=config["ingest"]["raw_min_barcodes"],
         min_umi=config["ingest"]["min_umi"],

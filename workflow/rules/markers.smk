@@ -18,6 +18,8 @@ rule markers_rank:
             subcategory="Marker genes",
         ),
         notes="results/markers/notes.tsv",
+        # the rankings in scanpy's uns["rank_genes_groups"] layout (a cell-less AnnData)
+        scanpy="results/markers/rank_genes_groups.h5ad",
         dotplot=figure(
             "results/figures/cluster_markers",
             "cluster_markers",

@@ -24,6 +24,7 @@ def main(smk) -> None:
     doublet_table = annotate.doublet_summary(adata.obs)
     core.write_tsv(annotate.add_doublet_columns(table, doublet_table), smk.output.scores)
     core.write_tsv(doublet_table, smk.output.doublets)
+    annotate.add_palettes(adata, conditions=p.conditions)  # scanpy's plots match the figures
     labels = annotate.label_table(adata)
     core.write_tsv(labels, smk.output.labels, index=True, index_label="cell")
     core.update_h5ad(adata, smk.input.h5ad, smk.output.h5ad)

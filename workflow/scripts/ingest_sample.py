@@ -18,7 +18,7 @@ def main(smk) -> None:
             fmt=p.fmt, obs_column=p.obs_column or None, obs_value=p.obs_value or None,
             cell_calling=p.cell_calling, raw_min_barcodes=p.raw_min_barcodes,
             min_umi=p.min_umi, species=p.species, symbol_case=p.symbol_case,
-            symbol_reference=refs,
+            symbol_reference=refs, member=p.member or None,
         )  # fmt: skip
     except core.InputError as exc:
         log.error("%s", exc)  # the message in the rule's log, not only in Snakemake's output

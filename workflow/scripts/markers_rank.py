@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import anndata as ad
 import pandas as pd
 
 from tmeflow import annotate, core
@@ -17,6 +18,14 @@ def main(smk) -> None:
     core.write_tsv(clusters, smk.output.clusters)
     core.write_tsv(cell_types, smk.output.cell_types)
     core.write_tsv(pd.concat([notes_c, notes_t], ignore_index=True), smk.output.notes)
+    # scanpy's layout, beside the tables: annotated.uns.update(read_h5ad(...).uns)
+    uns = {
+        "rank_genes_groups": annotate.rank_genes_groups_uns(clusters, adata.obs, groupby="leiden"),
+        "rank_genes_groups_cell_type": annotate.rank_genes_groups_uns(
+            cell_types, adata.obs, groupby="cell_type"
+        ),
+    }
+    core.write_h5ad(ad.AnnData(uns=uns), smk.output.scanpy)
     atlas.cluster_markers_dotplot(
         adata, clusters, stem=Path(smk.output.dotplot[0]).with_suffix(""), groupby="leiden"
     )

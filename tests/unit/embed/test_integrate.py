@@ -245,3 +245,31 @@ def test_epoch_log_duration_wording():
     assert _duration(4.4) == "4 s"
     assert _duration(185) == "3 min 5 s"
     assert _duration(7620) == "2 h 7 min"
+
+
+def test_scvi_model_reloads_on_an_object_without_its_hvg_flags(tmp_path):
+    """The annotated object (or any later one) need not carry the HVG flags: the model folder
+    names its training genes, and the input is rebuilt on them, in the training order."""
+    import scvi
+
+    adata = clustered_counts(n_per_group=40)
+    integrate.normalise(adata)
+    hvg.select_hvgs(adata, n_top_genes=60)
+    model_dir = tmp_path / "scvi_model"
+    integrate.train_scvi(
+        adata, n_latent=3, n_hidden=16, max_epochs=3, early_stopping=False, seed=1, threads=1,
+        model_dir=model_dir,
+    )  # fmt: skip
+    trained = adata.var_names[adata.var["highly_variable"]]
+    assert list(integrate.training_genes(model_dir)) == list(trained)
+    later = adata[:, adata.var_names[::-1]].copy()  # other gene order, no HVG flags
+    del later.var["highly_variable"]
+    with pytest.raises(ValueError, match=r"Expected|var_names|number of genes"):
+        scvi.model.SCVI.load(str(model_dir), adata=later)
+    path = tmp_path / "annotated.h5ad"
+    later.write_h5ad(path)
+    model = integrate.load_scvi(model_dir, path)
+    assert list(model.adata.var_names) == list(trained)
+    np.testing.assert_allclose(model.get_latent_representation(), adata.obsm["X_scVI"], atol=1e-5)
+    with pytest.raises(ValueError, match=r"genes the scVI model .* are not in the object"):
+        integrate.load_scvi(model_dir, later[:, later.var_names[5:]].copy())

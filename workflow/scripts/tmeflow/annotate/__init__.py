@@ -1,8 +1,9 @@
 """Stage 4, annotation: cell types and subtypes from marker panels.
 
 Marker scores of cells and labels of groups (:mod:`._scoring`), the cell-type and subtype
-labels with their doublet summary (:mod:`._cell_types`) and each cluster's ranked markers
-(:mod:`._cluster_markers`).
+labels with their doublet summary (:mod:`._cell_types`), each cluster's ranked markers
+(:mod:`._cluster_markers`) and scanpy's palettes and ``rank_genes_groups`` layout on what the
+workflow writes (:mod:`._scverse`).
 """
 
 from tmeflow._lazy import attach
@@ -24,6 +25,12 @@ _NAMES = {
         "NOTE_COLUMNS",
         "cluster_labels",
         "rank_markers",
+    ],
+    "_scverse": [
+        "PALETTE_COLUMNS",
+        "RANK_FIELDS",
+        "add_palettes",
+        "rank_genes_groups_uns",
     ],
     "_scoring": [
         "UNASSIGNED",

@@ -51,6 +51,8 @@ _NAMES = {
         "train_scvi",
         "scvi_input",
         "load_scvi",
+        "training_genes",
+        "TRAINING_GENES",
     ],
     "_metrics": [
         "BATCH_METRICS",

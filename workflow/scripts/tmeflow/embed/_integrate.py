@@ -282,9 +282,10 @@ def train_scvi(
     a short progress line also goes to stderr every ~10 % of the epochs or 30 s, for the
     terminal that runs Snakemake.
 
-    With ``model_dir`` the trained model is saved there (``model.save``, without the AnnData):
-    :func:`load_scvi` reloads it against the integrated object (the training input is rebuilt
-    by :func:`scvi_input`), to map new samples or to start scANVI.
+    With ``model_dir`` the trained model is saved there (``model.save``, without the AnnData),
+    with the names of the genes it was trained on, one a line, in :data:`TRAINING_GENES`:
+    :func:`load_scvi` reloads it against the integrated or the annotated object (the training
+    input is rebuilt on those genes), to map new samples or to start scANVI.
 
     Small data (:func:`_tiny_data_plan`): under 20 cells scVI trains on every cell without
     early stopping, with a batch size that leaves no minibatch of one cell; samples of fewer
@@ -344,7 +345,9 @@ def train_scvi(
     )
     if model_dir is not None:
         model.save(str(model_dir), save_anndata=False, overwrite=True)
-        logger.info("scVI: model saved to %s", model_dir)
+        genes_file = os.path.join(os.fspath(model_dir), TRAINING_GENES)
+        pd.Series(sub.var_names, dtype=str).to_csv(genes_file, index=False, header=False)
+        logger.info("scVI: model and its %d training genes saved to %s", sub.n_vars, model_dir)
     adata.obsm["X_scVI"] = np.asarray(model.get_latent_representation(), dtype=np.float32)
     history = _history_table(model.history)
     adata.uns["scvi"] = {
@@ -367,6 +370,10 @@ def train_scvi(
         adata.uns["scvi"].update({f"{k}_configured": v for k, v in configured.items()})
         adata.uns["scvi"].update(extra, notes=notes)
     return history
+
+
+#: The file of a saved model's folder naming its training genes, one a line (:func:`load_scvi`).
+TRAINING_GENES = "training_genes.txt"
 
 
 def scvi_input(adata: AnnData, *, batch_key: str = "sample") -> AnnData:
@@ -414,30 +421,78 @@ def _setup_scvi(sub: AnnData, *, batch_key: str) -> None:
     )
 
 
-def load_scvi(model_dir: str | os.PathLike[str], adata: AnnData, *, accelerator: str = "cpu"):
-    """Reload the scVI model :func:`train_scvi` saved, against the object it was trained on.
+def training_genes(model_dir: str | os.PathLike[str]) -> pd.Index | None:
+    """The genes a saved scVI model was trained on (:data:`TRAINING_GENES`), or None.
+
+    Models saved before the file was written have none; :func:`load_scvi` then falls back
+    to ``var["highly_variable"]``.
+    """
+    path = os.path.join(os.fspath(model_dir), TRAINING_GENES)
+    if not os.path.isfile(path):
+        return None
+    return pd.Index(pd.read_csv(path, header=None, dtype=str).iloc[:, 0])
+
+
+def load_scvi(
+    model_dir: str | os.PathLike[str],
+    adata: AnnData | str | os.PathLike[str],
+    *,
+    accelerator: str = "cpu",
+):
+    """Reload the scVI model :func:`train_scvi` saved, on the genes it was trained on.
+
+    ``scvi.model.SCVI.load(model_dir, adata)`` on a workflow output fails ("Expected 2000
+    Received 3000"): the model saw the highly variable genes only. This rebuilds that input:
+    the raw counts of the model's training genes (:func:`training_genes`, else
+    ``var["highly_variable"]``), in the training order, and the batch column.
 
     Parameters
     ----------
     model_dir
         The ``model_dir`` given to :func:`train_scvi` (``results/integrate/scvi_model``).
     adata
-        The integrated object (``results/integrate/integrated.h5ad``) or any object with the
-        same raw counts, ``var["highly_variable"]`` and batch column; the batch column is
-        read from ``uns["scvi"]["batch_key"]`` when present (``sample`` otherwise).
+        The integrated or annotated object (``results/integrate/integrated.h5ad``,
+        ``results/annotate/annotated.h5ad``), or its path: any object with raw counts in
+        ``layers["counts"]`` for every training gene and the batch column, read from
+        ``uns["scvi"]["batch_key"]`` when present (``sample`` otherwise).
     accelerator
         Where to put the model (``cpu``, ``gpu`` or ``auto``).
 
     Returns
     -------
     scvi.model.SCVI
-        The trained model, set up on :func:`scvi_input` of ``adata``:
+        The trained model, set up on the rebuilt input (its ``adata``):
         ``model.get_latent_representation()`` gives back ``obsm["X_scVI"]``.
+
+    Raises
+    ------
+    ValueError
+        A training gene missing from ``adata`` (the first ones are named).
     """
     import scvi
 
+    if not isinstance(adata, AnnData):
+        adata = ad.read_h5ad(adata)
     batch_key = str(adata.uns.get("scvi", {}).get("batch_key", "sample"))
-    sub = scvi_input(adata, batch_key=batch_key)
+    genes = training_genes(model_dir)
+    if genes is None:
+        sub = scvi_input(adata, batch_key=batch_key)
+    else:
+        missing = genes.difference(adata.var_names)
+        if len(missing):
+            raise ValueError(
+                f"{len(missing)} of the {len(genes)} genes the scVI model in {model_dir} was "
+                f"trained on are not in the object (e.g. {list(missing[:5])}); load it with "
+                "the integrated or annotated object of the same run."
+            )
+        sub = AnnData(
+            X=None,
+            obs=adata.obs[[batch_key]].copy(),
+            var=pd.DataFrame(index=genes),
+            layers={
+                "counts": _float_counts(adata.layers["counts"], adata.var_names.get_indexer(genes))
+            },
+        )
     return scvi.model.SCVI.load(str(model_dir), adata=sub, accelerator=accelerator)
 
 

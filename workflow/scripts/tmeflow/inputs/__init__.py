@@ -2,8 +2,10 @@
 
 The sheet's checks (:mod:`._sample_sheet`), the input formats, one registry
 (:mod:`._formats`), the readers (:mod:`._read_counts`, :mod:`._read_h5ad`,
-:mod:`._count_matrix`), downloads (:mod:`._downloads`), gene names (:mod:`._gene_names`), cell
-calling in raw matrices (:mod:`._cell_calling`) and ingest of one sample (:mod:`._ingest`).
+:mod:`._count_matrix`), GEO ``_RAW.tar`` bundles (:mod:`._geo_tar`) and the sample sheet
+written from a GEO file list (:mod:`._geo_sheet`), downloads (:mod:`._downloads`), gene names
+(:mod:`._gene_names`), cell calling in raw matrices (:mod:`._cell_calling`) and ingest of one
+sample (:mod:`._ingest`).
 """
 
 from tmeflow._lazy import attach
@@ -33,6 +35,21 @@ _NAMES = {
         "mtx_triplet",
         "input_files",
         "detect_format",
+    ],
+    "_geo_tar": [
+        "TAR_SUFFIXES",
+        "BundleInput",
+        "is_bundle",
+        "bundle_inputs",
+        "pick_input",
+        "list_bundle",
+        "extract_input",
+        "read_geo_tar",
+    ],
+    "_geo_sheet": [
+        "FILELIST_COLUMNS",
+        "read_filelist",
+        "sheet_from_filelist",
     ],
     "_gene_names": [
         "make_unique",
@@ -68,6 +85,7 @@ _NAMES = {
         "check_obs_splits",
         "design_warnings",
         "check_url_rows",
+        "check_bundle_rows",
     ],
 }
 __getattr__, __dir__, __all__ = attach(__name__, _NAMES)

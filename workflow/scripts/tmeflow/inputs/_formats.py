@@ -22,6 +22,7 @@ FORMAT_READERS: dict[str, str] = {
     "10x_mtx": "_read_counts:read_10x_mtx",
     "h5ad": "_read_h5ad:read_h5ad_counts",
     "table": "_read_counts:read_table",
+    "geo_tar": "_geo_tar:read_geo_tar",
 }
 FORMATS: tuple[str, ...] = tuple(FORMAT_READERS)
 """Input formats understood by :func:`tmeflow.inputs.read_counts`."""
@@ -129,8 +130,9 @@ def detect_format(path: str | os.PathLike[str], *, sample: str | None = None) ->
     Parameters
     ----------
     path
-        A file (``.h5``, ``.h5ad``, ``.csv``/``.tsv``/``.txt`` with optional ``.gz``) or a 10x
-        mtx folder. A path to a ``matrix.mtx[.gz]`` file is taken as its folder.
+        A file (``.h5``, ``.h5ad``, ``.csv``/``.tsv``/``.txt`` with optional ``.gz``, a GEO
+        ``_RAW.tar`` bundle: ``.tar``/``.tar.gz``/``.tgz``) or a 10x mtx folder. A path to a
+        ``matrix.mtx[.gz]`` file is taken as its folder.
     sample
         Only used to name the sample in error messages.
 
@@ -172,6 +174,8 @@ def detect_format(path: str | os.PathLike[str], *, sample: str | None = None) ->
             f"Put {prefix}features.tsv[.gz] (or {prefix}genes.tsv[.gz]) and "
             f"{prefix}barcodes.tsv[.gz] beside it.",
         )
+    if name.endswith((".tar", ".tar.gz", ".tgz")):
+        return "geo_tar"
     if name.endswith(".h5") or name.endswith(".hdf5"):
         return "10x_h5"
     if name.endswith(".h5ad"):
@@ -184,5 +188,5 @@ def detect_format(path: str | os.PathLike[str], *, sample: str | None = None) ->
         p,
         "unrecognised count format",
         f"Provide one of {', '.join(FORMATS)} (.h5, a 10x mtx folder, .h5ad, "
-        ".csv/.tsv/.txt[.gz]), or set the format explicitly.",
+        ".csv/.tsv/.txt[.gz], a GEO _RAW.tar), or set the format explicitly.",
     )

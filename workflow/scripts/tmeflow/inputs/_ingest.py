@@ -42,6 +42,7 @@ def ingest_sample(
     symbol_reference: Iterable[str] = (),
     obs_column: str | None = None,
     obs_value: str | None = None,
+    member: str | None = None,
 ) -> ad.AnnData:
     """Read one sample's raw counts, call cells in an unfiltered matrix, annotate its cells.
 
@@ -69,6 +70,10 @@ def ingest_sample(
         (:func:`tmeflow.inputs.read_counts`). Cell calling then sees the selected cells only
         (with ``cell_calling: auto`` a split of a filtered deposit does not look raw and is kept
         whole).
+    member
+        The sample sheet's optional ``member`` column: the sample's input in a GEO
+        ``_RAW.tar`` bundle (:func:`tmeflow.inputs.read_geo_tar`); recorded with the member
+        files read in ``uns["ingest"]["bundle"]``.
 
     Raises
     ------
@@ -80,8 +85,11 @@ def ingest_sample(
     """
     p = Path(path)
     fmt = detect_format(p, sample=sample) if fmt in (None, "", "auto") else fmt
-    adata = read_counts(p, sample=sample, fmt=fmt, obs_column=obs_column, obs_value=obs_value)
+    adata = read_counts(
+        p, sample=sample, fmt=fmt, obs_column=obs_column, obs_value=obs_value, member=member
+    )
     orientation = adata.uns.pop("orientation", None)
+    bundle = adata.uns.pop("bundle", None)
     adata, calling = _call_cells(
         adata,
         p,
@@ -103,6 +111,8 @@ def ingest_sample(
         adata.uns["ingest"]["obs_value"] = str(obs_value)
     if orientation is not None:
         adata.uns["ingest"]["orientation"] = orientation
+    if bundle is not None:
+        adata.uns["ingest"]["bundle"] = bundle
     adata.uns["ingest"]["cell_calling"] = calling
     logger.info(
         "sample %s: ingested %d cells x %d features from %s (%s)",
@@ -289,7 +299,8 @@ def ingest_report(adata: ad.AnnData) -> dict[str, Any]:
     (NaN when no cell calling), ``n_cells``, ``n_features``, ``symbols_recased`` (upper-case
     mouse symbols given the mouse spelling; see :func:`tmeflow.inputs.repair_mouse_symbol_case`),
     ``obs_column`` and ``obs_value`` (the selection of a deposited h5ad; empty when the sample
-    is the whole file).
+    is the whole file), ``bundle_members`` (the files read from a GEO ``_RAW.tar``, comma
+    separated; empty for other inputs).
     """
     info = adata.uns.get("ingest", {})
     calling = info.get("cell_calling", {}) or {}
@@ -307,4 +318,5 @@ def ingest_report(adata: ad.AnnData) -> dict[str, Any]:
         "symbols_recased": int(info.get("symbols_recased", 0)),
         "obs_column": str(info.get("obs_column", "")),
         "obs_value": str(info.get("obs_value", "")),
+        "bundle_members": ",".join((info.get("bundle", {}) or {}).get("members", [])),
     }

@@ -20,6 +20,9 @@ Formats (see :func:`tmeflow.inputs.detect_format`):
 ``table``
     ``.csv``/``.tsv``/``.txt`` (optionally ``.gz``), genes x cells or cells x genes; the
     orientation is detected and logged.
+``geo_tar``
+    A GEO series' ``_RAW.tar`` (or any tar) of per-sample files of the formats above; the
+    sample sheet's ``member`` names the sample's (:mod:`tmeflow.inputs._geo_tar`).
 
 Every reader returns an AnnData with ``X`` a CSR float32 matrix holding integer counts
 (cells x features), ``obs_names`` = barcodes as in the file, unique ``var_names`` = feature
@@ -318,6 +321,7 @@ def read_counts(
     fmt: str | None = None,
     obs_column: str | None = None,
     obs_value: str | None = None,
+    member: str | None = None,
 ) -> ad.AnnData:
     """Read a raw count matrix in any supported format (or the sample's cells of an h5ad).
 
@@ -335,6 +339,10 @@ def read_counts(
         ``obs[obs_column]`` equals ``obs_value`` (string equality) are read: ``obs`` first, then
         only the selected rows of the count matrix. Cell names repeated within the selection
         (bare barcodes of several libraries) are made unique with ``-N`` suffixes.
+    member
+        For a GEO ``_RAW.tar`` bundle (format ``geo_tar``): the sample's input in it, a GSM
+        prefix or a file name (the sample sheet's ``member`` column; see
+        :func:`tmeflow.inputs.pick_input`). Empty: the bundle must hold one input.
 
     Returns
     -------
@@ -351,7 +359,8 @@ def read_counts(
     InputError
         Missing, unreadable or truncated file; inconsistent dimensions; non-count values;
         ``obs_column`` on an input without cell metadata (not h5ad), a column the file lacks,
-        or a value that selects no cell.
+        or a value that selects no cell; a ``member`` for an input that is not a bundle, or one
+        that names no input (or several) of the bundle.
     """
     p = Path(path)
     if not p.exists():
@@ -380,4 +389,13 @@ def read_counts(
                 "Clear obs_column/obs_value, or point path at an h5ad whose obs holds the column.",
             )
         return _read_h5ad_split(p, sample=sample, column=obs_column, value=str(obs_value))
+    if fmt == "geo_tar":
+        return format_reader(fmt)(p, sample=sample, member=member)
+    if member:
+        raise input_error(
+            sample,
+            p,
+            f"member {member!r} is given but the input is {fmt}, not a GEO _RAW.tar bundle",
+            "Clear the sample sheet's 'member' cell, or point 'path' at the tar.",
+        )
     return format_reader(fmt)(p, sample=sample)

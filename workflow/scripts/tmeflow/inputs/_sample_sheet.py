@@ -16,7 +16,7 @@ from tmeflow.inputs._downloads import is_url, url_file_name
 from tmeflow.inputs._formats import FORMATS
 
 REQUIRED_COLUMNS = ("sample", "condition", "path")
-INPUT_COLUMNS = ("sample", "path", "sha256", "format", "obs_column", "obs_value")
+INPUT_COLUMNS = ("sample", "path", "sha256", "format", "obs_column", "obs_value", "member")
 """Sheet columns that describe the input; every other column is sample metadata (obs)."""
 SPLIT_COLUMNS = ("obs_column", "obs_value")
 
@@ -119,6 +119,7 @@ def validate_sample_sheet(
             f"{sheet_path} (paths are relative to the working directory)."
         )
     check_obs_splits(sheet, sheet_path=sheet_path, base_dir=base_dir)
+    check_bundle_rows(sheet, sheet_path=sheet_path, base_dir=base_dir)
     return sheet.set_index("sample", drop=False)
 
 
@@ -278,6 +279,58 @@ def _check_local_split(
         owner[mask] = i
 
 
+def check_bundle_rows(
+    sheet: pd.DataFrame, *, sheet_path: str = "the sample sheet", base_dir: str | Path = "."
+) -> None:
+    """Parse-time checks of the ``member`` column (inputs inside a GEO ``_RAW.tar`` bundle).
+
+    A ``member`` is only meaningful for a tar ``path`` (by name, or with format ``geo_tar``).
+    For a local tar its listing is read (member headers only) once per file: every row's
+    member must name exactly one input (:func:`tmeflow.inputs.pick_input`) and no two rows may
+    take the same one. URL tars are checked at ingest, after the download.
+
+    Raises
+    ------
+    ConfigError
+        A member on a path that is not a tar; a member that names no input or several (the
+        inputs are listed); two samples taking the same input; an unreadable local tar.
+    """
+    from tmeflow.core._errors import InputError
+    from tmeflow.inputs._geo_tar import is_bundle, list_bundle, pick_input
+
+    base_dir = Path(base_dir)
+    taken: dict[tuple[str, str], str] = {}
+    listings: dict[str, dict] = {}
+    for _, row in sheet.iterrows():
+        sample, path = str(row["sample"]), str(row["path"])
+        member, fmt = _cell(row, "member"), _cell(row, "format")
+        bundle = fmt == "geo_tar" or (fmt in ("", "auto") and is_bundle(path))
+        if member and not bundle:
+            raise ConfigError(
+                f"{sheet_path}: sample {sample!r}: column 'member' is {member!r} but path "
+                f"{path!r} is not a tar (.tar, .tar.gz, .tgz). Clear the member cell, or point "
+                "path at the GEO _RAW.tar bundle that holds the sample's files."
+            )
+        if not bundle or is_url(path):
+            continue
+        local = Path(path) if Path(path).is_absolute() else base_dir / path
+        if not local.is_file():
+            continue  # produced by the workflow, or reported by the existence check
+        key = str(local.resolve())
+        try:
+            if key not in listings:
+                listings[key] = list_bundle(local, sample=sample)
+            chosen = pick_input(listings[key], member, sample=sample, path=path)
+        except InputError as exc:
+            raise ConfigError(f"{sheet_path}: {exc}") from exc
+        if (key, chosen.key) in taken:
+            raise ConfigError(
+                f"{sheet_path}: samples {taken[(key, chosen.key)]!r} and {sample!r} both take "
+                f"{chosen.key!r} of {path!r}; fix the 'member' of one of them."
+            )
+        taken[(key, chosen.key)] = sample
+
+
 def design_warnings(sheet: pd.DataFrame, contrast: dict) -> list[str]:
     """Warnings about the design of a sheet that :func:`validate_sample_sheet` accepted.
 
@@ -329,7 +382,8 @@ def check_url_rows(sheet: pd.DataFrame) -> None:
         if not name:
             raise ConfigError(
                 f"sample {sample!r}: URL {path!r} does not end in a file name. Point it at one "
-                f"file (.h5, .h5ad, .csv/.tsv[.gz]); an mtx folder must be downloaded by hand."
+                f"file (.h5, .h5ad, .csv/.tsv[.gz], a GEO _RAW.tar); an mtx folder must be "
+                "downloaded by hand."
             )
         lowered = name.lower()
         if lowered.endswith((".mtx", ".mtx.gz")) or fmt == "10x_mtx":
@@ -340,8 +394,8 @@ def check_url_rows(sheet: pd.DataFrame) -> None:
             )
         if fmt in ("", "auto"):
             if not lowered.removesuffix(".gz").endswith(
-                (".h5", ".hdf5", ".h5ad", ".csv", ".tsv", ".txt")
-            ):
+                (".h5", ".hdf5", ".h5ad", ".csv", ".tsv", ".txt", ".tar")
+            ) and not lowered.endswith(".tgz"):
                 raise ConfigError(
                     f"sample {sample!r}: cannot tell the format of {name!r} from its name. "
                     f"Add a 'format' column to the sample sheet ({', '.join(FORMATS)})."

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tmeflow.cells._cross_species import AmbientModel
 from tmeflow.plots import qc
 
 
@@ -127,8 +128,24 @@ def test_crossspecies_plot_and_boundary(tmp_path: Path) -> None:
     other = obs["n_counts_other"].to_numpy()
     for sp_ in ("human", "mouse"):
         sel = (obs["dominant_species"] == sp_).to_numpy()
-        k = qc._boundary(model, sp_, p_star, n[sel])
+        k = qc._boundary(AmbientModel.from_dict(model), sp_, p_star, n[sel])
         assert (other[sel][called[sel]] >= k[called[sel]]).all()
         assert (other[sel][~called[sel]] < k[~called[sel]]).all()
     none = qc.crossspecies_plot(obs, None, stem=tmp_path / "none", sample="s1")
     assert none[0].read_bytes() != a[0].read_bytes()
+
+
+def test_crossspecies_boundary_follows_a_size_dependent_soup():
+    """A PDX-like soup (count ~ size^0.25): small droplets carry a larger share, so the drawn
+    boundary's other-species share falls with size (a constant rate would keep it flat)."""
+    model = AmbientModel(
+        rate={"mouse": 0.033}, concentration={"mouse": np.inf}, exponent={"mouse": 0.25},
+        ref_size={"mouse": 2000.0},
+    )  # fmt: skip
+    n = np.array([200, 2000, 20000])
+    share = qc._boundary(model, "mouse", 1e-4, n) / n
+    assert share[0] > share[1] > share[2]
+    flat = AmbientModel(rate={"mouse": 0.033}, concentration={"mouse": np.inf})
+    flat_share = qc._boundary(flat, "mouse", 1e-4, n) / n
+    assert flat_share[2] == pytest.approx(0.033, rel=0.2)
+    assert share[0] > 2 * flat_share[0]  # the small droplet: a higher bar than a flat rate

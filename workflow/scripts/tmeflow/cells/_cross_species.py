@@ -106,6 +106,16 @@ class AmbientModel:
     exponent: dict[str, float] = field(default_factory=dict)
     ref_size: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AmbientModel:
+        """The model back from :meth:`as_dict` (``uns["species"]["ambient"]``; -1 = ``inf``)."""
+        names = {f for f in cls.__dataclass_fields__}
+        model = cls(**{k: v for k, v in d.items() if k in names})
+        model.concentration = {
+            k: (np.inf if float(v) < 0 else float(v)) for k, v in model.concentration.items()
+        }
+        return model
+
     def as_dict(self) -> dict[str, Any]:
         """Plain-typed copy (for ``uns``; ``inf`` concentration becomes -1)."""
         out = asdict(self)

@@ -16,6 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from tmeflow._utils import natural_key
+from tmeflow.cells._cross_species import AmbientModel
 from tmeflow.core._vocabulary import (
     condition_colors,
     label_colors,
@@ -235,16 +236,22 @@ _CALL_COLORS = {"fraction": "#7F7F7F", "ambient_test": "#000000"}
 _BOUNDARY_COLOR = "#7B3294"  # purple: distinct from the species colours (human is red)
 
 
-def _boundary(model: Mapping[str, Any], species: str, p_star: float, n: np.ndarray) -> np.ndarray:
-    """Smallest other-species count called at one-sided p <= ``p_star``, per total ``n``."""
+def _boundary(model: AmbientModel, species: str, p_star: float, n: np.ndarray) -> np.ndarray:
+    """Smallest other-species count called at one-sided p <= ``p_star``, per total ``n``.
+
+    With the model's rate and spread at each droplet size (``rate_at``, ``concentration_at``):
+    the soup a droplet carries need not grow in proportion to its size.
+    """
     from scipy import stats
 
-    a = float(model["rate"][species])
-    c = float(model["concentration"][species])
-    if c > 0:  # -1 encodes the binomial (infinite concentration)
-        k = stats.betabinom.isf(p_star, n, a * c, (1 - a) * c)
-    else:
-        k = stats.binom.isf(p_star, n, a)
+    a = model.rate_at(species, n)
+    c = model.concentration_at(species, n)
+    k = np.where(
+        np.isfinite(c),
+        stats.betabinom.isf(p_star, n, a * np.where(np.isfinite(c), c, 1.0),
+                            (1 - a) * np.where(np.isfinite(c), c, 1.0)),
+        stats.binom.isf(p_star, n, a),
+    )  # fmt: skip
     return np.asarray(k, dtype=float) + 1
 
 
@@ -253,11 +260,11 @@ def crossspecies_plot(
 ) -> list[Path]:
     """Own- vs other-species UMIs per droplet, with the ambient expectation and the boundary.
 
-    One panel per dominant species (log-log; other-species UMIs + 1): droplets called pure
-    in the species' colour, ``mixed`` by ``min_fraction`` in grey, ``mixed`` only by the
-    ambient count test as black crosses; the dashed line is the ambient expectation
-    (``total * a_S``), the solid purple one the called boundary (the other-species count at which
-    the one-sided p-value reaches the largest p the BH procedure called).
+    One panel per dominant species (log-log; other-species UMIs + 1): droplets called pure in the
+    species' colour, ``mixed`` by ``min_fraction`` in grey, ``mixed`` only by the ambient count test
+    as black crosses; the dashed line is the ambient expectation (``total * a_S(total)``, the
+    sample's size-dependent soup rate), the solid purple one the called boundary (the other-species
+    count at which the one-sided p-value reaches the largest p the BH procedure called).
 
     Parameters
     ----------
@@ -311,13 +318,14 @@ def crossspecies_plot(
             if tested:
                 hi = max(float(np.nanmax(own[dom])) if dom.any() else 10.0, 10.0)
                 x = np.geomspace(10, hi * 1.2, 100)
-                a = float(model["rate"][sp_])
+                fit = AmbientModel.from_dict(model)
+                a = fit.rate_at(sp_, x)
                 ax.plot(
                     x, x * a / (1 - a) + 1, ls="--", color="black", lw=0.8,
                     label="ambient expected",
                 )  # fmt: skip
                 n = np.rint(x).astype(np.int64)
-                k = _boundary(model, sp_, p_star, n)
+                k = _boundary(fit, sp_, p_star, n)
                 # the boundary in (own, other) coordinates: own = n - k
                 ok = np.isfinite(k) & (n - k > 0)
                 ax.plot(

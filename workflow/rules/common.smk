@@ -324,6 +324,10 @@ def get_final_output(include_provenance=True):
         final_output.extend(
             expand("results/export/{species}.h5ad", species=EXPORT_SPECIES)
         )
+        # and for R: SingleCellExperiment / Seurat (workflow/scripts/R/read_tmeflow.R)
+        final_output.extend(
+            expand("results/export/r/{species}", species=EXPORT_SPECIES)
+        )
     if include_provenance:
         final_output.append("results/provenance.json")
     return final_output

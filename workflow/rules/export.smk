@@ -20,3 +20,26 @@ rule export_cellxgene:
         settings=config["export"],
     script:
         "../scripts/export_cellxgene.py"
+
+
+# The same cells for R users: a folder per species that workflow/scripts/R/read_tmeflow.R loads
+# as a SingleCellExperiment or a Seurat object (plain files, no Python bridge in R).
+
+
+rule export_r:
+    input:
+        "results/export/{species}.h5ad",
+    output:
+        directory("results/export/r/{species}"),
+    log:
+        "logs/export_r/{species}.log",
+    benchmark:
+        "benchmarks/export_r/{species}.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(2000, 4),
+        runtime=30,
+    script:
+        "../scripts/export_r.py"

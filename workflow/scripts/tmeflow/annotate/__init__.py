@@ -26,12 +26,6 @@ _NAMES = {
         "cluster_labels",
         "rank_markers",
     ],
-    "_scverse": [
-        "PALETTE_COLUMNS",
-        "RANK_FIELDS",
-        "add_palettes",
-        "rank_genes_groups_uns",
-    ],
     "_scoring": [
         "UNASSIGNED",
         "score_cells",
@@ -41,6 +35,12 @@ _NAMES = {
         "recluster",
         "cell_best_labels",
         "refine_mixed",
+    ],
+    "_scverse": [
+        "PALETTE_COLUMNS",
+        "RANK_FIELDS",
+        "add_palettes",
+        "rank_genes_groups_uns",
     ],
 }
 __getattr__, __dir__, __all__ = attach(__name__, _NAMES)

@@ -24,6 +24,7 @@ _NAMES = {
     "_cross_species": [
         "TEST_COLUMNS",
         "MIN_BULK_CELLS",
+        "MIN_SLOPE_CELLS",
         "AmbientModel",
         "estimate_ambient",
         "bh_qvalues",

@@ -20,6 +20,8 @@ _NAMES = {
     ],
     "_epoch_log": [
         "PREFIX",
+        "PROGRESS_SHARE",
+        "PROGRESS_SECONDS",
         "EpochLog",
     ],
     "_graph": [
@@ -49,10 +51,10 @@ _NAMES = {
         "MIN_CELLS_VALIDATION",
         "MIN_CELLS_PER_SAMPLE",
         "train_scvi",
-        "scvi_input",
-        "load_scvi",
-        "training_genes",
         "TRAINING_GENES",
+        "scvi_input",
+        "training_genes",
+        "load_scvi",
     ],
     "_metrics": [
         "BATCH_METRICS",

@@ -36,6 +36,16 @@ _NAMES = {
         "input_files",
         "detect_format",
     ],
+    "_gene_names": [
+        "make_unique",
+        "mouse_symbol",
+        "repair_mouse_symbol_case",
+    ],
+    "_geo_sheet": [
+        "FILELIST_COLUMNS",
+        "read_filelist",
+        "sheet_from_filelist",
+    ],
     "_geo_tar": [
         "TAR_SUFFIXES",
         "BundleInput",
@@ -45,16 +55,6 @@ _NAMES = {
         "list_bundle",
         "extract_input",
         "read_geo_tar",
-    ],
-    "_geo_sheet": [
-        "FILELIST_COLUMNS",
-        "read_filelist",
-        "sheet_from_filelist",
-    ],
-    "_gene_names": [
-        "make_unique",
-        "mouse_symbol",
-        "repair_mouse_symbol_case",
     ],
     "_ingest": [
         "RESERVED_OBS",
@@ -83,9 +83,9 @@ _NAMES = {
         "validate_sample_sheet",
         "metadata_columns",
         "check_obs_splits",
+        "check_bundle_rows",
         "design_warnings",
         "check_url_rows",
-        "check_bundle_rows",
     ],
 }
 __getattr__, __dir__, __all__ = attach(__name__, _NAMES)

@@ -30,10 +30,12 @@ _NAMES = {
         "CONFIRMATORY_COLUMNS",
         "VALUE_COLUMNS",
         "VERDICTS",
+        "MAIN_SHARE",
         "Hypothesis",
         "parse_hypotheses",
         "holm",
         "confirm",
+        "POWER",
         "MAX_AMBIENT_EXPLAINED",
     ],
     "_de": [

@@ -150,3 +150,87 @@ def test_the_limma_data_sets_exercise_every_branch() -> None:
     s2, df, cov = sets["genes200"]
     assert np.ptp(ebayes.fit_f_dist(s2, df, cov).scale) > 0  # the spline trend
     assert np.ptp(ebayes.fit_f_dist_robustly(s2, df, cov).scale) > 0  # the lowess trend
+
+
+# --- DESeq2's Wald test ----------------------------------------------------------------------
+
+DESEQ2_R = """
+suppressMessages({library(DESeq2)})
+counts <- as.matrix(read.csv("counts.csv", row.names = 1, check.names = FALSE))
+meta <- read.csv("meta.csv", row.names = 1)
+meta$condition <- factor(meta$condition, levels = c("{reference}", "{test}"))
+dds <- DESeqDataSetFromMatrix(round(t(counts)), colData = meta, design = ~ condition)
+dds <- DESeq(dds, quiet = TRUE)
+res <- results(dds, contrast = c("condition", "{test}", "{reference}"))
+write.csv(as.data.frame(res), "deseq2.csv")
+"""
+
+
+@pytest.fixture(scope="module")
+def caf_pseudobulk() -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
+    """The simulated demo's CAF cells (seed 1, 3 + 3 animals), summed per animal."""
+    import anndata as ad
+
+    from tmeflow.simulate import simulate_experiment
+    from tmeflow.stats import pseudobulk
+
+    exp = simulate_experiment(
+        n_replicates=3, cells_per_sample=800, n_genes_mouse=400, n_genes_human=200, seed=1
+    )
+    truth = exp.truth.set_index(["sample", "barcode"])
+    parts = []
+    for sample, adata in exp.samples.items():
+        part = adata.copy()
+        info = truth.loc[[(sample, b) for b in part.obs_names]]
+        part.obs = info.reset_index().set_index(part.obs_names)
+        part.obs_names = [f"{sample}_{b}" for b in part.obs_names]
+        parts.append(part)
+    cells = ad.concat(parts)
+    keep = (cells.obs["cell_type"] == "CAF").to_numpy() & ~cells.obs["is_doublet"].to_numpy(bool)
+    caf = cells[keep].copy()
+    counts, meta = pseudobulk(caf, group_key="cell_type", sample_key="sample", layer=None)
+    reference, test = exp.planted["conditions"]
+    meta = meta.copy()
+    meta["condition"] = [
+        exp.truth.loc[exp.truth["sample"] == s, "condition"].iloc[0] for s in meta["sample"]
+    ]
+    counts = counts.loc[:, counts.sum(axis=0) > 0]
+    return counts, meta, reference, test
+
+
+def test_pydeseq2_matches_deseq2(deseq2_r, caf_pseudobulk, tmp_path) -> None:
+    """Unshrunk log2FC within 0.05 and Wald p within a factor 2 (where p < 0.01) of R."""
+    from tmeflow.stats import pydeseq2_test
+
+    counts, meta, reference, test = caf_pseudobulk
+    py, note = pydeseq2_test(
+        counts,
+        meta,
+        condition_key="condition",
+        reference=reference,
+        test=test,
+        covariates=[],
+        threads=1,
+        alpha=0.05,
+        label="CAF",
+    )
+    assert py is not None, note
+    counts.to_csv(tmp_path / "counts.csv")
+    meta[["condition"]].to_csv(tmp_path / "meta.csv")
+    run_r(DESEQ2_R.replace("{reference}", reference).replace("{test}", test), tmp_path)
+    r = pd.read_csv(tmp_path / "deseq2.csv", index_col=0)
+    both = py[["log2FoldChange", "pvalue"]].join(r[["log2FoldChange", "pvalue"]], rsuffix="_r")
+    fc = both.dropna(subset=["log2FoldChange", "log2FoldChange_r"])
+    assert len(fc) > 0.8 * counts.shape[1]  # most genes have a fold change in both
+    diff = (fc["log2FoldChange"] - fc["log2FoldChange_r"]).abs()
+    assert diff.max() < 0.05, fc.loc[diff.nlargest(5).index].to_string()
+    # the planted change is found by both (feature names carry the genome prefix)
+    mmp11 = next(g for g in counts.columns if g.endswith("Mmp11"))
+    assert fc.loc[mmp11, "log2FoldChange_r"] > 1
+    small = both.dropna(subset=["pvalue", "pvalue_r"])
+    small = small[(small["pvalue"] < 0.01) | (small["pvalue_r"] < 0.01)]
+    assert mmp11 in small.index
+    ratio = small["pvalue"] / small["pvalue_r"]
+    assert ((ratio > 0.5) & (ratio < 2)).all(), small.assign(ratio=ratio).to_string()
+    # the same genes lack a p-value (Cook's outliers, all-zero genes) in both
+    assert (both["pvalue"].isna() == both["pvalue_r"].isna()).mean() > 0.99

@@ -3,7 +3,7 @@
 limma's ``squeezeVar`` (the empirical Bayes of propeller, :mod:`tmeflow.stats._ebayes`) and
 DESeq2's Wald test (PyDESeq2 in :mod:`tmeflow.stats._de_methods`). Each test writes its inputs
 to a temporary CSV, runs ``Rscript`` and compares; it is skipped where ``Rscript`` or the R
-package is absent (``.ci/run`` installs them with ``TMEFLOW_R_REFERENCE=1``).
+package is absent (``.ci/run`` installs them under CI or with ``TMEFLOW_R_REFERENCE=1``).
 """
 
 import shutil

@@ -21,6 +21,7 @@ and is skipped where R or limma is absent. The behaviour followed is that of lim
   fall below one row and the robust fit is the non-robust one, as in limma.
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -261,15 +262,34 @@ def _lowess_sorted(
 
 
 def _f_ppf(p: np.ndarray, df1: float, df2: float) -> np.ndarray:
+    """Quantiles of F(df1, df2); chi-square / df1 when ``df2`` is infinite (as R's ``qf``)."""
     if np.isinf(df2):
-        return sps.chi2.ppf(p, df1) / df1
-    return sps.f.ppf(p, df1, df2)
+        return special.chdtri(df1, 1 - p) / df1
+    return special.fdtri(df1, df2, p)
 
 
 def _f_pdf(x: np.ndarray, df1: float, df2: float) -> np.ndarray:
+    """Density of F(df1, df2); chi-square's when ``df2`` is infinite.
+
+    From scipy.special directly: the robust fit's root search calls it many times per fit.
+    """
     if np.isinf(df2):
-        return sps.chi2.pdf(x * df1, df1) * df1
-    return sps.f.pdf(x, df1, df2)
+        k = df1 / 2
+        return np.exp(k * np.log(k) + (k - 1) * np.log(x) - k * x - special.gammaln(k))
+    a, b = df1 / 2, df2 / 2
+    return np.exp(
+        a * np.log(df1 / df2)
+        + (a - 1) * np.log(x)
+        - (a + b) * np.log1p(df1 * x / df2)
+        - special.betaln(a, b)
+    )
+
+
+@functools.cache
+def _gauss_uniform(n: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [0, 1] (statmod's ``gauss.quad.prob(uniform)``)."""
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    return (nodes + 1) / 2, weights / 2
 
 
 def _winsorized_moments(
@@ -333,8 +353,7 @@ def fit_f_dist_robustly(
     zwins = np.clip(zresid, lo, hi)
     zwmean = float(zwins.mean())
     zwvar = float(((zwins - zwmean) ** 2).mean() * n / (n - 1))
-    leg_nodes, leg_weights = np.polynomial.legendre.leggauss(128)
-    nodes, weights = (leg_nodes + 1) / 2, leg_weights / 2
+    nodes, weights = _gauss_uniform()
 
     def moments(df2: float) -> tuple[float, float]:
         return _winsorized_moments(df1, df2, tail, nodes, weights)

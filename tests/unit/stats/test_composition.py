@@ -181,3 +181,21 @@ def test_per_type_test_is_calibrated_under_the_demo_design() -> None:
     p_null = np.concatenate(p_null)
     rate = float((p_null < 0.05).mean())
     assert 0.02 <= rate <= 0.08, rate
+
+
+def test_propeller_default_prior_follows_the_abundance_trend(props: pd.DataFrame) -> None:
+    """The default squeezes towards a trend on each type's mean logit (limma's Amean)."""
+    assert composition.PROPELLER_TREND and not composition.PROPELLER_ROBUST
+    res = composition.propeller(props, reference=REF, test=TEST).set_index("cell_type")
+    wide = props.pivot(index="sample", columns="cell_type", values="n_cells") + 0.5
+    p = wide.div(wide.sum(axis=1), axis=0)
+    y = np.log(p / (1 - p))
+    is_test = (props.groupby("sample")["condition"].first().reindex(y.index) == TEST).to_numpy()
+    rss = ((y[~is_test] - y[~is_test].mean()) ** 2).sum() + (
+        (y[is_test] - y[is_test].mean()) ** 2
+    ).sum()
+    post, d0, _ = composition.squeeze_var((rss / 4).to_numpy(), 4, covariate=y.mean().to_numpy())
+    eff = y[is_test].mean() - y[~is_test].mean()
+    t = eff.to_numpy() / np.sqrt(post * (1 / 3 + 1 / 3))
+    df = np.minimum(4 + np.asarray(d0, float), 4 * y.shape[1])
+    np.testing.assert_allclose(res.loc[y.columns, "pvalue"], 2 * stats.t.sf(np.abs(t), df))

@@ -2,7 +2,8 @@
 
 Pseudobulk (:mod:`._pseudobulk`), DE per group (:mod:`._de`) by PyDESeq2 or an exploratory
 Wilcoxon (:mod:`._de_methods`), the DE rule's tables (:mod:`._de_tables`), genes of interest
-(:mod:`._genes_of_interest`), composition (:mod:`._composition`), expression sources
+(:mod:`._genes_of_interest`), composition (:mod:`._composition`) with limma's empirical
+Bayes (:mod:`._ebayes`), expression sources
 (:mod:`._expression_sources`), the confirmatory family (:mod:`._confirmatory`) and its
 sensitivity (:mod:`._sensitivity`) and GSEA (:mod:`._gsea`). Multiple testing is statsmodels'
 everywhere (:func:`tmeflow._utils.adjust_pvalues`).
@@ -21,7 +22,8 @@ _NAMES = {
         "PROPELLER_COLUMNS",
         "PROPELLER",
         "IMMUNE_TYPES",
-        "squeeze_var",
+        "PROPELLER_ROBUST",
+        "PROPELLER_TREND",
         "propeller",
         "denominator_proportions",
         "compare_denominators",
@@ -37,6 +39,11 @@ _NAMES = {
         "confirm",
         "POWER",
         "MAX_AMBIENT_EXPLAINED",
+    ],
+    "_ebayes": [
+        "squeeze_var",
+        "fit_f_dist",
+        "fit_f_dist_robustly",
     ],
     "_de": [
         "DE_COLUMNS",

@@ -285,7 +285,10 @@ rule confirmatory_sensitivity:
         ),
         min_scores=config["sensitivity"]["min_score"],
         min_margins=config["sensitivity"]["min_margin"],
+        subcluster_resolutions=config["sensitivity"]["subcluster_resolution"],
+        min_subcluster_cells=config["sensitivity"]["min_subcluster_cells"],
         min_fractions=config["sensitivity"]["min_fraction"],
+        de_min_cells=config["sensitivity"]["de_min_cells"],
         min_fraction=config["species_calling"]["min_fraction"],
         doublets=config["qc"]["doublets"],
         annotate_options={

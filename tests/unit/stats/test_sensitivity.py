@@ -444,3 +444,43 @@ def test_round_in_place_rounds_a_non_contiguous_array_too():
     values = np.asfortranarray([[0.4, 1.6, 2.0], [2.6, 3.0, -0.2]], dtype=np.float32)
     assert sensitivity._round_in_place(values, block=2)
     np.testing.assert_array_equal(values, [[0, 2, 2], [3, 3, -0.0]])
+
+
+def test_subcluster_and_de_min_cells_settings():
+    """Subtype re-clustering settings re-annotate; de.min_cells tests the same labels again
+    with its own pseudobulk filter (a fresh fit, not the configured one's cache)."""
+    adata = annotated()
+    table = sensitivity.sensitivity(
+        adata,
+        HYPOTHESES,
+        PANEL,
+        subcluster_resolutions=[0.5, 1.5],  # 0.5 is the configured one: skipped
+        min_subcluster_cells=[5],
+        de_min_cells=[5, 60],  # 5 is configured; 60 is more CAFs than any animal has
+        min_fraction=0.8,
+        doublets=False,
+        ambient=False,
+        annotate_options=ANNOTATE,
+        confirm_options=CONFIRM,
+    )
+    settings = list(dict.fromkeys(zip(table["setting"], table["value"], strict=True)))
+    assert settings == [
+        ("configured", "as run"),
+        ("subcluster_resolution", "1.5"),
+        ("min_subcluster_cells", "5"),
+        ("doublets", "on"),
+        ("de_min_cells", "60"),
+    ]
+    by = table.set_index(["setting", "value", "hypothesis"])
+    h1, h3 = (f"H{k}: {HYPOTHESES[k - 1].label}" for k in (1, 3))
+    assert by.loc[("configured", "as run", h1), "verdict"] == "supported"
+    strict = by.loc[("de_min_cells", "60", h1)]
+    assert strict["verdict"] == "not testable" and strict["n_cells_changed"] == 0
+    assert "de.min_cells 60" in strict["note"]
+    # a proportion does not depend on the pseudobulk filter
+    assert (
+        by.loc[("de_min_cells", "60", h3), "pvalue"]
+        == by.loc[("configured", "as run", h3), "pvalue"]
+    )
+    sub = by.loc[("subcluster_resolution", "1.5", h1)]
+    assert sub["n_cells"] == adata.n_obs and "subcluster_resolution 1.5" in sub["note"]

@@ -104,6 +104,7 @@ _NAMES = {
         "pseudobulk",
     ],
     "_sensitivity": [
+        "TRIED_PARAMS",
         "EITHER_CALLER",
         "DOUBLET_CALLS",
         "AMBIENT_LAYER",

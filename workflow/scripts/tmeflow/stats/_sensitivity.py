@@ -45,7 +45,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,7 @@ __all__ = [
     "NOT_AVAILABLE",
     "NOT_RECOMPUTABLE",
     "SENSITIVITY_COLUMNS",
+    "TRIED_PARAMS",
     "Setting",
     "marker_x",
     "sensitivity",
@@ -87,7 +88,25 @@ NOT_RECOMPUTABLE, NOT_AVAILABLE = "not recomputable", "not available"
 CONFIGURED = "configured"
 _LABELS = ("cell_type", "cell_subtype")
 #: Settings that annotate again (marker scores on ``X``); the others keep the labels.
-ANNOTATION_SETTINGS = ("resolution", "min_score", "min_margin")
+ANNOTATION_SETTINGS = (
+    "resolution",
+    "min_score",
+    "min_margin",
+    "subcluster_resolution",
+    "min_subcluster_cells",
+)
+#: The lists of values to try, by their keyword of :func:`sensitivity` (the rule's params).
+TRIED_PARAMS = (
+    "resolutions",
+    "min_scores",
+    "min_margins",
+    "subcluster_resolutions",
+    "min_subcluster_cells",
+    "min_fractions",
+    "de_min_cells",
+)
+#: Annotation options whose other values re-annotate the used clustering.
+_ANNOTATION_OPTIONS = ("min_score", "min_margin", "subcluster_resolution", "min_subcluster_cells")
 
 #: Columns of ``results/sensitivity.tsv``, in order (one row per setting x hypothesis).
 SENSITIVITY_COLUMNS: list[str] = [
@@ -129,6 +148,7 @@ class _Variant:
     verdict: str = ""  # NOT_RECOMPUTABLE / NOT_AVAILABLE when adata is None
     reason: str = ""
     raw_counts: bool = True  # False: another counts layer (its own fit cache)
+    confirm_options: dict = field(default_factory=dict)  # test settings changed (own cache)
 
 
 def sensitivity(
@@ -139,8 +159,11 @@ def sensitivity(
     resolutions: Sequence[float] = (),
     min_scores: Sequence[float] = (),
     min_margins: Sequence[float] = (),
+    subcluster_resolutions: Sequence[float] = (),
+    min_subcluster_cells: Sequence[int] = (),
     min_fractions: Sequence[float] = (),
     min_fraction: float = 0.8,
+    de_min_cells: Sequence[int] = (),
     doublets: bool = True,
     ambient: bool = True,
     ambient_layer: Callable[[], Any] | None = None,
@@ -165,11 +188,17 @@ def sensitivity(
         Leiden resolutions to try (the one used is skipped).
     min_scores, min_margins
         Annotation thresholds to try (the configured ones are skipped).
+    subcluster_resolutions, min_subcluster_cells
+        Subtype re-clustering settings to try (``annotation.subcluster_resolution`` and
+        ``min_subcluster_cells``; they decide whether a subtype such as TAM_Mrc1 exists).
     min_fractions
         Species thresholds to try (xenografts only; ``min_fraction``, the configured one, is
         skipped).
     min_fraction
         The configured ``species_calling.min_fraction``.
+    de_min_cells
+        Values of ``de.min_cells`` (cells an animal needs in a group for its pseudobulk) to test
+        the same cells and labels with; the configured one is skipped.
     doublets
         The configured ``qc.doublets``; the setting tried is the opposite.
     ambient
@@ -218,8 +247,12 @@ def sensitivity(
         resolutions=resolutions,
         min_scores=min_scores,
         min_margins=min_margins,
+        subcluster_resolutions=subcluster_resolutions,
+        min_subcluster_cells=min_subcluster_cells,
         min_fractions=min_fractions,
         min_fraction=min_fraction,
+        de_min_cells=de_min_cells,
+        configured_min_cells=int(confirm_options.get("min_cells", 10)),
         annotate_options=annotate_options,
         doublets=doublets,
         ambient=ambient,
@@ -250,13 +283,16 @@ def sensitivity(
             rows.extend(_uncomputed(setting, hypotheses, variant))
             continue
         changed = _n_changed(adata, variant.adata)
-        if variant.raw_counts and _fingerprint(variant.adata) == base_labels:
+        same_test = variant.raw_counts and not variant.confirm_options
+        if same_test and _fingerprint(variant.adata) == base_labels:
             note = "; ".join(filter(None, [variant.note, "same cells and labels as configured"]))
             rows.extend(_rows(setting, base, adata.n_obs, 0, note))
             logger.info("%s: same cells and labels as configured, rows repeated", setting.label)
             continue
+        # another test setting (de.min_cells) refits: the fits cache is keyed by cells alone
+        fits = {} if variant.confirm_options else caches[variant.raw_counts]
         table, _ = confirmatory.confirm(
-            variant.adata, hypotheses, fits=caches[variant.raw_counts], **options
+            variant.adata, hypotheses, fits=fits, **{**options, **variant.confirm_options}
         )
         seconds = time.perf_counter() - t0
         logger.info(
@@ -298,16 +334,26 @@ def settings(
     annotate_options: Mapping,
     doublets: bool,
     ambient: bool,
+    subcluster_resolutions: Sequence[float] = (),
+    min_subcluster_cells: Sequence[int] = (),
+    de_min_cells: Sequence[int] = (),
+    configured_min_cells: int = 10,
 ) -> list[Setting]:
     """The settings to try, in table order (a configured value is not repeated)."""
     used = float(adata.uns.get("cluster", {}).get("resolution", np.nan))
     out = [Setting("resolution", float(r)) for r in sorted(set(map(float, resolutions)))
            if not np.isclose(r, used)]  # fmt: skip
-    for name, values in (("min_score", min_scores), ("min_margin", min_margins)):
+    for name, values in (
+        ("min_score", min_scores),
+        ("min_margin", min_margins),
+        ("subcluster_resolution", subcluster_resolutions),
+        ("min_subcluster_cells", min_subcluster_cells),
+    ):
+        cast = int if name == "min_subcluster_cells" else float
         out += [
-            Setting(name, float(v))
-            for v in sorted(set(map(float, values)))
-            if not np.isclose(v, float(annotate_options[name]))
+            Setting(name, cast(v))
+            for v in sorted(set(map(cast, values)))
+            if name in annotate_options and not np.isclose(v, float(annotate_options[name]))
         ]
     if annotate_options.get("species_mode") == "xenograft":
         out += [
@@ -320,6 +366,11 @@ def settings(
         out.append(Setting("doublets", EITHER_CALLER))
     if ambient:
         out.append(Setting("ambient_correction", "on"))
+    out += [
+        Setting("de_min_cells", int(v))
+        for v in sorted(set(map(int, de_min_cells)))
+        if int(v) != configured_min_cells
+    ]
     return out
 
 
@@ -340,10 +391,17 @@ def _apply(
         n = work.obs["leiden"].nunique()
         _annotate(work, panel, annotate_options)
         return _Variant(work, note=f"Leiden {value:g} on the existing graph: {n} clusters")
-    if name in ("min_score", "min_margin"):
+    if name in _ANNOTATION_OPTIONS:
         work = _shallow(adata)
-        _annotate(work, panel, {**annotate_options, name: float(value)})
+        cast = int if name == "min_subcluster_cells" else float
+        _annotate(work, panel, {**annotate_options, name: cast(value)})
         return _Variant(work, note=f"annotation {name} {value:g}")
+    if name == "de_min_cells":
+        return _Variant(
+            adata,
+            note=f"de.min_cells {value}: an animal's pseudobulk needs {value} cells of the group",
+            confirm_options={"min_cells": int(value)},
+        )
     if name == "min_fraction":
         return _species(adata, float(value), min_fraction)
     if name == "doublets" and value == EITHER_CALLER:

@@ -84,15 +84,21 @@ EXTRA_COLUMNS = tminputs.metadata_columns(SAMPLES)
 GENES = list(config["genes_of_interest"])
 UMAP_KEYS = ["cell_type", "cell_subtype", "condition", "sample", "species"]
 EXPORT_SPECIES = tmexport.export_species(config["species"])
+_PANEL = tmcore.load_panels(
+    [config["annotation"]["panel"], *config["annotation"]["extra_panels"]]
+)
+# a panel that does not fit the species (human-only run, default mouse panel): say so
+for _warning in tmcore.species_warnings(_PANEL, config["species"]):
+    logger.warning(f"WARNING: {_warning}")
 if config["export"]["enabled"]:
-    _labels = tmexport.panel_labels(
-        tmcore.load_panels(
-            [config["annotation"]["panel"], *config["annotation"]["extra_panels"]]
-        )
-    )
+    _labels = tmexport.panel_labels(_PANEL)
     try:
         _warnings = tmexport.check_cell_ontology(
-            config["export"]["cell_ontology"], _labels
+            config["export"]["cell_ontology"],
+            _labels,
+            defaults=tmcore.schema_default(
+                SCHEMAS / "config.schema.yaml", "export", "cell_ontology"
+            ),
         )
     except ValueError as _err:
         raise tmcore.ConfigError(str(_err)) from None

@@ -154,6 +154,48 @@ def test_xenograft_human_cells_are_tumour():
     assert (adata.obs.loc[adata.obs_names[10:], "cell_type"] != "tumor").all()
 
 
+def _human(panel: dict) -> dict:
+    """The panel with every entry human (a human-only panel such as human_tme.yaml)."""
+    return {"cell_types": {k: {**v, "species": "human"} for k, v in panel["cell_types"].items()}}
+
+
+def test_human_only_cells_get_the_whole_human_panel():
+    adata = labelled()
+    adata.obs["species"] = "human"
+    annotate.annotate(adata, _human(PANEL), species_mode="human", subcluster_resolution=0.3)
+    truth = adata.obs["group"].map({"A": "CAF", "B": "TAM", "C": "B"})
+    assert (adata.obs["cell_type"].astype(str) == truth).all()
+    caf = adata.obs["cell_type"] == "CAF"
+    assert set(adata.obs.loc[caf, "cell_subtype"].astype(str)) == {"myCAF", "iCAF"}
+    # with the default panel (only `tumor` is human) a human run has nothing else to give
+    back = labelled()
+    annotate.annotate(back, PANEL, species_mode="human")
+    assert set(back.obs["cell_type"].astype(str)) <= {"tumor", "unassigned"}
+
+
+def test_xenograft_human_cells_are_tumour_only_while_the_panel_says_so():
+    shipped = REPO / "config" / "markers"
+    from tmeflow.core import load_panels
+
+    default = load_panels([shipped / "mouse_tme.yaml"])
+    states = load_panels([shipped / "mouse_tme.yaml", shipped / "human_tumor_states.yaml"])
+    assert annotate.human_cells_are_tumour(default, "xenograft")
+    assert annotate.human_cells_are_tumour(states, "xenograft")
+    assert not annotate.human_cells_are_tumour(default, "human")
+    # a patient-derived graft's human stroma, under a label of its own: scored, not tumour
+    pdx = yaml.safe_load(yaml.safe_dump(PANEL))
+    for label in ("CAF", "TAM"):
+        pdx["cell_types"][f"{label}_human"] = {**pdx["cell_types"].pop(label), "species": "human"}
+    assert not annotate.human_cells_are_tumour(pdx, "xenograft")
+    adata = labelled()
+    adata.obs["species"] = np.where(adata.obs["group"] == "C", "mouse", "human")
+    annotate.annotate(adata, pdx, species_mode="xenograft", refine_fraction=0)
+    human = adata.obs["species"] == "human"
+    truth = adata.obs.loc[human, "group"].map({"A": "CAF_human", "B": "TAM_human"})
+    assert (adata.obs.loc[human, "cell_type"].astype(str) == truth).all()
+    assert not adata.obs.loc[~human, "cell_type"].isin(["CAF_human", "TAM_human", "tumor"]).any()
+
+
 def test_xenograft_requires_species():
     adata = labelled()
     del adata.obs["species"]

@@ -159,7 +159,8 @@ def test_load_panels_merges_and_replaces(tmp_path):
 
 
 def test_shipped_panels_cover_the_tme_with_sources():
-    merged = panel.load_panels(SHIPPED[::-1])  # mouse_tme, then human_tumor_states
+    markers = REPO / "config/markers"
+    merged = panel.load_panels([markers / "mouse_tme.yaml", markers / "human_tumor_states.yaml"])
     want = {"CAF", "TAM", "monocyte", "neutrophil", "NK", "B", "T", "DC", "endothelial",
             "pericyte", "epithelial", "erythroid", "tumor"}  # fmt: skip
     assert want <= set(merged["cell_types"])
@@ -195,3 +196,51 @@ def test_gsea_marker_sets_use_the_validated_loader(tmp_path):
         genesets.marker_sets(bad)
     with pytest.raises(FileNotFoundError):
         genesets.marker_sets(tmp_path / "absent.yaml")
+
+
+def test_human_panel_covers_the_human_tme_with_sources():
+    human = panel.load_panel(REPO / "config/markers/human_tme.yaml")
+    want = {"tumor", "CAF", "TAM", "monocyte", "neutrophil", "DC", "NK", "T", "B", "plasma",
+            "endothelial", "pericyte", "mast"}  # fmt: skip
+    assert want <= set(panel.parent_of(human).values())
+    # every entry is human: a human-only run scores its cells against all of them
+    assert panel.panel_markers(human, species="mouse") == {}
+    assert panel.species_labels(human, "human") >= want
+    assert set(panel.subtype_markers(human, "CAF")) == {"myCAF", "iCAF", "apCAF"}
+    assert set(panel.subtype_markers(human, "TAM", kind="identity")) == {"TAM_SPP1", "TAM_C1QC"}
+    assert set(panel.subtype_markers(human, "TAM", kind="state")) == {"TAM_IFN"}
+    assert {"T_CD4", "T_CD8", "Treg"} <= set(panel.subtype_markers(human, "T"))
+    assert {"EPCAM", "KRT8", "KRT18", "KRT19"} <= set(human["cell_types"]["tumor"]["markers"])
+    for label, markers in panel.all_markers(human).items():  # human symbols: upper-case
+        assert all(g == g.upper() for g in markers), label
+    for label, source in panel.marker_sources(human).items():
+        assert any(ch.isdigit() for ch in source), f"{label}: source without a year"
+    # no marker is shared between two cell types
+    seen = [g for gs in panel.panel_markers(human).values() for g in gs]
+    assert len(seen) == len(set(seen))
+
+
+def test_mouse_tumour_panel_gives_mouse_cells_a_tumour_label():
+    markers = REPO / "config/markers"
+    default = panel.load_panels([markers / "mouse_tme.yaml"])
+    assert "tumor" not in panel.species_labels(default, "mouse")
+    merged = panel.load_panels([markers / "mouse_tme.yaml", markers / "mouse_tumor.yaml"])
+    assert "tumor" in panel.species_labels(merged, "mouse")
+    assert panel.species_labels(merged, "human") == set()
+    assert {"Epcam", "Krt8", "Krt18", "Krt19"} <= set(merged["cell_types"]["tumor"]["markers"])
+    # host epithelium is a form of tumour: the two never make each other unconfident
+    assert panel.parent_of(merged)["epithelial"] == "tumor"
+
+
+def test_species_warnings_say_when_the_panel_does_not_fit_the_run():
+    markers = REPO / "config/markers"
+    default = panel.load_panels([markers / "mouse_tme.yaml"])
+    assert panel.species_warnings(default, "xenograft") == []
+    (human_warning,) = panel.species_warnings(default, "human")
+    assert "'tumor' or 'unassigned'" in human_warning and "human_tme.yaml" in human_warning
+    (mouse_warning,) = panel.species_warnings(default, "mouse")
+    assert "mouse_tumor.yaml" in mouse_warning
+    human = panel.load_panels([markers / "human_tme.yaml"])
+    assert panel.species_warnings(human, "human") == []
+    syngeneic = panel.load_panels([markers / "mouse_tme.yaml", markers / "mouse_tumor.yaml"])
+    assert panel.species_warnings(syngeneic, "mouse") == []

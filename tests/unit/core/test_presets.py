@@ -43,3 +43,51 @@ def test_utsumi2025_sheet_is_a_template_with_marked_placeholders(preset_config):
             sheet_path=str(PRESET / "samples.tsv"),
             base_dir=REPO,
         )
+
+
+def _merged(preset: dict) -> dict:
+    """The preset over config/config.yaml, dicts merged key by key (Snakemake's --configfile)."""
+
+    def merge(base, extra):
+        out = dict(base)
+        for key, value in extra.items():
+            both = isinstance(value, dict) and isinstance(out.get(key), dict)
+            out[key] = merge(out[key], value) if both else value
+        return out
+
+    return merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), preset)
+
+
+@pytest.mark.parametrize(
+    ("name", "species", "labels"),
+    [
+        ("human_only", "human", {"tumor", "CAF", "TAM", "T", "B", "plasma", "mast"}),
+        ("mouse_only", "mouse", {"tumor", "CAF", "TAM", "T", "B"}),
+    ],
+)
+def test_single_species_presets_fit_their_species(name, species, labels):
+    from tmeflow.core import _panel as panel
+    from tmeflow.export import _cellxgene as export
+
+    preset = yaml.safe_load((REPO / "config" / "presets" / name / "config.yaml").read_text())
+    cfg = tmc.validate_config(_merged(preset), SCHEMAS / "config.schema.yaml")
+    assert cfg["species"] == species
+    assert cfg["hypotheses"] == []  # the paper's hypotheses are the utsumi2025 preset's
+    assert cfg["genes_of_interest"] and cfg["contrast"]["test"] != "alectinib"
+    case = str.upper if species == "human" else str.title
+    assert all(g == case(g) for g in cfg["genes_of_interest"])
+    panels = [cfg["annotation"]["panel"], *cfg["annotation"]["extra_panels"]]
+    merged = panel.load_panels([REPO / p for p in panels])
+    # every cell of the run can get the panel's labels, tumour included, and nothing is amiss
+    assert labels <= panel.species_labels(merged, species)
+    assert panel.species_warnings(merged, species) == []
+    for gmt in cfg["gsea"]["gene_sets"]:
+        assert (REPO / gmt).is_file()
+        assert (".Hs." in gmt) == (species == "human")
+    assert set(cfg["composition"]["immune_types"]) <= panel.species_labels(merged, species)
+    defaults = tmc.schema_default(SCHEMAS / "config.schema.yaml", "export", "cell_ontology")
+    labels_all = export.panel_labels(merged)
+    assert export.check_cell_ontology(cfg["export"]["cell_ontology"], labels_all, defaults) == []
+    sheet = tms.read_sample_sheet(REPO / cfg["samples"])
+    assert set(sheet["condition"]) == {cfg["contrast"]["reference"], cfg["contrast"]["test"]}
+    assert sheet["path"].str.startswith("FILL_ME").all()

@@ -222,6 +222,19 @@ def test_default_mapping_covers_the_shipped_panel():
     assert export.check_cell_ontology(config["export"]["cell_ontology"], labels) == []
 
 
+def test_shipped_default_terms_of_labels_another_panel_lacks_are_ignored():
+    defaults = {"CAF": "CL:0000057", "epithelial": "CL:0000066"}
+    # a human-only panel has no `epithelial`: the merged default is not a typo
+    assert export.check_cell_ontology(defaults, ["CAF"], defaults=defaults) == []
+    # ... but a key the user set (another value, or a new key) still must be a label
+    with pytest.raises(ValueError, match="epithelial"):
+        export.check_cell_ontology(
+            {**defaults, "epithelial": "CL:0000000"}, ["CAF"], defaults=defaults
+        )
+    with pytest.raises(ValueError, match="Caf"):
+        export.check_cell_ontology({**defaults, "Caf": "CL:0000057"}, ["CAF"], defaults=defaults)
+
+
 def test_subset32_equals_fancy_indexing_as_float32():
     rng = np.random.default_rng(0)
     counts = sp.random(40, 30, density=0.2, format="csr", random_state=1, dtype=np.float64)

@@ -15,6 +15,7 @@ _NAMES = {
         "LABEL_COLUMNS",
         "annotate",
         "label_table",
+        "human_cells_are_tumour",
         "CLUSTER_DOUBLET_LIKE",
         "DOUBLET_ENRICHED",
         "doublet_summary",

@@ -4,8 +4,12 @@ Scoring: for each label, a cell's score is the mean over the label's markers (th
 the data) of the z-scored log-normalised expression, z-scores taken within the cells of the
 label's species. A cluster's score is the mean of its cells' scores; the best label is kept
 when it reaches ``min_score`` and beats the runner-up by ``min_margin``, otherwise the cluster
-is ``unassigned``. In xenograft mode every human cell is tumour (species is measured, not
-inferred) and the mouse cells of each cluster are labelled from the mouse entries.
+is ``unassigned``. Each species' cells are scored against the panel's entries of that species
+(:func:`tmeflow.core.panel_markers`): in a human-only run with a human panel
+(``config/markers/human_tme.yaml``) the human cells get the whole panel. In xenograft mode
+every human cell is tumour (species is measured, not inferred) while the panel's only human
+cell type is ``tumor`` (the shipped panels; see :func:`human_cells_are_tumour`), and the mouse
+cells of each cluster are labelled from the mouse entries.
 
 A cell-type entry can be a *form* of another (panel key ``parent``): alveolar macrophages are
 macrophages low in the C1q genes that define most TAMs, so they get their own marker set
@@ -38,7 +42,13 @@ from tmeflow.annotate._scoring import (
     score_cells,
 )
 from tmeflow.cells._doublets import DOUBLET_CALLERS, call_column, score_column
-from tmeflow.core._panel import marker_sources, panel_markers, parent_of, subtype_markers
+from tmeflow.core._panel import (
+    marker_sources,
+    panel_markers,
+    parent_of,
+    species_labels,
+    subtype_markers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +106,7 @@ def annotate(
         mask = (species == sp_name).to_numpy()
         if not mask.any():
             continue
-        if species_mode == "xenograft" and sp_name == "human":
+        if sp_name == "human" and human_cells_are_tumour(panel, species_mode):
             cell_type[mask] = TUMOR
             confident[mask] = True
             continue
@@ -159,6 +169,25 @@ def annotate(
         "sources": marker_sources(panel),
     }
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def human_cells_are_tumour(panel: dict, species_mode: str) -> bool:
+    """Whether every human cell is labelled ``tumor`` without scoring.
+
+    In a xenograft the human cells are the graft. While the panel gives human cells no cell
+    type but ``tumor`` (``mouse_tme.yaml``, with or without ``human_tumor_states.yaml``) they
+    are all tumour, as before; a panel with further human cell types (a patient-derived graft
+    that still carries human stroma, under labels of its own) has them scored against the
+    human entries like any other species. Human-only and mouse-only runs always score.
+
+    Parameters
+    ----------
+    panel
+        A panel from :func:`tmeflow.core.load_panels`.
+    species_mode
+        Config ``species``: ``xenograft``, ``human`` or ``mouse``.
+    """
+    return species_mode == "xenograft" and species_labels(panel, "human") <= {TUMOR}
 
 
 def label_table(adata: AnnData) -> pd.DataFrame:

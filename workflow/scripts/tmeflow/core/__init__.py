@@ -16,6 +16,7 @@ _NAMES = {
     "_config": [
         "ConfigError",
         "load_schema",
+        "schema_default",
         "key_path",
         "describe_key",
         "schema_errors",
@@ -51,6 +52,8 @@ _NAMES = {
         "subtype_markers",
         "marker_sources",
         "all_markers",
+        "species_labels",
+        "species_warnings",
     ],
     "_provenance": [
         "KEY_PACKAGES",

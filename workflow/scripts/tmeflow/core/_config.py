@@ -23,6 +23,17 @@ def load_schema(path: str | Path) -> dict:
         return yaml.safe_load(fh)
 
 
+def schema_default(schema_path: str | Path, *keys: str) -> Any:
+    """The ``default`` of a nested config key: ``schema_default(p, "export", "cell_ontology")``.
+
+    ``None`` when the key has none.
+    """
+    node = load_schema(schema_path)
+    for key in keys:
+        node = node.get("properties", {}).get(key, {})
+    return node.get("default")
+
+
 def _extend_with_default(validator_class):
     """A validator that fills ``default`` values of absent keys (jsonschema FAQ recipe)."""
     validate_properties = validator_class.VALIDATORS["properties"]

@@ -271,3 +271,58 @@ def all_markers(panel: dict) -> dict[str, list[str]]:
         for sub, sub_entry in (entry.get("subtypes") or {}).items():
             out[sub] = list(sub_entry["markers"])
     return out
+
+
+def species_labels(panel: dict, species: str) -> set[str]:
+    """The cell-type labels a panel can give cells of one species (forms reported as parents).
+
+    Parameters
+    ----------
+    panel
+        A panel from :func:`load_panels`.
+    species
+        ``mouse`` or ``human`` (an entry without ``species`` is mouse).
+
+    Returns
+    -------
+    set of str
+        The labels of the species' entries, an entry with a ``parent`` counted as its parent.
+    """
+    parents = parent_of(panel)
+    return {parents[label] for label in panel_markers(panel, species=species)}
+
+
+def species_warnings(panel: dict, species_mode: str) -> list[str]:
+    """What a panel leaves out of a run of ``species_mode`` (config ``species``), as warnings.
+
+    A human-only run whose panel has no human entry but ``tumor`` (the default panel,
+    ``mouse_tme.yaml``) labels every cell tumour or unassigned; a mouse-only run whose ``tumor``
+    entry is human (the default) cannot call any cell tumour. Xenografts: none.
+
+    Parameters
+    ----------
+    panel
+        A panel from :func:`load_panels` (every panel of the run merged).
+    species_mode
+        ``human``, ``mouse`` or ``xenograft``.
+
+    Returns
+    -------
+    list of str
+        Warnings (empty when the panel fits the run).
+    """
+    if species_mode == "human" and species_labels(panel, "human") <= {"tumor"}:
+        return [
+            "species: human, but the marker panel's only human entry is 'tumor' (the others "
+            "are mouse entries): every cell will be 'tumor' or 'unassigned'. For a human "
+            "tumour micro-environment use annotation.panel: config/markers/human_tme.yaml "
+            "(config/presets/human_only/config.yaml)."
+        ]
+    if species_mode == "mouse" and "tumor" not in species_labels(panel, "mouse"):
+        return [
+            "species: mouse, and the marker panel has no mouse 'tumor' entry (mouse_tme.yaml's "
+            "is human, a xenograft's graft): no cell can be called tumour. For a syngeneic "
+            "mouse tumour add annotation.extra_panels: [config/markers/mouse_tumor.yaml] "
+            "(config/presets/mouse_only/config.yaml)."
+        ]
+    return []

@@ -90,7 +90,11 @@ def panel_labels(panel: Mapping[str, Any]) -> list[str]:
     return sorted(set(parent_of(dict(panel)).values()))
 
 
-def check_cell_ontology(mapping: Mapping[str, str], labels: Iterable[str]) -> list[str]:
+def check_cell_ontology(
+    mapping: Mapping[str, str],
+    labels: Iterable[str],
+    defaults: Mapping[str, str] | None = None,
+) -> list[str]:
     """Check the ``export.cell_ontology`` mapping against the marker panel's labels.
 
     Parameters
@@ -111,9 +115,15 @@ def check_cell_ontology(mapping: Mapping[str, str], labels: Iterable[str]) -> li
     ValueError
         A key that is no panel label (a typo would otherwise leave its cells ``unknown``) or
         a value that is neither a CL term id nor ``unknown``.
+    defaults
+        The shipped mapping (the schema's default). A key of it with its default value that
+        the panel lacks is no typo: the defaults name the labels of every shipped panel (a
+        human-only run's panel has no ``epithelial``, Snakemake merges the user's config into
+        the defaults); such keys are ignored.
     """
     labels = list(labels)
-    extra = sorted(set(mapping) - set(labels))
+    shipped = {k for k, v in (defaults or {}).items() if mapping.get(k) == v}
+    extra = sorted(set(mapping) - set(labels) - shipped)
     if extra:
         msg = (
             f"config: key 'export.cell_ontology': {extra} are not cell-type labels of the "

@@ -241,8 +241,8 @@ def test_interaction_hypotheses_verdicts_holm_loo_and_mde():
 
 
 def test_interaction_one_animal_flip_is_not_supported():
-    """One treated animal whose CAFs lose Gas6 flips the sign when the others are left out
-    ... or rather: the rise rests on one animal, and leaving it out reverses it."""
+    """A rise carried by one treated animal (its CAFs make 6x the Gas6) is not supported:
+    leaving that animal out reverses the sign."""
     adata = xenograft(gas6_fold=1.0, seed=6, animal_cv=0.02)
     counts = adata.layers["counts"].tolil()
     j = adata.var_names.get_loc("Gas6")
@@ -257,6 +257,8 @@ def test_interaction_one_animal_flip_is_not_supported():
     table, _ = cf.confirm(adata, hyps, reference=REF, test=TEST)
     row = table.iloc[0]
     assert row["verdict"] == "not supported", row.to_string()
+    assert not row["loo_sign_stable"] and "sign not stable" in row["reason"]
+    assert row["loo_min"] < 0 < row["loo_max"]
 
 
 def test_interaction_parse_refusals():

@@ -7,7 +7,7 @@ Second condition versus the first (the reference):
 - differential expression: ``Mmp11`` in CAFs, log2 fold change 2;
 - pathway: the simulated members of ``HALLMARK_INTERFERON_ALPHA_RESPONSE`` in TAMs, log2 fold
   change 1.5;
-- communication: ``Gas6`` doubles (log2 fold change 1) in its sources, the CAFs and the
+- communication: ``Gas6`` rises 4x (log2 fold change 2) in its sources, the CAFs and the
   TAM_Mrc1 subset, so the mouse ligand -> human receptor ``Gas6 -> AXL`` rises from CAF and
   TAM_Mrc1 to the tumour (their Gas6 shares, hence the ``source`` answers, stay as they were);
   ``Dcn -> EGFR`` from CAF to the tumour (a consensus pair between two planted markers) does not
@@ -208,7 +208,7 @@ LR_RISING = {
     "receptor": "AXL",
     "senders": ["CAF", "TAM_Mrc1"],
     "receiver": "tumor",
-    "log2fc": 1.0,
+    "log2fc": 2.0,
 }
 LR_RISING_SUBTYPES = ("myCAF", "iCAF", "TAM_Mrc1")
 #: A cross-species pair of the resource between planted markers, with no change.

@@ -1,7 +1,8 @@
 """End to end: the condition statistics of the small demo answer its planted questions.
 
 Known answers (resources/demo/planted.yaml): Mmp11 up 4x in CAFs; Gas6 made by CAFs and the
-TAM_Mrc1 subset; TAMs double under treatment; HALLMARK_INTERFERON_ALPHA_RESPONSE up in TAMs;
+TAM_Mrc1 subset, 4x there under treatment (Gas6 -> AXL rises to the tumour; Dcn -> EGFR
+does not); TAMs double under treatment; HALLMARK_INTERFERON_ALPHA_RESPONSE up in TAMs;
 ~300 documented null genes with no effect anywhere.
 """
 
@@ -177,6 +178,43 @@ def test_confirmatory_table_supports_every_planted_hypothesis(demo_run, planted)
     assert (demo_run / "results/figures/confirmatory.png").stat().st_size > 0
 
 
+def test_communication_finds_the_planted_rise_and_not_the_flat_pair(demo_run, planted):
+    """results/communication/: the planted Gas6 -> AXL is among the top 5 pairs of CAF -> tumour
+    and of TAM_Mrc1 -> tumour, up (p < alpha); Dcn -> EGFR (unchanged) is not; its
+    interaction hypothesis is not supported; the mapping keeps most resource pairs."""
+    from tmeflow.core import _h5ad as h5ad
+    from tmeflow.stats import _confirmatory as confirmatory
+
+    rising, flat = planted["communication"]["rising"], planted["communication"]["flat"]
+    comp = pd.read_csv(demo_run / "results/communication/comparison.tsv", sep="\t")
+    comp = comp.set_index(["sender", "receiver", "interaction"])
+    up = f"{rising['ligand']}-{rising['receptor']}"
+    for sender in rising["senders"]:
+        row = comp.loc[(sender, rising["receiver"], up)]
+        # 3 vs 3 animals: BH over ~2,700 pairs cannot reach alpha; the rank and p can
+        assert row["rank"] <= 5 and row["effect"] > 0 and row["pvalue"] < ALPHA, row.to_string()
+        assert not row["ligand_mostly_soup"]
+    row = comp.loc[("CAF", flat["receiver"], f"{flat['ligand']}-{flat['receptor']}")]
+    assert row["pvalue"] >= ALPHA and row["rank"] > 5, row.to_string()
+    mapping = pd.read_csv(demo_run / "results/communication/mapping.tsv", sep="\t")
+    mh = mapping[mapping["sender_species"] == "mouse"].iloc[0]
+    assert 0.6 < mh["share_kept"] < 1 and mh["n_kept"] + mh["n_dropped"] == mh["n_resource"]
+    table = pd.read_csv(demo_run / "results/confirmatory.tsv", sep="\t")
+    inter = table[table["kind"] == "interaction"]
+    assert len(inter) == 2 and (inter["verdict"] == "supported").all(), inter.to_string()
+    adata = h5ad.read_h5ad(
+        demo_run / "results/annotate/annotated.h5ad", skip=("X", "obsp"), layers=("counts",)
+    )
+    reference, test = planted["conditions"]
+    hyp = confirmatory.parse_hypotheses(
+        [{"interaction": "Dcn-EGFR", "sender": "CAF", "receiver": "tumor", "direction": "up"}]
+    )
+    null, _ = confirmatory.confirm(adata, hyp, reference=reference, test=test)
+    assert null["verdict"].iat[0] == "not supported", null.to_string()
+    for name in ("dotplot", "summary", "hypotheses"):
+        assert (demo_run / f"results/figures/communication_{name}.png").stat().st_size > 0
+
+
 def test_confirmatory_null_gene_not_supported(demo_run, planted):
     """A hypothesis on each of a few planted null genes, in the demo's CAFs, is not supported
     (one PyDESeq2 fit: no shrinkage, no leave-one-out refits, which cannot turn a Holm p above
@@ -227,7 +265,8 @@ def test_sensitivity_grid_keeps_the_planted_answers(demo_run):
     )
     planted = [h for h, v in zip(conf["hypothesis"], conf["verdict"], strict=True)
                if v == "supported"]  # fmt: skip
-    assert len(planted) == 7  # Gas6 source: TAM is not enriched (confirmatory test above)
+    # 7 + Gas6-AXL from CAF and from TAM_Mrc1 (planted); Gas6 source: TAM is not enriched
+    assert len(planted) == 9
     kept = recomputed[recomputed["hypothesis"].isin(planted)]
     assert (kept["verdict"] == "supported").all(), kept.to_string()
     assert (kept["p_holm"] < ALPHA).all()

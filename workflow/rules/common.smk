@@ -58,6 +58,7 @@ config["annotation"]["extra_panels"] = [
     shipped(p) for p in config["annotation"]["extra_panels"]
 ]
 config["gsea"]["gene_sets"] = [shipped(p) for p in config["gsea"]["gene_sets"]]
+config["communication"]["orthologs"] = shipped(config["communication"]["orthologs"])
 # The demo draws its gene names from the shipped mouse hallmark sets.
 DEMO_GENE_POOL = shipped("config/genesets/mh.all.v2023.1.Mm.symbols.gmt")
 
@@ -300,6 +301,22 @@ def get_final_output(include_provenance=True):
             "results/figures/sensitivity.pdf",
         ]
     )
+    # ligand-receptor communication: per-animal scores, arms compared, mapping, figures
+    if config["communication"]["enabled"]:
+        final_output.extend(
+            [
+                "results/communication/scores.tsv",
+                "results/communication/comparison.tsv",
+                "results/communication/mapping.tsv",
+            ]
+        )
+        final_output.extend(
+            expand(
+                "results/figures/communication_{name}.{ext}",
+                name=["dotplot", "summary", "hypotheses"],
+                ext=["pdf", "png"],
+            )
+        )
     # gene-set enrichment
     final_output.extend(
         [

@@ -265,7 +265,15 @@ def test_gas6_highest_in_caf_and_tam_mrc1(exp_small: sim.SimulatedExperiment) ->
     means = gas6.groupby(truth.loc[good, "cell_subtype"].to_numpy()).mean().sort_values()
     assert set(means.index[-3:]) == {"myCAF", "iCAF", "TAM_Mrc1"}
     assert means["TAM_Mrc1"] > 4 * means["TAM_Spp1"]
-    assert means["TAM_Spp1"] > 4 * means.drop(["myCAF", "iCAF", "TAM_Mrc1", "TAM_Spp1"]).max()
+    # in the reference arm: treated sources make 4x the Gas6, and so does the treated soup
+    ref = good & (truth["condition"] == "control").to_numpy()
+    ref_means = (
+        pd.Series(_gene(x, var_names, "mm10_Gas6")[ref])
+        .groupby(truth.loc[ref, "cell_subtype"].to_numpy())
+        .mean()
+    )
+    others = ref_means.drop(["myCAF", "iCAF", "TAM_Mrc1", "TAM_Spp1"]).max()
+    assert ref_means["TAM_Spp1"] > 4 * others
 
 
 def test_mmp11_planted_fold_change_in_caf() -> None:
@@ -336,6 +344,10 @@ def test_planted_metadata(exp_small: sim.SimulatedExperiment) -> None:
     assert planted["pathway"]["log2fc"] == 1.5
     assert planted["conditions"] == ["control", "alectinib"]
     assert planted["gas6_sources"] == ["CAF", "TAM_Mrc1"]
+    rising, flat = planted["communication"]["rising"], planted["communication"]["flat"]
+    assert (rising["ligand"], rising["receptor"], rising["log2fc"]) == ("Gas6", "AXL", 2.0)
+    assert rising["senders"] == ["CAF", "TAM_Mrc1"] and rising["receiver"] == "tumor"
+    assert (flat["ligand"], flat["receptor"], flat["senders"]) == ("Dcn", "EGFR", ["CAF"])
     comp = planted["composition"]
     assert comp["control"]["TAM"] == 0.15 and comp["alectinib"]["TAM"] == 0.30
     assert sum(comp["alectinib"].values()) == pytest.approx(1.0)
@@ -346,3 +358,20 @@ def test_planted_metadata(exp_small: sim.SimulatedExperiment) -> None:
     assert nulls <= mouse_names
     default = sim.simulate_experiment(n_replicates=1, cells_per_sample=60, seed=0)
     assert len(default.planted["null_genes"]) == 300
+
+
+def test_gas6_doubles_in_its_sources_only_in_the_test_arm() -> None:
+    """The planted communication rise: Gas6's condition factor is 4 in myCAF, iCAF and
+    TAM_Mrc1 and 1 elsewhere; Dcn and the human AXL/EGFR have none."""
+    from tmeflow.simulate import model
+
+    genes = model._build_genes(
+        np.random.default_rng(0), n_genes_mouse=400, n_genes_human=150, gene_pool=None
+    )
+    ix = model._index(genes)
+    factor = model._condition_factor(ix)
+    subtypes = [p[0] for p in model.POPULATIONS]
+    gas6 = dict(zip(subtypes, factor[:, ix.mouse["Gas6"]], strict=True))
+    assert {s for s, f in gas6.items() if f == 4.0} == {"myCAF", "iCAF", "TAM_Mrc1"}
+    assert all(f == 1.0 for s, f in gas6.items() if s not in {"myCAF", "iCAF", "TAM_Mrc1"})
+    assert (factor[:, ix.mouse["Dcn"]] == 1.0).all()

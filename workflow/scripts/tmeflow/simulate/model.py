@@ -36,6 +36,8 @@ from tmeflow.simulate.truth import (
     HUMAN_TUMOR_MARKERS,
     IFN_ALPHA_GENES,
     LIBRARY_MEDIAN,
+    LR_RISING,
+    LR_RISING_SUBTYPES,
     MOUSE_GENOME,
     MOUSE_MITO,
     MOUSE_PREFIX,
@@ -269,6 +271,8 @@ def _condition_factor(ix: _Index) -> np.ndarray:
             condition_factor[p, ix.mouse[DE_GENE]] = 2.0**DE_LOG2FC
         if cell_type == PATHWAY_CELL_TYPE:
             condition_factor[p, ifn_idx] = 2.0**PATHWAY_LOG2FC
+        if _subtype in LR_RISING_SUBTYPES:  # the planted rise of Gas6 -> AXL
+            condition_factor[p, ix.mouse[LR_RISING["ligand"]]] = 2.0 ** LR_RISING["log2fc"]
     return condition_factor
 
 

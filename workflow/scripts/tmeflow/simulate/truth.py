@@ -7,6 +7,11 @@ Second condition versus the first (the reference):
 - differential expression: ``Mmp11`` in CAFs, log2 fold change 2;
 - pathway: the simulated members of ``HALLMARK_INTERFERON_ALPHA_RESPONSE`` in TAMs, log2 fold
   change 1.5;
+- communication: ``Gas6`` rises 4x (log2 fold change 2) in its sources, the CAFs and the
+  TAM_Mrc1 subset, so the mouse ligand -> human receptor ``Gas6 -> AXL`` rises from CAF and
+  TAM_Mrc1 to the tumour (their Gas6 shares, hence the ``source`` answers, stay as they were);
+  ``Dcn -> EGFR`` from CAF to the tumour (a consensus pair between two planted markers) does not
+  change;
 - nothing else differs between conditions; ``null_genes`` documents ~300 expressed mouse genes
   with no effect of any kind (no cell-type programme, no batch shift).
 
@@ -197,6 +202,17 @@ DE_LOG2FC = 2.0
 PATHWAY_CELL_TYPE = "TAM"
 PATHWAY_LOG2FC = 1.5
 GAS6_SOURCES = ("CAF", "TAM_Mrc1")
+#: The planted rise in communication: the ligand's log2 fold change in its senders (subtypes).
+LR_RISING = {
+    "ligand": "Gas6",
+    "receptor": "AXL",
+    "senders": ["CAF", "TAM_Mrc1"],
+    "receiver": "tumor",
+    "log2fc": 2.0,
+}
+LR_RISING_SUBTYPES = ("myCAF", "iCAF", "TAM_Mrc1")
+#: A cross-species pair of the resource between planted markers, with no change.
+LR_FLAT = {"ligand": "Dcn", "receptor": "EGFR", "senders": ["CAF"], "receiver": "tumor"}
 
 TRUTH_COLUMNS = (
     "sample",
@@ -257,6 +273,10 @@ def planted_effects(
         },
         "subtype_split": {t: dict(v) for t, v in SUBTYPE_SPLIT.items()},
         "gas6_sources": list(GAS6_SOURCES),
+        "communication": {
+            "rising": {k: (list(v) if isinstance(v, list) else v) for k, v in LR_RISING.items()},
+            "flat": {k: (list(v) if isinstance(v, list) else v) for k, v in LR_FLAT.items()},
+        },
         "null_genes": list(null_genes),
         "absent_markers": {"T": list(T_CELL_MARKERS)},
         "markers": {

@@ -3,8 +3,8 @@
 Pseudobulk (:mod:`._pseudobulk`), DE per group (:mod:`._de`) by PyDESeq2 or an exploratory
 Wilcoxon (:mod:`._de_methods`), the DE rule's tables (:mod:`._de_tables`), genes of interest
 (:mod:`._genes_of_interest`), composition (:mod:`._composition`) with limma's empirical
-Bayes (:mod:`._ebayes`), expression sources
-(:mod:`._expression_sources`), the confirmatory family (:mod:`._confirmatory`) and its
+Bayes (:mod:`._ebayes`), expression sources (:mod:`._expression_sources`), ligand-receptor
+communication (:mod:`._communication`), the confirmatory family (:mod:`._confirmatory`) and its
 sensitivity (:mod:`._sensitivity`) and GSEA (:mod:`._gsea`). Multiple testing is statsmodels'
 everywhere (:func:`tmeflow._utils.adjust_pvalues`).
 """
@@ -12,6 +12,20 @@ everywhere (:func:`tmeflow._utils.adjust_pvalues`).
 from tmeflow._lazy import attach
 
 _NAMES = {
+    "_communication": [
+        "PAIR_COLUMNS",
+        "MAPPING_COLUMNS",
+        "SCORE_COLUMNS",
+        "COMPARISON_COLUMNS",
+        "consensus_resource",
+        "one_to_one",
+        "read_orthologs",
+        "map_resource",
+        "interaction_scores",
+        "animal_scores",
+        "compare_arms",
+        "communication",
+    ],
     "_composition": [
         "PROPORTION_COLUMNS",
         "COMPOSITION_COLUMNS",

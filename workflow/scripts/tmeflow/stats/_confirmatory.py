@@ -7,7 +7,7 @@ is that list: Holm's step-down adjustment (Holm 1979, Scand J Statist 6:65) over
 could be tested controls the family-wise error (the chance of calling any true null "supported") at
 ``alpha`` whatever the dependence between the tests.
 
-Four kinds of hypothesis:
+Five kinds of hypothesis:
 
 ``change`` (``gene`` + ``test: change``)
     The gene's expression in the cell type (or subtype) differs between the arms:
@@ -39,6 +39,15 @@ Four kinds of hypothesis:
     group may be a cell type or a subtype (``CAF`` and ``TAM_Mrc1``); cells in several listed
     groups count once. Mostly ambient UMIs in the groups make the row ``inconclusive``, as
     for ``source``.
+``interaction`` (``interaction: Gas6-AXL`` + ``sender`` + ``receiver``)
+    The ligand-receptor score from the sender group to the receiver group changes between the
+    arms (``direction`` optional; a mouse ligand to a human receptor in a xenograft): per animal,
+    ``score = sqrt(L * R)``, ``L`` the ligand's mean log1p CP10k in the sender's cells, ``R`` the
+    receptor's in the receiver's (a complex: its lowest subunit), on ambient-corrected counts
+    (:func:`tmeflow.stats.animal_scores`: ``layers['counts_ambient_corrected']`` when loaded,
+    else the raw counts minus :func:`tmeflow.cells.gene_ambient` per gene); ``effect`` = mean
+    test score minus mean reference score, Welch's t, one-sided with a ``direction``. A ligand
+    whose raw UMIs in the sender are mostly ambient makes the row ``inconclusive``.
 ``proportion`` (``proportion: stroma|immune|all``)
     The type's share of the denominator's cells changes (``direction`` optional):
     :func:`tmeflow.stats.propeller` within that denominator, ``effect`` = difference
@@ -98,6 +107,7 @@ from scipy import stats
 
 from tmeflow._utils import adjust_pvalues
 from tmeflow.cells import _ambient as ambient
+from tmeflow.stats import _communication as communication
 from tmeflow.stats import _composition as composition
 from tmeflow.stats import _de_methods as de_tests
 from tmeflow.stats._de import METHOD_PYDESEQ2, DESettings
@@ -154,7 +164,7 @@ INCONCLUSIVE, NOT_TESTABLE = "inconclusive", "not testable"
 #: The verdicts, from positive evidence to no test at all.
 VERDICTS: tuple[str, ...] = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_TESTABLE)
 _Z95 = 1.959963984540054
-_KINDS = ("change", "source", "main_sources", "proportion")
+_KINDS = ("change", "source", "main_sources", "proportion", "interaction")
 #: The share of the stromal UMIs a ``main_sources`` hypothesis's groups must exceed by default.
 MAIN_SHARE = 0.5
 
@@ -170,6 +180,7 @@ class Hypothesis:
     direction: str | None = None  # up | down | None (two-sided)
     groups: tuple[str, ...] = ()  # main_sources only
     share: float = MAIN_SHARE  # main_sources only
+    receiver: str | None = None  # interaction only (cell_type is the sender, gene the pair)
 
     @property
     def label(self) -> str:
@@ -179,6 +190,8 @@ class Hypothesis:
             return f"{self.gene}{arrow} in {self.cell_type}"
         if self.kind == "source":
             return f"{self.gene} source: {self.cell_type}"
+        if self.kind == "interaction":
+            return f"{self.gene}{arrow} from {self.cell_type} to {self.receiver}"
         if self.kind == "main_sources":
             return f"{self.gene} main sources: {self.cell_type} (> {self.share:.0%} of stroma)"
         return f"{self.cell_type} among {self.denominator}{arrow}"
@@ -195,6 +208,9 @@ def parse_hypotheses(entries: Sequence[dict]) -> list[Hypothesis]:
     """
     out = []
     for k, entry in enumerate(entries, start=1):
+        if "interaction" in entry:
+            out.append(_parse_interaction(k, entry))
+            continue
         has_gene, has_prop = "gene" in entry, "proportion" in entry
         if has_gene == has_prop:
             msg = f"hypotheses[{k}] {entry!r}: give exactly one of 'gene' or 'proportion'"
@@ -240,6 +256,29 @@ def parse_hypotheses(entries: Sequence[dict]) -> list[Hypothesis]:
                 )
             )
     return out
+
+
+def _parse_interaction(k: int, entry: dict) -> Hypothesis:
+    """Parse an ``interaction`` entry.
+
+    Keys: ``interaction`` (``ligand-receptor``), ``sender``, ``receiver``, optional
+    ``direction``; nothing else.
+    """
+    extra = set(entry) - {"interaction", "sender", "receiver", "direction"}
+    name = str(entry["interaction"])
+    if extra or not entry.get("sender") or not entry.get("receiver") or "-" not in name:
+        msg = (
+            f"hypotheses[{k}] {entry!r}: an interaction hypothesis has 'interaction' "
+            "(ligand-receptor, e.g. Gas6-AXL), 'sender', 'receiver' and optionally 'direction'"
+        )
+        raise ValueError(msg)
+    return Hypothesis(
+        "interaction",
+        str(entry["sender"]),
+        gene=name,
+        direction=entry.get("direction"),
+        receiver=str(entry["receiver"]),
+    )
 
 
 def holm(pvalues: Sequence[float], m: int | None = None) -> np.ndarray:
@@ -359,6 +398,7 @@ def confirm(
             "source": _source,
             "main_sources": _main_sources,
             "proportion": _proportion,
+            "interaction": _interaction,
         }[hyp.kind](adata, hyp, row, design)
         if len(per):
             per = per.assign(hypothesis=row["hypothesis"])
@@ -928,4 +968,91 @@ def _proportion(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.Da
         loo_n_computable=len(per),
         loo_n_animals=len(per),
     )
+    return per
+
+
+def _interaction(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFrame:
+    """The ligand-receptor score from sender to receiver between the arms (Welch, animals)."""
+    row["effect_scale"] = "difference in mean score sqrt(L * R), log1p CP10k"
+    row["method"] = "Welch t (animals)"
+    row["level"] = "->".join(_level(adata, g) or "?" for g in (hyp.cell_type, hyp.receiver))
+    split = communication.split_interaction(hyp.gene, adata.var_names)
+    if split is None:
+        row["reason"] = (
+            f"not testable: {hyp.gene!r} does not split into a ligand and a receptor of the "
+            "data (symbols are case-sensitive; complexes join subunits with '_')"
+        )
+        return _empty_values()
+    ligand, receptor = split
+    try:
+        scores = communication.animal_scores(
+            adata,
+            ligand,
+            receptor,
+            hyp.cell_type,
+            hyp.receiver,
+            condition_key=d.de.condition_key,
+            min_cells=d.de.min_cells,
+        )
+    except KeyError as err:
+        row["reason"] = f"not testable: {err.args[0]}"
+        return _empty_values()
+    scores = scores[scores["condition"].isin([d.de.reference, d.de.test])]
+    per = _arm_order(
+        pd.DataFrame(
+            {
+                "sample": scores["sample"].astype(str).to_numpy(),
+                "condition": scores["condition"].astype(str).to_numpy(),
+                "value": scores["score"].to_numpy(float),
+                "value_label": f"{hyp.gene} score, {hyp.cell_type} -> {hyp.receiver}",
+                "n_cells": scores["n_cells_sender"].to_numpy(int),
+            }
+        ),
+        d,
+    )
+    ref = per.loc[per["condition"] == d.de.reference, "value"].to_numpy(float)
+    tst = per.loc[per["condition"] == d.de.test, "value"].to_numpy(float)
+    row["n_animals_reference"], row["n_animals_test"] = int(ref.size), int(tst.size)
+    sender = communication.groups_of(adata)[hyp.cell_type]
+    explained = communication.ligand_ambient(adata, ligand, sender)
+    if np.isfinite(explained):
+        row["ambient_explained"] = explained
+        if explained > MAX_AMBIENT_EXPLAINED:
+            row["_inconclusive"] = (
+                f"inconclusive: ambient RNA or other-species UMIs explain {explained:.0%} of "
+                f"{hyp.cell_type}'s {ligand} UMIs (> {MAX_AMBIENT_EXPLAINED:.0%}): the ligand "
+                "is mostly soup"
+            )
+    if min(ref.size, tst.size) < d.de.min_replicates:
+        row["reason"] = (
+            f"not testable: {ref.size} vs {tst.size} animals with {hyp.cell_type} and "
+            f"{hyp.receiver} cells (min_replicates = {d.de.min_replicates})"
+        )
+        return per
+    w = communication.welch(ref, tst)
+    if not np.isfinite(w["pvalue"]):
+        row["reason"] = f"not testable: {w['note']}"
+        return per
+    dist = stats.t(w["df"])
+    row.update(
+        effect=w["effect"],
+        effect_unshrunk=w["effect"],
+        ci_low=w["ci_low"],
+        ci_high=w["ci_high"],
+        pvalue=_one_sided(w["stat"], hyp.direction, w["pvalue"], dist),
+        _se=w["se"],
+        _dist=dist,
+    )
+    loo = np.full(ref.size + tst.size, np.nan)
+    for i in range(loo.size):
+        r = np.delete(ref, i) if i < ref.size else ref
+        t = np.delete(tst, i - ref.size) if i >= ref.size else tst
+        if min(r.size, t.size) >= d.de.min_replicates:
+            loo[i] = float(t.mean() - r.mean())
+    _fill_loo(row, loo, w["effect"])
+    if (row["loo_n_computable"] or 0) < loo.size:
+        row["_loo_why"] = (
+            f"leaving one out would leave fewer than min_replicates = {d.de.min_replicates} "
+            "animals in its arm"
+        )
     return per

@@ -1,0 +1,675 @@
+"""Cell-cell communication: ligand-receptor scores per animal, compared between the arms.
+
+The ligand-receptor pairs are LIANA+'s ``consensus`` resource (human symbols; complexes are
+``_``-joined subunits), read from the CSV shipped in the ``liana`` wheel
+(:func:`consensus_resource`; nothing is downloaded). A mouse side is spelled through the
+shipped HGNC HCOP human-mouse ortholog table (``config/genesets/``): one-to-one orthologs only,
+and a complex is kept only when every subunit has one (:func:`map_resource`, whose report
+counts the pairs kept and dropped). In a xenograft the senders of one species talk to the
+receivers of the other (mouse stroma -> human tumour and back): a mouse ligand (``Gas6``) meets
+a human receptor (``AXL``); in a one-species run, every group talks to every group.
+
+Scores (:func:`interaction_scores`), per animal, sender group and receiver group (a group is a
+cell type or a subtype label, ``CAF`` or ``TAM_Mrc1``): the ligand's expression ``L`` in the
+sender = mean over its cells of log1p(CP10k) (a complex: its lowest subunit), the receptor's
+``R`` in the receiver the same; ``score = sqrt(L * R)``, the geometric mean (zero when either
+side is silent). Counts are ambient-corrected: ``layers['counts_ambient_corrected']`` when the
+object has it, else the raw ``layers['counts']`` minus :func:`tmeflow.cells.gene_ambient`'s
+other-species and soup UMIs per gene, floored at 0 (:func:`corrected_columns`). A ligand whose
+raw UMIs in the sender are mostly soup (> :data:`MAX_AMBIENT_EXPLAINED` explained) is flagged
+``ligand_mostly_soup``: its score is ambient, not signalling.
+
+Comparison (:func:`compare_arms`): each sender -> receiver pair, with the animals as the unit:
+Welch's t on the per-animal scores (test minus reference; 2-6 animals per arm), BH across every
+compared pair (:func:`tmeflow._utils.adjust_pvalues`), ranked within each sender -> receiver.
+"""
+
+import logging
+from collections.abc import Sequence
+from os import PathLike
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+from scipy import stats
+
+from tmeflow._utils import adjust_pvalues, cp10k_scale, observed_levels, row_sums
+from tmeflow.cells import _ambient as ambient
+
+logger = logging.getLogger(__name__)
+
+#: The corrected counts layer read when present.
+CORRECTED_LAYER = "counts_ambient_corrected"
+#: Above this share of a ligand's raw sender UMIs explained by soup, the ligand is flagged.
+MAX_AMBIENT_EXPLAINED = 0.5
+#: Columns of :func:`map_resource`'s mapped pairs.
+PAIR_COLUMNS: list[str] = [
+    "sender_species",
+    "receiver_species",
+    "interaction",
+    "ligand",
+    "receptor",
+    "ligand_human",
+    "receptor_human",
+]
+#: Columns of :func:`map_resource`'s report.
+MAPPING_COLUMNS: list[str] = [
+    "sender_species",
+    "receiver_species",
+    "n_resource",
+    "n_kept",
+    "n_dropped",
+    "dropped_ligand",
+    "dropped_receptor",
+    "dropped_both",
+    "share_kept",
+    "n_in_data",
+]
+#: Columns of :func:`interaction_scores` (one row per animal x sender x receiver x pair).
+SCORE_COLUMNS: list[str] = [
+    "sample",
+    "condition",
+    "sender",
+    "receiver",
+    "interaction",
+    "ligand",
+    "receptor",
+    "ligand_expr",
+    "receptor_expr",
+    "ligand_frac",
+    "receptor_frac",
+    "score",
+    "n_cells_sender",
+    "n_cells_receiver",
+]
+#: Columns of :func:`compare_arms` (one row per sender x receiver x pair).
+COMPARISON_COLUMNS: list[str] = [
+    "sender",
+    "receiver",
+    "interaction",
+    "ligand",
+    "receptor",
+    "n_animals_reference",
+    "n_animals_test",
+    "mean_reference",
+    "mean_test",
+    "effect",
+    "log2_ratio",
+    "ci_low",
+    "ci_high",
+    "stat",
+    "df",
+    "pvalue",
+    "padj",
+    "rank",
+    "ligand_ambient_explained",
+    "ligand_mostly_soup",
+    "note",
+]
+
+
+# --- the resource ----------------------------------------------------------------------------
+
+
+def consensus_resource() -> pd.DataFrame:
+    """LIANA+'s ``consensus`` ligand-receptor pairs (human symbols), unique, in its order.
+
+    ``liana.resource.select_resource`` reads ``liana/resource/omni_resource.csv`` from the
+    installed wheel: no network.
+    """
+    import liana  # the communication jobs only; imported on use
+
+    res = liana.resource.select_resource("consensus")
+    return res[["ligand", "receptor"]].drop_duplicates().reset_index(drop=True)
+
+
+def one_to_one(orthologs: pd.DataFrame) -> dict[str, str]:
+    """Human symbol -> mouse symbol, for the pairs where each maps to the other only.
+
+    ``orthologs`` has ``human_symbol`` and ``mouse_symbol`` (one row per pair, as the HCOP
+    table); a symbol with two partners on the other side is left out, with its partners.
+    """
+    o = orthologs[["human_symbol", "mouse_symbol"]].dropna().astype(str).drop_duplicates()
+    n_h = o.groupby("human_symbol")["mouse_symbol"].transform("size")
+    n_m = o.groupby("mouse_symbol")["human_symbol"].transform("size")
+    o = o[(n_h == 1) & (n_m == 1)]
+    return dict(zip(o["human_symbol"], o["mouse_symbol"], strict=True))
+
+
+def read_orthologs(path: str | PathLike[str]) -> dict[str, str]:
+    """:func:`one_to_one` of a TSV (gzipped or not) with ``human_symbol``, ``mouse_symbol``."""
+    return one_to_one(pd.read_csv(path, sep="\t", dtype=str))
+
+
+def _spell(complex_: str, species: str, o2o: dict[str, str]) -> str | None:
+    """A human (complex) symbol in ``species``; None when a subunit has no 1:1 ortholog."""
+    if species != "mouse":
+        return complex_
+    subunits = [o2o.get(s) for s in complex_.split("_")]
+    return None if any(s is None for s in subunits) else "_".join(subunits)
+
+
+def map_resource(
+    resource: pd.DataFrame,
+    o2o: dict[str, str],
+    directions: Sequence[tuple[str, str]],
+    var_names: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The resource spelled for each sender -> receiver species, with the mapping report.
+
+    Parameters
+    ----------
+    resource
+        ``ligand``, ``receptor`` in human symbols (:func:`consensus_resource`).
+    o2o
+        One-to-one human -> mouse symbols (:func:`one_to_one`).
+    directions
+        ``(sender species, receiver species)``, e.g. ``[("mouse", "human"), ("human",
+        "mouse")]``; a ``mouse`` side is translated, a ``human`` one kept.
+    var_names
+        The data's features: ``n_in_data`` counts the kept pairs whose every subunit is there.
+
+    Returns
+    -------
+    pairs
+        Columns :data:`PAIR_COLUMNS` (``interaction`` = ``ligand-receptor`` as the data spell
+        them, e.g. ``Gas6-AXL``).
+    report
+        Columns :data:`MAPPING_COLUMNS`, one row per direction.
+    """
+    res = resource[["ligand", "receptor"]].drop_duplicates()
+    names = None if var_names is None else set(map(str, var_names))
+    parts, rows = [], []
+    for s_sp, r_sp in directions:
+        lig = res["ligand"].map(lambda x, sp_=s_sp: _spell(x, sp_, o2o))
+        rec = res["receptor"].map(lambda x, sp_=r_sp: _spell(x, sp_, o2o))
+        ok_l, ok_r = lig.notna(), rec.notna()
+        kept = pd.DataFrame(
+            {
+                "sender_species": s_sp,
+                "receiver_species": r_sp,
+                "ligand": lig[ok_l & ok_r],
+                "receptor": rec[ok_l & ok_r],
+                "ligand_human": res["ligand"][ok_l & ok_r],
+                "receptor_human": res["receptor"][ok_l & ok_r],
+            }
+        )
+        kept["interaction"] = kept["ligand"] + "-" + kept["receptor"]
+        kept = kept.drop_duplicates(["ligand", "receptor"])
+        in_data = (
+            kept.apply(
+                lambda r: all(g in names for g in f"{r.ligand}_{r.receptor}".split("_")), axis=1
+            )
+            if names is not None and len(kept)
+            else pd.Series(False, index=kept.index)
+        )
+        n = len(res)
+        rows.append(
+            {
+                "sender_species": s_sp,
+                "receiver_species": r_sp,
+                "n_resource": n,
+                "n_kept": int((ok_l & ok_r).sum()),
+                "n_dropped": int((~(ok_l & ok_r)).sum()),
+                "dropped_ligand": int((~ok_l & ok_r).sum()),
+                "dropped_receptor": int((ok_l & ~ok_r).sum()),
+                "dropped_both": int((~ok_l & ~ok_r).sum()),
+                "share_kept": float((ok_l & ok_r).mean()) if n else np.nan,
+                "n_in_data": int(in_data.sum()) if names is not None else pd.NA,
+            }
+        )
+        parts.append(kept[PAIR_COLUMNS])
+    pairs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PAIR_COLUMNS)
+    return pairs, pd.DataFrame(rows, columns=MAPPING_COLUMNS)
+
+
+def directions(species: str) -> list[tuple[str, str]]:
+    """Sender -> receiver species of a run: across species in a xenograft, else the one."""
+    if species == "xenograft":
+        return [("mouse", "human"), ("human", "mouse")]
+    return [(species, species)]
+
+
+# --- expression ------------------------------------------------------------------------------
+
+
+def corrected_columns(adata: AnnData, genes: Sequence[str]) -> tuple[sp.csc_matrix, np.ndarray]:
+    """Ambient-corrected counts of ``genes`` (cells x genes) and every cell's total.
+
+    ``layers['counts_ambient_corrected']`` when present; else ``layers['counts']`` minus each
+    gene's other-species and expected soup UMIs (:func:`tmeflow.cells.gene_ambient`), floored
+    at 0, with the raw totals.
+    """
+    if CORRECTED_LAYER in adata.layers:
+        mat = adata.layers[CORRECTED_LAYER]
+        mat = sp.csr_matrix(mat) if not sp.issparse(mat) else mat.tocsr()
+        idx = adata.var_names.get_indexer(list(genes))
+        return sp.csc_matrix(mat[:, idx], dtype=np.float64), row_sums(mat)
+    mat = adata.layers["counts"]
+    mat = sp.csr_matrix(mat) if not sp.issparse(mat) else mat.tocsr()
+    totals = row_sums(mat)
+    cols = sp.csc_matrix(mat[:, adata.var_names.get_indexer(list(genes))], dtype=np.float64)
+    out = []
+    for j, gene in enumerate(genes):
+        raw = cols[:, [j]].toarray().ravel()
+        other, expected = ambient.gene_ambient(adata, raw, gene, layer="counts")
+        out.append(sp.csc_matrix(np.maximum(raw - other - expected, 0.0)[:, None]))
+    return (sp.hstack(out, format="csc") if out else cols), totals
+
+
+def ligand_ambient(adata: AnnData, gene: str, cells: np.ndarray) -> float:
+    """Share of ``gene``'s raw UMIs in ``cells`` that soup or the other species explain.
+
+    ``cells`` is a bool mask; the accounting is :func:`tmeflow.cells.gene_ambient`'s. NaN
+    without UMIs; a complex: its highest subunit.
+    """
+    worst = np.nan
+    mat = adata.layers["counts"]
+    for sub in gene.split("_"):
+        if sub not in adata.var_names:
+            continue
+        j = adata.var_names.get_loc(sub)
+        raw = np.asarray(mat[:, [j]].toarray() if sp.issparse(mat) else mat[:, [j]]).ravel()
+        raw = raw.astype(np.float64)
+        other, expected = ambient.gene_ambient(adata, raw, sub, layer="counts")
+        total = float(raw[cells].sum())
+        if total > 0:
+            share = float(min((other[cells] + expected[cells]).sum(), total) / total)
+            worst = share if not np.isfinite(worst) else max(worst, share)
+    return worst
+
+
+def groups_of(adata: AnnData, levels: Sequence[str] = ("cell_type", "cell_subtype")) -> dict:
+    """Group label -> bool mask of its cells, over the annotation levels present.
+
+    A subtype named like its type (``tumor``) counts once.
+    """
+    out: dict[str, np.ndarray] = {}
+    for key in levels:
+        if key not in adata.obs.columns:
+            continue
+        col = adata.obs[key].astype(str)
+        for label in observed_levels(adata.obs[key]):
+            out.setdefault(str(label), (col == str(label)).to_numpy())
+    return out
+
+
+def group_species(adata: AnnData, mask: np.ndarray, default: str) -> str:
+    """The majority ``obs['species']`` of a group's cells (``default`` without the column)."""
+    if "species" not in adata.obs.columns or not mask.any():
+        return default
+    return str(adata.obs["species"].astype(str)[mask].value_counts().index[0])
+
+
+def _unit_expression(
+    adata: AnnData,
+    genes: list[str],
+    groups: dict[str, np.ndarray],
+    sample_key: str,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Per (sample, group): mean log1p CP10k and fraction expressing of each gene, cells."""
+    counts, totals = corrected_columns(adata, genes)
+    norm = sp.csr_matrix(counts.multiply(cp10k_scale(totals)[:, None]))
+    norm.data = np.log1p(norm.data)
+    expressing = sp.csr_matrix((counts > 0).astype(np.float64))
+    samples = adata.obs[sample_key].astype(str).to_numpy()
+    keys, cols = [], []
+    for s in observed_levels(adata.obs[sample_key]):
+        in_s = samples == str(s)
+        for g, mask in groups.items():
+            keys.append((str(s), g))
+            cols.append(np.flatnonzero(in_s & mask))
+    n = np.array([c.size for c in cols], dtype=np.int64)
+    rows = np.concatenate(cols) if cols else np.array([], dtype=np.int64)
+    owner = np.repeat(np.arange(len(cols)), n)
+    ind = sp.csr_matrix(
+        (np.ones(rows.size), (owner, rows)), shape=(len(cols), adata.n_obs), dtype=np.float64
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inv = np.where(n > 0, 1.0 / np.maximum(n, 1), np.nan)[:, None]
+        mean = np.asarray((ind @ norm).todense()) * inv
+        frac = np.asarray((ind @ expressing).todense()) * inv
+    index = pd.MultiIndex.from_tuples(keys, names=["sample", "group"])
+    return (
+        pd.DataFrame(mean, index=index, columns=genes),
+        pd.DataFrame(frac, index=index, columns=genes),
+        pd.Series(n, index=index),
+    )
+
+
+def _complex(table: pd.DataFrame, name: str) -> np.ndarray:
+    """A complex's value per unit: its lowest subunit."""
+    return table[name.split("_")].min(axis=1).to_numpy()
+
+
+def interaction_scores(
+    adata: AnnData,
+    pairs: pd.DataFrame,
+    *,
+    condition_key: str = "condition",
+    sample_key: str = "sample",
+    species: str = "xenograft",
+    senders: Sequence[str] | None = None,
+    receivers: Sequence[str] | None = None,
+    min_cells: int = 10,
+    expr_prop: float = 0.1,
+) -> pd.DataFrame:
+    """Per-animal scores of every expressed pair between every sender and receiver group.
+
+    Parameters
+    ----------
+    adata
+        Annotated cells with ``layers['counts']`` (and ``counts_ambient_corrected`` when
+        computed), ``obs`` ``sample``, the condition, ``cell_type``/``cell_subtype`` and, in
+        a xenograft, ``species``.
+    pairs
+        :func:`map_resource`'s pairs; a pair enters a sender -> receiver of its species.
+    species
+        ``xenograft`` (groups talk across species), ``mouse`` or ``human``.
+    senders, receivers
+        Group labels to keep (None: every group).
+    min_cells
+        An animal's group with fewer cells has no score (NaN) there.
+    expr_prop
+        A pair is kept for a sender -> receiver when, in at least one arm, the animals' mean
+        fraction of sender cells expressing the ligand and of receiver cells expressing the
+        receptor both reach it (every subunit of a complex).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SCORE_COLUMNS`, ordered by sender, receiver, pair, sample.
+    """
+    groups = groups_of(adata)
+    g_species = {g: group_species(adata, m, species) for g, m in groups.items()}
+    names = set(map(str, adata.var_names))
+    present = (
+        pairs[
+            pairs.apply(
+                lambda r: all(x in names for x in f"{r.ligand}_{r.receptor}".split("_")), axis=1
+            )
+        ]
+        if len(pairs)
+        else pairs
+    )
+    if present.empty:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    genes = sorted({x for v in (*present["ligand"], *present["receptor"]) for x in v.split("_")})
+    mean, frac, n = _unit_expression(adata, genes, groups, sample_key)
+    cond = adata.obs[condition_key].astype(str).groupby(adata.obs[sample_key].astype(str)).first()
+    parts = []
+    for s_g in groups:
+        if senders is not None and s_g not in senders:
+            continue
+        for r_g in groups:
+            if receivers is not None and r_g not in receivers:
+                continue
+            sub = present[
+                (present["sender_species"] == g_species[s_g])
+                & (present["receiver_species"] == g_species[r_g])
+            ]
+            if species == "xenograft" and g_species[s_g] == g_species[r_g]:
+                continue
+            if sub.empty:
+                continue
+            part = _pair_scores(sub, mean, frac, n, cond, s_g, r_g, min_cells, expr_prop)
+            if part is not None:
+                parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[SCORE_COLUMNS]
+
+
+def _pair_scores(sub, mean, frac, n, cond, s_g, r_g, min_cells, expr_prop):
+    s_units = mean.xs(s_g, level="group")
+    r_units = mean.xs(r_g, level="group")
+    s_frac, r_frac = frac.xs(s_g, level="group"), frac.xs(r_g, level="group")
+    n_s, n_r = n.xs(s_g, level="group"), n.xs(r_g, level="group")
+    ok = ((n_s >= min_cells) & (n_r >= min_cells)).to_numpy()
+    if not ok.any():
+        return None
+    samples = s_units.index.astype(str)
+    lig = np.column_stack([_complex(s_units, x) for x in sub["ligand"]])
+    rec = np.column_stack([_complex(r_units, x) for x in sub["receptor"]])
+    lf = np.column_stack([_complex(s_frac, x) for x in sub["ligand"]])
+    rf = np.column_stack([_complex(r_frac, x) for x in sub["receptor"]])
+    lig[~ok], rec[~ok], lf[~ok], rf[~ok] = np.nan, np.nan, np.nan, np.nan
+    arm = cond.reindex(samples).to_numpy()
+    keep = np.zeros(len(sub), dtype=bool)
+    for a in pd.unique(arm[ok]):
+        rows = ok & (arm == a)
+        keep |= (np.nanmean(lf[rows], axis=0) >= expr_prop) & (
+            np.nanmean(rf[rows], axis=0) >= expr_prop
+        )
+    if not keep.any():
+        return None
+    sub = sub[keep]
+    lig, rec, lf, rf = lig[:, keep], rec[:, keep], lf[:, keep], rf[:, keep]
+    n_p, n_a = len(sub), len(samples)
+    return pd.DataFrame(
+        {
+            "sample": np.tile(samples, n_p),
+            "condition": np.tile(arm, n_p),
+            "sender": s_g,
+            "receiver": r_g,
+            "interaction": np.repeat(sub["interaction"].to_numpy(), n_a),
+            "ligand": np.repeat(sub["ligand"].to_numpy(), n_a),
+            "receptor": np.repeat(sub["receptor"].to_numpy(), n_a),
+            "ligand_expr": lig.T.ravel(),
+            "receptor_expr": rec.T.ravel(),
+            "ligand_frac": lf.T.ravel(),
+            "receptor_frac": rf.T.ravel(),
+            "score": np.sqrt(lig * rec).T.ravel(),
+            "n_cells_sender": np.tile(n_s.to_numpy(), n_p),
+            "n_cells_receiver": np.tile(n_r.to_numpy(), n_p),
+        }
+    )
+
+
+def animal_scores(
+    adata: AnnData,
+    ligand: str,
+    receptor: str,
+    sender: str,
+    receiver: str,
+    *,
+    condition_key: str = "condition",
+    sample_key: str = "sample",
+    min_cells: int = 10,
+) -> pd.DataFrame:
+    """Per-animal score of one named pair from one sender to one receiver (the hypothesis).
+
+    As :func:`interaction_scores` without the expression filter: rows of
+    :data:`SCORE_COLUMNS` for every animal whose sender and receiver have ``min_cells``
+    cells. Raises ``KeyError`` for a subunit absent from the data or an unknown group.
+    """
+    missing = [g for g in f"{ligand}_{receptor}".split("_") if g not in adata.var_names]
+    if missing:
+        raise KeyError(f"gene(s) {missing} absent from the data (symbols are case-sensitive)")
+    groups = groups_of(adata)
+    for g in (sender, receiver):
+        if g not in groups:
+            raise KeyError(f"no cell labelled {g!r} (cell_type or cell_subtype)")
+    pair = pd.DataFrame(
+        {"interaction": [f"{ligand}-{receptor}"], "ligand": [ligand], "receptor": [receptor]}
+    )
+    genes = sorted(set(f"{ligand}_{receptor}".split("_")))
+    two = {sender: groups[sender], receiver: groups[receiver]}
+    mean, frac, n = _unit_expression(adata, genes, two, sample_key)
+    cond = adata.obs[condition_key].astype(str).groupby(adata.obs[sample_key].astype(str)).first()
+    part = _pair_scores(pair, mean, frac, n, cond, sender, receiver, min_cells, -1.0)
+    if part is None:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    return part[np.isfinite(part["score"].to_numpy(float))][SCORE_COLUMNS].reset_index(drop=True)
+
+
+def split_interaction(name: str, var_names: Sequence[str]) -> tuple[str, str] | None:
+    """``Gas6-AXL`` -> ``("Gas6", "AXL")``, split on the data's symbols.
+
+    The first ``-`` split whose every subunit is a
+    feature (symbols may hold ``-`` themselves, ``H2-K1``); None when no split fits.
+    """
+    names = set(map(str, var_names))
+    for i, ch in enumerate(name):
+        if ch != "-":
+            continue
+        lig, rec = name[:i], name[i + 1 :]
+        if lig and rec and all(g in names for g in f"{lig}_{rec}".split("_")):
+            return lig, rec
+    return None
+
+
+# --- the comparison --------------------------------------------------------------------------
+
+
+def welch(ref: np.ndarray, tst: np.ndarray) -> dict:
+    """Welch's t of ``tst - ref`` (two-sided p, 95% interval); NaN fields when untestable."""
+    out = {"effect": np.nan, "se": np.nan, "df": np.nan, "stat": np.nan, "pvalue": np.nan}
+    out.update(ci_low=np.nan, ci_high=np.nan, note="")
+    if ref.size < 2 or tst.size < 2:
+        out["note"] = f"fewer than 2 animals in an arm ({ref.size} vs {tst.size})"
+        out["effect"] = float(tst.mean() - ref.mean()) if ref.size and tst.size else np.nan
+        return out
+    v_r, v_t = ref.var(ddof=1) / ref.size, tst.var(ddof=1) / tst.size
+    effect = float(tst.mean() - ref.mean())
+    out["effect"] = effect
+    se = float(np.sqrt(v_r + v_t))
+    if se == 0:
+        out["note"] = "the same score in every animal"
+        return out
+    df = (v_r + v_t) ** 2 / (
+        (v_r**2 / (ref.size - 1) if v_r else 0.0) + (v_t**2 / (tst.size - 1) if v_t else 0.0)
+    )
+    dist = stats.t(df)
+    q = float(dist.ppf(0.975))
+    out.update(
+        se=se,
+        df=float(df),
+        stat=effect / se,
+        pvalue=float(2 * dist.sf(abs(effect / se))),
+        ci_low=effect - q * se,
+        ci_high=effect + q * se,
+    )
+    return out
+
+
+def compare_arms(
+    scores: pd.DataFrame,
+    *,
+    reference: str,
+    test: str,
+    ambient_explained: dict[tuple[str, str], float] | None = None,
+) -> pd.DataFrame:
+    """Each sender -> receiver pair compared between the arms, animals as the unit.
+
+    Parameters
+    ----------
+    scores
+        :func:`interaction_scores`.
+    reference, test
+        The arms.
+    ambient_explained
+        ``(ligand, sender)`` -> :func:`ligand_ambient`; flags ``ligand_mostly_soup``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`COMPARISON_COLUMNS`: ``effect`` = mean test score - mean reference
+        score (Welch's t, two-sided ``pvalue``, 95% interval), ``log2_ratio`` of the means,
+        ``padj`` = BH over every compared row, ``rank`` within the sender -> receiver (1 =
+        smallest p, ties by the larger ``|effect|``; untestable rows last).
+    """
+    rows = []
+    amb = ambient_explained or {}
+    for (s_g, r_g, name), sub in scores.groupby(["sender", "receiver", "interaction"], sort=False):
+        sub = sub[np.isfinite(sub["score"].to_numpy(float))]
+        ref = sub.loc[sub["condition"] == reference, "score"].to_numpy(float)
+        tst = sub.loc[sub["condition"] == test, "score"].to_numpy(float)
+        w = welch(ref, tst)
+        m_r = float(ref.mean()) if ref.size else np.nan
+        m_t = float(tst.mean()) if tst.size else np.nan
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = float(np.log2(m_t / m_r)) if m_r > 0 and m_t > 0 else np.nan
+        lig = str(sub["ligand"].iat[0]) if len(sub) else name.split("-")[0]
+        a = amb.get((lig, s_g), np.nan)
+        rows.append(
+            {
+                "sender": s_g,
+                "receiver": r_g,
+                "interaction": name,
+                "ligand": lig,
+                "receptor": str(sub["receptor"].iat[0]) if len(sub) else "",
+                "n_animals_reference": int(ref.size),
+                "n_animals_test": int(tst.size),
+                "mean_reference": m_r,
+                "mean_test": m_t,
+                "effect": w["effect"],
+                "log2_ratio": ratio,
+                "ci_low": w["ci_low"],
+                "ci_high": w["ci_high"],
+                "stat": w["stat"],
+                "df": w["df"],
+                "pvalue": w["pvalue"],
+                "ligand_ambient_explained": a,
+                "ligand_mostly_soup": bool(np.isfinite(a) and a > MAX_AMBIENT_EXPLAINED),
+                "note": w["note"],
+            }
+        )
+    if not rows:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    out = pd.DataFrame(rows)
+    out["padj"] = adjust_pvalues(out["pvalue"].to_numpy(float), "fdr_bh")
+    out["_p"] = out["pvalue"].fillna(np.inf)
+    out["_e"] = -out["effect"].abs().fillna(0.0)
+    out = out.sort_values(["sender", "receiver", "_p", "_e"], kind="mergesort")
+    out["rank"] = out.groupby(["sender", "receiver"], sort=False).cumcount() + 1
+    return out[COMPARISON_COLUMNS].reset_index(drop=True)
+
+
+def soup_flags(adata: AnnData, comparison_keys: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """:func:`ligand_ambient` of every distinct (ligand, sender) of ``comparison_keys``."""
+    groups = groups_of(adata)
+    out = {}
+    for lig, s_g in comparison_keys[["ligand", "sender"]].drop_duplicates().itertuples(index=False):
+        out[(lig, s_g)] = ligand_ambient(adata, lig, groups[s_g])
+    return out
+
+
+def communication(
+    adata: AnnData,
+    resource: pd.DataFrame,
+    o2o: dict[str, str],
+    *,
+    species: str,
+    reference: str,
+    test: str,
+    condition_key: str = "condition",
+    min_cells: int = 10,
+    expr_prop: float = 0.1,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The communication rule: (per-animal scores, arm comparison, mapping report)."""
+    pairs, report = map_resource(resource, o2o, directions(species), adata.var_names)
+    for r in report.itertuples():
+        logger.info(
+            "%s -> %s: %d of %d resource pairs kept by the 1:1 orthologs (%.1f%%), %d in the data",
+            r.sender_species,
+            r.receiver_species,
+            r.n_kept,
+            r.n_resource,
+            100 * r.share_kept,
+            r.n_in_data,
+        )
+    scores = interaction_scores(
+        adata,
+        pairs,
+        condition_key=condition_key,
+        species=species,
+        min_cells=min_cells,
+        expr_prop=expr_prop,
+    )
+    scores = scores[scores["condition"].isin([reference, test])].reset_index(drop=True)
+    comparison = compare_arms(scores, reference=reference, test=test)
+    flags = soup_flags(adata, comparison) if len(comparison) else {}
+    comparison = compare_arms(scores, reference=reference, test=test, ambient_explained=flags)
+    return scores, comparison, report

@@ -228,7 +228,7 @@ def test_url_of_unknown_format_refused(fmt):
         tms.check_url_rows(url_sheet("https://h.org/counts.bin?x=1", **cells))
     assert str(exc.value) == (
         "sample 's1': cannot tell the format of 'counts.bin' from its name. Add a 'format' "
-        "column to the sample sheet (10x_h5, 10x_mtx, h5ad, table)."
+        "column to the sample sheet (10x_h5, 10x_mtx, h5ad, table, geo_tar)."
     )
 
 
@@ -241,7 +241,7 @@ def test_url_without_a_file_name_refused(monkeypatch):
         tms.check_url_rows(url_sheet("https://h.org/"))
     assert str(exc.value) == (
         "sample 's1': URL 'https://h.org/' does not end in a file name. Point it at one file "
-        "(.h5, .h5ad, .csv/.tsv[.gz]); an mtx folder must be downloaded by hand."
+        "(.h5, .h5ad, .csv/.tsv[.gz], a GEO _RAW.tar); an mtx folder must be downloaded by hand."
     )
 
 

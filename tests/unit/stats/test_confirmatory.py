@@ -464,3 +464,20 @@ def test_minimum_detectable_effect_shrinks_with_animals_and_is_in_the_reason():
     se = (src["ci_high"] - src["ci_low"]) / (2 * dist.ppf(0.975))
     want = (dist.ppf(1 - 0.05 / 3) + dist.ppf(0.8)) * se
     assert src["mde_80"] == pytest.approx(want, rel=1e-9)
+
+
+def test_the_shipped_family_parses_after_the_schema_fills_its_defaults():
+    """The config validator writes schema defaults into every hypothesis entry: none may land
+    in an entry whose kind refuses it (a `share` default broke every interaction entry)."""
+    from pathlib import Path
+
+    import yaml
+
+    from tmeflow import core
+
+    repo = Path(__file__).resolve().parents[3]
+    config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    core.validate_config(config, repo / "workflow" / "schemas" / "config.schema.yaml")
+    hyps = cf.parse_hypotheses(config["hypotheses"])
+    assert len(hyps) == len(config["hypotheses"])
+    assert {h.kind for h in hyps} >= {"change", "source", "main_sources", "proportion"}

@@ -1,16 +1,27 @@
-"""Calibration of the confirmatory table: family-wise error on simulated null experiments.
+"""Calibration and power of the confirmatory family on simulated xenograft experiments.
 
-Draws ``--n`` experiments of 3 + 3 animals in which nothing differs between the arms
-(``tests/unit/_confirm_data.stromal_counts`` with ``fold=1``), tests a family of four true
-null hypotheses (a gene up in CAFs, TAMs up among the stroma, NK changed among immune cells,
-CAFs changed among all cells) with :func:`tmeflow.stats.confirm` and prints the share
-of experiments with any Holm-adjusted p below alpha (the family-wise error), with its exact
-binomial 95% interval, and each hypothesis' rate of raw p < alpha. The leave-one-animal-out
-refits and the apeGLM shrinkage are off for speed: p-values do not depend on them, and a
-``supported`` verdict also needs ``p_holm < alpha``, so the printed rate bounds the verdicts'
-family-wise error from above. Not a test (minutes); run it niced::
+Each experiment is :func:`tests.unit._confirm_data.tumour_experiment` (8 stromal types from
+35% down to a rare 2%, TAM subtypes, human tumour cells; ``--genes`` genes) at one design
+(``--designs``: animals per arm) and one scenario: ``null`` (nothing differs between the arms,
+the source and main_sources genes sit at the boundary of their nulls) or a planted one
+(``low``: Mmp11 x2 in CAF, TAM x1.5 among the stroma, Postn made x2 per UMI by CAFs, a true
+source; ``high``: Mmp11 x4, TAM x2, the same source). It tests :data:`FAMILY` (the default
+family's kinds: change, source, main_sources, proportion among the stroma, within-parent
+proportion) together with :data:`EXTRA` (rare types: pericyte 2% of the stroma, TAM_Arg1 10%
+of the TAMs, Postn source in pericytes; ``--rare-change`` adds Mmp11 in pericytes, a second
+PyDESeq2 fit) with :func:`tmeflow.stats.confirm` (``shrink=False``; ``--no-loo`` drops the
+leave-one-animal-out refits, which change verdicts, not p-values). Holm is over FAMILY only
+(m = 5); the extras' raw p-values give their type-I error.
 
-    nice -n 10 .venv/bin/python bench/confirmatory_calibration.py --n 200
+Every experiment appends one line per hypothesis to ``--runs`` (resumable: experiments
+already there are skipped), designs interleaved, so a run cut short by ``--budget-s`` is
+balanced; ``--summarise`` turns the runs into ``bench/confirmatory_calibration.tsv``
+(family-wise error with its Clopper-Pearson 95% interval, type-I per hypothesis, power) and
+the figure ``bench/confirmatory_calibration.png``. Not a test; run it niced on one core::
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/confirmatory_calibration.py \\
+        --null 2000 --power 200 --budget-s 0 && \\
+        .venv/bin/python bench/confirmatory_calibration.py --summarise
 """
 
 import argparse
@@ -21,54 +32,258 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "workflow/scripts"), str(REPO)]
 
-from tests.unit._confirm_data import REF, TEST, stromal_counts  # noqa: E402
+from tests.unit._confirm_data import REF, TEST, tumour_experiment  # noqa: E402
 from tmeflow.stats import _confirmatory as confirmatory  # noqa: E402
 
+#: The default family's kinds, each a true null in ``null`` experiments.
 FAMILY = [
-    {"gene": "G0000", "cell_type": "CAF", "direction": "up"},
+    {"gene": "Mmp11", "cell_type": "CAF", "direction": "up"},
+    {"gene": "Postn", "cell_type": "CAF", "test": "source"},
+    {"gene": "Gas6", "test": "main_sources", "groups": ["CAF", "TAM_Mrc1"]},
     {"proportion": "stroma", "cell_type": "TAM", "direction": "up"},
-    {"proportion": "immune", "cell_type": "NK"},
-    {"proportion": "all", "cell_type": "CAF"},
+    {"proportion": "within_TAM", "cell_type": "TAM_Mrc1", "direction": "up"},
 ]
+#: Rare types, outside the family (their raw p-values: type-I error only).
+EXTRA = [
+    {"proportion": "stroma", "cell_type": "pericyte"},
+    {"proportion": "within_TAM", "cell_type": "TAM_Arg1"},
+    {"gene": "Postn", "cell_type": "pericyte", "test": "source"},
+]
+RARE_CHANGE = {"gene": "Mmp11", "cell_type": "pericyte"}
+#: Planted effects per scenario (arguments of tumour_experiment).
+SCENARIOS = {
+    "null": {},
+    "low": {"change_fold": 2.0, "tam_fold": 1.5, "source_fold": 2.0},
+    "high": {"change_fold": 4.0, "tam_fold": 2.0, "source_fold": 2.0},
+}
+#: Which family members a scenario plants (power is read on them).
+PLANTED = {"low": (0, 1, 3), "high": (0, 1, 3)}
+RUNS = REPO / "bench" / "confirmatory_calibration_runs.tsv"
+TABLE = REPO / "bench" / "confirmatory_calibration.tsv"
+FIGURE = REPO / "bench" / "confirmatory_calibration.png"
+ALPHA = 0.05
+
+
+def run_one(design: int, scenario: str, seed: int, *, genes: int, loo: bool, rare_change: bool):
+    """One experiment's rows: hypothesis, kind, in_family, pvalue, p_holm, verdict."""
+    extra = EXTRA + ([RARE_CHANGE] if rare_change else [])
+    hyps = confirmatory.parse_hypotheses(FAMILY + extra)
+    adata = tumour_experiment(
+        animals_per_arm=design, n_genes=genes, seed=seed, **SCENARIOS[scenario]
+    )
+    m = len(FAMILY)
+    kw = {"reference": REF, "test": TEST, "alpha": ALPHA, "loo": loo, "shrink": False}
+    family, _ = confirmatory.confirm(adata, hyps[:m], **kw)  # Holm over the family, m = 5
+    others, _ = confirmatory.confirm(adata, hyps[m:], **kw)  # raw p-values only
+    p = np.concatenate([family["pvalue"].to_numpy(float), others["pvalue"].to_numpy(float)])
+    p_holm = np.concatenate([family["p_holm"].to_numpy(float), np.full(len(others), np.nan)])
+    supported = np.concatenate([family["verdict"].eq("supported"), np.zeros(len(others), bool)])
+    return pd.DataFrame(
+        {
+            "design": design,
+            "scenario": scenario,
+            "seed": seed,
+            "hypothesis": [h.label for h in hyps],
+            "kind": [h.kind for h in hyps],
+            "in_family": np.arange(len(hyps)) < m,
+            "pvalue": p,
+            "p_holm": p_holm,
+            "supported": supported,
+        }
+    )
+
+
+def simulate(args: argparse.Namespace) -> None:
+    done = set()
+    if args.runs.exists():
+        old = _read(args.runs)[["design", "scenario", "seed"]]
+        done = set(map(tuple, old.drop_duplicates().itertuples(index=False)))
+    start, n_run = time.time(), 0
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
+    for k in range(max(args.null, args.power)):
+        for design in args.designs:
+            for scenario in SCENARIOS:
+                if k >= (args.null if scenario == "null" else args.power):
+                    continue
+                seed = 1_000_000 * design + 10_000 * list(SCENARIOS).index(scenario) + k
+                if (design, scenario, seed) in done:
+                    continue
+                if args.budget_s and time.time() - start > args.budget_s:
+                    print(
+                        f"budget spent: {n_run} experiments in {time.time() - start:.0f} s, "
+                        f"{time.process_time():.0f} CPU s"
+                    )
+                    return
+                rows = run_one(
+                    design,
+                    scenario,
+                    seed,
+                    genes=args.genes,
+                    loo=not args.no_loo,
+                    rare_change=args.rare_change,
+                )
+                rows.to_csv(
+                    args.runs, sep="\t", index=False, mode="a", header=not args.runs.exists()
+                )
+                n_run += 1
+        if (k + 1) % 10 == 0:
+            print(
+                f"round {k + 1}: {n_run} experiments, {time.time() - start:.0f} s, "
+                f"{time.process_time():.0f} CPU s",
+                flush=True,
+            )
+    print(
+        f"done: {n_run} experiments in {time.time() - start:.0f} s, {time.process_time():.0f} CPU s"
+    )
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
+
+
+def _cp(k: int, n: int) -> tuple[float, float]:
+    if n == 0:
+        return np.nan, np.nan
+    ci = stats.binomtest(k, n).proportion_ci(0.95, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """The table: family-wise error, type-I per hypothesis (null), power (planted)."""
+    out = []
+
+    def add(design, scenario, measure, hyp, kind, k, n, tested):
+        lo, hi = _cp(k, n)
+        out.append(
+            {
+                "design": f"{design}v{design}",
+                "scenario": scenario,
+                "measure": measure,
+                "hypothesis": hyp,
+                "kind": kind,
+                "n_experiments": n,
+                "n_tested": tested,
+                "events": k,
+                "rate": k / n if n else np.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
+
+    for (design, scenario), grp in runs.groupby(["design", "scenario"], sort=True):
+        n = grp["seed"].nunique()
+        fam = grp[grp["in_family"]]
+        if scenario == "null":
+            any_holm = fam.groupby("seed")["p_holm"].apply(lambda p: bool((p < ALPHA).any()))
+            add(
+                design,
+                scenario,
+                "fwer_holm",
+                "family (any Holm p < 0.05)",
+                "",
+                int(any_holm.sum()),
+                n,
+                n,
+            )
+            any_sup = fam.groupby("seed")["supported"].any()
+            add(
+                design,
+                scenario,
+                "fwer_supported",
+                "family (any 'supported')",
+                "",
+                int(any_sup.sum()),
+                n,
+                n,
+            )
+        labels = list(dict.fromkeys(grp["hypothesis"]))
+        for hyp, h in grp.groupby("hypothesis", sort=False):
+            kind = h["kind"].iat[0]
+            planted = labels.index(hyp) in PLANTED.get(scenario, ())
+            tested = int(h["pvalue"].notna().sum())
+            if scenario == "null":
+                k = int((h["pvalue"] < ALPHA).sum())
+                add(design, scenario, "type1_raw", hyp, kind, k, n, tested)
+            elif planted:
+                k = int((h["p_holm"] < ALPHA).sum())
+                add(design, scenario, "power_holm", hyp, kind, k, n, tested)
+    return pd.DataFrame(out)
+
+
+def figure(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    designs = list(dict.fromkeys(table["design"]))
+    x = {d: i for i, d in enumerate(designs)}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    ax = axes[0]
+    for j, measure in enumerate(("fwer_holm", "fwer_supported")):
+        t = table[table["measure"] == measure]
+        xs = [x[d] + 0.1 * (j - 0.5) for d in t["design"]]
+        ax.errorbar(xs, t["rate"], yerr=[t["rate"] - t["ci_low"], t["ci_high"] - t["rate"]],
+                    fmt="o", capsize=3, label=measure.replace("_", ": "))  # fmt: skip
+        for xi, (_, r) in zip(xs, t.iterrows(), strict=True) if j == 0 else ():
+            ax.annotate(f"n={r['n_experiments']}", (xi, r["ci_high"]), fontsize=7, ha="center",
+                        va="bottom")  # fmt: skip
+    ax.axhline(ALPHA, color="grey", ls="--", lw=1)
+    ax.set(title="family-wise error (null), 95% Clopper-Pearson", ylabel="rate")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    t = table[table["measure"] == "type1_raw"]
+    hyps = list(dict.fromkeys(t["hypothesis"]))
+    for j, hyp in enumerate(hyps):
+        h = t[t["hypothesis"] == hyp]
+        xs = [x[d] + 0.08 * (j - len(hyps) / 2) for d in h["design"]]
+        ax.errorbar(xs, h["rate"], yerr=[h["rate"] - h["ci_low"], h["ci_high"] - h["rate"]],
+                    fmt="o", ms=4, capsize=2, label=hyp)  # fmt: skip
+    ax.axhline(ALPHA, color="grey", ls="--", lw=1)
+    ax.set(title="type-I error per hypothesis (raw p < 0.05)", ylabel="rate")
+    ax.legend(fontsize=6)
+    ax = axes[2]
+    t = table[table["measure"] == "power_holm"]
+    for (scenario, hyp), h in t.groupby(["scenario", "hypothesis"], sort=False):
+        ax.plot([x[d] for d in h["design"]], h["rate"], marker="o",
+                ls="-" if scenario == "high" else ":", label=f"{scenario}: {hyp}")  # fmt: skip
+    ax.set(title="power, Holm p < 0.05 (m = 5)\nlow: Mmp11 x2, TAM x1.5; high: x4, x2; source x2",
+           ylabel="power", ylim=(0, 1.02))  # fmt: skip
+    ax.legend(fontsize=6)
+    for ax in axes:
+        ax.set_xticks(range(len(designs)), designs)
+        ax.set_xlabel("animals per arm")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=200, help="simulated null experiments")
-    ap.add_argument("--genes", type=int, default=150, help="genes per experiment")
-    ap.add_argument("--alpha", type=float, default=0.05)
-    ap.add_argument("--seed", type=int, default=0, help="first seed (experiment k: seed + k)")
+    ap.add_argument("--designs", type=int, nargs="+", default=[2, 3, 4, 6])
+    ap.add_argument("--null", type=int, default=2000, help="null experiments per design")
+    ap.add_argument("--power", type=int, default=200, help="experiments per planted scenario")
+    ap.add_argument("--budget-s", type=float, default=0, help="stop after this (0: no limit)")
+    ap.add_argument("--genes", type=int, default=150)
+    ap.add_argument("--no-loo", action="store_true")
+    ap.add_argument("--rare-change", action="store_true", help="add Mmp11 in pericytes")
+    ap.add_argument("--runs", type=Path, default=RUNS)
+    ap.add_argument("--summarise", action="store_true", help="write the table and the figure")
     args = ap.parse_args(argv)
-    logging.disable(logging.WARNING)
-    warnings.simplefilter("ignore")
-    hyps = confirmatory.parse_hypotheses(FAMILY)
-    any_holm, raw = [], []
-    start = time.time()
-    for k in range(args.n):
-        adata = stromal_counts(
-            n_genes=args.genes, cells_per_animal=200, fold=1.0, seed=args.seed + k
-        )
-        table, _ = confirmatory.confirm(
-            adata, hyps, reference=REF, test=TEST, alpha=args.alpha, loo=False, shrink=False
-        )
-        any_holm.append(bool((table["p_holm"] < args.alpha).any()))
-        raw.append((table["pvalue"] < args.alpha).to_numpy())
-        if (k + 1) % 20 == 0:
-            print(f"{k + 1}/{args.n} experiments, {time.time() - start:.0f} s", flush=True)
-    n_fw = int(np.sum(any_holm))
-    ci = stats.binomtest(n_fw, args.n).proportion_ci(0.95, method="exact")
-    print(
-        f"family-wise error (any Holm p < {args.alpha:g}) over {args.n} null experiments: "
-        f"{n_fw}/{args.n} = {n_fw / args.n:.3f} (95% CI {ci.low:.3f}-{ci.high:.3f})"
-    )
-    rates = np.mean(np.vstack(raw), axis=0)
-    for hyp, rate in zip(hyps, rates, strict=True):
-        print(f"  raw p < {args.alpha:g}: {rate:.3f}  {hyp.label}")
+    if not args.summarise:
+        simulate(args)
+        return
+    table = summarise(_read(args.runs))
+    table.to_csv(TABLE, sep="\t", index=False, float_format="%.4g")
+    figure(table, FIGURE)
+    with pd.option_context("display.width", 200, "display.max_rows", 200):
+        print(table.drop(columns=["kind"]).to_string(index=False))
 
 
 if __name__ == "__main__":

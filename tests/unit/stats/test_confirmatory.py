@@ -8,7 +8,14 @@ from scipy import stats
 from tmeflow.stats import _composition as composition
 from tmeflow.stats import _confirmatory as cf
 
-from .._confirm_data import REF, STROMA, TEST, drug_composition, stromal_counts
+from .._confirm_data import (
+    REF,
+    STROMA,
+    TEST,
+    drug_composition,
+    stromal_counts,
+    tumour_experiment,
+)
 
 # --- Holm and parsing ----------------------------------------------------------------------
 
@@ -464,6 +471,108 @@ def test_minimum_detectable_effect_shrinks_with_animals_and_is_in_the_reason():
     se = (src["ci_high"] - src["ci_low"]) / (2 * dist.ppf(0.975))
     want = (dist.ppf(1 - 0.05 / 3) + dist.ppf(0.8)) * se
     assert src["mde_80"] == pytest.approx(want, rel=1e-9)
+
+
+# --- proportions within a parent type --------------------------------------------------------
+
+
+def test_within_parent_is_the_subtypes_share_of_its_parent():
+    """TAM_Mrc1 planted 1.6x among the TAMs (4 vs 4 animals, labels only): supported within
+    TAM, the per-animal values are its share of each animal's TAMs; the rare TAM_Arg1 (not
+    planted) is not; the label names the parent."""
+    adata = tumour_experiment(
+        animals_per_arm=4, within_fold=1.6, within_concentration=200, counts=False, seed=2
+    )
+    hyps = cf.parse_hypotheses(
+        [
+            {"proportion": "within_TAM", "cell_type": "TAM_Mrc1", "direction": "up"},
+            {"proportion": "within_TAM", "cell_type": "TAM_Arg1", "direction": "up"},
+            {"proportion": "stroma", "cell_type": "TAM", "direction": "up"},
+        ]
+    )
+    assert hyps[0].label == "TAM_Mrc1 among TAM up"
+    table, values = cf.confirm(adata, hyps, reference=REF, test=TEST)
+    row = table.iloc[0]
+    assert row["verdict"] == "supported", row.to_dict()
+    assert row["level"] == "cell_subtype" and row["denominator"] == "within_TAM"
+    assert row["effect"] > 0 and (row["n_animals_reference"], row["n_animals_test"]) == (4, 4)
+    assert table.iloc[1]["verdict"] == "not supported" and table.iloc[1]["effect"] < 0
+    obs = adata.obs[adata.obs["cell_type"] == "TAM"]
+    share = obs["cell_subtype"].eq("TAM_Mrc1").groupby(obs["sample"]).mean()
+    per = values[values["hypothesis"] == row["hypothesis"]].set_index("sample")["value"]
+    np.testing.assert_allclose(per.sort_index(), share.sort_index())
+    assert (
+        "of TAM cells"
+        in values.loc[values["hypothesis"] == row["hypothesis"], "value_label"].iat[0]
+    )
+    # the same data among the stroma: TAM is not changed there
+    assert table.iloc[2]["verdict"] == "not supported"
+
+
+def test_within_parent_leaves_out_an_animal_without_parent_cells_and_says_so():
+    adata = tumour_experiment(animals_per_arm=4, counts=False, seed=3)
+    gone = (adata.obs["sample"] == f"{TEST}_1") & (adata.obs["cell_type"] == "TAM")
+    adata = adata[~gone.to_numpy()].copy()
+    hyps = cf.parse_hypotheses(
+        [{"proportion": "within_TAM", "cell_type": "TAM_Mrc1", "direction": "up"}]
+    )
+    table, values = cf.confirm(adata, hyps, reference=REF, test=TEST)
+    row = table.iloc[0]
+    assert np.isfinite(row["pvalue"]), row.to_dict()
+    assert (row["n_animals_reference"], row["n_animals_test"]) == (4, 3)
+    assert f"1 animal(s) without any TAM cell not counted ({TEST}_1)" in row["reason"]
+    assert f"{TEST}_1" not in set(values["sample"]) and len(values) == 7
+    # with a second arm short of TAMs, the arm keeps one animal: not testable, still said
+    for a in (0, 2, 3):
+        gone = (adata.obs["sample"] == f"{TEST}_{a}") & (adata.obs["cell_type"] == "TAM")
+        adata = adata[~gone.to_numpy() | (a == 0)].copy()
+    table, _ = cf.confirm(adata, hyps, reference=REF, test=TEST)
+    row = table.iloc[0]
+    assert row["verdict"] == "not testable", row.to_dict()
+    assert "3 animal(s) without any TAM cell not counted" in row["reason"]
+
+
+def test_within_parent_not_testable_reasons():
+    adata = tumour_experiment(animals_per_arm=3, counts=False, seed=4)
+    hyps = cf.parse_hypotheses(
+        [
+            {"proportion": "within_CAF", "cell_type": "CAF"},
+            {"proportion": "within_pDC", "cell_type": "pDC_x"},
+            {"proportion": "within_TAM", "cell_type": "CAF"},
+        ]
+    )
+    table, _ = cf.confirm(adata, hyps, reference=REF, test=TEST)
+    assert table["verdict"].eq("not testable").all(), table.to_string()
+    assert "'CAF' is not split into subtypes" in table.iloc[0]["reason"]
+    assert "no cell of type 'pDC'" in table.iloc[1]["reason"]
+    assert "no cell labelled 'CAF' among within_TAM" in table.iloc[2]["reason"]
+    assert (table["holm_m"] == 3).all()
+    no_sub = adata.copy()
+    del no_sub.obs["cell_subtype"]
+    table, _ = cf.confirm(no_sub, hyps[2:], reference=REF, test=TEST)
+    assert "lacks 'cell_subtype'" in table.iloc[0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("denominator", "ok"),
+    [("within_TAM", True), ("within_T.reg+", True), ("stroma", True), ("within_", False),
+     ("tam", False), ("within TAM", False)],
+)  # fmt: skip
+def test_schema_accepts_within_parent_denominators(denominator, ok):
+    from pathlib import Path
+
+    import yaml
+
+    from tmeflow.core import _config as tmc
+
+    repo = Path(__file__).resolve().parents[3]
+    config = yaml.safe_load((repo / "config/config.yaml").read_text())
+    config["hypotheses"] = [{"proportion": denominator, "cell_type": "TAM_Mrc1"}]
+    if ok:
+        tmc.validate_config(config, repo / "workflow/schemas/config.schema.yaml")
+    else:
+        with pytest.raises(tmc.ConfigError, match="proportion"):
+            tmc.validate_config(config, repo / "workflow/schemas/config.schema.yaml")
 
 
 def test_the_shipped_family_parses_after_the_schema_fills_its_defaults():

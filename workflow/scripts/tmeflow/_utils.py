@@ -210,5 +210,12 @@ def adjust_pvalues(pvalues: Iterable[float], method: str, *, m: int | None = Non
         return out
     pad = max(int(m) - k, 0) if m is not None else 0
     family = np.concatenate([p[ok], np.ones(pad)])
+    if method == "holm":  # statsmodels' holm runs gc.collect() on every call (~0.1 s)
+        order = np.argsort(family, kind="mergesort")
+        steps = (family.size - np.arange(family.size)) * family[order]
+        adjusted = np.empty_like(family)
+        adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
+        out[ok] = adjusted[:k]
+        return out
     out[ok] = multipletests(family, method=method)[1][:k]
     return out

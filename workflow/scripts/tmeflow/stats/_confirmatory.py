@@ -48,11 +48,15 @@ Five kinds of hypothesis:
     else the raw counts minus :func:`tmeflow.cells.gene_ambient` per gene); ``effect`` = mean
     test score minus mean reference score, Welch's t, one-sided with a ``direction``. A ligand
     whose raw UMIs in the sender are mostly ambient makes the row ``inconclusive``.
-``proportion`` (``proportion: stroma|immune|all``)
+``proportion`` (``proportion: stroma|immune|all|within_<parent>``)
     The type's share of the denominator's cells changes (``direction`` optional):
     :func:`tmeflow.stats.propeller` within that denominator, ``effect`` = difference
     in mean logit proportion, moderated t, one-sided with a ``direction``;
     ``padj_exploratory`` is the type's BH ``padj`` among the denominator's types.
+    ``within_<parent>`` (e.g. ``within_TAM`` for ``TAM_Mrc1``) is a subtype's share among its
+    parent type's cells (``obs['cell_subtype']`` of the cells whose ``cell_type`` is the
+    parent): an animal without any parent cell has no such share and is not counted (the
+    reason names it).
 
 Every row has a leave-one-animal-out range of the effect (``loo_min``, ``loo_max``; for
 ``change`` the gene's unshrunk log2 fold change refitted without the animal, comparable with
@@ -167,6 +171,8 @@ _Z95 = 1.959963984540054
 _KINDS = ("change", "source", "main_sources", "proportion", "interaction")
 #: The share of the stromal UMIs a ``main_sources`` hypothesis's groups must exceed by default.
 MAIN_SHARE = 0.5
+#: Prefix of a within-parent denominator: ``within_TAM`` = among the TAM cells' subtypes.
+WITHIN = "within_"
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,7 @@ class Hypothesis:
     kind: str  # change | source | main_sources | proportion
     cell_type: str  # main_sources: the groups joined by " + "
     gene: str | None = None
-    denominator: str | None = None  # proportion only: stroma | immune | all
+    denominator: str | None = None  # proportion only: stroma | immune | all | within_<parent>
     direction: str | None = None  # up | down | None (two-sided)
     groups: tuple[str, ...] = ()  # main_sources only
     share: float = MAIN_SHARE  # main_sources only
@@ -194,7 +200,9 @@ class Hypothesis:
             return f"{self.gene}{arrow} from {self.cell_type} to {self.receiver}"
         if self.kind == "main_sources":
             return f"{self.gene} main sources: {self.cell_type} (> {self.share:.0%} of stroma)"
-        return f"{self.cell_type} among {self.denominator}{arrow}"
+        parent = (self.denominator or "").removeprefix(WITHIN)
+        among = parent if self.denominator != parent else self.denominator
+        return f"{self.cell_type} among {among}{arrow}"
 
 
 def parse_hypotheses(entries: Sequence[dict]) -> list[Hypothesis]:
@@ -306,6 +314,7 @@ class _Design:
     loo: bool
     shrink: bool
     fits: dict = field(default_factory=dict)  # (level, group, shrink, cells) -> DE table
+    tables: dict = field(default_factory=dict)  # this call's denominator proportions, once
 
 
 def confirm(
@@ -414,6 +423,8 @@ def confirm(
         row.update(p_holm=p_holm, holm_m=m)
         row["mde_80"] = _mde(row, alpha, m)
         row["verdict"], row["reason"] = _judge(row, alpha)
+        if row.get("_note"):  # e.g. animals without any parent cell (within_<parent>)
+            row["reason"] = "; ".join(r for r in (row["reason"], row["_note"]) if r)
     table = pd.DataFrame(rows, columns=CONFIRMATORY_COLUMNS)
     for col in ("n_animals_reference", "n_animals_test", "loo_n_computable", "loo_n_animals"):
         table[col] = pd.to_numeric(table[col]).astype("Int64")
@@ -914,12 +925,17 @@ def _main_sources(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.
 
 
 def _proportion(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFrame:
-    row["level"] = "cell_type"
+    within = hyp.denominator.startswith(WITHIN)
+    row["level"] = "cell_subtype" if within else "cell_type"
     row["effect_scale"] = "difference in mean logit proportion"
     row["method"] = composition.PROPELLER
-    tables = composition.denominator_proportions(
-        adata, condition_key=d.de.condition_key, immune_types=d.immune_types
-    )
+    if "denominators" not in d.tables:  # one set of tables for every proportion row
+        d.tables["denominators"] = composition.denominator_proportions(
+            adata, condition_key=d.de.condition_key, immune_types=d.immune_types
+        )
+    tables = d.tables["denominators"]
+    if within and _within_missing(adata, hyp, tables, row, d) is None:
+        return _empty_values()
     if hyp.denominator not in tables:
         row["reason"] = f"not testable: no cells in denominator {hyp.denominator!r}" + (
             " (obs lacks 'species')"
@@ -941,7 +957,8 @@ def _proportion(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.Da
                 "sample": mine["sample"].to_numpy(),
                 "condition": mine["condition"].astype(str).to_numpy(),
                 "value": mine["fraction"].to_numpy(float),
-                "value_label": f"{hyp.cell_type} fraction of {hyp.denominator} cells",
+                "value_label": f"{hyp.cell_type} fraction of "
+                f"{hyp.denominator.removeprefix(WITHIN)} cells",
                 "n_cells": mine["n_cells"].to_numpy(),
             }
         ),
@@ -951,6 +968,8 @@ def _proportion(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.Da
     row["n_animals_test"] = int(rec["n_samples_test"])
     if not np.isfinite(rec["pvalue"]):
         row["reason"] = "not testable: " + (rec["note"] or "no test")
+        if row.get("_note"):
+            row["reason"] += "; " + row.pop("_note")
         return per
     dist = stats.t(rec["df"]) if np.isfinite(rec["df"]) else stats.norm
     row["_se"] = float(rec["ci_high"] - rec["ci_low"]) / (2 * float(dist.ppf(0.975)))
@@ -1056,3 +1075,40 @@ def _interaction(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.D
             "animals in its arm"
         )
     return per
+
+
+def _within_missing(
+    adata: AnnData, hyp: Hypothesis, tables: dict, row: dict, d: _Design
+) -> list[str] | None:
+    """A ``within_<parent>`` denominator: the animals of the arms without any parent cell.
+
+    They have no share among the parent's cells and are not counted: ``row['_note']`` names
+    them. None (and the not-testable reason) where the denominator cannot be formed.
+    """
+    parent = hyp.denominator.removeprefix(WITHIN)
+    obs = adata.obs
+    if "cell_subtype" not in obs.columns:
+        row["reason"] = f"not testable: obs lacks 'cell_subtype' (denominator {hyp.denominator!r})"
+        return None
+    is_parent = (obs["cell_type"].astype(str) == parent).to_numpy()
+    if not is_parent.any():
+        row["reason"] = (
+            f"not testable: no cell of type {parent!r} (denominator {hyp.denominator!r})"
+        )
+        return None
+    if hyp.denominator not in tables:
+        row["reason"] = (
+            f"not testable: {parent!r} is not split into subtypes (its cells' cell_subtype is "
+            f"{parent!r}), so there is no share within it"
+        )
+        return None
+    in_arms = obs[d.de.condition_key].astype(str).isin([d.de.reference, d.de.test]).to_numpy()
+    samples = obs["sample"].astype(str)
+    with_parent = set(samples[is_parent & in_arms])
+    missing = [s for s in dict.fromkeys(samples[in_arms]) if s not in with_parent]
+    if missing:
+        row["_note"] = (
+            f"{len(missing)} animal(s) without any {parent} cell not counted "
+            f"({', '.join(missing)}): no share within {parent}"
+        )
+    return missing

@@ -51,13 +51,18 @@ def dotplot(
         key = ["sender", "receiver", "interaction", "condition"]
         frac = np.minimum(scores["ligand_frac"], scores["receptor_frac"])
         mean = scores.assign(frac=frac).groupby(key, sort=False)[["score", "frac"]].mean()
-        vmax = float(np.nanmax(mean["score"])) if len(mean) else 1.0
+        finite = mean["score"].to_numpy(float)
+        finite = finite[np.isfinite(finite)]
+        vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        sc = None
         for i, r in enumerate(top.itertuples()):
             for j, c in enumerate(conds):
                 k = (r.sender, r.receiver, r.interaction, c)
                 if k not in mean.index:
                     continue
                 m = mean.loc[k]
+                if not (np.isfinite(m["score"]) and np.isfinite(m["frac"])):
+                    continue  # no cell of the sender or the receiver in that arm's animals
                 sc = ax.scatter(j, i, s=10 + 120 * float(m["frac"]), c=[float(m["score"])],
                                 cmap="viridis", vmin=0, vmax=vmax, edgecolors="0.3",
                                 linewidths=0.3)  # fmt: skip
@@ -68,7 +73,8 @@ def dotplot(
         ax.set_xlim(-0.5, len(conds) + 0.6)
         ax.invert_yaxis()
         ax.set_title(f"top {top_n} pairs per sender > receiver (rank of the arm comparison)")
-        fig.colorbar(sc, ax=ax, label="mean score sqrt(L x R)", shrink=0.5)
+        if sc is not None:
+            fig.colorbar(sc, ax=ax, label="mean score sqrt(L x R)", shrink=0.5)
     return save_figure(fig, stem)
 
 

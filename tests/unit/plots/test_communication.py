@@ -11,11 +11,12 @@ def _tables(missing: bool):
     for k, pair in enumerate(["Gas6-AXL", "Dcn-EGFR", "Tgfb1-TGFBR1"]):
         for a in range(6):
             cond = "control" if a < 3 else "drug"
-            score = np.nan if missing and pair == "Dcn-EGFR" and cond == "drug" else 0.3 + 0.1 * k
+            gap = missing and pair == "Dcn-EGFR" and cond == "drug"
+            score = np.nan if gap else 0.3 + 0.1 * k
             rows.append(
                 {"sender": "CAF", "receiver": "tumor", "interaction": pair, "sample": f"s{a}",
-                 "condition": cond, "score": score, "ligand_frac": 0.5 if score == score else np.nan,
-                 "receptor_frac": 0.4 if score == score else np.nan}
+                 "condition": cond, "score": score, "ligand_frac": np.nan if gap else 0.5,
+                 "receptor_frac": np.nan if gap else 0.4}
             )  # fmt: skip
         comp.append(
             {"sender": "CAF", "receiver": "tumor", "interaction": pair, "rank": k + 1,

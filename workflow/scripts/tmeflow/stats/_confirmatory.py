@@ -745,6 +745,23 @@ def _corrected_gene(adata: AnnData, gene: str) -> tuple[np.ndarray, np.ndarray, 
     return raw, np.maximum(raw - other - expected, 0.0), totals
 
 
+def _ambient_caveat(row: dict, raw: float, corrected: float, hyp: Hypothesis) -> None:
+    """Fill ``ambient_explained`` and, above :data:`MAX_AMBIENT_EXPLAINED`, the caveat.
+
+    For ``source`` and ``main_sources`` rows: ``raw`` and ``corrected`` are the group's UMIs of
+    the gene before and after the ambient accounting.
+    """
+    if raw <= 0:
+        return
+    row["ambient_explained"] = float(1 - corrected / raw)
+    if row["ambient_explained"] > MAX_AMBIENT_EXPLAINED:
+        row["_inconclusive"] = (
+            f"inconclusive: ambient RNA or other-species UMIs explain "
+            f"{row['ambient_explained']:.0%} of the {hyp.gene} UMIs of {hyp.cell_type} "
+            f"(> {MAX_AMBIENT_EXPLAINED:.0%}): their share is mostly soup"
+        )
+
+
 def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFrame:
     level = _gene_group(adata, hyp, row)
     if level is None:
@@ -796,15 +813,7 @@ def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
     row["method"] = "one-sample t (animals)"
     row["n_animals_reference"] = int((per["condition"] == d.de.reference).sum())
     row["n_animals_test"] = int((per["condition"] == d.de.test).sum())
-    raw_mine = float(raw[mine].sum())
-    if raw_mine > 0:
-        row["ambient_explained"] = float(1 - corrected[mine].sum() / raw_mine)
-        if row["ambient_explained"] > MAX_AMBIENT_EXPLAINED:
-            row["_inconclusive"] = (
-                f"inconclusive: ambient RNA or other-species UMIs explain "
-                f"{row['ambient_explained']:.0%} of {hyp.cell_type}'s {hyp.gene} UMIs "
-                f"(> {MAX_AMBIENT_EXPLAINED:.0%}): its share is mostly soup"
-            )
+    _ambient_caveat(row, raw[mine].sum(), corrected[mine].sum(), hyp)
     if (pi <= 0).any() or len(per) < 3:
         row["reason"] = (
             f"not testable: {len(per)} animal(s) with {hyp.cell_type} cells of the gene's "
@@ -886,15 +895,7 @@ def _main_sources(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.
     row["method"] = "one-sample t (animals)"
     row["n_animals_reference"] = int((per["condition"] == d.de.reference).sum())
     row["n_animals_test"] = int((per["condition"] == d.de.test).sum())
-    raw_mine = float(raw[mine].sum())
-    if raw_mine > 0:
-        row["ambient_explained"] = float(1 - corrected[mine].sum() / raw_mine)
-        if row["ambient_explained"] > MAX_AMBIENT_EXPLAINED:
-            row["_inconclusive"] = (
-                f"inconclusive: ambient RNA or other-species UMIs explain "
-                f"{row['ambient_explained']:.0%} of the {hyp.gene} UMIs of {hyp.cell_type} "
-                f"(> {MAX_AMBIENT_EXPLAINED:.0%}): their share is mostly soup"
-            )
+    _ambient_caveat(row, raw[mine].sum(), corrected[mine].sum(), hyp)
     if len(per) < 3:
         row["reason"] = (
             f"not testable: {len(per)} animal(s) with stromal {hyp.gene} UMIs (at least 3 needed)"

@@ -258,24 +258,31 @@ def corrected_columns(adata: AnnData, genes: Sequence[str]) -> tuple[sp.csc_matr
     return (sp.hstack(out, format="csc") if out else cols), totals
 
 
-def ligand_ambient(adata: AnnData, gene: str, cells: np.ndarray) -> float:
+def ligand_ambient(
+    adata: AnnData, gene: str, cells: np.ndarray, cache: dict | None = None
+) -> float:
     """Share of ``gene``'s raw UMIs in ``cells`` that soup or the other species explain.
 
     ``cells`` is a bool mask; the accounting is :func:`tmeflow.cells.gene_ambient`'s. NaN
-    without UMIs; a complex: its highest subunit.
+    without UMIs; a complex: its highest subunit. ``cache`` (subunit -> raw and explained
+    UMIs per cell) lets many senders of one ligand share its accounting.
     """
+    cache = {} if cache is None else cache
     worst = np.nan
-    mat = adata.layers["counts"]
     for sub in gene.split("_"):
         if sub not in adata.var_names:
             continue
-        j = adata.var_names.get_loc(sub)
-        raw = np.asarray(mat[:, [j]].toarray() if sp.issparse(mat) else mat[:, [j]]).ravel()
-        raw = raw.astype(np.float64)
-        other, expected = ambient.gene_ambient(adata, raw, sub, layer="counts")
+        if sub not in cache:
+            mat = adata.layers["counts"]
+            j = adata.var_names.get_loc(sub)
+            col = mat[:, [j]].toarray() if sp.issparse(mat) else mat[:, [j]]
+            raw = np.asarray(col, dtype=np.float64).ravel()
+            other, expected = ambient.gene_ambient(adata, raw, sub, layer="counts")
+            cache[sub] = (raw, other + expected)
+        raw, explained = cache[sub]
         total = float(raw[cells].sum())
         if total > 0:
-            share = float(min((other[cells] + expected[cells]).sum(), total) / total)
+            share = float(min(explained[cells].sum(), total) / total)
             worst = share if not np.isfinite(worst) else max(worst, share)
     return worst
 
@@ -630,9 +637,14 @@ def compare_arms(
 def soup_flags(adata: AnnData, comparison_keys: pd.DataFrame) -> dict[tuple[str, str], float]:
     """:func:`ligand_ambient` of every distinct (ligand, sender) of ``comparison_keys``."""
     groups = groups_of(adata)
-    out = {}
+    out: dict[tuple[str, str], float] = {}
+    cache: dict = {}  # one ambient accounting per ligand subunit, whatever its senders
+    work = adata
+    if sp.issparse(adata.layers["counts"]) and not sp.isspmatrix_csc(adata.layers["counts"]):
+        work = AnnData(obs=adata.obs, var=adata.var, uns=adata.uns)  # columns read fast
+        work.layers["counts"] = sp.csc_matrix(adata.layers["counts"])
     for lig, s_g in comparison_keys[["ligand", "sender"]].drop_duplicates().itertuples(index=False):
-        out[(lig, s_g)] = ligand_ambient(adata, lig, groups[s_g])
+        out[(lig, s_g)] = ligand_ambient(work, lig, groups[s_g], cache)
     return out
 
 

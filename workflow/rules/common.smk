@@ -302,7 +302,8 @@ def get_final_output(include_provenance=True):
         ]
     )
     # ligand-receptor communication: per-animal scores, arms compared, mapping, figures
-    if config["communication"]["enabled"]:
+    comm = config["communication"]["enabled"]
+    if comm is True or (comm == "auto" and config["species"] == "xenograft"):
         final_output.extend(
             [
                 "results/communication/scores.tsv",

@@ -762,6 +762,30 @@ def _ambient_caveat(row: dict, raw: float, corrected: float, hyp: Hypothesis) ->
         )
 
 
+def _one_sample_t(row: dict, y: np.ndarray, what: str) -> bool:
+    """Fill a row with the one-sided one-sample t that the animals' ``y`` is above 0.
+
+    With its interval and the leave-one-animal-out means (``source`` and ``main_sources``
+    rows); False, with the reason, when every animal has the same ``what``.
+    """
+    mean, se = float(y.mean()), float(y.std(ddof=1) / np.sqrt(y.size))
+    if se == 0:
+        row["reason"] = f"not testable: the same {what} in every animal"
+        return False
+    dist = stats.t(y.size - 1)
+    row.update(
+        effect=mean,
+        effect_unshrunk=mean,
+        ci_low=mean - dist.ppf(0.975) * se,
+        ci_high=mean + dist.ppf(0.975) * se,
+        pvalue=float(dist.sf(mean / se)),
+        _se=se,
+        _dist=dist,
+    )
+    _fill_loo(row, np.array([np.delete(y, i).mean() for i in range(y.size)]), mean)
+    return True
+
+
 def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFrame:
     level = _gene_group(adata, hyp, row)
     if level is None:
@@ -823,22 +847,7 @@ def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
     # (k + pi) / (K + 1): an animal without UMIs of the gene has ratio 1 (log 0), so a barely
     # detected gene cannot pass for an enriched one
     y = np.log2((k + pi) / (big_k + 1) / pi)
-    mean, se = float(y.mean()), float(y.std(ddof=1) / np.sqrt(y.size))
-    dist = stats.t(y.size - 1)
-    if se == 0:
-        row["reason"] = "not testable: the same enrichment in every animal"
-        return per
-    row.update(
-        effect=mean,
-        effect_unshrunk=mean,
-        ci_low=mean - dist.ppf(0.975) * se,
-        ci_high=mean + dist.ppf(0.975) * se,
-        pvalue=float(dist.sf(mean / se)),
-        _se=se,
-        _dist=dist,
-    )
-    loo = np.array([np.delete(y, i).mean() for i in range(y.size)])
-    _fill_loo(row, loo, mean)
+    _one_sample_t(row, y, "enrichment")
     return per
 
 
@@ -902,26 +911,10 @@ def _main_sources(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.
         )
         return per
     y = np.log((k + 0.5) / (big_k - k + 0.5)) - np.log(hyp.share / (1 - hyp.share))
-    mean, se = float(y.mean()), float(y.std(ddof=1) / np.sqrt(y.size))
-    if se == 0:
-        row["reason"] = "not testable: the same share in every animal"
-        return per
-    dist = stats.t(y.size - 1)
-    row.update(
-        effect=mean,
-        effect_unshrunk=mean,
-        ci_low=mean - dist.ppf(0.975) * se,
-        ci_high=mean + dist.ppf(0.975) * se,
-        pvalue=float(dist.sf(mean / se)),
-        _se=se,
-        _dist=dist,
-    )
-    if missing:
+    if _one_sample_t(row, y, "share") and missing:
         row["_inconclusive"] = row.get("_inconclusive") or (
             f"inconclusive: no cell labelled {', '.join(missing)}: the share is of the others"
         )
-    loo = np.array([np.delete(y, i).mean() for i in range(y.size)])
-    _fill_loo(row, loo, mean)
     return per
 
 

@@ -26,11 +26,13 @@ def test_de_parameter_change_reruns_only_de_and_its_figures(demo_run, tmp_path):
     assert not upstream & set(jobs), jobs
     # Only the DE job, consumers of its outputs or of de.* parameters (composition_test and
     # figures_stats take de.alpha; confirmatory_test and confirmatory_sensitivity de.alpha and
-    # de.min_cells; figures_communication draws the confirmatory table's interaction rows) and
-    # the provenance record (it stores the whole config).
+    # de.min_cells, confirmatory_robustness joins them; figures_communication draws the
+    # confirmatory table's interaction rows) and the provenance record (the whole config).
     allowed = {"de_pseudobulk", "figures_stats", "gsea_prerank", "figures_gsea",
                "composition_test", "figures_composition", "confirmatory_test",
                "figures_confirmatory", "confirmatory_sensitivity", "figures_sensitivity",
-               "figures_communication", "provenance"}  # fmt: skip
+               "confirmatory_robustness", "figures_communication", "provenance"}  # fmt: skip
     assert set(jobs) <= allowed, jobs
+    # issue 28: the sensitivity's tests re-run, the labels of its annotation settings do not
+    assert "confirmatory_sensitivity" in jobs and "sensitivity_labels" not in jobs, jobs
     assert all(n == 1 for n in jobs.values()), jobs

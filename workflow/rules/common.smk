@@ -88,6 +88,15 @@ EXPORT_SPECIES = tmexport.export_species(config["species"])
 _PANEL = tmcore.load_panels(
     [config["annotation"]["panel"], *config["annotation"]["extra_panels"]]
 )
+_missing = [
+    t for t in config["sensitivity"]["marker_out"] if t not in _PANEL["cell_types"]
+]
+if _missing:
+    raise tmcore.ConfigError(
+        f"sensitivity.marker_out: {_missing} are not cell types of the annotation panel "
+        f"({', '.join(sorted(_PANEL['cell_types']))}); list the panel's labels whose markers "
+        "to leave out one at a time, or [] for none"
+    )
 # a panel that does not fit the species (human-only run, default mouse panel): say so
 for _warning in tmcore.species_warnings(_PANEL, config["species"]):
     logger.warning(f"WARNING: {_warning}")
@@ -299,6 +308,7 @@ def get_final_output(include_provenance=True):
             "results/figures/confirmatory.pdf",
             "results/sensitivity.tsv",
             "results/figures/sensitivity.pdf",
+            "results/figures/specification_curve.pdf",
         ]
     )
     # ligand-receptor communication: per-animal scores, arms compared, mapping, figures

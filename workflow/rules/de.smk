@@ -224,11 +224,8 @@ rule confirmatory_test:
     input:
         "results/annotate/annotated.h5ad",
     output:
-        table=report(
-            "results/confirmatory.tsv",
-            caption="../report/confirmatory.rst",
-            category="0. Confirmatory hypotheses",
-        ),
+        # the verdicts before their robustness columns (confirmatory_robustness)
+        table="results/confirmatory/tests.tsv",
         values="results/confirmatory_values.tsv",
     log:
         "logs/confirmatory_test/confirmatory_test.log",
@@ -255,11 +252,55 @@ rule confirmatory_test:
         "../scripts/confirmatory_test.py"
 
 
-rule confirmatory_sensitivity:
+rule sensitivity_labels:
     input:
         h5ad="results/annotate/annotated.h5ad",
         panel=config["annotation"]["panel"],
         extra_panels=config["annotation"]["extra_panels"],
+    output:
+        labels="results/sensitivity/labels.tsv.gz",
+        settings="results/sensitivity/label_settings.tsv",
+    log:
+        "logs/sensitivity_labels/sensitivity_labels.log",
+    benchmark:
+        "benchmarks/sensitivity_labels/sensitivity_labels.tsv"
+    conda:
+        "../envs/stats.yaml"
+    threads: 1  # Leiden and the marker scores run on one core
+    resources:
+        mem_mb=mem_mb_for(3000, 3),
+        runtime=runtime_for(30, 60),
+    params:
+        resolutions=(
+            config["cluster"]["sweep_resolutions"]
+            if config["sensitivity"]["resolutions"] == "sweep"
+            else config["sensitivity"]["resolutions"]
+        ),
+        min_scores=config["sensitivity"]["min_score"],
+        min_margins=config["sensitivity"]["min_margin"],
+        subcluster_resolutions=config["sensitivity"]["subcluster_resolution"],
+        min_subcluster_cells=config["sensitivity"]["min_subcluster_cells"],
+        marker_out=config["sensitivity"]["marker_out"],
+        annotate_options={
+            "species_mode": config["species"],
+            "min_score": config["annotation"]["min_score"],
+            "min_margin": config["annotation"]["min_margin"],
+            "subcluster_resolution": config["annotation"]["subcluster_resolution"],
+            "min_subcluster_cells": config["annotation"]["min_subcluster_cells"],
+            "refine_fraction": config["annotation"]["refine_fraction"],
+            "refine_resolution": config["annotation"]["refine_resolution"],
+            "n_neighbors": config["cluster"]["n_neighbors"],
+            "seed": config["seed"],
+        },
+    script:
+        "../scripts/sensitivity_labels.py"
+
+
+rule confirmatory_sensitivity:
+    input:
+        h5ad="results/annotate/annotated.h5ad",
+        labels=rules.sensitivity_labels.output.labels,
+        settings=rules.sensitivity_labels.output.settings,
     output:
         table=report(
             "results/sensitivity.tsv",
@@ -278,30 +319,11 @@ rule confirmatory_sensitivity:
         runtime=runtime_for(60, 60),
     params:
         hypotheses=config["hypotheses"],
-        resolutions=(
-            config["cluster"]["sweep_resolutions"]
-            if config["sensitivity"]["resolutions"] == "sweep"
-            else config["sensitivity"]["resolutions"]
-        ),
-        min_scores=config["sensitivity"]["min_score"],
-        min_margins=config["sensitivity"]["min_margin"],
-        subcluster_resolutions=config["sensitivity"]["subcluster_resolution"],
-        min_subcluster_cells=config["sensitivity"]["min_subcluster_cells"],
         min_fractions=config["sensitivity"]["min_fraction"],
         de_min_cells=config["sensitivity"]["de_min_cells"],
         min_fraction=config["species_calling"]["min_fraction"],
         doublets=config["qc"]["doublets"],
-        annotate_options={
-            "species_mode": config["species"],
-            "min_score": config["annotation"]["min_score"],
-            "min_margin": config["annotation"]["min_margin"],
-            "subcluster_resolution": config["annotation"]["subcluster_resolution"],
-            "min_subcluster_cells": config["annotation"]["min_subcluster_cells"],
-            "refine_fraction": config["annotation"]["refine_fraction"],
-            "refine_resolution": config["annotation"]["refine_resolution"],
-            "n_neighbors": config["cluster"]["n_neighbors"],
-            "seed": config["seed"],
-        },
+        species_mode=config["species"],
         confirm_options={
             "condition_key": config["contrast"]["column"],
             "reference": config["contrast"]["reference"],
@@ -315,3 +337,25 @@ rule confirmatory_sensitivity:
         },
     script:
         "../scripts/confirmatory_sensitivity.py"
+
+
+rule confirmatory_robustness:
+    input:
+        table=rules.confirmatory_test.output.table,
+        sensitivity=rules.confirmatory_sensitivity.output.table,
+    output:
+        report(
+            "results/confirmatory.tsv",
+            caption="../report/confirmatory.rst",
+            category="0. Confirmatory hypotheses",
+        ),
+    log:
+        "logs/confirmatory_robustness/confirmatory_robustness.log",
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/confirmatory_robustness.py"

@@ -127,9 +127,14 @@ rule figures_sensitivity:
     input:
         "results/sensitivity.tsv",
     output:
-        figure(
+        grid=figure(
             "results/figures/sensitivity",
             "sensitivity_figure",
+            "0. Confirmatory hypotheses",
+        ),
+        curve=figure(
+            "results/figures/specification_curve",
+            "specification_curve",
             "0. Confirmatory hypotheses",
         ),
     log:

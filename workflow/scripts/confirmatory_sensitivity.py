@@ -1,5 +1,5 @@
-"""Snakemake adapter: the confirmatory family under other cheap choices; logic in
-tmeflow.stats."""
+"""Snakemake adapter: the confirmatory family under other choices, on the labels of
+sensitivity_labels; logic in tmeflow.stats."""
 
 from tmeflow import core, stats
 
@@ -7,19 +7,19 @@ from tmeflow import core, stats
 def main(smk) -> None:
     log = core.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    # X is read for the annotation settings only, the ambient layer for its own setting
-    adata = core.read_h5ad(smk.input.h5ad, skip=("X",), layers=("counts",))
-    markers = core.load_panels([smk.input.panel, *smk.input.extra_panels])
+    # the counts for the tests; the ambient layer is read for its own setting only
+    adata = core.read_h5ad(smk.input.h5ad, skip=("X", "obsp"), layers=("counts",))
     table = stats.sensitivity(
         adata,
         stats.parse_hypotheses(p.hypotheses),
-        markers,
-        **{k: getattr(p, k) for k in stats.TRIED_PARAMS},
+        None,
+        labels=stats.LabelSettings.read(smk.input.labels, smk.input.settings),
+        min_fractions=p.min_fractions,
+        de_min_cells=p.de_min_cells,
         min_fraction=p.min_fraction,
         doublets=p.doublets,
         ambient_layer=lambda: core.read_layer(smk.input.h5ad, stats.AMBIENT_LAYER),
-        x=lambda: stats.marker_x(smk.input.h5ad, adata, markers),
-        annotate_options=p.annotate_options,
+        annotate_options={"species_mode": p.species_mode},
         confirm_options={**p.confirm_options, "threads": smk.threads},
     )
     log.info("sensitivity grid:\n%s", stats.verdict_grid(table).to_string())

@@ -394,18 +394,26 @@ def test_each_setting_lets_the_previous_settings_objects_go():
 
     adata = annotated(seed=2)
     made: list[weakref.ref] = []
-    real = sensitivity._apply
 
-    def recording(*args, **kwargs):
-        alive = [r for r in made if r() is not None]
-        assert not alive, f"{len(alive)} earlier setting objects still held"
-        variant = real(*args, **kwargs)
-        if variant.adata is not None:
-            made.append(weakref.ref(variant.adata))
-        return variant
+    def recording(real):
+        def wrapped(*args, **kwargs):
+            alive = [r for r in made if r() is not None]
+            assert not alive, f"{len(alive)} earlier setting objects still held"
+            out = real(*args, **kwargs)
+            obj = out[0] if isinstance(out, tuple) else out.adata  # _relabel / a _Variant
+            if obj is not None:
+                made.append(weakref.ref(obj))
+            return out
+
+        return wrapped
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sensitivity, "_apply", recording)
+        # the labels of the annotation settings, their objects in the tests, the other settings
+        mp.setattr(sensitivity, "_relabel", recording(sensitivity._relabel))
+        mp.setattr(
+            sensitivity.LabelSettings, "variant", recording(sensitivity.LabelSettings.variant)
+        )
+        mp.setattr(sensitivity, "_apply", recording(sensitivity._apply))
         sensitivity.sensitivity(
             adata,
             HYPOTHESES[:1],
@@ -419,7 +427,7 @@ def test_each_setting_lets_the_previous_settings_objects_go():
             annotate_options=ANNOTATE,
             confirm_options=CONFIRM,
         )
-    assert len(made) >= 4  # every kind of object was made and checked
+    assert len(made) >= 7  # every kind of object was made and checked
 
 
 def test_a_setting_that_keeps_every_cell_copies_no_counts():
@@ -484,3 +492,87 @@ def test_subcluster_and_de_min_cells_settings():
     )
     sub = by.loc[("subcluster_resolution", "1.5", h1)]
     assert sub["n_cells"] == adata.n_obs and "subcluster_resolution 1.5" in sub["note"]
+
+
+def test_marker_out_settings_name_every_marker_and_say_which_are_not_tried():
+    markers = {
+        "cell_types": {
+            "CAF": {
+                "markers": ["A", "B", "Gone"],
+                "subtypes": {"myCAF": {"markers": ["C"]}, "iCAF": {"markers": ["D", "E"]}},
+            },
+            "TAM": {"markers": ["F", "G"]},
+        }
+    }
+    out = sensitivity.marker_out_settings(markers, ["CAF"], ["A", "B", "C", "D", "E", "F"])
+    assert list(out) == ["CAF:A", "CAF:B", "CAF:Gone", "CAF/myCAF:C", "CAF/iCAF:D", "CAF/iCAF:E"]
+    assert out["CAF:A"] == "" and out["CAF/iCAF:E"] == ""
+    assert "not among the data's genes" in out["CAF:Gone"]
+    assert out["CAF/myCAF:C"].startswith("not available: C is the only marker")
+    with pytest.raises(ValueError, match=r"marker_out names 'T'.*not a cell type"):
+        sensitivity.marker_out_settings(markers, ["T"], ["A"])
+    copy = sensitivity._without_marker(markers, "CAF/iCAF", "D")
+    assert copy["cell_types"]["CAF"]["subtypes"]["iCAF"]["markers"] == ["E"]
+    assert markers["cell_types"]["CAF"]["subtypes"]["iCAF"]["markers"] == ["D", "E"]
+
+
+def test_leave_one_marker_out_relabels_when_the_marker_decides():
+    """CAF known by a marker of its own and a gene every cell has: leaving out its own marker
+    loses the CAFs (their hypotheses no longer supported); leaving out the other changes (almost)
+    no label or verdict."""
+    adata = annotated()
+    markers = {"cell_types": {k: dict(v) for k, v in PANEL["cell_types"].items()}}
+    caf = markers["cell_types"]["CAF"]
+    caf["markers"] = ["M_CAF_0", "G0002"]  # G0002: a gene of every stromal cell
+    annotate.annotate(adata, markers, **ANNOTATE)
+    assert (adata.obs["cell_type"] == "CAF").sum() > 50
+    table = sensitivity.sensitivity(
+        adata,
+        HYPOTHESES[:2],
+        markers,
+        marker_out=["CAF"],
+        min_fraction=0.8,
+        doublets=False,
+        ambient=False,
+        annotate_options=ANNOTATE,
+        confirm_options=CONFIRM,
+    )
+    by = table.set_index(["setting", "value"]).sort_index()
+    informative = by.loc[("marker_out", "CAF:M_CAF_0")]
+    assert (informative["n_cells_changed"] > 50).all()
+    assert (informative["verdict"] != "supported").all()
+    assert by.loc[("configured", "as run")].iloc[0]["verdict"] == "supported"
+    assert "M_CAF_0 left out of the CAF markers" in informative.iloc[0]["note"]
+    other = by.loc[("marker_out", "CAF:G0002")]
+    assert (other["n_cells_changed"] < 10).all()
+    assert list(other["verdict"]) == list(by.loc[("configured", "as run"), "verdict"])
+
+
+def test_labels_made_in_their_own_job_give_the_same_table(tmp_path):
+    """label_settings written and read back, then tested: the table of the one-call run."""
+    adata = annotated(seed=4)
+    kwargs = dict(
+        resolutions=[0.5],
+        min_scores=[50.0],
+        marker_out=["TAM"],
+        annotate_options=ANNOTATE,
+    )
+    made = sensitivity.label_settings(adata, PANEL, **kwargs)
+    made.write(tmp_path / "labels.tsv.gz", tmp_path / "label_settings.tsv")
+    read = sensitivity.LabelSettings.read(
+        tmp_path / "labels.tsv.gz", tmp_path / "label_settings.tsv"
+    )
+    pd.testing.assert_frame_equal(read.notes, made.notes)
+    assert list(read.labels.columns) == list(made.labels.columns)
+    assert {s.label for s in read.settings()} >= {"resolution 0.5", "marker_out TAM:M_TAM_1"}
+    common = dict(min_fraction=0.8, doublets=False, ambient=False, confirm_options=CONFIRM)
+    one = sensitivity.sensitivity(adata, HYPOTHESES, PANEL, **kwargs, **common)
+    two = sensitivity.sensitivity(
+        adata, HYPOTHESES, None, labels=read, annotate_options=ANNOTATE, **common
+    )
+    pd.testing.assert_frame_equal(one, two)
+    # labels of other cells are refused, not silently misaligned
+    with pytest.raises(ValueError, match="other cells"):
+        sensitivity.sensitivity(
+            adata[::-1].copy(), HYPOTHESES, None, labels=read, annotate_options=ANNOTATE, **common
+        )

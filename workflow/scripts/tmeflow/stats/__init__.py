@@ -5,7 +5,8 @@ Wilcoxon (:mod:`._de_methods`), the DE rule's tables (:mod:`._de_tables`), genes
 (:mod:`._genes_of_interest`), composition (:mod:`._composition`) with limma's empirical
 Bayes (:mod:`._ebayes`), expression sources (:mod:`._expression_sources`), ligand-receptor
 communication (:mod:`._communication`), the confirmatory family (:mod:`._confirmatory`) and its
-sensitivity (:mod:`._sensitivity`) and GSEA (:mod:`._gsea`). Multiple testing is statsmodels'
+sensitivity (:mod:`._sensitivity`; how each verdict holds up across it, :mod:`._robustness`)
+and GSEA (:mod:`._gsea`). Multiple testing is statsmodels'
 everywhere (:func:`tmeflow._utils.adjust_pvalues`).
 """
 
@@ -117,8 +118,10 @@ _NAMES = {
         "cp10k_log",
         "pseudobulk",
     ],
+    "_robustness": ["ROBUSTNESS_COLUMNS", "robustness"],
     "_sensitivity": [
         "TRIED_PARAMS",
+        "LABEL_PARAMS",
         "EITHER_CALLER",
         "DOUBLET_CALLS",
         "AMBIENT_LAYER",
@@ -126,6 +129,9 @@ _NAMES = {
         "ANNOTATION_SETTINGS",
         "SENSITIVITY_COLUMNS",
         "Setting",
+        "LabelSettings",
+        "label_settings",
+        "marker_out_settings",
         "sensitivity",
         "verdict_grid",
         "settings",

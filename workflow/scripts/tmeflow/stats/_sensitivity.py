@@ -28,10 +28,23 @@ Settings (one choice changed, everything else as configured):
     rule that removes every kept cell that either caller called on its own
     (``predicted_doublet_scrublet`` or ``predicted_doublet_cluster``; the consensus kept them),
     the direction of the doublet choice that the kept cells allow.
+``marker_out``
+    Leave-one-marker-out: the configured clustering annotated again with one marker of a
+    cell type (``sensitivity.marker_out``, e.g. CAF and TAM) or of one of its subtypes left out
+    of the panel (value ``CAF:Col1a1``, ``CAF/myCAF:Acta2``). A marker the data does not hold
+    changes nothing (the configured rows, said so); the only marker of an entry is kept
+    (``not available``).
 ``ambient_correction``
     "on": gene hypotheses on ``layers['counts_ambient_corrected']`` (values rounded to
     integers for the pseudobulk test) instead of the raw counts; ``not available`` when the
     annotated object has no such layer.
+
+Two steps, two jobs: :func:`label_settings` re-labels the cells under each annotation setting
+(:data:`ANNOTATION_SETTINGS`; it reads the marker columns of ``X`` and the graph, not the
+counts) and returns a :class:`LabelSettings` (written as ``results/sensitivity/labels.tsv.gz``
+and ``label_settings.tsv``); :func:`sensitivity` tests the family on those labels and under the
+settings that change cells or tests. A change of the tests' settings alone (``de``,
+``hypotheses``) re-runs only the second.
 
 Speed: ``change`` hypotheses are tested without the apeGLM shrinkage (p-values, the unshrunk
 estimate the verdict uses and the leave-one-animal-out check do not depend on it, so the
@@ -40,6 +53,7 @@ shared between settings whose group holds exactly the same cells (``confirm(fits
 setting whose cells, labels and counts are the configured ones repeats the configured rows.
 """
 
+import copy
 import gc
 import logging
 import os
@@ -58,17 +72,22 @@ from tmeflow.annotate import _cell_types as annotate_mod
 from tmeflow.cells._doublets import DOUBLET_CALLERS, call_column
 from tmeflow.core import _h5ad as h5ad
 from tmeflow.core import _panel as panel_mod
+from tmeflow.core._tables import write_tsv
 from tmeflow.embed import _cluster as cluster
 from tmeflow.stats import _confirmatory as confirmatory
 
 __all__ = [
     "AMBIENT_LAYER",
     "ANNOTATION_SETTINGS",
+    "LABEL_PARAMS",
     "NOT_AVAILABLE",
     "NOT_RECOMPUTABLE",
     "SENSITIVITY_COLUMNS",
     "TRIED_PARAMS",
+    "LabelSettings",
     "Setting",
+    "label_settings",
+    "marker_out_settings",
     "marker_x",
     "sensitivity",
     "settings",
@@ -86,7 +105,7 @@ AMBIENT_LAYER = "counts_ambient_corrected"
 #: Verdicts of a setting that could not be computed (beside the confirmatory three).
 NOT_RECOMPUTABLE, NOT_AVAILABLE = "not recomputable", "not available"
 CONFIGURED = "configured"
-_LABELS = ("cell_type", "cell_subtype")
+_LABELS = ("cell_type", "cell_subtype", "cell_state")
 #: Settings that annotate again (marker scores on ``X``); the others keep the labels.
 ANNOTATION_SETTINGS = (
     "resolution",
@@ -94,6 +113,7 @@ ANNOTATION_SETTINGS = (
     "min_margin",
     "subcluster_resolution",
     "min_subcluster_cells",
+    "marker_out",
 )
 #: The lists of values to try, by their keyword of :func:`sensitivity` (the rule's params).
 TRIED_PARAMS = (
@@ -104,6 +124,16 @@ TRIED_PARAMS = (
     "min_subcluster_cells",
     "min_fractions",
     "de_min_cells",
+    "marker_out",
+)
+#: The lists of :func:`label_settings` (the ``sensitivity_labels`` rule's params).
+LABEL_PARAMS = (
+    "resolutions",
+    "min_scores",
+    "min_margins",
+    "subcluster_resolutions",
+    "min_subcluster_cells",
+    "marker_out",
 )
 #: Annotation options whose other values re-annotate the used clustering.
 _ANNOTATION_OPTIONS = ("min_score", "min_margin", "subcluster_resolution", "min_subcluster_cells")
@@ -115,6 +145,8 @@ SENSITIVITY_COLUMNS: list[str] = [
     "hypothesis",
     "verdict",
     "effect",
+    "ci_low",
+    "ci_high",
     "effect_scale",
     "pvalue",
     "p_holm",
@@ -164,10 +196,12 @@ def sensitivity(
     min_fractions: Sequence[float] = (),
     min_fraction: float = 0.8,
     de_min_cells: Sequence[int] = (),
+    marker_out: Sequence[str] = (),
     doublets: bool = True,
     ambient: bool = True,
     ambient_layer: Callable[[], Any] | None = None,
     x: Callable[[], Any] | None = None,
+    labels: "LabelSettings | None" = None,
     annotate_options: Mapping,
     confirm_options: Mapping,
 ) -> pd.DataFrame:
@@ -199,6 +233,9 @@ def sensitivity(
     de_min_cells
         Values of ``de.min_cells`` (cells an animal needs in a group for its pseudobulk) to test
         the same cells and labels with; the configured one is skipped.
+    marker_out
+        Cell types whose markers, and their subtypes' markers, are left out one at a time
+        (``marker_out`` settings).
     doublets
         The configured ``qc.doublets``; the setting tried is the opposite.
     ambient
@@ -214,6 +251,10 @@ def sensitivity(
         annotate again (:data:`ANNOTATION_SETTINGS`, which come first), and let go after them,
         so the other settings hold the counts only (at 100k cells, X and the counts held
         throughout took the job to 6.4x the counts). ``None``: ``adata.X``.
+    labels
+        The annotation settings' labels made beforehand (:func:`label_settings`, e.g. read by
+        :func:`read_label_settings`); then ``panel``, ``x`` and the annotation settings' lists
+        are not used. ``None``: made here.
     annotate_options
         Keyword arguments of :func:`tmeflow.annotate.annotate` as configured
         (``species_mode``, ``min_score``, ``min_margin``, ``subcluster_resolution``,
@@ -238,46 +279,42 @@ def sensitivity(
     rows: list[dict] = []
     t_start = t0 = time.perf_counter()
     base, _ = confirmatory.confirm(adata, hypotheses, fits=caches[True], **options)
-    annotated = _with_x(adata, x)  # X only while the annotation settings need it
-    note = _reproduction_note(annotated, panel, annotate_options)
-    rows.extend(_rows(Setting(CONFIGURED, "as run"), base, adata.n_obs, 0, note))
     logger.info("configured: %.1f s", time.perf_counter() - t0)
-    tried = settings(
+    if labels is None:
+        labels = label_settings(
+            adata,
+            panel,
+            resolutions=resolutions,
+            min_scores=min_scores,
+            min_margins=min_margins,
+            subcluster_resolutions=subcluster_resolutions,
+            min_subcluster_cells=min_subcluster_cells,
+            marker_out=marker_out,
+            annotate_options=annotate_options,
+            x=x,
+        )
+    rows.extend(_rows(Setting(CONFIGURED, "as run"), base, adata.n_obs, 0, labels.configured_note))
+    tried = labels.settings() + settings(
         adata,
-        resolutions=resolutions,
-        min_scores=min_scores,
-        min_margins=min_margins,
-        subcluster_resolutions=subcluster_resolutions,
-        min_subcluster_cells=min_subcluster_cells,
+        resolutions=(),
+        min_scores=(),
+        min_margins=(),
         min_fractions=min_fractions,
         min_fraction=min_fraction,
         de_min_cells=de_min_cells,
         configured_min_cells=int(confirm_options.get("min_cells", 10)),
-        annotate_options=annotate_options,
+        annotate_options={"species_mode": annotate_options.get("species_mode")},
         doublets=doublets,
         ambient=ambient,
     )
-    last_annotation = max(
-        (i for i, s in enumerate(tried) if s.name in ANNOTATION_SETTINGS), default=-1
-    )
-    for i, setting in enumerate(tried):
+    for setting in tried:
         t0 = time.perf_counter()
-        variant = None  # the previous setting's object (and the X it shares) is let go
-        # annotation leaves anndata views in reference cycles (a view and its obs refer to each
-        # other) that hold the variant's obs copy until a full collection: at 100k cells the job
-        # grew by ~45 MB per setting without this
+        variant = None  # the previous setting's object is let go
         gc.collect()
-        if i > last_annotation:
-            annotated = adata  # the X read for the annotation settings too
-        variant = _apply(
-            annotated if setting.name in ANNOTATION_SETTINGS else adata,
-            setting,
-            panel,
-            annotate_options,
-            min_fraction,
-            doublets,
-            ambient_layer,
-        )
+        if setting.name in ANNOTATION_SETTINGS:
+            variant = labels.variant(adata, setting)
+        else:
+            variant = _apply(adata, setting, min_fraction, doublets, ambient_layer)
         if variant.adata is None:
             logger.info("%s: %s (%s)", setting.label, variant.verdict, variant.reason)
             rows.extend(_uncomputed(setting, hypotheses, variant))
@@ -305,7 +342,7 @@ def sensitivity(
         rows.extend(_rows(setting, table, variant.adata.n_obs, changed, variant.note))
     logger.info("sensitivity: %d settings in %.1f s", 1 + len(tried), time.perf_counter() - t_start)
     out = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
-    for col in ("effect", "pvalue", "p_holm"):
+    for col in ("effect", "ci_low", "ci_high", "pvalue", "p_holm"):
         out[col] = out[col].astype(float)
     out["loo_sign_stable"] = out["loo_sign_stable"].astype("boolean")
     for col in ("n_cells", "n_cells_changed"):
@@ -321,6 +358,196 @@ def verdict_grid(table: pd.DataFrame) -> pd.DataFrame:
     grid = grid.loc[pd.unique(table["hypothesis"]), pd.unique(label)]
     grid.index.name, grid.columns.name = "hypothesis", "setting"
     return grid
+
+
+#: Files of :class:`LabelSettings` (``results/sensitivity/``): one column per setting and label.
+_SEP = "|"
+
+
+@dataclass
+class LabelSettings:
+    """The cells' labels under each annotation setting (:func:`label_settings`).
+
+    ``labels``: one row per cell (index: the cells of ``annotated.h5ad``), one column
+    ``<setting label>|<obs key>`` per setting computed and label key (``cell_type``,
+    ``cell_subtype``, ``cell_state``). ``notes``: one row per setting in table order, the
+    configured one first (``setting``, ``value``, ``note``, ``verdict``, ``reason``; ``verdict``
+    is empty for a computed setting, else :data:`NOT_AVAILABLE` and the ``reason``).
+    """
+
+    labels: pd.DataFrame
+    notes: pd.DataFrame
+
+    @property
+    def configured_note(self) -> str:
+        first = self.notes.iloc[0] if len(self.notes) else None
+        return str(first["note"]) if first is not None and first["setting"] == CONFIGURED else ""
+
+    def settings(self) -> list[Setting]:
+        """The annotation settings, in table order (the configured one left out)."""
+        rows = self.notes[self.notes["setting"] != CONFIGURED]
+        return [
+            Setting(str(n), str(v)) for n, v in zip(rows["setting"], rows["value"], strict=True)
+        ]
+
+    def variant(self, adata: AnnData, setting: Setting) -> _Variant:
+        """``adata`` (same cells) with the setting's labels, or why there is none."""
+        row = self.notes[
+            (self.notes["setting"] == setting.name) & (self.notes["value"] == _value(setting.value))
+        ]
+        if row.empty:
+            raise KeyError(f"no labels for the sensitivity setting {setting.label!r}")
+        rec = row.iloc[0]
+        if rec["verdict"]:
+            return _Variant(None, verdict=str(rec["verdict"]), reason=str(rec["reason"]))
+        if not self.labels.index.equals(adata.obs_names):
+            raise ValueError(
+                "the sensitivity labels are of other cells than the annotated object "
+                f"({self.labels.shape[0]} vs {adata.n_obs} cells, or another order): "
+                "re-run the sensitivity_labels job"
+            )
+        work = _shallow(adata)
+        for key in _LABELS:
+            col = f"{setting.label}{_SEP}{key}"
+            if col in self.labels:
+                work.obs[key] = pd.Categorical(self.labels[col].to_numpy())
+        return _Variant(work, note=str(rec["note"]))
+
+    def write(
+        self, labels_path: str | os.PathLike[str], notes_path: str | os.PathLike[str]
+    ) -> None:
+        """``labels.tsv.gz`` (cell + one column per setting and key) and ``label_settings.tsv``."""
+        write_tsv(self.labels.rename_axis("cell"), labels_path, index=True)
+        write_tsv(self.notes, notes_path)
+
+    @classmethod
+    def read(
+        cls, labels_path: str | os.PathLike[str], notes_path: str | os.PathLike[str]
+    ) -> "LabelSettings":
+        """What :meth:`write` wrote (labels as text, empty strings kept)."""
+        read = {"sep": "\t", "dtype": str, "keep_default_na": False}
+        labels = pd.read_csv(labels_path, index_col=0, **read)
+        labels.index = labels.index.astype(str)
+        labels.index.name = None
+        return cls(labels, pd.read_csv(notes_path, **read))
+
+
+def label_settings(
+    adata: AnnData,
+    panel: dict,
+    *,
+    resolutions: Sequence[float] = (),
+    min_scores: Sequence[float] = (),
+    min_margins: Sequence[float] = (),
+    subcluster_resolutions: Sequence[float] = (),
+    min_subcluster_cells: Sequence[int] = (),
+    marker_out: Sequence[str] = (),
+    annotate_options: Mapping,
+    x: Callable[[], Any] | None = None,
+) -> LabelSettings:
+    """The labels of every cell under each annotation setting (:data:`ANNOTATION_SETTINGS`).
+
+    ``adata`` as for :func:`sensitivity` (``X`` or ``x`` for the marker scores, the graph,
+    ``obsm['X_scVI']``, ``uns['cluster']``); not modified. ``x`` is called once and its matrix
+    let go on return. Leave-one-marker-out: every marker of each cell type in ``marker_out``
+    and of its subtypes (:func:`marker_out_settings`).
+    """
+    annotated = _with_x(adata, x)
+    notes = [
+        {
+            "setting": CONFIGURED,
+            "value": "as run",
+            "note": _reproduction_note(annotated, panel, annotate_options),
+            "verdict": "",
+            "reason": "",
+        }
+    ]
+    columns: dict[str, np.ndarray] = {}
+    tried = settings(
+        adata,
+        resolutions=resolutions,
+        min_scores=min_scores,
+        min_margins=min_margins,
+        subcluster_resolutions=subcluster_resolutions,
+        min_subcluster_cells=min_subcluster_cells,
+        min_fractions=(),
+        min_fraction=0.5,
+        annotate_options=annotate_options,
+        doublets=True,
+        ambient=False,
+    )
+    tried = [t for t in tried if t.name in ANNOTATION_SETTINGS]
+    skipped = marker_out_settings(panel, marker_out, adata.var_names)
+    tried += [Setting("marker_out", v) for v in skipped]
+    work: AnnData | None = None
+    for setting in tried:
+        t0 = time.perf_counter()
+        work = None  # the previous setting's object is let go
+        gc.collect()  # annotation leaves views in reference cycles (see sensitivity)
+        why = skipped.get(setting.value, "") if setting.name == "marker_out" else ""
+        rec = {"setting": setting.name, "value": _value(setting.value), "verdict": "", "reason": ""}
+        if why.startswith(NOT_AVAILABLE):
+            notes.append(
+                {**rec, "note": "", "verdict": NOT_AVAILABLE, "reason": why.split(": ", 1)[1]}
+            )
+            continue
+        if why:  # a marker the data does not hold: the configured labels
+            work, note = adata, why
+        else:
+            work, note = _relabel(annotated, setting, panel, annotate_options)
+        for key in _LABELS:
+            if key in work.obs:
+                columns[f"{setting.label}{_SEP}{key}"] = work.obs[key].astype(str).to_numpy()
+        notes.append({**rec, "note": note})
+        logger.info("%s labels: %.1f s", setting.label, time.perf_counter() - t0)
+    work = annotated = None
+    gc.collect()
+    labels = pd.DataFrame(columns, index=adata.obs_names.copy())
+    return LabelSettings(labels, pd.DataFrame(notes, columns=list(notes[0])))
+
+
+def marker_out_settings(panel: dict, cell_types: Sequence[str], genes: Sequence[str]) -> dict:
+    """``"<label>:<marker>"`` -> "" (to annotate) or why not, for each marker to leave out.
+
+    ``label`` is a cell type of ``cell_types`` or ``<cell type>/<subtype>``. A marker the data
+    does not hold leaves the labels as configured (its value says so, nothing is annotated); the
+    only marker of an entry is not left out (``not available: ...``). A cell type that is not
+    in the panel raises (the config names it).
+    """
+    entries = panel.get("cell_types", {})
+    held = set(map(str, genes))
+    out: dict[str, str] = {}
+    for cell_type in cell_types:
+        if cell_type not in entries:
+            raise ValueError(
+                f"sensitivity.marker_out names {cell_type!r}, which is not a cell type of the "
+                f"panel ({', '.join(sorted(entries))}); remove it or add it to the panel"
+            )
+        entry = entries[cell_type]
+        sets = [(cell_type, list(entry.get("markers") or []))]
+        sets += [(f"{cell_type}/{sub}", list(e.get("markers") or []))
+                 for sub, e in (entry.get("subtypes") or {}).items()]  # fmt: skip
+        for label, markers in sets:
+            for marker in markers:
+                key = f"{label}:{marker}"
+                if len(markers) == 1:
+                    out[key] = f"{NOT_AVAILABLE}: {marker} is the only marker of {label}"
+                elif marker not in held:
+                    out[key] = f"{marker} is not among the data's genes: the configured labels"
+                else:
+                    out[key] = ""
+    return out
+
+
+def _without_marker(panel: dict, label: str, marker: str) -> dict:
+    """A copy of ``panel`` whose entry ``label`` (``type`` or ``type/subtype``) lacks ``marker``."""
+    out = copy.deepcopy(panel)
+    cell_type, _, sub = label.partition("/")
+    entry = out["cell_types"][cell_type]
+    if sub:
+        entry = entry["subtypes"][sub]
+    entry["markers"] = [m for m in entry["markers"] if m != marker]
+    return out
 
 
 def settings(
@@ -377,25 +604,12 @@ def settings(
 def _apply(
     adata: AnnData,
     setting: Setting,
-    panel: dict,
-    annotate_options: Mapping,
     min_fraction: float,
     doublets: bool,
     ambient_layer: Callable[[], Any] | None = None,
 ) -> _Variant:
+    """A setting that changes cells, counts or tests (the labels are the configured ones)."""
     name, value = setting.name, setting.value
-    if name == "resolution":
-        work = _shallow(adata)
-        uns = adata.uns.get("cluster", {})
-        cluster.leiden(work, resolution=float(value), seed=int(uns.get("seed", 0)))
-        n = work.obs["leiden"].nunique()
-        _annotate(work, panel, annotate_options)
-        return _Variant(work, note=f"Leiden {value:g} on the existing graph: {n} clusters")
-    if name in _ANNOTATION_OPTIONS:
-        work = _shallow(adata)
-        cast = int if name == "min_subcluster_cells" else float
-        _annotate(work, panel, {**annotate_options, name: cast(value)})
-        return _Variant(work, note=f"annotation {name} {value:g}")
     if name == "de_min_cells":
         return _Variant(
             adata,
@@ -411,6 +625,31 @@ def _apply(
     if name == "ambient_correction":
         return _ambient(adata, ambient_layer)
     raise ValueError(f"unknown sensitivity setting {name!r}")
+
+
+def _relabel(
+    adata: AnnData, setting: Setting, panel: dict, annotate_options: Mapping
+) -> tuple[AnnData | None, str]:
+    """An annotation setting applied to ``adata`` (with ``X``): a new object, and its note."""
+    name, value = setting.name, setting.value
+    if name == "resolution":
+        work = _shallow(adata)
+        uns = adata.uns.get("cluster", {})
+        cluster.leiden(work, resolution=float(value), seed=int(uns.get("seed", 0)))
+        n = work.obs["leiden"].nunique()
+        _annotate(work, panel, annotate_options)
+        return work, f"Leiden {value:g} on the existing graph: {n} clusters"
+    if name in _ANNOTATION_OPTIONS:
+        work = _shallow(adata)
+        cast = int if name == "min_subcluster_cells" else float
+        _annotate(work, panel, {**annotate_options, name: cast(value)})
+        return work, f"annotation {name} {value:g}"
+    if name == "marker_out":
+        label, marker = str(value).rsplit(":", 1)
+        work = _shallow(adata)
+        _annotate(work, _without_marker(panel, label, marker), annotate_options)
+        return work, f"{marker} left out of the {label} markers"
+    raise ValueError(f"unknown annotation setting {name!r}")
 
 
 def _species(adata: AnnData, value: float, configured: float) -> _Variant:
@@ -633,8 +872,8 @@ def _n_changed(base: AnnData, other: AnnData) -> int:
     return n + int(diff.sum())
 
 
-_FROM_CONFIRM = ("hypothesis", "verdict", "effect", "effect_scale", "pvalue", "p_holm",
-                 "loo_sign_stable", "reason")  # fmt: skip
+_FROM_CONFIRM = ("hypothesis", "verdict", "effect", "ci_low", "ci_high", "effect_scale", "pvalue",
+                 "p_holm", "loo_sign_stable", "reason")  # fmt: skip
 
 
 def _rows(

@@ -26,6 +26,35 @@ logger = logging.getLogger(
 _LFC_PSEUDOCOUNT = 1.0
 
 
+def lin_reg_mu(
+    counts: np.ndarray, size_factors: np.ndarray, design_matrix: np.ndarray, min_mu: float
+) -> np.ndarray:
+    """PyDESeq2's initial means (``utils.fit_lin_mu``) of every gene in one least-squares solve.
+
+    PyDESeq2 fits one scikit-learn ``LinearRegression`` per gene (normalised counts on the
+    design, no intercept) when the design has as many distinct rows as coefficients (every
+    two-arm design without covariates); the solution is the same least-squares problem for every
+    gene with the same design, solved here for all columns at once. Measured on the small demo's
+    DE (13 groups, 600-1,500 genes, 3 + 3 animals): the per-gene fits were 22 of 67 s.
+    ``tests/unit/stats/test_de_methods.py`` checks it against PyDESeq2's own function.
+    """
+    sf = np.asarray(size_factors, dtype=float)[:, None]
+    y = np.asarray(counts, dtype=float) / sf
+    beta = np.linalg.lstsq(np.asarray(design_matrix, dtype=float), y, rcond=None)[0]
+    return np.maximum(sf * (np.asarray(design_matrix, dtype=float) @ beta), min_mu)
+
+
+def _inference(threads: int):
+    """PyDESeq2's DefaultInference with :func:`lin_reg_mu` for its per-gene initial fits."""
+    from pydeseq2.default_inference import DefaultInference
+
+    class _Inference(DefaultInference):
+        def lin_reg_mu(self, counts, size_factors, design_matrix, min_mu):
+            return lin_reg_mu(counts, size_factors, design_matrix, min_mu)
+
+    return _Inference(n_cpus=threads)
+
+
 def pydeseq2_test(
     counts: pd.DataFrame,
     meta: pd.DataFrame,
@@ -52,7 +81,6 @@ def pydeseq2_test(
     2-core machine). ``threads`` is PyDESeq2's own process count.
     """
     from pydeseq2.dds import DeseqDataSet
-    from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
     from threadpoolctl import threadpool_limits
 
@@ -64,7 +92,7 @@ def pydeseq2_test(
         meta[condition_key].astype(str).to_numpy(), categories=[reference, test]
     )
     design = "~" + " + ".join([*covariates, condition_key])
-    inference = DefaultInference(n_cpus=threads)
+    inference = _inference(threads)
     note = ""
     failure = None
     with (

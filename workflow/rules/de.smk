@@ -321,6 +321,7 @@ rule confirmatory_sensitivity:
         hypotheses=config["hypotheses"],
         min_fractions=config["sensitivity"]["min_fraction"],
         de_min_cells=config["sensitivity"]["de_min_cells"],
+        subtypes=config["sensitivity"]["subtypes"],
         min_fraction=config["species_calling"]["min_fraction"],
         doublets=config["qc"]["doublets"],
         species_mode=config["species"],

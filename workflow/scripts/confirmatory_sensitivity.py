@@ -16,6 +16,7 @@ def main(smk) -> None:
         labels=stats.LabelSettings.read(smk.input.labels, smk.input.settings),
         min_fractions=p.min_fractions,
         de_min_cells=p.de_min_cells,
+        subtypes=p.subtypes,
         min_fraction=p.min_fraction,
         doublets=p.doublets,
         ambient_layer=lambda: core.read_layer(smk.input.h5ad, stats.AMBIENT_LAYER),

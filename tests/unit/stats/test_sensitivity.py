@@ -576,3 +576,60 @@ def test_labels_made_in_their_own_job_give_the_same_table(tmp_path):
         sensitivity.sensitivity(
             adata[::-1].copy(), HYPOTHESES, None, labels=read, annotate_options=ANNOTATE, **common
         )
+
+
+def _subtype_shift(real_change: bool, seed: int = 0) -> AnnData:
+    """CAFs of 4 + 4 animals, myCAF (G0 at 20 UMIs per cell) and iCAF (2): the treated animals
+    have 70% myCAFs, the controls 30%. ``real_change``: G0 also 3x up within both subtypes."""
+    rng = np.random.default_rng(seed)
+    n_genes, per_animal = 150, 150
+    base = rng.gamma(2.0, 1.0, n_genes)
+    blocks, obs = [], []
+    for arm in (REF, TEST):
+        for a in range(4):
+            share = (0.3 if arm == REF else 0.7) + rng.normal(0, 0.04)
+            n_my = round(share * per_animal)
+            for sub, n in (("myCAF", n_my), ("iCAF", per_animal - n_my)):
+                mean = np.tile(base, (n, 1))
+                mean[:, 0] = 20.0 if sub == "myCAF" else 2.0
+                if real_change and arm == TEST:
+                    mean[:, 0] *= 3
+                blocks.append(rng.negative_binomial(10, 10 / (10 + mean)))
+                obs += [(f"{arm}_{a}", arm, "CAF", sub)] * n
+    obs = pd.DataFrame(obs, columns=["sample", "condition", "cell_type", "cell_subtype"])
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    counts = sp.csr_matrix(np.vstack(blocks).astype(np.float32))
+    var = pd.DataFrame(index=[f"G{i}" for i in range(n_genes)])
+    return AnnData(obs=obs, var=var, layers={"counts": counts})
+
+
+@pytest.mark.parametrize("real_change", [False, True])
+def test_subtype_mix_tells_a_shift_of_the_mix_from_a_change(real_change):
+    """The CAF pseudobulk's G0 rises with the myCAF share alone: supported as configured, not
+    once the shares are covariates or within each subtype; a real 3x change stays supported."""
+    adata = _subtype_shift(real_change)
+    hyps = confirmatory.parse_hypotheses([{"gene": "G0", "cell_type": "CAF", "direction": "up"}])
+    opts = dict(reference=REF, test=TEST, min_cells=5, threads=1, shrink=False)
+    plain, _ = confirmatory.confirm(adata, hyps, **opts)
+    assert plain["verdict"].iat[0] == "supported"
+    assert sensitivity.subtype_settings(adata, hyps) == [
+        sensitivity.Setting("subtype_mix", "adjusted"),
+        sensitivity.Setting("within_subtype", "iCAF"),
+        sensitivity.Setting("within_subtype", "myCAF"),
+    ]
+    table = sensitivity.sensitivity(
+        adata, hyps, None, labels=sensitivity.LabelSettings(
+            pd.DataFrame(index=adata.obs_names),
+            pd.DataFrame([{"setting": "configured", "value": "as run", "note": "",
+                           "verdict": "", "reason": ""}]),
+        ),
+        min_fraction=0.8, doublets=True, ambient=False, annotate_options={},
+        confirm_options={k: v for k, v in opts.items() if k != "shrink"},
+    )  # fmt: skip
+    by = table.set_index(["setting", "value"])["verdict"]
+    others = [by[("subtype_mix", "adjusted")], by[("within_subtype", "myCAF")],
+              by[("within_subtype", "iCAF")]]  # fmt: skip
+    if real_change:
+        assert others == ["supported"] * 3, table.to_string()
+    else:
+        assert "supported" not in others, table.to_string()

@@ -135,6 +135,7 @@ _NAMES = {
         "sensitivity",
         "verdict_grid",
         "settings",
+        "subtype_settings",
         "marker_x",
     ],
 }

@@ -98,6 +98,7 @@ the others pay for it). Whether a group has enough cells does not depend on the 
 a Cook's outlier does, and dropping either from ``m`` would let the data choose the family.
 """
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -313,8 +314,11 @@ class _Design:
     immune_types: tuple[str, ...]
     loo: bool
     shrink: bool
-    fits: dict = field(default_factory=dict)  # (level, group, shrink, cells) -> DE table
+    fits: dict = field(default_factory=dict)  # (level, group, shrink, cells, covariates,
+    # min_cells) -> DE table
     tables: dict = field(default_factory=dict)  # this call's denominator proportions, once
+    subtype_mix: bool = False  # change rows of a parent type: its subtypes' shares as covariates
+    within_subtype: str | None = None  # change rows of this subtype's parent: its cells only
 
 
 def confirm(
@@ -334,6 +338,8 @@ def confirm(
     loo: bool = True,
     shrink: bool = True,
     fits: dict | None = None,
+    subtype_mix: bool = False,
+    within_subtype: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Test every pre-specified hypothesis and adjust within the family (Holm).
 
@@ -366,6 +372,14 @@ def confirm(
         A cache of PyDESeq2 fits, keyed by the group and its exact cells: pass the same
         dict to several calls on the *same counts* (:mod:`tmeflow.stats._sensitivity`) and a group
         whose cells did not change is not refitted. ``None``: a cache for this call only.
+    subtype_mix
+        ``change`` hypotheses on a cell type with subtypes (``level`` ``cell_type``): each
+        animal's shares of the type's subtypes (``cell_subtype`` within the type's cells; all but
+        the most common) enter the design as covariates, so a shift of the subtype mix between
+        the arms is not read as a change of the gene (:mod:`tmeflow.stats._sensitivity`).
+    within_subtype
+        ``change`` hypotheses on the parent type of this subtype are tested on that subtype's
+        cells only (the other hypotheses as configured).
 
     Returns
     -------
@@ -384,7 +398,16 @@ def confirm(
         threads=threads,
         alpha=alpha,
     )
-    design = _Design(de, min_share, tuple(immune_types), loo, shrink, {} if fits is None else fits)
+    design = _Design(
+        de,
+        min_share,
+        tuple(immune_types),
+        loo,
+        shrink,
+        {} if fits is None else fits,
+        subtype_mix=subtype_mix,
+        within_subtype=within_subtype,
+    )
     rows, values = [], []
     for k, hyp in enumerate(hypotheses, start=1):
         row = {c: np.nan for c in CONFIRMATORY_COLUMNS}
@@ -541,8 +564,12 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
     if level is None:
         return _empty_values()
     cells = adata[adata.obs[level].astype(str) == hyp.cell_type]
+    cells, d, note = _by_subtype(cells, hyp, level, d)
+    if note:
+        logger.info("%s in %s: %s", hyp.gene, hyp.cell_type, note)
     # hypotheses on one group share its fit; so do calls sharing ``fits`` on the same cells
-    key = (level, hyp.cell_type, d.shrink, _digest(cells.obs_names))
+    key = (level, hyp.cell_type, d.shrink, _digest(cells.obs_names), d.de.covariates,
+           d.de.min_cells)  # fmt: skip
     if key not in d.fits:
         d.fits[key] = d.de.run(cells, group_key=level, groups=[hyp.cell_type], shrink=d.shrink)[
             hyp.cell_type
@@ -605,6 +632,44 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
                 f"than min_replicates = {d.de.min_replicates} animals in its arm"
             )
     return per
+
+
+def _by_subtype(
+    cells: AnnData, hyp: Hypothesis, level: str, d: _Design
+) -> tuple[AnnData, _Design, str]:
+    """The group's cells and design under ``subtype_mix`` / ``within_subtype``, and a note.
+
+    Only a ``cell_type`` group whose cells carry ``cell_subtype`` is affected; elsewhere the
+    cells and design come back as they are, with no note.
+    """
+    if level != "cell_type" or "cell_subtype" not in cells.obs:
+        return cells, d, ""
+    sub = cells.obs["cell_subtype"].astype(str)
+    if d.within_subtype is not None:
+        mine = (sub == d.within_subtype).to_numpy()
+        if not mine.any():
+            return cells, d, ""
+        return cells[mine], d, f"tested within {d.within_subtype} ({int(mine.sum())} cells)"
+    if not d.subtype_mix:
+        return cells, d, ""
+    counts = pd.crosstab(cells.obs["sample"].astype(str), sub)
+    if counts.shape[1] < 2:
+        return cells, d, f"one subtype in {hyp.cell_type}: nothing to adjust for"
+    shares = counts.div(counts.sum(axis=1), axis=0)
+    # the most common subtype is the reference (the shares sum to 1 with the intercept)
+    order = counts.sum().sort_values(ascending=False, kind="stable").index
+    names = []
+    obs = cells.obs.copy()
+    samples = obs["sample"].astype(str)
+    for subtype in order[1:]:
+        name = f"_share_{subtype}"
+        obs[name] = samples.map(shares[subtype]).to_numpy(float)
+        names.append(name)
+    layer = d.de.layer or "counts"
+    cells = AnnData(obs=obs, var=cells.var, layers={layer: cells.layers[layer]})
+    de = dataclasses.replace(d.de, covariates=(*d.de.covariates, *names))
+    note = f"adjusted for the animals' shares of {', '.join(map(str, order[1:]))} (vs {order[0]})"
+    return cells, dataclasses.replace(d, de=de), note
 
 
 def _loo_change(

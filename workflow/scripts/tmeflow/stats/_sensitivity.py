@@ -34,6 +34,11 @@ Settings (one choice changed, everything else as configured):
     of the panel (value ``CAF:Col1a1``, ``CAF/myCAF:Acta2``). A marker the data does not hold
     changes nothing (the configured rows, said so); the only marker of an entry is kept
     (``not available``).
+``subtype_mix`` / ``within_subtype``
+    ``change`` hypotheses on a cell type with subtypes (``sensitivity.subtypes``): tested with
+    each animal's subtype shares within the type as covariates (``adjusted``), and within each
+    subtype's cells alone (value: the subtype), so a change that is a shift of the subtype mix
+    (more myCAFs, which make more Mmp11) shows. The other hypotheses are tested as configured.
 ``ambient_correction``
     "on": gene hypotheses on ``layers['counts_ambient_corrected']`` (values rounded to
     integers for the pseudobulk test) instead of the raw counts; ``not available`` when the
@@ -67,7 +72,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tmeflow._utils import ROW_SUM_BLOCK
+from tmeflow._utils import ROW_SUM_BLOCK, natural_key
 from tmeflow.annotate import _cell_types as annotate_mod
 from tmeflow.cells._doublets import DOUBLET_CALLERS, call_column
 from tmeflow.core import _h5ad as h5ad
@@ -91,6 +96,7 @@ __all__ = [
     "marker_x",
     "sensitivity",
     "settings",
+    "subtype_settings",
     "verdict_grid",
 ]
 
@@ -197,6 +203,7 @@ def sensitivity(
     min_fraction: float = 0.8,
     de_min_cells: Sequence[int] = (),
     marker_out: Sequence[str] = (),
+    subtypes: bool = True,
     doublets: bool = True,
     ambient: bool = True,
     ambient_layer: Callable[[], Any] | None = None,
@@ -236,6 +243,10 @@ def sensitivity(
     marker_out
         Cell types whose markers, and their subtypes' markers, are left out one at a time
         (``marker_out`` settings).
+    subtypes
+        Test the ``change`` hypotheses on a cell type with subtypes again with the animals'
+        subtype shares as covariates (``subtype_mix adjusted``) and within each subtype
+        (``within_subtype <subtype>``): is the change a shift of the subtype mix?
     doublets
         The configured ``qc.doublets``; the setting tried is the opposite.
     ambient
@@ -307,6 +318,8 @@ def sensitivity(
         doublets=doublets,
         ambient=ambient,
     )
+    if subtypes:
+        tried += subtype_settings(adata, hypotheses)
     for setting in tried:
         t0 = time.perf_counter()
         variant = None  # the previous setting's object is let go
@@ -326,8 +339,8 @@ def sensitivity(
             rows.extend(_rows(setting, base, adata.n_obs, 0, note))
             logger.info("%s: same cells and labels as configured, rows repeated", setting.label)
             continue
-        # another test setting (de.min_cells) refits: the fits cache is keyed by cells alone
-        fits = {} if variant.confirm_options else caches[variant.raw_counts]
+        # the fits cache is keyed by the cells, covariates and de.min_cells of each fit
+        fits = caches[variant.raw_counts]
         table, _ = confirmatory.confirm(
             variant.adata, hypotheses, fits=fits, **{**options, **variant.confirm_options}
         )
@@ -601,6 +614,31 @@ def settings(
     return out
 
 
+def subtype_settings(
+    adata: AnnData, hypotheses: Sequence[confirmatory.Hypothesis]
+) -> list[Setting]:
+    """The subtype settings of the ``change`` hypotheses, in table order.
+
+    ``subtype_mix adjusted``, then ``within_subtype <s>`` for the subtypes of every cell type
+    that a ``change`` hypothesis names and whose cells have at least two subtypes
+    (``cell_subtype``; a cell without one carries its type's label). None when no such type.
+    """
+    if not {"cell_type", "cell_subtype"} <= set(adata.obs.columns):
+        return []
+    types = adata.obs["cell_type"].astype(str)
+    subs = adata.obs["cell_subtype"].astype(str)
+    parents = dict.fromkeys(h.cell_type for h in hypotheses if h.kind == "change")
+    within: list[str] = []
+    for parent in parents:
+        mine = subs[(types == parent).to_numpy()]
+        present = sorted(set(mine), key=natural_key)
+        if len(present) >= 2:
+            within += [s for s in present if s != parent and s not in within]
+    if not within:
+        return []
+    return [Setting("subtype_mix", "adjusted"), *(Setting("within_subtype", s) for s in within)]
+
+
 def _apply(
     adata: AnnData,
     setting: Setting,
@@ -610,6 +648,21 @@ def _apply(
 ) -> _Variant:
     """A setting that changes cells, counts or tests (the labels are the configured ones)."""
     name, value = setting.name, setting.value
+    if name == "subtype_mix":
+        return _Variant(
+            adata,
+            note=(
+                "change hypotheses on a cell type with subtypes: the animals' subtype shares "
+                "as covariates"
+            ),
+            confirm_options={"subtype_mix": True},
+        )
+    if name == "within_subtype":
+        return _Variant(
+            adata,
+            note=f"change hypotheses on the parent type of {value}: its {value} cells only",
+            confirm_options={"within_subtype": str(value)},
+        )
     if name == "de_min_cells":
         return _Variant(
             adata,

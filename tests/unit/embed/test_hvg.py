@@ -311,3 +311,18 @@ def test_real_hgmm_merge_drops_and_reports_a_feature_missing_from_one_sample(sha
     merged = integrate.concat_samples(parts)
     assert merged.n_vars == parts[0].n_vars - 7 and not set(gone) & set(merged.var_names)
     assert merged.uns["merge"]["missing"]["s1"]["n_missing"] == 7
+
+
+def test_loess_is_not_tried_on_too_few_genes():
+    """skmisc's loess crashed the process (segmentation fault) on a 3-gene species of a test
+    xenograft: a loess step with fewer than MIN_LOESS_POINTS genes per neighbourhood fails like
+    a singular fit (an exception the fallback chain catches) and is never called."""
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(5.0, size=(120, 3)).astype(np.float64))
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    with pytest.raises(ValueError, match="loess neighbourhood"):
+        hvg._step_score("seurat_v3", counts, totals, None, span=0.3)
+    # the chain goes on to a step without loess
+    score, record = hvg._fit_batch(counts, totals, where="test", span=0.3, fallback_span=0.6,
+                                   fallback_min_cells=3)  # fmt: skip
+    assert record["step"] == "pearson_residuals" and np.isfinite(score).all()

@@ -28,6 +28,9 @@ HVG_STEPS: tuple[str, ...] = (
 )
 """The fallback chain of :func:`select_hvgs`, in the order tried for each batch."""
 
+#: Fewest genes (with a variance) a seurat_v3 loess neighbourhood (span x genes) must hold;
+#: below, the step fails like a singular fit and the next one is tried.
+MIN_LOESS_POINTS = 10
 _FIT_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError, RuntimeError)
 
 
@@ -401,6 +404,13 @@ def _fit_batch(
     raise AssertionError("unreachable: the log_variance step cannot fail")  # pragma: no cover
 
 
+def _variances(x: sp.spmatrix) -> np.ndarray:
+    """Per-gene variance of the counts (columns of ``x``)."""
+    x = sp.csr_matrix(x, dtype=np.float64)
+    mean = np.asarray(x.mean(axis=0)).ravel()
+    return np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2
+
+
 def _step_score(
     step: str,
     counts: sp.csr_matrix,
@@ -416,6 +426,14 @@ def _step_score(
         raise ValueError(f"only {cols.size} genes to fit")
     x = counts if genes is None else counts[:, cols]
     if step.startswith("seurat_v3"):
+        # skmisc's loess crashes the process (a segmentation fault, no exception) when a local
+        # neighbourhood holds too few points: measured on a 3-gene species of a test xenograft
+        n_points = int(np.count_nonzero(_variances(x) > 0))
+        if int(n_points * span) < MIN_LOESS_POINTS:
+            raise ValueError(
+                f"{n_points} genes with a variance: a loess neighbourhood of span {span:g} "
+                f"would hold fewer than {MIN_LOESS_POINTS}"
+            )
         # one scanpy call per batch: the same loess fit and normalised variance it computes
         # for each batch with batch_key, so the first step reproduces scanpy exactly
         sub = AnnData(X=x, var=pd.DataFrame(index=[str(c) for c in cols]))

@@ -127,6 +127,15 @@ def test_doublet_registry_and_config_schema_agree():
         assert callable(caller.run) and callable(caller.skip), name
 
 
+def test_de_methods_and_config_schema_agree():
+    """The sensitivity table's DE methods are the pseudobulk tests run_de can run."""
+    from tmeflow import stats
+
+    node = yaml.safe_load((SCHEMAS / "config.schema.yaml").read_text())
+    items = node["properties"]["sensitivity"]["properties"]["de_methods"]["items"]
+    assert set(items["enum"]) == set(stats.PSEUDOBULK_METHODS)
+
+
 def test_format_registry_and_sample_sheet_schema_agree():
     """Adding a format is its reader, one registry line and its name in the sheet's enum."""
     schema = yaml.safe_load((SCHEMAS / "samples.schema.yaml").read_text())

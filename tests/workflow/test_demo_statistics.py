@@ -283,6 +283,11 @@ def test_sensitivity_grid_keeps_the_planted_answers(demo_run):
     # where the data hold the marker (issue 28)
     out = table.loc[table["setting"] == "marker_out", "value"].unique()
     assert len(out) >= 40 and {"CAF:Col1a1", "TAM/TAM_Mrc1:Mrc1"} <= set(out)
+    # the retraining settings (SMALL_DEMO: the PCA baseline) and the subtype mix
+    for setting, value in (("retrain", "pca"), ("subtype_mix", "adjusted"),
+                           ("within_subtype", "myCAF"), ("de_method", "limma_voom")):  # fmt: skip
+        rows = table[(table["setting"] == setting) & (table["value"] == value)]
+        assert len(rows) == len(hyps), (setting, value)
     for ext in ("pdf", "png"):
         assert (demo_run / f"results/figures/sensitivity.{ext}").stat().st_size > 0
         assert (demo_run / f"results/figures/specification_curve.{ext}").stat().st_size > 0

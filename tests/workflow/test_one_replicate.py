@@ -27,7 +27,11 @@ ONE_REPLICATE = {
     "gsea": {"permutations": 200},
     "integration_metrics": {"kbet": False},
     # two other resolutions in the sensitivity table, not the whole sweep's nine
-    "sensitivity": {"resolutions": [0.4, 1.6]},
+    # and one scVI retraining (another seed) of the sensitivity's retraining settings
+    "sensitivity": {
+        "resolutions": [0.4, 1.6],
+        "retrain": {"seeds": 1, "n_latent": [], "n_top_genes": [], "pca": False},
+    },
 }
 
 
@@ -82,6 +86,16 @@ def test_goi_report_and_downstream_tables_carry_the_label(one_run):
     gsea = pd.read_csv(one_run / "results/gsea/summary.tsv", sep="\t")
     ran = gsea[gsea["n_sets"] > 0]
     assert len(ran) and (ran["de_method"] == "wilcoxon_exploratory").all()
+
+
+def test_scvi_retrained_with_another_seed_joins_the_sensitivity_table(one_run):
+    table = pd.read_csv(one_run / "results/sensitivity.tsv", sep="\t", keep_default_na=False)
+    rows = table[(table["setting"] == "retrain") & (table["value"] == "seed1")]
+    assert len(rows) == table["hypothesis"].nunique() > 0
+    assert rows["note"].str.startswith("scVI retrained with seed 1").all()
+    labels = pd.read_csv(one_run / "results/sensitivity/retrain/seed1.tsv.gz", sep="\t")
+    annotated = pd.read_csv(one_run / "results/annotate/labels.tsv.gz", sep="\t")
+    assert list(labels["cell"]) == list(annotated["cell"])
 
 
 def test_every_final_output_written(one_run):

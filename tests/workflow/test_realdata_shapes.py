@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from ..paths import shared_data_dir
 from . import background
-from .helpers import snakemake, write_config
+from .helpers import RETRAIN_PCA_ONLY, snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.realdata]
 
@@ -35,7 +35,11 @@ FAST = {
     "integration_metrics": {"kbet": False},
     "cluster": {"sweep_seeds": 2},
     # two other resolutions in the sensitivity table, not the whole sweep's nine
-    "sensitivity": {"resolutions": [0.4, 1.6]},
+    # the retraining settings: the PCA baseline only (no scVI training)
+    "sensitivity": {
+        "resolutions": [0.4, 1.6],
+        "retrain": RETRAIN_PCA_ONLY,
+    },
     "gsea": {"permutations": 200},
 }
 

@@ -26,6 +26,7 @@ sys.path.insert(0, str(WORKFLOW_DIR / "scripts"))
 from tmeflow import core as tmcore  # noqa: E402
 from tmeflow import export as tmexport  # noqa: E402
 from tmeflow import inputs as tminputs  # noqa: E402
+from tmeflow import stats as tmstats  # noqa: E402
 from tmeflow.simulate import demo_layout, demo_outputs  # noqa: E402
 
 SCHEMAS = WORKFLOW_DIR / "schemas"
@@ -87,6 +88,22 @@ UMAP_KEYS = ["cell_type", "cell_subtype", "condition", "sample", "species"]
 EXPORT_SPECIES = tmexport.export_species(config["species"])
 _PANEL = tmcore.load_panels(
     [config["annotation"]["panel"], *config["annotation"]["extra_panels"]]
+)
+# the sensitivity's retraining settings (one sensitivity_retrain job each)
+_retrain = config["sensitivity"]["retrain"]
+RETRAIN_VARIANTS = (
+    tmstats.retrain_variants(
+        seeds=_retrain["seeds"],
+        n_latent=_retrain["n_latent"],
+        n_top_genes=_retrain["n_top_genes"],
+        pca=_retrain["pca"],
+        configured={
+            "n_latent": config["scvi"]["n_latent"],
+            "n_top_genes": config["hvg"]["n_top_genes"],
+        },
+    )
+    if _retrain["enabled"]
+    else []
 )
 _missing = [
     t for t in config["sensitivity"]["marker_out"] if t not in _PANEL["cell_types"]

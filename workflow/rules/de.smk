@@ -296,11 +296,74 @@ rule sensitivity_labels:
         "../scripts/sensitivity_labels.py"
 
 
+rule sensitivity_retrain:
+    input:
+        h5ad="results/integrate/integrated.h5ad",
+        clustered="results/cluster/clustered.h5ad",
+        panel=config["annotation"]["panel"],
+        extra_panels=config["annotation"]["extra_panels"],
+    output:
+        labels="results/sensitivity/retrain/{variant}.tsv.gz",
+        note="results/sensitivity/retrain/{variant}.note.tsv",
+    log:
+        "logs/sensitivity_retrain/{variant}.log",
+    benchmark:
+        "benchmarks/sensitivity_retrain/{variant}.tsv"
+    wildcard_constraints:
+        variant="|".join(RETRAIN_VARIANTS) if RETRAIN_VARIANTS else "NONE",
+    conda:
+        "../envs/scvi.yaml"
+    # as integrate_scvi: torch's threads come from the config (scvi.threads)
+    threads: config["scvi"]["threads"]
+    resources:
+        mem_mb=mem_mb_for(4000, 4),
+        runtime=runtime_for(120, 90),
+    params:
+        scvi_options={
+            "n_latent": config["scvi"]["n_latent"],
+            "n_hidden": config["scvi"]["n_hidden"],
+            "n_layers": config["scvi"]["n_layers"],
+            "max_epochs": config["scvi"]["max_epochs"],
+            "early_stopping": config["scvi"]["early_stopping"],
+            "patience": config["scvi"]["early_stopping_patience"],
+            "batch_size": config["scvi"]["batch_size"],
+            "accelerator": config["scvi"]["accelerator"],
+            "threads": config["scvi"]["threads"],
+        },
+        hvg_options={
+            "batch_key": "sample",
+            "fallback_span": config["hvg"]["fallback_span"],
+            "fallback_min_cells": config["hvg"]["fallback_min_cells"],
+            "min_species_fraction": config["hvg"]["min_species_fraction"],
+        },
+        n_neighbors=config["cluster"]["n_neighbors"],
+        seed=config["seed"],
+        annotate_options={
+            "species_mode": config["species"],
+            "min_score": config["annotation"]["min_score"],
+            "min_margin": config["annotation"]["min_margin"],
+            "subcluster_resolution": config["annotation"]["subcluster_resolution"],
+            "min_subcluster_cells": config["annotation"]["min_subcluster_cells"],
+            "refine_fraction": config["annotation"]["refine_fraction"],
+            "refine_resolution": config["annotation"]["refine_resolution"],
+            "n_neighbors": config["cluster"]["n_neighbors"],
+            "seed": config["seed"],
+        },
+    script:
+        "../scripts/sensitivity_retrain.py"
+
+
 rule confirmatory_sensitivity:
     input:
         h5ad="results/annotate/annotated.h5ad",
         labels=rules.sensitivity_labels.output.labels,
         settings=rules.sensitivity_labels.output.settings,
+        retrain=expand(
+            "results/sensitivity/retrain/{variant}.tsv.gz", variant=RETRAIN_VARIANTS
+        ),
+        retrain_notes=expand(
+            "results/sensitivity/retrain/{variant}.note.tsv", variant=RETRAIN_VARIANTS
+        ),
     output:
         table=report(
             "results/sensitivity.tsv",
@@ -321,6 +384,7 @@ rule confirmatory_sensitivity:
         hypotheses=config["hypotheses"],
         min_fractions=config["sensitivity"]["min_fraction"],
         de_min_cells=config["sensitivity"]["de_min_cells"],
+        de_methods=config["sensitivity"]["de_methods"],
         subtypes=config["sensitivity"]["subtypes"],
         min_fraction=config["species_calling"]["min_fraction"],
         doublets=config["qc"]["doublets"],

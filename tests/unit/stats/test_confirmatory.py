@@ -590,3 +590,51 @@ def test_the_shipped_family_parses_after_the_schema_fills_its_defaults():
     hyps = cf.parse_hypotheses(config["hypotheses"])
     assert len(hyps) == len(config["hypotheses"])
     assert {h.kind for h in hyps} >= {"change", "source", "main_sources", "proportion"}
+
+
+# --- the second DE method --------------------------------------------------------------------
+
+
+def test_limma_voom_supports_the_planted_change_and_not_the_nulls(few_animals):
+    """The same family under limma-voom: the planted x3 change supported with its own
+    interval and leave-one-out (refits without each animal), a null gene not; the rows say
+    which method ran."""
+    hyps = cf.parse_hypotheses(
+        [
+            {"gene": "G0000", "cell_type": "CAF", "direction": "up"},
+            {"gene": "G0002", "cell_type": "CAF", "direction": "up"},
+            {"gene": "G0003", "cell_type": "TAM"},
+        ]
+    )
+    table, _ = cf.confirm(few_animals, hyps, reference=REF, test=TEST, de_method="limma_voom")
+    assert table["method"].tolist() == ["limma_voom"] * 3, table.to_string()
+    planted = table.iloc[0]
+    assert planted["verdict"] == "supported", planted.to_dict()
+    assert 1 < planted["effect"] < 2.5 and planted["ci_low"] > 0  # log2 3 = 1.58
+    assert planted["effect"] == planted["effect_unshrunk"]  # no shrinkage under voom
+    assert (planted["loo_n_computable"], planted["loo_n_animals"]) == (6, 6)
+    assert planted["loo_min"] > 0 and planted["loo_sign_stable"]
+    assert "limma-voom" in planted["effect_scale"]
+    assert table.loc[1:, "verdict"].eq("not supported").all(), table.to_string()
+    # PyDESeq2 on the same cells agrees on the direction
+    pydeseq2, _ = cf.confirm(few_animals, hyps[:1], reference=REF, test=TEST, shrink=False)
+    assert np.sign(pydeseq2.loc[0, "effect"]) == np.sign(planted["effect"])
+
+
+def test_limma_voom_reasons_for_a_filtered_gene_and_an_unknown_method(few_animals):
+    """A gene edgeR's filterByExpr drops is not testable, with that reason; a method name
+    that does not exist is refused."""
+    adata = few_animals.copy()
+    caf = (adata.obs["cell_type"] == "CAF").to_numpy()
+    j = adata.var_names.get_loc("G0005")
+    counts = adata.layers["counts"].tolil()
+    rows = np.flatnonzero(caf)
+    counts[rows, j] = 0
+    counts[rows[0], j] = 3  # three UMIs in one CAF: counted, but far below filterByExpr
+    adata.layers["counts"] = counts.tocsr()
+    hyps = cf.parse_hypotheses([{"gene": "G0005", "cell_type": "CAF"}])
+    table, _ = cf.confirm(adata, hyps, reference=REF, test=TEST, de_method="limma_voom")
+    assert "filterByExpr" in table.loc[0, "reason"], table.loc[0, "reason"]
+    assert table.loc[0, "verdict"] == "not testable"
+    with pytest.raises(ValueError, match="unknown DE method 'edger'"):
+        cf.confirm(adata, hyps, reference=REF, test=TEST, de_method="edger")

@@ -234,3 +234,46 @@ def test_pydeseq2_matches_deseq2(deseq2_r, caf_pseudobulk, tmp_path) -> None:
     assert ((ratio > 0.5) & (ratio < 2)).all(), small.assign(ratio=ratio).to_string()
     # the same genes lack a p-value (Cook's outliers, all-zero genes) in both
     assert (both["pvalue"].isna() == both["pvalue_r"].isna()).mean() > 0.99
+
+
+# --- limma-voom ------------------------------------------------------------------------------
+
+VOOM_R = """
+suppressMessages({library(limma)})
+counts <- t(as.matrix(read.csv("counts.csv", row.names = 1, check.names = FALSE)))
+design <- as.matrix(read.csv("design.csv", row.names = 1))
+v <- voom(counts, design)
+fit <- eBayes(lmFit(v, design))
+k <- ncol(design)
+out <- data.frame(coef = fit$coefficients[, k], t = fit$t[, k], df_total = fit$df.total,
+                  pvalue = fit$p.value[, k], row.names = rownames(counts))
+write.csv(out, "voom.csv")
+write.csv(v$weights, "weights.csv")
+"""
+
+
+@pytest.mark.parametrize("covariate", [False, True])
+def test_voom_limma_matches_limma(limma_r, caf_pseudobulk, tmp_path, covariate) -> None:
+    """voom weights, coefficients, moderated t and p-values equal limma's (1e-6 relative)."""
+    from tmeflow.stats import _voom
+
+    counts, meta, _reference, test = caf_pseudobulk
+    meta = meta.assign(batch=["a", "b", "a", "b", "a", "b"][: len(meta)])
+    covariates = ["batch"] if covariate else []
+    keep = _voom.filter_by_expr(counts.to_numpy(float), meta["condition"].to_numpy())
+    assert 10 < keep.sum() < counts.shape[1]  # the filter keeps some genes and drops some
+    sub = counts.loc[:, keep]
+    design = _voom.design_matrix(meta, condition_key="condition", test=test, covariates=covariates)
+    v = _voom.voom(sub.to_numpy(float).T, design)
+    py = _voom.voom_coefficient(sub.to_numpy(float), design)
+    sub.to_csv(tmp_path / "counts.csv")
+    pd.DataFrame(design, index=sub.index).to_csv(tmp_path / "design.csv")
+    run_r(VOOM_R, tmp_path)
+    r = pd.read_csv(tmp_path / "voom.csv", index_col=0)
+    weights = pd.read_csv(tmp_path / "weights.csv", index_col=0).to_numpy(float)
+    np.testing.assert_allclose(v["weights"], weights, rtol=1e-6)
+    for col in ("coef", "t", "df_total", "pvalue"):
+        np.testing.assert_allclose(py[col].to_numpy(), r[col].to_numpy(), rtol=1e-6, err_msg=col)
+    # the planted Mmp11 increase is among the smallest p-values of both
+    mmp11 = next(i for i, g in enumerate(sub.columns) if g.endswith("Mmp11"))
+    assert py["coef"].iloc[mmp11] > 1 and py["pvalue"].iloc[mmp11] < 0.01

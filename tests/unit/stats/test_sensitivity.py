@@ -454,9 +454,10 @@ def test_round_in_place_rounds_a_non_contiguous_array_too():
     np.testing.assert_array_equal(values, [[0, 2, 2], [3, 3, -0.0]])
 
 
-def test_subcluster_and_de_min_cells_settings():
+def test_subcluster_de_min_cells_and_de_method_settings():
     """Subtype re-clustering settings re-annotate; de.min_cells tests the same labels again
-    with its own pseudobulk filter (a fresh fit, not the configured one's cache)."""
+    with its own pseudobulk filter (a fresh fit, not the configured one's cache); de_method
+    tests the change hypotheses by limma-voom (PyDESeq2, configured, is not repeated)."""
     adata = annotated()
     table = sensitivity.sensitivity(
         adata,
@@ -465,6 +466,7 @@ def test_subcluster_and_de_min_cells_settings():
         subcluster_resolutions=[0.5, 1.5],  # 0.5 is the configured one: skipped
         min_subcluster_cells=[5],
         de_min_cells=[5, 60],  # 5 is configured; 60 is more CAFs than any animal has
+        de_methods=["pydeseq2", "limma_voom"],
         min_fraction=0.8,
         doublets=False,
         ambient=False,
@@ -478,6 +480,7 @@ def test_subcluster_and_de_min_cells_settings():
         ("min_subcluster_cells", "5"),
         ("doublets", "on"),
         ("de_min_cells", "60"),
+        ("de_method", "limma_voom"),
     ]
     by = table.set_index(["setting", "value", "hypothesis"])
     h1, h3 = (f"H{k}: {HYPOTHESES[k - 1].label}" for k in (1, 3))
@@ -490,6 +493,10 @@ def test_subcluster_and_de_min_cells_settings():
         by.loc[("de_min_cells", "60", h3), "pvalue"]
         == by.loc[("configured", "as run", h3), "pvalue"]
     )
+    voom = by.loc[("de_method", "limma_voom", h1)]
+    assert voom["verdict"] == "supported" and "limma-voom" in voom["effect_scale"]
+    assert voom["pvalue"] != by.loc[("configured", "as run", h1), "pvalue"]
+    assert "limma-voom" in voom["note"] and voom["n_cells_changed"] == 0
     sub = by.loc[("subcluster_resolution", "1.5", h1)]
     assert sub["n_cells"] == adata.n_obs and "subcluster_resolution 1.5" in sub["note"]
 

@@ -65,6 +65,7 @@ _NAMES = {
         "METHOD_PYDESEQ2",
         "METHOD_WILCOXON",
         "METHOD_NOT_TESTED",
+        "PSEUDOBULK_METHODS",
         "SHRUNK_COLUMNS",
         "empty_table",
         "DESettings",
@@ -118,7 +119,9 @@ _NAMES = {
         "cp10k_log",
         "pseudobulk",
     ],
+    "_voom": ["METHOD_VOOM", "filter_by_expr", "voom", "voom_limma_test"],
     "_robustness": ["ROBUSTNESS_COLUMNS", "robustness"],
+    "_retrain": ["RETRAIN_SETTING", "PCA_COMPONENTS", "retrain_labels", "retrain_variants"],
     "_sensitivity": [
         "TRIED_PARAMS",
         "LABEL_PARAMS",

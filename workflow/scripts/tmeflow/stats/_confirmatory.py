@@ -115,6 +115,7 @@ from tmeflow.cells import _ambient as ambient
 from tmeflow.stats import _communication as communication
 from tmeflow.stats import _composition as composition
 from tmeflow.stats import _de_methods as de_tests
+from tmeflow.stats import _voom as voom
 from tmeflow.stats._de import METHOD_PYDESEQ2, DESettings
 from tmeflow.stats._pseudobulk import pseudobulk
 
@@ -340,6 +341,7 @@ def confirm(
     fits: dict | None = None,
     subtype_mix: bool = False,
     within_subtype: str | None = None,
+    de_method: str = METHOD_PYDESEQ2,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Test every pre-specified hypothesis and adjust within the family (Holm).
 
@@ -380,6 +382,10 @@ def confirm(
     within_subtype
         ``change`` hypotheses on the parent type of this subtype are tested on that subtype's
         cells only (the other hypotheses as configured).
+    de_method
+        The pseudobulk test of ``change`` hypotheses: ``"pydeseq2"`` (negative-binomial Wald
+        test) or ``"limma_voom"`` (:mod:`tmeflow.stats._voom`: moderated t on its degrees of
+        freedom, no shrinkage; leave-one-animal-out refits voom without the animal).
 
     Returns
     -------
@@ -397,6 +403,7 @@ def confirm(
         covariates=tuple(covariates),
         threads=threads,
         alpha=alpha,
+        method=de_method,
     )
     design = _Design(
         de,
@@ -569,7 +576,7 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         logger.info("%s in %s: %s", hyp.gene, hyp.cell_type, note)
     # hypotheses on one group share its fit; so do calls sharing ``fits`` on the same cells
     key = (level, hyp.cell_type, d.shrink, _digest(cells.obs_names), d.de.covariates,
-           d.de.min_cells)  # fmt: skip
+           d.de.min_cells, d.de.method)  # fmt: skip
     if key not in d.fits:
         d.fits[key] = d.de.run(cells, group_key=level, groups=[hyp.cell_type], shrink=d.shrink)[
             hyp.cell_type
@@ -579,19 +586,27 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
     # one pseudobulk of the group serves the per-animal values and the leave-one-out refits
     pb = pseudobulk(cells, group_key=level, min_cells=d.de.min_cells)
     per = _change_values(pb, hyp, d)
-    if table.attrs.get("method") != METHOD_PYDESEQ2:
+    method = table.attrs.get("method")
+    if method not in (METHOD_PYDESEQ2, voom.METHOD_VOOM):
         row["reason"] = "not testable: " + str(
             table.attrs.get("note") or "no pseudobulk test"
         ).removeprefix("not tested: ")
         return per
     hit = table[table["gene"] == hyp.gene]
     if hit.empty:
+        kept = (
+            "limma-voom kept (edgeR's filterByExpr)"
+            if method == voom.METHOD_VOOM
+            else "with counts"
+        )
         row["reason"] = (
-            f"not testable: {hyp.gene} not among the {table.attrs.get('species')} genes with "
-            f"counts in {hyp.cell_type}"
+            f"not testable: {hyp.gene} not among the {table.attrs.get('species')} genes "
+            f"{kept} in {hyp.cell_type}"
         )
         return per
     rec = hit.iloc[0]
+    if method == voom.METHOD_VOOM:
+        return _change_voom(rec, hyp, row, d, pb, per, table)
     p_two = float(rec["pvalue"])
     cooks = not np.isfinite(p_two)  # the gene has counts: PyDESeq2's Cook's outlier filter
     lfc, se = ("log2FoldChange_shrunk", "lfcSE_shrunk") if d.shrink else ("log2FoldChange", "lfcSE")
@@ -622,16 +637,83 @@ def _change(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
         _fill_loo(
             row, np.asarray([loo.get(a, np.nan) for a in per["sample"]]), row["effect_unshrunk"]
         )
-        arms = per["condition"].value_counts()
-        if (arms - 1 < d.de.min_replicates).any():
-            short = [
-                a for a in (d.de.reference, d.de.test) if arms.get(a, 0) - 1 < d.de.min_replicates
-            ]
-            row["_loo_why"] = (
-                f"leaving out an animal of {' or '.join(map(repr, short))} would leave fewer "
-                f"than min_replicates = {d.de.min_replicates} animals in its arm"
-            )
+        _loo_why(row, per, d)
     return per
+
+
+def _loo_why(row: dict, per: pd.DataFrame, d: _Design) -> None:
+    """Say why animals of an arm cannot be left out (``_loo_why``), when they cannot."""
+    arms = per["condition"].value_counts()
+    if (arms - 1 < d.de.min_replicates).any():
+        short = [a for a in (d.de.reference, d.de.test) if arms.get(a, 0) - 1 < d.de.min_replicates]
+        row["_loo_why"] = (
+            f"leaving out an animal of {' or '.join(map(repr, short))} would leave fewer "
+            f"than min_replicates = {d.de.min_replicates} animals in its arm"
+        )
+
+
+def _change_voom(
+    rec: pd.Series,
+    hyp: Hypothesis,
+    row: dict,
+    d: _Design,
+    pb: tuple[pd.DataFrame, pd.DataFrame],
+    per: pd.DataFrame,
+    table: pd.DataFrame,
+) -> pd.DataFrame:
+    """A ``change`` row from limma-voom's table row ``rec`` (moderated t, unshrunk)."""
+    dist = stats.t(float(table.attrs["df_total"][hyp.gene]))
+    row.update(
+        method=voom.METHOD_VOOM,
+        effect_scale="log2 fold change (limma-voom)",
+        effect=float(rec["log2FoldChange"]),
+        ci_low=float(rec["ci_low"]),
+        ci_high=float(rec["ci_high"]),
+        pvalue=_one_sided(float(rec["stat"]), hyp.direction, float(rec["pvalue"]), dist),
+        effect_unshrunk=float(rec["log2FoldChange"]),
+        padj_exploratory=float(rec["padj"]),
+        n_animals_reference=int(rec["n_samples_reference"]),
+        n_animals_test=int(rec["n_samples_test"]),
+        _se=float(rec["lfcSE"]),
+        _dist=dist,
+    )
+    if d.loo:
+        loo = _loo_voom(pb, hyp.gene, d, table)
+        _fill_loo(row, np.asarray([loo.get(a, np.nan) for a in per["sample"]]), row["effect"])
+        _loo_why(row, per, d)
+    return per
+
+
+def _loo_voom(
+    pb: tuple[pd.DataFrame, pd.DataFrame], gene: str, d: _Design, table: pd.DataFrame
+) -> dict[str, float]:
+    """Animal -> the gene's limma-voom log2 fold change refitted without that animal.
+
+    On the genes of the full test; NaN where an arm would keep fewer than ``min_replicates``
+    animals or the design would have no residual degrees of freedom.
+    """
+    counts, meta = pb
+    arm = meta[d.de.condition_key].astype(str)
+    keep = (meta["kept"] & arm.isin([d.de.reference, d.de.test])).to_numpy()
+    genes = pd.Index(table["gene"].astype(str))
+    values = counts.loc[keep, genes].to_numpy(float)
+    meta = meta[keep].reset_index(drop=True)
+    arm = arm[keep].reset_index(drop=True)
+    j = genes.get_loc(gene)
+    out: dict[str, float] = {}
+    for i, animal in enumerate(meta["sample"].astype(str)):
+        rest = np.arange(len(meta)) != i
+        sizes = arm[rest].value_counts()
+        design = _design_matrix(meta[rest], arm[rest], d)
+        if (
+            min(sizes.get(d.de.reference, 0), sizes.get(d.de.test, 0)) < d.de.min_replicates
+            or np.linalg.matrix_rank(design) < design.shape[1]
+            or design.shape[0] <= design.shape[1]
+        ):
+            out[animal] = np.nan
+            continue
+        out[animal] = float(voom.voom_coefficient(values[rest], design)["coef"].iloc[j])
+    return out
 
 
 def _by_subtype(

@@ -21,16 +21,20 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
+from scipy import stats
 
 from tmeflow._utils import natural_key, observed_levels, row_sums
 from tmeflow.stats import _de_methods as de_tests
 from tmeflow.stats._pseudobulk import check_obs, counts_matrix, pseudobulk
+from tmeflow.stats._voom import METHOD_VOOM, voom_limma_test
 
 __all__ = [
     "DE_COLUMNS",
     "METHOD_NOT_TESTED",
     "METHOD_PYDESEQ2",
+    "METHOD_VOOM",
     "METHOD_WILCOXON",
+    "PSEUDOBULK_METHODS",
     "SHRUNK_COLUMNS",
     "empty_table",
     "pseudobulk",
@@ -61,6 +65,8 @@ DE_COLUMNS: list[str] = [
 METHOD_PYDESEQ2 = "pydeseq2"
 METHOD_WILCOXON = "wilcoxon_exploratory"
 METHOD_NOT_TESTED = "not_tested"
+#: The pseudobulk tests :func:`run_de` can run (``method``).
+PSEUDOBULK_METHODS: tuple[str, ...] = (METHOD_PYDESEQ2, METHOD_VOOM)
 
 #: Extra columns of a PyDESeq2 table when :func:`run_de` is asked to ``shrink``.
 SHRUNK_COLUMNS: list[str] = ["log2FoldChange_shrunk", "lfcSE_shrunk"]
@@ -137,6 +143,7 @@ class _Run:
     alpha: float
     restrict_species: bool
     shrink: bool = False
+    method: str = "pydeseq2"
 
     def species_of(self, in_group: np.ndarray) -> str | None:
         """Majority species of the group's cells, when genes are restricted by species."""
@@ -162,6 +169,7 @@ class DESettings:
     threads: int = 1
     alpha: float = 0.05
     layer: str | None = "counts"
+    method: str = "pydeseq2"
 
     def run(
         self,
@@ -194,6 +202,7 @@ def run_de(
     restrict_species: bool = True,
     groups: Sequence[str] | None = None,
     shrink: bool = False,
+    method: str = "pydeseq2",
 ) -> dict[str, pd.DataFrame]:
     """Test ``test`` vs ``reference`` within each group, animals as replicates.
 
@@ -246,6 +255,11 @@ def run_de(
         Add :data:`SHRUNK_COLUMNS` to PyDESeq2 tables (apeGLM-shrunk log2 fold change and its
         standard error, :func:`tmeflow.stats.pydeseq2_test`); slower, used by
         :mod:`tmeflow.stats._confirmatory`.
+    method
+        The pseudobulk test: ``"pydeseq2"``, or ``"limma_voom"``
+        (:func:`tmeflow.stats._voom.voom_limma_test`: genes chosen by edgeR's filterByExpr,
+        moderated t, 95% interval on its degrees of freedom, no shrinkage; the sensitivity
+        table's second DE method).
 
     Returns
     -------
@@ -296,7 +310,11 @@ def run_de(
         alpha=alpha,
         restrict_species=restrict_species,
         shrink=shrink,
+        method=method,
     )
+    if method not in PSEUDOBULK_METHODS:
+        msg = f"unknown DE method {method!r}; choose one of {list(PSEUDOBULK_METHODS)}"
+        raise ValueError(msg)
     wanted = observed_levels(adata.obs[group_key]) if groups is None else [str(g) for g in groups]
     conditions = set(run.cond)
     missing = [level for level in (reference, test) if level not in conditions]
@@ -434,11 +452,13 @@ def _test_pseudobulk(
     species: str | None,
     n_samples: tuple[int, int],
 ) -> pd.DataFrame:
-    """PyDESeq2 on the kept pseudobulk profiles (``kept``: their metadata rows)."""
+    """PyDESeq2 (or limma-voom) on the kept pseudobulk profiles (``kept``: their metadata rows)."""
     sub = run.counts_pb.loc[kept.index].iloc[:, np.flatnonzero(gene_mask)]
     sub = sub.loc[:, sub.sum(axis=0) > 0]
     if sub.shape[1] == 0:
         return _not_tested(label, "not tested: no counts in the kept pseudobulk samples", species)
+    if run.method == METHOD_VOOM:
+        return _test_voom(run, kept, sub, label=label, species=species, n_samples=n_samples)
     res, note = de_tests.pydeseq2_test(
         sub,
         kept,
@@ -484,6 +504,46 @@ def _test_pseudobulk(
             res["dispersion"].to_numpy(float), index=sub.columns.astype(str)
         )
     logger.info("%s: PyDESeq2 on %d + %d animals, %d genes", label, *n_samples, len(table))
+    return table
+
+
+def _test_voom(
+    run: _Run,
+    kept: pd.DataFrame,
+    sub: pd.DataFrame,
+    *,
+    label: str,
+    species: str | None,
+    n_samples: tuple[int, int],
+) -> pd.DataFrame:
+    """limma-voom on the kept pseudobulk profiles ``sub`` (genes with counts)."""
+    res, note = voom_limma_test(
+        sub,
+        kept,
+        condition_key=run.condition_key,
+        reference=run.reference,
+        test=run.test,
+        covariates=run.covariates,
+    )
+    if res is None:
+        logger.warning("%s: %s", label, note)
+        return empty_table(note, species=species)
+    half = stats.t.ppf(0.975, res["df_total"].to_numpy(float)) * res["lfcSE"].to_numpy(float)
+    table = res.drop(columns="df_total").rename_axis("gene").reset_index()
+    table["ci_low"] = table["log2FoldChange"] - half
+    table["ci_high"] = table["log2FoldChange"] + half
+    is_ref = kept[run.condition_key].astype(str) == run.reference
+    table = _finish(
+        table,
+        method=METHOD_VOOM,
+        n_samples_reference=n_samples[0],
+        n_samples_test=n_samples[1],
+        n_cells_reference=int(kept.loc[is_ref, "n_cells"].sum()),
+        n_cells_test=int(kept.loc[~is_ref, "n_cells"].sum()),
+        note="",
+    )
+    table.attrs.update(method=METHOD_VOOM, note="", species=species, df_total=res["df_total"])
+    logger.info("%s: limma-voom on %d + %d animals, %d genes", label, *n_samples, len(table))
     return table
 
 

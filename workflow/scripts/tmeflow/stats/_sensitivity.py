@@ -39,6 +39,10 @@ Settings (one choice changed, everything else as configured):
     each animal's subtype shares within the type as covariates (``adjusted``), and within each
     subtype's cells alone (value: the subtype), so a change that is a shift of the subtype mix
     (more myCAFs, which make more Mmp11) shows. The other hypotheses are tested as configured.
+``de_method``
+    ``change`` hypotheses tested by another pseudobulk method on the same cells and labels
+    (``sensitivity.de_methods``; ``limma_voom``: :mod:`tmeflow.stats._voom`, checked against
+    limma in R), so no verdict rests on PyDESeq2 alone.
 ``ambient_correction``
     "on": gene hypotheses on ``layers['counts_ambient_corrected']`` (values rounded to
     integers for the pseudobulk test) instead of the raw counts; ``not available`` when the
@@ -80,6 +84,8 @@ from tmeflow.core import _panel as panel_mod
 from tmeflow.core._tables import write_tsv
 from tmeflow.embed import _cluster as cluster
 from tmeflow.stats import _confirmatory as confirmatory
+from tmeflow.stats._de import METHOD_PYDESEQ2
+from tmeflow.stats._voom import METHOD_VOOM
 
 __all__ = [
     "AMBIENT_LAYER",
@@ -120,6 +126,7 @@ ANNOTATION_SETTINGS = (
     "subcluster_resolution",
     "min_subcluster_cells",
     "marker_out",
+    "retrain",  # labels made by tmeflow.stats.retrain_labels (LabelSettings.extend)
 )
 #: The lists of values to try, by their keyword of :func:`sensitivity` (the rule's params).
 TRIED_PARAMS = (
@@ -130,8 +137,13 @@ TRIED_PARAMS = (
     "min_subcluster_cells",
     "min_fractions",
     "de_min_cells",
+    "de_methods",
     "marker_out",
 )
+#: What the ``de_method`` settings' notes call each method.
+_DE_METHOD_NOTES = {
+    METHOD_VOOM: "limma-voom (edgeR's filterByExpr genes, moderated t, no shrinkage)",
+}
 #: The lists of :func:`label_settings` (the ``sensitivity_labels`` rule's params).
 LABEL_PARAMS = (
     "resolutions",
@@ -202,6 +214,7 @@ def sensitivity(
     min_fractions: Sequence[float] = (),
     min_fraction: float = 0.8,
     de_min_cells: Sequence[int] = (),
+    de_methods: Sequence[str] = (),
     marker_out: Sequence[str] = (),
     subtypes: bool = True,
     doublets: bool = True,
@@ -240,6 +253,9 @@ def sensitivity(
     de_min_cells
         Values of ``de.min_cells`` (cells an animal needs in a group for its pseudobulk) to test
         the same cells and labels with; the configured one is skipped.
+    de_methods
+        Other pseudobulk tests of the ``change`` hypotheses (``de_method <m>`` settings, e.g.
+        ``limma_voom``; the configured PyDESeq2 is skipped).
     marker_out
         Cell types whose markers, and their subtypes' markers, are left out one at a time
         (``marker_out`` settings).
@@ -314,6 +330,8 @@ def sensitivity(
         min_fraction=min_fraction,
         de_min_cells=de_min_cells,
         configured_min_cells=int(confirm_options.get("min_cells", 10)),
+        de_methods=de_methods,
+        configured_method=str(confirm_options.get("de_method", METHOD_PYDESEQ2)),
         annotate_options={"species_mode": annotate_options.get("species_mode")},
         doublets=doublets,
         ambient=ambient,
@@ -426,6 +444,26 @@ class LabelSettings:
                 work.obs[key] = pd.Categorical(self.labels[col].to_numpy())
         return _Variant(work, note=str(rec["note"]))
 
+    def extend(self, setting: Setting, labels: pd.DataFrame, note: str) -> "LabelSettings":
+        """A copy with one more setting.
+
+        ``labels``: one row per cell of :attr:`labels`, in the same order, columns of the label
+        keys (e.g. a retraining setting's, :func:`tmeflow.stats.retrain_labels`); ``note``: what
+        the setting did.
+        """
+        if not labels.index.equals(self.labels.index):
+            raise ValueError(
+                f"the labels of {setting.label!r} are of other cells than the annotation "
+                f"settings' ({labels.shape[0]} vs {self.labels.shape[0]} cells, or another "
+                "order)"
+            )
+        cols = {f"{setting.label}{_SEP}{k}": labels[k].astype(str) for k in _LABELS if k in labels}
+        row = {"setting": setting.name, "value": _value(setting.value), "note": note,
+               "verdict": "", "reason": ""}  # fmt: skip
+        merged = pd.concat([self.labels, pd.DataFrame(cols, index=labels.index)], axis=1)
+        notes = pd.concat([self.notes, pd.DataFrame([row])], ignore_index=True)
+        return LabelSettings(merged, notes)
+
     def write(
         self, labels_path: str | os.PathLike[str], notes_path: str | os.PathLike[str]
     ) -> None:
@@ -435,14 +473,32 @@ class LabelSettings:
 
     @classmethod
     def read(
-        cls, labels_path: str | os.PathLike[str], notes_path: str | os.PathLike[str]
+        cls,
+        labels_path: str | os.PathLike[str],
+        notes_path: str | os.PathLike[str],
+        retrain: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]] = (),
     ) -> "LabelSettings":
-        """What :meth:`write` wrote (labels as text, empty strings kept)."""
-        read = {"sep": "\t", "dtype": str, "keep_default_na": False}
-        labels = pd.read_csv(labels_path, index_col=0, **read)
-        labels.index = labels.index.astype(str)
-        labels.index.name = None
-        return cls(labels, pd.read_csv(notes_path, **read))
+        """What :meth:`write` wrote, with the retraining settings after it.
+
+        Labels are read as text (empty strings kept); ``retrain``: ``sensitivity_retrain``'s
+        (labels, note) files, in table order.
+        """
+        out = cls(_read_labels(labels_path), pd.read_csv(notes_path, **_READ))
+        for labels_file, note_file in retrain:
+            note = pd.read_csv(note_file, **_READ).iloc[0]
+            setting = Setting("retrain", str(note["variant"]))
+            out = out.extend(setting, _read_labels(labels_file), str(note["note"]))
+        return out
+
+
+_READ = {"sep": "\t", "dtype": str, "keep_default_na": False}
+
+
+def _read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
+    labels = pd.read_csv(path, index_col=0, **_READ)
+    labels.index = labels.index.astype(str)
+    labels.index.name = None
+    return labels
 
 
 def label_settings(
@@ -578,6 +634,8 @@ def settings(
     min_subcluster_cells: Sequence[int] = (),
     de_min_cells: Sequence[int] = (),
     configured_min_cells: int = 10,
+    de_methods: Sequence[str] = (),
+    configured_method: str = METHOD_PYDESEQ2,
 ) -> list[Setting]:
     """The settings to try, in table order (a configured value is not repeated)."""
     used = float(adata.uns.get("cluster", {}).get("resolution", np.nan))
@@ -611,6 +669,8 @@ def settings(
         for v in sorted(set(map(int, de_min_cells)))
         if int(v) != configured_min_cells
     ]
+    out += [Setting("de_method", str(m)) for m in dict.fromkeys(de_methods)
+            if str(m) != configured_method]  # fmt: skip
     return out
 
 
@@ -668,6 +728,12 @@ def _apply(
             adata,
             note=f"de.min_cells {value}: an animal's pseudobulk needs {value} cells of the group",
             confirm_options={"min_cells": int(value)},
+        )
+    if name == "de_method":
+        return _Variant(
+            adata,
+            note=f"change hypotheses tested with {_DE_METHOD_NOTES.get(str(value), value)}",
+            confirm_options={"de_method": str(value)},
         )
     if name == "min_fraction":
         return _species(adata, float(value), min_fraction)

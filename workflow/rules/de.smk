@@ -358,6 +358,7 @@ rule confirmatory_sensitivity:
         h5ad="results/annotate/annotated.h5ad",
         labels=rules.sensitivity_labels.output.labels,
         settings=rules.sensitivity_labels.output.settings,
+        removed=rules.qc_removed_labels.output.h5ad,
         retrain=expand(
             "results/sensitivity/retrain/{variant}.tsv.gz", variant=RETRAIN_VARIANTS
         ),

@@ -151,6 +151,9 @@ rule qc_removed_labels:
         ),
         flags="results/qc/removed_flags.tsv",
         cells="results/qc/removed_cells.tsv.gz",
+        # the cells removed as doublets or mixed species, labelled: the sensitivity's
+        # "doublets off" and looser min_fraction settings add them back
+        h5ad="results/qc/removed_cells.h5ad",
     log:
         "logs/qc_removed_labels/qc_removed_labels.log",
     benchmark:

@@ -7,7 +7,7 @@ from tmeflow import core, stats
 def main(smk) -> None:
     log = core.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    # the counts for the tests; the ambient layer is read for its own setting only
+    # the counts; the ambient layer and the removed cells are read for their settings only
     adata = core.read_h5ad(smk.input.h5ad, skip=("X", "obsp"), layers=("counts",))
     table = stats.sensitivity(
         adata,
@@ -25,6 +25,7 @@ def main(smk) -> None:
         min_fraction=p.min_fraction,
         doublets=p.doublets,
         ambient_layer=lambda: core.read_layer(smk.input.h5ad, stats.AMBIENT_LAYER),
+        removed=lambda: core.read_h5ad(smk.input.removed),
         annotate_options={"species_mode": p.species_mode},
         confirm_options={**p.confirm_options, "threads": smk.threads},
     )

@@ -18,17 +18,14 @@ def main(smk) -> None:
         a = core.read_h5ad(f, skip=("uns",))
         parts.append(a[a.obs_names.isin(removed_obs.index)].copy())
     removed = ad.concat(parts, join="inner")
-    labels = cells.label_removed(kept, removed, label_key="cell_type", k=p.k, seed=p.seed)
-    per_cell = removed_obs.join(labels)  # a removed cell the species h5ad lacks: unassigned
-    per_cell["label"] = per_cell["label"].fillna(cells.UNASSIGNED)
+    per_cell, back = cells.account_removed(kept, removed, removed_obs, k=p.k, seed=p.seed)
     kept_obs = pd.DataFrame({"sample": kept.obs["sample"], "label": kept.obs["cell_type"]})
-    table = cells.removed_table(per_cell, kept_obs, dict(p.conditions))
     flags = cells.removed_flags(per_cell, kept_obs, dict(p.conditions))
-    log.info(
-        "%d removed cells labelled; %d label(s) flagged", len(per_cell), flags["flagged"].sum()
-    )
+    log.info("%d removed cells labelled (%d can come back); %d label(s) flagged",
+             len(per_cell), back.n_obs, flags["flagged"].sum())  # fmt: skip
+    core.write_h5ad(back, smk.output.h5ad)
     core.write_tsv(per_cell, smk.output.cells, index=True, index_label="cell")
-    core.write_tsv(table, smk.output.table)
+    core.write_tsv(cells.removed_table(per_cell, kept_obs, dict(p.conditions)), smk.output.table)
     core.write_tsv(flags, smk.output.flags)
 
 

@@ -187,3 +187,39 @@ def test_removed_by_label_figure_is_deterministic(tmp_path) -> None:
     no_flags = removed_mod.removed_flags(rm[:0], _kept(), CONDITIONS)
     written = qc_plots.removed_by_label_plot(empty, no_flags, stem=tmp_path / "e")
     assert all(p.exists() for p in written)
+
+
+def test_account_removed_brings_back_doublets_and_mixed_cells_only() -> None:
+    """Cells removed as doublets or mixed species (and for nothing else) are collected with
+    their counts on the kept genes, their labels, the sample's condition and the reasons;
+    a low-quality cell is not, whatever else it was."""
+    rng = np.random.default_rng(3)
+    kept = ad.concat(
+        [
+            _cells({t: 60 for t in TYPES}, sample=s, species="mouse", rng=rng, prefix="k")
+            for s in ("a1", "b1")
+        ]
+    )
+    kept.obs["condition"] = kept.obs["sample"].map({"a1": "control", "b1": "drug"})
+    kept.obs["cell_subtype"] = kept.obs["cell_type"].astype(str) + "_sub"
+    rm = _cells({t: 10 for t in TYPES}, sample="b1", species="mouse", rng=rng, prefix="r")
+    rm.obs["human_fraction"] = 0.1
+    rm = rm[:, ::-1].copy()  # another gene order: the output follows the kept genes
+    reasons = {f"removed_{r}": False for r in removed_mod.REMOVED_REASONS}
+    obs = pd.DataFrame({"sample": "b1", "species": "mouse", **reasons}, index=rm.obs_names)
+    obs.iloc[:10, obs.columns.get_loc("removed_doublet")] = True
+    obs.iloc[10:20, obs.columns.get_loc("removed_mixed_species")] = True
+    obs.iloc[15:20, obs.columns.get_loc("removed_low_counts")] = True  # stays out
+    obs.iloc[20:, obs.columns.get_loc("removed_high_mito")] = True
+    per_cell, back = removed_mod.account_removed(kept, rm, obs, k=10, seed=0)
+    assert len(per_cell) == rm.n_obs and (per_cell["label"] != removed_mod.UNASSIGNED).all()
+    assert list(back.obs_names) == list(rm.obs_names[:15])
+    assert back.var_names.equals(kept.var_names)
+    np.testing.assert_array_equal(
+        back.layers["counts"].toarray(), rm[back.obs_names, kept.var_names].X.toarray()
+    )
+    assert (back.obs["condition"] == "drug").all() and (back.obs["sample"] == "b1").all()
+    assert (back.obs["cell_type"] == rm.obs.loc[back.obs_names, "cell_type"]).mean() >= 0.9
+    assert (back.obs["cell_subtype"] == back.obs["cell_type"] + "_sub").all()
+    assert back.obs["removed_doublet"].sum() == 10 and back.obs["removed_mixed_species"].sum() == 5
+    assert (back.obs["human_fraction"] == 0.1).all()

@@ -640,3 +640,74 @@ def test_subtype_mix_tells_a_shift_of_the_mix_from_a_change(real_change):
         assert others == ["supported"] * 3, table.to_string()
     else:
         assert "supported" not in others, table.to_string()
+
+
+def test_removed_cells_make_doublets_off_and_a_looser_threshold_computable():
+    """Removal on in the run, the removed cells given (as results/qc/removed_cells.h5ad):
+    "doublets off" adds back the cells removed as doublets only, a looser min_fraction the
+    mixed cells whose fraction reaches it and that the count-based call did not flag; the
+    counts and labels are tested with the rest, and the note says how many came back."""
+    adata = annotated(seed=2)
+    caf = np.flatnonzero((adata.obs["cell_type"] == "CAF").to_numpy())[:9]
+    extra = AnnData(
+        obs=pd.DataFrame(
+            {
+                "sample": adata.obs["sample"].to_numpy()[caf],
+                "condition": adata.obs["condition"].to_numpy()[caf],
+                "species": "mouse",
+                "cell_type": "CAF",
+                "cell_subtype": "CAF",
+                "human_fraction": [0.05] * 3 + [0.25] * 3 + [0.25] * 3,
+                "crossspecies_doublet": [False] * 6 + [True] * 3,
+                "removed_doublet": [True] * 3 + [False] * 6,
+                "removed_mixed_species": [False] * 3 + [True] * 6,
+            },
+            index=[f"removed_{i}" for i in range(9)],
+        ),
+        var=pd.DataFrame(index=adata.var_names.copy()),
+        layers={"counts": sp.csr_matrix(adata.layers["counts"][caf])},
+    )
+    loads = []
+
+    def removed():
+        loads.append(1)
+        return extra
+
+    table = sensitivity.sensitivity(
+        adata,
+        HYPOTHESES,
+        PANEL,
+        min_fractions=[0.7],
+        min_fraction=0.8,
+        doublets=True,
+        ambient=False,
+        removed=removed,
+        annotate_options=ANNOTATE,
+        confirm_options=CONFIRM,
+    )
+
+    def by(tab, setting, value):
+        return tab[(tab["setting"] == setting) & (tab["value"] == value)]
+
+    off = by(table, "doublets", "off")
+    assert (off["n_cells"] == adata.n_obs + 3).all() and (off["n_cells_changed"] == 3).all()
+    assert off["note"].str.startswith("doublet removal off: 3 cells").all()
+    assert off["verdict"].iloc[0] == "supported"  # the planted change holds
+    loose = by(table, "min_fraction", "0.7")
+    assert (loose["n_cells"] == adata.n_obs + 3).all()  # not the 3 the count-based call flagged
+    assert loose["note"].str.startswith("3 cells QC removed as mixed").all()
+    assert len(loads) == 1  # read once, for both settings
+    # without the removed cells both settings stay not recomputable
+    plain = sensitivity.sensitivity(
+        adata,
+        HYPOTHESES[2:],
+        PANEL,
+        min_fractions=[0.7],
+        min_fraction=0.8,
+        doublets=True,
+        ambient=False,
+        annotate_options=ANNOTATE,
+        confirm_options=CONFIRM,
+    )
+    assert (by(plain, "doublets", "off")["verdict"] == sensitivity.NOT_RECOMPUTABLE).all()
+    assert (by(plain, "min_fraction", "0.7")["verdict"] == sensitivity.NOT_RECOMPUTABLE).all()

@@ -83,6 +83,9 @@ _NAMES = {
         "label_removed",
         "removed_table",
         "removed_flags",
+        "UNDOABLE_REASONS",
+        "recomputable_removed",
+        "account_removed",
     ],
     "_species": [
         "SPECIES",

@@ -349,3 +349,109 @@ def removed_flags(
     return out.sort_values(
         ["flagged", "label"], ascending=[False, True], kind="stable"
     ).reset_index(drop=True)
+
+
+#: Removal reasons a sensitivity setting can undo (``doublets off``, a looser ``min_fraction``);
+#: a cell removed for any other reason (low counts or genes, high mitochondrial share, not
+#: annotated) stays out of :func:`recomputable_removed`.
+UNDOABLE_REASONS: tuple[str, ...] = ("doublet", "mixed_species")
+
+
+def recomputable_removed(
+    kept: AnnData,
+    removed: AnnData,
+    per_cell: pd.DataFrame,
+    *,
+    subtype_labels: pd.Series | None = None,
+    layer: str | None = "counts",
+    sample_key: str = "sample",
+) -> AnnData:
+    """The removed cells that a doublet or species setting would keep, ready to be tested.
+
+    Cells removed only as doublets and/or mixed species (:data:`UNDOABLE_REASONS`), with
+    their raw counts on ``kept``'s genes (a gene ``removed`` lacks is zero), the label their
+    nearest kept cells gave them (``per_cell['label']`` as ``cell_type``; ``subtype_labels``
+    as ``cell_subtype``, else the type), the sample-level columns of ``kept.obs`` (condition,
+    covariates: one value per sample) by sample, and from ``removed.obs`` the species call's
+    columns (``species``, ``human_fraction``, ``crossspecies_doublet``) where present.
+    ``obs['removed_doublet']`` and ``obs['removed_mixed_species']`` say why each was removed.
+    This is how :func:`tmeflow.stats.sensitivity` makes ``doublets off`` and a looser
+    ``min_fraction`` ordinary settings: the cells are labelled without retraining anything.
+
+    Parameters
+    ----------
+    kept
+        The annotated cells (``obs[sample_key]``; the genes define the output's).
+    removed
+        The removed droplets' objects (raw counts in ``layers[layer]`` or ``X``).
+    per_cell
+        :func:`removed_obs` joined with :func:`label_removed`, indexed by cell.
+    subtype_labels
+        The cells' ``cell_subtype`` by their nearest kept cells (``label_removed`` with
+        ``label_key='cell_subtype'``), indexed by cell.
+    """
+    other = [f"removed_{r}" for r in REMOVED_REASONS if r not in UNDOABLE_REASONS]
+    undo = per_cell[[f"removed_{r}" for r in UNDOABLE_REASONS]].any(axis=1)
+    keep = undo & ~per_cell[[c for c in other if c in per_cell]].any(axis=1)
+    names = per_cell.index[keep.to_numpy()].intersection(removed.obs_names, sort=False)
+    sub = removed[removed.obs_names.isin(names)]
+    mat = sub.layers[layer] if layer is not None and layer in sub.layers else sub.X
+    mat = sp.csr_matrix(mat)
+    cols = sub.var_names.get_indexer(kept.var_names)
+    present = cols >= 0
+    counts = sp.csr_matrix((sub.n_obs, kept.n_vars), dtype=mat.dtype)
+    if present.any():
+        picked = mat[:, cols[present]]
+        counts = sp.csr_matrix(picked) if present.all() else _spread(picked, present, kept.n_vars)
+    obs = pd.DataFrame(index=sub.obs_names.copy())
+    obs[sample_key] = sub.obs[sample_key].astype(str).to_numpy()
+    per_sample = kept.obs.groupby(kept.obs[sample_key].astype(str), observed=True)
+    for col in kept.obs.columns:
+        if col == sample_key:
+            continue
+        if (per_sample[col].nunique(dropna=False) <= 1).all():
+            obs[col] = obs[sample_key].map(per_sample[col].first()).to_numpy()
+    for col in ("species", "human_fraction", "crossspecies_doublet"):
+        if col in sub.obs:
+            obs[col] = sub.obs[col].to_numpy()
+    info = per_cell.loc[obs.index]
+    obs["cell_type"] = info["label"].astype(str).to_numpy()
+    obs["cell_subtype"] = (
+        subtype_labels.reindex(obs.index).fillna(obs["cell_type"]).astype(str).to_numpy()
+        if subtype_labels is not None
+        else obs["cell_type"].to_numpy()
+    )
+    for r in UNDOABLE_REASONS:
+        obs[f"removed_{r}"] = info[f"removed_{r}"].astype(bool).to_numpy()
+    obs.index.name = None
+    var = pd.DataFrame(index=kept.var_names.copy())
+    return AnnData(obs=obs, var=var, layers={"counts": counts})
+
+
+def _spread(picked: sp.spmatrix, present: np.ndarray, n_vars: int) -> sp.csr_matrix:
+    """Columns of ``picked`` placed at the ``present`` positions of an ``n_vars`` matrix."""
+    where = np.flatnonzero(present)
+    coo = picked.tocoo()
+    return sp.csr_matrix(
+        (coo.data, (coo.row, where[coo.col])), shape=(picked.shape[0], n_vars), dtype=picked.dtype
+    )
+
+
+def account_removed(
+    kept: AnnData, removed: AnnData, removed_cells: pd.DataFrame, *, k: int = 15, seed: int = 0
+) -> tuple[pd.DataFrame, AnnData]:
+    """Label every removed cell and collect those a sensitivity setting can bring back.
+
+    ``removed_cells`` is :func:`removed_obs`; ``removed`` holds their droplets (a cell it
+    lacks stays :data:`UNASSIGNED`). Returns the per-cell table (reasons, ``label``,
+    ``vote_share``...) and :func:`recomputable_removed` (with ``cell_subtype`` labels when
+    the kept cells have subtypes).
+    """
+    labels = label_removed(kept, removed, label_key="cell_type", k=k, seed=seed)
+    per_cell = removed_cells.join(labels)
+    per_cell["label"] = per_cell["label"].fillna(UNASSIGNED)
+    subtypes = None
+    if "cell_subtype" in kept.obs:
+        subtypes = label_removed(kept, removed, label_key="cell_subtype", k=k, seed=seed)["label"]
+    back = recomputable_removed(kept, removed, per_cell, subtype_labels=subtypes)
+    return per_cell, back

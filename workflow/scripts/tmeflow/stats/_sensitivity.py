@@ -18,14 +18,18 @@ Settings (one choice changed, everything else as configured):
     Xenografts: a stricter species threshold makes the cells whose majority species holds
     less than the new fraction ``mixed``, and QC removes mixed cells, so they are dropped
     (the other cells keep their labels; the count-based cross-species call is not re-run). A
-    looser threshold would bring back cells QC removed before integration: ``not
+    looser threshold brings back the cells QC removed as mixed whose fraction reaches it
+    (and that the count-based call did not flag), with the labels of their nearest kept
+    cells (``removed``: ``results/qc/removed_cells.h5ad``); without them it is ``not
     recomputable``.
 ``doublets``
-    The opposite of ``qc.doublets``. Removal on: the doublets are gone before integration,
-    so "off" is ``not recomputable``. Removal off: Scrublet never ran, so "on" is ``not
-    recomputable`` either, unless ``obs['predicted_doublet']`` is present (then the flagged
-    cells are dropped). With removal on, ``doublets either_caller`` is also tried: the stricter
-    rule that removes every kept cell that either caller called on its own
+    The opposite of ``qc.doublets``. Removal on: "off" brings back the cells QC removed as
+    doublets only, labelled by their nearest kept cells (``removed``; without them ``not
+    recomputable``: the doublets are gone before integration). Removal off: Scrublet never
+    ran, so "on" is ``not recomputable`` either, unless ``obs['predicted_doublet']`` is
+    present (then the flagged cells are dropped). With removal on, ``doublets
+    either_caller`` is also tried: the stricter rule that removes every kept cell that either
+    caller called on its own
     (``predicted_doublet_scrublet`` or ``predicted_doublet_cluster``; the consensus kept them),
     the direction of the doublet choice that the kept cells allow.
 ``marker_out``
@@ -63,6 +67,7 @@ setting whose cells, labels and counts are the configured ones repeats the confi
 """
 
 import copy
+import functools
 import gc
 import logging
 import os
@@ -220,6 +225,7 @@ def sensitivity(
     doublets: bool = True,
     ambient: bool = True,
     ambient_layer: Callable[[], Any] | None = None,
+    removed: Callable[[], AnnData | None] | None = None,
     x: Callable[[], Any] | None = None,
     labels: "LabelSettings | None" = None,
     annotate_options: Mapping,
@@ -272,6 +278,11 @@ def sensitivity(
         setting is tried, its last one: a caller that read ``adata`` without that layer (e.g.
         :func:`tmeflow.core.read_layer` on the file) holds one counts matrix less for the
         others. ``None``: ``adata.layers[AMBIENT_LAYER]``, copied.
+    removed
+        Returns the cells QC removed as doublets or mixed species, labelled by their nearest
+        kept cells (:func:`tmeflow.cells.recomputable_removed`, ``results/qc/removed_cells.h5ad``),
+        or ``None``: then ``doublets off`` (removal configured on) and a looser
+        ``min_fraction`` add them back instead of being ``not recomputable``.
     x
         Returns the log-normalised ``X`` for an ``adata`` read without it (e.g.
         :func:`marker_x` on the file: its marker columns only): called once, for the settings that
@@ -297,10 +308,11 @@ def sensitivity(
         Columns :data:`SENSITIVITY_COLUMNS`, the configured setting first. ``verdict`` is
         the confirmatory one, or :data:`NOT_RECOMPUTABLE` / :data:`NOT_AVAILABLE` with the
         ``reason``; ``n_cells_changed`` counts the configured cells removed or given another
-        cell type or subtype. The time each setting took is logged (not in the table, whose
-        bytes depend only on the data).
+        cell type or subtype, and the removed cells added back. The time each setting took
+        is logged (not in the table, whose bytes depend only on the data).
     """
     options = {**confirm_options, "shrink": False}
+    removed = functools.cache(removed) if removed is not None else None  # read once
     caches: dict[bool, dict] = {True: {}, False: {}}  # raw counts / another layer
     base_labels = _fingerprint(adata)
     rows: list[dict] = []
@@ -345,7 +357,7 @@ def sensitivity(
         if setting.name in ANNOTATION_SETTINGS:
             variant = labels.variant(adata, setting)
         else:
-            variant = _apply(adata, setting, min_fraction, doublets, ambient_layer)
+            variant = _apply(adata, setting, min_fraction, doublets, ambient_layer, removed)
         if variant.adata is None:
             logger.info("%s: %s (%s)", setting.label, variant.verdict, variant.reason)
             rows.extend(_uncomputed(setting, hypotheses, variant))
@@ -705,6 +717,7 @@ def _apply(
     min_fraction: float,
     doublets: bool,
     ambient_layer: Callable[[], Any] | None = None,
+    removed: Callable[[], AnnData | None] | None = None,
 ) -> _Variant:
     """A setting that changes cells, counts or tests (the labels are the configured ones)."""
     name, value = setting.name, setting.value
@@ -736,11 +749,11 @@ def _apply(
             confirm_options={"de_method": str(value)},
         )
     if name == "min_fraction":
-        return _species(adata, float(value), min_fraction)
+        return _species(adata, float(value), min_fraction, removed)
     if name == "doublets" and value == EITHER_CALLER:
         return _either_caller(adata)
     if name == "doublets":
-        return _doublets(adata, doublets)
+        return _doublets(adata, doublets, removed)
     if name == "ambient_correction":
         return _ambient(adata, ambient_layer)
     raise ValueError(f"unknown sensitivity setting {name!r}")
@@ -771,15 +784,39 @@ def _relabel(
     raise ValueError(f"unknown annotation setting {name!r}")
 
 
-def _species(adata: AnnData, value: float, configured: float) -> _Variant:
+def _species(
+    adata: AnnData,
+    value: float,
+    configured: float,
+    removed: Callable[[], AnnData | None] | None = None,
+) -> _Variant:
     if value < configured:
+        back = removed() if removed is not None else None
+        if back is None or "human_fraction" not in back.obs:
+            return _Variant(
+                None,
+                verdict=NOT_RECOMPUTABLE,
+                reason=(
+                    f"a looser threshold than {configured:g} only brings back cells called "
+                    "mixed, which QC removed before integration; rerun with "
+                    f"species_calling.min_fraction: {value:g}"
+                ),
+            )
+        frac = back.obs["human_fraction"].to_numpy(float)
+        majority = np.fmax(frac, 1 - frac)
+        sel = (
+            back.obs["removed_mixed_species"].to_numpy(bool)
+            & ~back.obs["removed_doublet"].to_numpy(bool)
+            & (majority >= value)
+        )
+        if "crossspecies_doublet" in back.obs:  # the count-based call does not move
+            sel &= ~back.obs["crossspecies_doublet"].astype("boolean").fillna(False).to_numpy(bool)
         return _Variant(
-            None,
-            verdict=NOT_RECOMPUTABLE,
-            reason=(
-                f"a looser threshold than {configured:g} only brings back cells called mixed, "
-                "which QC removed before integration; rerun with species_calling.min_fraction: "
-                f"{value:g}"
+            _add_cells(adata, back[sel]),
+            note=(
+                f"{int(sel.sum())} cells QC removed as mixed with a majority-species fraction "
+                f"of {value:g} to {configured:g} added back, labelled by their nearest kept "
+                "cells (results/qc/removed_cells.tsv.gz)"
             ),
         )
     if "human_fraction" not in adata.obs:
@@ -798,7 +835,22 @@ def _species(adata: AnnData, value: float, configured: float) -> _Variant:
     )
 
 
-def _doublets(adata: AnnData, configured: bool) -> _Variant:
+def _doublets(
+    adata: AnnData, configured: bool, removed: Callable[[], AnnData | None] | None = None
+) -> _Variant:
+    back = removed() if configured and removed is not None else None
+    if back is not None:
+        sel = back.obs["removed_doublet"].to_numpy(bool) & ~back.obs[
+            "removed_mixed_species"
+        ].to_numpy(bool)
+        return _Variant(
+            _add_cells(adata, back[sel]),
+            note=(
+                f"doublet removal off: {int(sel.sum())} cells QC removed as doublets (and for "
+                "nothing else) added back, labelled by their nearest kept cells "
+                "(results/qc/removed_cells.tsv.gz)"
+            ),
+        )
     if configured:
         return _Variant(
             None,
@@ -940,6 +992,29 @@ def _cells(adata: AnnData, keep: np.ndarray) -> AnnData:
     )
 
 
+def _add_cells(adata: AnnData, extra: AnnData) -> AnnData:
+    """``adata``'s cells (counts, ``obs``) with the removed cells ``extra`` appended.
+
+    ``extra`` (:func:`tmeflow.cells.recomputable_removed`) holds counts on the same genes and
+    the ``obs`` columns it could fill; the others are missing for its cells. The tests read
+    only the raw counts and ``obs``.
+    """
+    if extra.n_obs == 0:
+        return _shallow(adata)
+    if not extra.var_names.equals(adata.var_names):
+        msg = "the removed cells' genes differ from the annotated object's"
+        raise ValueError(msg)
+    obs = pd.concat([adata.obs, extra.obs[[c for c in extra.obs if c in adata.obs]]])
+    for col in adata.obs.columns:
+        if isinstance(adata.obs[col].dtype, pd.CategoricalDtype):
+            obs[col] = obs[col].astype(str).where(obs[col].notna()).astype("category")
+    counts = sp.vstack(
+        [sp.csr_matrix(adata.layers["counts"]), sp.csr_matrix(extra.layers["counts"])],
+        format="csr",
+    )
+    return AnnData(obs=obs, var=adata.var, uns=dict(adata.uns), layers={"counts": counts})
+
+
 def _shallow(adata: AnnData) -> AnnData:
     """A new AnnData sharing the matrices of ``adata`` with copies of ``obs`` and ``uns``."""
     return AnnData(
@@ -977,9 +1052,9 @@ def _fingerprint(adata: AnnData) -> tuple:
 
 
 def _n_changed(base: AnnData, other: AnnData) -> int:
-    """Configured cells removed, or with another cell type or subtype."""
+    """Configured cells removed or with another cell type or subtype, and cells added back."""
     kept = base.obs_names.isin(other.obs_names)
-    n = int((~kept).sum())
+    n = int((~kept).sum()) + int((~other.obs_names.isin(base.obs_names)).sum())
     names = base.obs_names[kept]
     diff = np.zeros(names.size, dtype=bool)
     for key in _LABELS:

@@ -794,18 +794,15 @@ def _loo_change(
 def _design_matrix(meta: pd.DataFrame, arm: pd.Series, d: _Design) -> np.ndarray:
     """The design of the test: intercept, covariates, the test arm's indicator (last).
 
-    Numeric covariates enter as they are, the others as indicators of their levels.
+    Numeric covariates enter as they are, the others as indicators of their levels
+    (:func:`tmeflow.stats._voom.design_matrix`).
     """
-    cols = [np.ones(len(meta))]
-    for cov in d.de.covariates:
-        col = meta[cov]
-        if pd.api.types.is_numeric_dtype(col):
-            cols.append(col.to_numpy(float))
-        else:
-            dummies = pd.get_dummies(col.astype(str), drop_first=True, dtype=float)
-            cols.extend(dummies[c].to_numpy() for c in dummies.columns)
-    cols.append((arm == d.de.test).to_numpy(float))
-    return np.column_stack(cols)
+    return voom.design_matrix(
+        meta.assign(_arm=arm.to_numpy()),
+        condition_key="_arm",
+        test=d.de.test,
+        covariates=d.de.covariates,
+    )
 
 
 def _digest(names: pd.Index) -> str:

@@ -488,22 +488,35 @@ def _test_pseudobulk(
     )
     table["ci_low"] = table["log2FoldChange"] - _Z95 * table["lfcSE"]
     table["ci_high"] = table["log2FoldChange"] + _Z95 * table["lfcSE"]
+    table = _finish_pseudobulk(table, run, kept, METHOD_PYDESEQ2, n_samples, species)
+    if "dispersion" in res.columns:  # gene -> PyDESeq2's MAP dispersion (confirmatory LOO)
+        table.attrs["dispersion"] = pd.Series(
+            res["dispersion"].to_numpy(float), index=sub.columns.astype(str)
+        )
+    logger.info("%s: PyDESeq2 on %d + %d animals, %d genes", label, *n_samples, len(table))
+    return table
+
+
+def _finish_pseudobulk(
+    table: pd.DataFrame,
+    run: _Run,
+    kept: pd.DataFrame,
+    method: str,
+    n_samples: tuple[int, int],
+    species: str | None,
+) -> pd.DataFrame:
+    """A pseudobulk test's table with the animals and cells per arm, sorted; ``attrs`` set."""
     is_ref = kept[run.condition_key].astype(str) == run.reference
     table = _finish(
         table,
-        method=METHOD_PYDESEQ2,
+        method=method,
         n_samples_reference=n_samples[0],
         n_samples_test=n_samples[1],
         n_cells_reference=int(kept.loc[is_ref, "n_cells"].sum()),
         n_cells_test=int(kept.loc[~is_ref, "n_cells"].sum()),
         note="",
     )
-    table.attrs.update(method=METHOD_PYDESEQ2, note="", species=species)
-    if "dispersion" in res.columns:  # gene -> PyDESeq2's MAP dispersion (confirmatory LOO)
-        table.attrs["dispersion"] = pd.Series(
-            res["dispersion"].to_numpy(float), index=sub.columns.astype(str)
-        )
-    logger.info("%s: PyDESeq2 on %d + %d animals, %d genes", label, *n_samples, len(table))
+    table.attrs.update(method=method, note="", species=species)
     return table
 
 
@@ -532,17 +545,8 @@ def _test_voom(
     table = res.drop(columns="df_total").rename_axis("gene").reset_index()
     table["ci_low"] = table["log2FoldChange"] - half
     table["ci_high"] = table["log2FoldChange"] + half
-    is_ref = kept[run.condition_key].astype(str) == run.reference
-    table = _finish(
-        table,
-        method=METHOD_VOOM,
-        n_samples_reference=n_samples[0],
-        n_samples_test=n_samples[1],
-        n_cells_reference=int(kept.loc[is_ref, "n_cells"].sum()),
-        n_cells_test=int(kept.loc[~is_ref, "n_cells"].sum()),
-        note="",
-    )
-    table.attrs.update(method=METHOD_VOOM, note="", species=species, df_total=res["df_total"])
+    table = _finish_pseudobulk(table, run, kept, METHOD_VOOM, n_samples, species)
+    table.attrs["df_total"] = res["df_total"]
     logger.info("%s: limma-voom on %d + %d animals, %d genes", label, *n_samples, len(table))
     return table
 

@@ -120,3 +120,9 @@ def test_human_only_preset_runs_to_the_end_on_real_human_cells(human_only_split)
     # one export, of human cells
     assert (work / "results/export/human.h5ad").is_file()
     assert not (work / "results/export/mouse.h5ad").exists()
+    # communication within the one species: human pairs between the human groups
+    mapping = pd.read_csv(work / "results/communication/mapping.tsv", sep="\t")
+    assert set(mapping["sender_species"]) == set(mapping["receiver_species"]) == {"human"}
+    pairs = pd.read_csv(work / "results/communication/comparison.tsv", sep="\t")
+    groups = set(adata.obs["cell_type"].astype(str)) | set(adata.obs["cell_subtype"].astype(str))
+    assert len(pairs) > 0 and set(pairs["sender"]) | set(pairs["receiver"]) <= groups

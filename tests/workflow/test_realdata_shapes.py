@@ -34,11 +34,13 @@ FAST = {
     "scvi": {"max_epochs": 20, "threads": 1},
     "integration_metrics": {"kbet": False},
     "cluster": {"sweep_seeds": 2},
-    # two other resolutions in the sensitivity table, not the whole sweep's nine
-    # the retraining settings: the PCA baseline only (no scVI training)
+    # two other resolutions in the sensitivity table, not the whole sweep's nine; the
+    # retraining settings: the PCA baseline only (no scVI training); no leave-one-marker-out
+    # (about 40 re-annotations, tested on the small demo)
     "sensitivity": {
         "resolutions": [0.4, 1.6],
         "retrain": RETRAIN_PCA_ONLY,
+        "marker_out": [],
     },
     "gsea": {"permutations": 200},
 }
@@ -187,3 +189,14 @@ def test_lung_split_in_six_animals_runs_to_the_end(lung_split):
     props = _tsv(lung_split / "results/composition/proportions.tsv")
     sums = props.groupby("sample")["fraction"].sum()
     assert np.allclose(sums, 1.0), sums
+    # communication within the one species: mouse pairs, every pair's groups in the data
+    mapping = _tsv(lung_split / "results/communication/mapping.tsv")
+    assert mapping[["sender_species", "receiver_species"]].drop_duplicates().values.tolist() == [
+        ["mouse", "mouse"]
+    ]
+    pairs = _tsv(lung_split / "results/communication/comparison.tsv")
+    adata = ad.read_h5ad(lung_split / "results/annotate/annotated.h5ad", backed="r")
+    groups = set(adata.obs["cell_type"].astype(str)) | set(adata.obs["cell_subtype"].astype(str))
+    assert len(pairs) > 50 and set(pairs["sender"]) | set(pairs["receiver"]) <= groups
+    tested = pairs[pairs["pvalue"].notna()]
+    assert len(tested) > 0 and (tested["n_animals_reference"] >= 2).all()

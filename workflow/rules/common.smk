@@ -329,8 +329,7 @@ def get_final_output(include_provenance=True):
         ]
     )
     # ligand-receptor communication: per-animal scores, arms compared, mapping, figures
-    comm = config["communication"]["enabled"]
-    if comm is True or (comm == "auto" and config["species"] == "xenograft"):
+    if config["communication"]["enabled"] in (True, "auto"):
         final_output.extend(
             [
                 "results/communication/scores.tsv",

@@ -269,3 +269,43 @@ def test_interaction_parse_refusals():
     ):
         with pytest.raises(ValueError, match="interaction hypothesis"):
             cf.parse_hypotheses([bad])
+
+
+def test_compare_arms_equals_scipy_welch_per_pair():
+    """The comparison's array arithmetic gives scipy's Welch t for every pair (2-6 animals an
+    arm, NaN scores left out), and the notes where an arm has one animal or no spread."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for k in range(40):
+        n_r, n_t = rng.integers(1, 7, size=2)
+        flat = k == 7
+        for arm, n in ((REF, n_r), (TEST, n_t)):
+            for i in range(n):
+                score = 1.0 if flat else rng.gamma(2.0, 0.5)
+                rows.append(
+                    (f"{arm}{i}", arm, "CAF", "tumor", f"L{k}-R{k}", f"L{k}", f"R{k}", score)
+                )
+        rows.append(("x", REF, "CAF", "tumor", f"L{k}-R{k}", f"L{k}", f"R{k}", np.nan))
+    cols = ["sample", "condition", "sender", "receiver", "interaction", "ligand", "receptor"]
+    scores = pd.DataFrame(rows, columns=[*cols, "score"])
+    comp = cc.compare_arms(scores, reference=REF, test=TEST).set_index("interaction")
+    assert len(comp) == 40
+    for name, sub in scores.dropna().groupby("interaction"):
+        ref = sub.loc[sub["condition"] == REF, "score"].to_numpy()
+        tst = sub.loc[sub["condition"] == TEST, "score"].to_numpy()
+        row = comp.loc[name]
+        assert row["n_animals_reference"] == ref.size and row["n_animals_test"] == tst.size
+        assert row["effect"] == pytest.approx(tst.mean() - ref.mean(), rel=1e-12)
+        if min(ref.size, tst.size) < 2:
+            assert row["note"].startswith("fewer than 2 animals") and np.isnan(row["pvalue"])
+        elif name == "L7-R7":
+            assert row["note"] == "the same score in every animal" and np.isnan(row["pvalue"])
+        else:
+            ref_t = stats.ttest_ind(tst, ref, equal_var=False)
+            assert row["stat"] == pytest.approx(ref_t.statistic, rel=1e-10)
+            assert row["pvalue"] == pytest.approx(ref_t.pvalue, rel=1e-8)
+            assert row["note"] == ""
+        # the one-pair function agrees with the table
+        one = cc.welch(ref, tst)
+        assert one["effect"] == pytest.approx(row["effect"], rel=1e-12, nan_ok=True)
+        assert one["pvalue"] == pytest.approx(row["pvalue"], rel=1e-12, nan_ok=True)

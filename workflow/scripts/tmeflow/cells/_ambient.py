@@ -128,6 +128,7 @@ def gene_ambient(
     sample_key: str = "sample",
     species_key: str = "species",
     layer: str | None = "counts",
+    cache: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per cell: the gene's other-species UMIs and its expected ambient UMIs.
 
@@ -140,6 +141,9 @@ def gene_ambient(
         The gene's counts per cell.
     gene
         Its name in ``var_names``.
+    cache
+        A dict kept between calls on the same object (many genes): the per-sample
+        contamination, cell totals and species are then computed once instead of per gene.
 
     Returns
     -------
@@ -156,18 +160,28 @@ def gene_ambient(
     expected = np.zeros_like(col)
     if "species" not in adata.var or species_key not in adata.obs:
         return other, expected
-    g_sp = str(adata.var["species"].astype(str).iat[adata.var_names.get_loc(gene)])
+    key = ("gene_ambient", sample_key, species_key, layer)
+    ctx = None if cache is None else cache.get(key)
+    if ctx is None:
+        ctx = {"var_sp": adata.var["species"].astype(str).to_numpy()}
+        if cache is not None:
+            cache[key] = ctx
+    j = adata.var_names.get_loc(gene)
+    g_sp = str(ctx["var_sp"][j])
     if g_sp not in CELL_SPECIES:
         return other, expected
-    cell_sp = adata.obs[species_key].astype(str).to_numpy()
+    if "cont" not in ctx:
+        mat = _counts(adata, layer)
+        ctx["cell_sp"] = adata.obs[species_key].astype(str).to_numpy()
+        ctx["cont"] = sample_contamination(
+            adata, sample_key=sample_key, species_key=species_key, layer=layer
+        )
+        ctx["total"] = np.asarray(mat.sum(axis=1), dtype=np.float64).ravel()
+        ctx["samples"] = adata.obs[sample_key].astype(str).to_numpy()
+    cell_sp, cont, total, samples = ctx["cell_sp"], ctx["cont"], ctx["total"], ctx["samples"]
     foreign = np.isin(cell_sp, CELL_SPECIES) & (cell_sp != g_sp)
     other[foreign] = col[foreign]
-    cont = sample_contamination(adata, sample_key=sample_key, species_key=species_key, layer=layer)
-    mat = _counts(adata, layer)
-    total = np.asarray(mat.sum(axis=1), dtype=np.float64).ravel()
-    samples = adata.obs[sample_key].astype(str).to_numpy()
     soup = adata.varm["soup_profile"] if "soup_profile" in adata.varm else None
-    j = adata.var_names.get_loc(gene)
     for s, r in cont.iterrows():
         sel = samples == s
         if not np.isfinite(r["rho"]) or r["n_umis"] <= 0:

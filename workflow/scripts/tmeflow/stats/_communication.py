@@ -250,10 +250,10 @@ def corrected_columns(adata: AnnData, genes: Sequence[str]) -> tuple[sp.csc_matr
     mat = sp.csr_matrix(mat) if not sp.issparse(mat) else mat.tocsr()
     totals = row_sums(mat)
     cols = sp.csc_matrix(mat[:, adata.var_names.get_indexer(list(genes))], dtype=np.float64)
-    out = []
+    out, cache = [], {}  # the contamination and totals once, not per gene
     for j, gene in enumerate(genes):
         raw = cols[:, [j]].toarray().ravel()
-        other, expected = ambient.gene_ambient(adata, raw, gene, layer="counts")
+        other, expected = ambient.gene_ambient(adata, raw, gene, layer="counts", cache=cache)
         out.append(sp.csc_matrix(np.maximum(raw - other - expected, 0.0)[:, None]))
     return (sp.hstack(out, format="csc") if out else cols), totals
 
@@ -277,7 +277,7 @@ def ligand_ambient(
             j = adata.var_names.get_loc(sub)
             col = mat[:, [j]].toarray() if sp.issparse(mat) else mat[:, [j]]
             raw = np.asarray(col, dtype=np.float64).ravel()
-            other, expected = ambient.gene_ambient(adata, raw, sub, layer="counts")
+            other, expected = ambient.gene_ambient(adata, raw, sub, layer="counts", cache=cache)
             cache[sub] = (raw, other + expected)
         raw, explained = cache[sub]
         total = float(raw[cells].sum())
@@ -345,9 +345,20 @@ def _unit_expression(
     )
 
 
-def _complex(table: pd.DataFrame, name: str) -> np.ndarray:
-    """A complex's value per unit: its lowest subunit."""
-    return table[name.split("_")].min(axis=1).to_numpy()
+def _complexes(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Each complex's value per unit (row of ``table``): its lowest subunit.
+
+    A single gene is itself. Every unit's row is wholly NaN or wholly finite (an empty unit),
+    so the plain minimum equals pandas' NaN-skipping one.
+    """
+    names = list(dict.fromkeys(names))
+    values = table.to_numpy(dtype=np.float64)
+    cols = table.columns
+    out = np.empty((len(table), len(names)))
+    for k, name in enumerate(names):
+        idx = cols.get_indexer(name.split("_"))
+        out[:, k] = values[:, idx[0]] if idx.size == 1 else values[:, idx].min(axis=1)
+    return pd.DataFrame(out, index=table.index, columns=names)
 
 
 def interaction_scores(
@@ -404,6 +415,8 @@ def interaction_scores(
         return pd.DataFrame(columns=SCORE_COLUMNS)
     genes = sorted({x for v in (*present["ligand"], *present["receptor"]) for x in v.split("_")})
     mean, frac, n = _unit_expression(adata, genes, groups, sample_key)
+    names = [*present["ligand"], *present["receptor"]]
+    mean, frac = _complexes(mean, names), _complexes(frac, names)
     cond = adata.obs[condition_key].astype(str).groupby(adata.obs[sample_key].astype(str)).first()
     parts = []
     for s_g in groups:
@@ -437,10 +450,11 @@ def _pair_scores(sub, mean, frac, n, cond, s_g, r_g, min_cells, expr_prop):
     if not ok.any():
         return None
     samples = s_units.index.astype(str)
-    lig = np.column_stack([_complex(s_units, x) for x in sub["ligand"]])
-    rec = np.column_stack([_complex(r_units, x) for x in sub["receptor"]])
-    lf = np.column_stack([_complex(s_frac, x) for x in sub["ligand"]])
-    rf = np.column_stack([_complex(r_frac, x) for x in sub["receptor"]])
+    # complexes' values, one column per pair (mean and frac hold every complex's column)
+    l_idx = s_units.columns.get_indexer(sub["ligand"])
+    r_idx = r_units.columns.get_indexer(sub["receptor"])
+    lig, lf = s_units.to_numpy()[:, l_idx], s_frac.to_numpy()[:, l_idx]
+    rec, rf = r_units.to_numpy()[:, r_idx], r_frac.to_numpy()[:, r_idx]
     lig[~ok], rec[~ok], lf[~ok], rf[~ok] = np.nan, np.nan, np.nan, np.nan
     arm = cond.reindex(samples).to_numpy()
     keep = np.zeros(len(sub), dtype=bool)
@@ -504,6 +518,7 @@ def animal_scores(
     genes = sorted(set(f"{ligand}_{receptor}".split("_")))
     two = {sender: groups[sender], receiver: groups[receiver]}
     mean, frac, n = _unit_expression(adata, genes, two, sample_key)
+    mean, frac = _complexes(mean, [ligand, receptor]), _complexes(frac, [ligand, receptor])
     cond = adata.obs[condition_key].astype(str).groupby(adata.obs[sample_key].astype(str)).first()
     part = _pair_scores(pair, mean, frac, n, cond, sender, receiver, min_cells, -1.0)
     if part is None:
@@ -532,33 +547,67 @@ def split_interaction(name: str, var_names: Sequence[str]) -> tuple[str, str] | 
 
 def welch(ref: np.ndarray, tst: np.ndarray) -> dict:
     """Welch's t of ``tst - ref`` (two-sided p, 95% interval); NaN fields when untestable."""
-    out = {"effect": np.nan, "se": np.nan, "df": np.nan, "stat": np.nan, "pvalue": np.nan}
-    out.update(ci_low=np.nan, ci_high=np.nan, note="")
-    if ref.size < 2 or tst.size < 2:
-        out["note"] = f"fewer than 2 animals in an arm ({ref.size} vs {tst.size})"
-        out["effect"] = float(tst.mean() - ref.mean()) if ref.size and tst.size else np.nan
-        return out
-    v_r, v_t = ref.var(ddof=1) / ref.size, tst.var(ddof=1) / tst.size
-    effect = float(tst.mean() - ref.mean())
-    out["effect"] = effect
-    se = float(np.sqrt(v_r + v_t))
-    if se == 0:
-        out["note"] = "the same score in every animal"
-        return out
-    df = (v_r + v_t) ** 2 / (
-        (v_r**2 / (ref.size - 1) if v_r else 0.0) + (v_t**2 / (tst.size - 1) if v_t else 0.0)
-    )
-    dist = stats.t(df)
-    q = float(dist.ppf(0.975))
-    out.update(
-        se=se,
-        df=float(df),
-        stat=effect / se,
-        pvalue=float(2 * dist.sf(abs(effect / se))),
-        ci_low=effect - q * se,
-        ci_high=effect + q * se,
-    )
+    ref, tst = np.asarray(ref, dtype=np.float64), np.asarray(tst, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        arms = [
+            (np.array([x.size]), np.array([x.mean() if x.size else np.nan])) for x in (ref, tst)
+        ]
+        s2 = [np.array([x.var(ddof=1) if x.size > 1 else np.nan]) for x in (ref, tst)]
+    out = welch_arrays(arms[0][0], arms[0][1], s2[0], arms[1][0], arms[1][1], s2[1])
+    return {k: (str(v[0]) if k == "note" else float(v[0])) for k, v in out.items()}
+
+
+def welch_arrays(
+    n_r: np.ndarray,
+    m_r: np.ndarray,
+    s2_r: np.ndarray,
+    n_t: np.ndarray,
+    m_t: np.ndarray,
+    s2_t: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """:func:`welch` of many pairs at once, from each arm's count, mean and sample variance.
+
+    Returns ``effect``, ``se``, ``df``, ``stat``, ``pvalue``, ``ci_low``, ``ci_high`` (float
+    arrays) and ``note`` (object array): fewer than 2 animals in an arm leaves the effect (when
+    both arms have one) and a note; equal scores in every animal (``se`` 0) the same.
+    """
+    n_r, n_t = np.asarray(n_r, dtype=np.float64), np.asarray(n_t, dtype=np.float64)
+    nan = np.full(n_r.shape, np.nan)
+    out = {k: nan.copy() for k in ("effect", "se", "df", "stat", "pvalue", "ci_low", "ci_high")}
+    note = np.full(n_r.shape, "", dtype=object)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        both = (n_r > 0) & (n_t > 0)
+        out["effect"][both] = (np.asarray(m_t) - np.asarray(m_r))[both]
+        few = (n_r < 2) | (n_t < 2)
+        for k in np.flatnonzero(few):
+            note[k] = f"fewer than 2 animals in an arm ({int(n_r[k])} vs {int(n_t[k])})"
+        v_r, v_t = np.asarray(s2_r) / n_r, np.asarray(s2_t) / n_t
+        se = np.sqrt(v_r + v_t)
+        flat = ~few & (se == 0)
+        note[flat] = "the same score in every animal"
+        ok = ~few & ~flat
+        den = np.where(v_r > 0, v_r**2 / (n_r - 1), 0.0) + np.where(
+            v_t > 0, v_t**2 / (n_t - 1), 0.0
+        )
+        df = (v_r + v_t) ** 2 / den
+    if ok.any():
+        eff, s_ok, d_ok = out["effect"][ok], se[ok], df[ok]
+        q = stats.t.ppf(0.975, d_ok)
+        out["se"][ok], out["df"][ok], out["stat"][ok] = s_ok, d_ok, eff / s_ok
+        out["pvalue"][ok] = 2 * stats.t.sf(np.abs(eff / s_ok), d_ok)
+        out["ci_low"][ok], out["ci_high"][ok] = eff - q * s_ok, eff + q * s_ok
+    out["note"] = note
     return out
+
+
+def _arm_moments(codes: np.ndarray, x: np.ndarray, n_groups: int) -> tuple[np.ndarray, ...]:
+    """Per group code: count, mean and sample variance (ddof 1) of ``x``."""
+    n = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(codes, weights=x, minlength=n_groups) / n
+        dev = x - mean[codes]
+        s2 = np.bincount(codes, weights=dev * dev, minlength=n_groups) / (n - 1)
+    return n, mean, s2
 
 
 def compare_arms(
@@ -587,45 +636,64 @@ def compare_arms(
         ``padj`` = BH over every compared row, ``rank`` within the sender -> receiver (1 =
         smallest p, ties by the larger ``|effect|``; untestable rows last).
     """
-    rows = []
-    amb = ambient_explained or {}
-    for (s_g, r_g, name), sub in scores.groupby(["sender", "receiver", "interaction"], sort=False):
-        sub = sub[np.isfinite(sub["score"].to_numpy(float))]
-        ref = sub.loc[sub["condition"] == reference, "score"].to_numpy(float)
-        tst = sub.loc[sub["condition"] == test, "score"].to_numpy(float)
-        w = welch(ref, tst)
-        m_r = float(ref.mean()) if ref.size else np.nan
-        m_t = float(tst.mean()) if tst.size else np.nan
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = float(np.log2(m_t / m_r)) if m_r > 0 and m_t > 0 else np.nan
-        lig = str(sub["ligand"].iat[0]) if len(sub) else name.split("-")[0]
-        a = amb.get((lig, s_g), np.nan)
-        rows.append(
-            {
-                "sender": s_g,
-                "receiver": r_g,
-                "interaction": name,
-                "ligand": lig,
-                "receptor": str(sub["receptor"].iat[0]) if len(sub) else "",
-                "n_animals_reference": int(ref.size),
-                "n_animals_test": int(tst.size),
-                "mean_reference": m_r,
-                "mean_test": m_t,
-                "effect": w["effect"],
-                "log2_ratio": ratio,
-                "ci_low": w["ci_low"],
-                "ci_high": w["ci_high"],
-                "stat": w["stat"],
-                "df": w["df"],
-                "pvalue": w["pvalue"],
-                "ligand_ambient_explained": a,
-                "ligand_mostly_soup": bool(np.isfinite(a) and a > MAX_AMBIENT_EXPLAINED),
-                "note": w["note"],
-            }
-        )
-    if not rows:
+    if scores.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
-    out = pd.DataFrame(rows)
+    amb = ambient_explained or {}
+    # one group per sender x receiver x pair, in order of first appearance (as groupby(sort=False))
+    codes, keys = pd.MultiIndex.from_frame(
+        scores[["sender", "receiver", "interaction"]]
+    ).factorize()
+    codes = np.asarray(codes, dtype=np.int64)
+    n_groups = len(keys)
+    score = scores["score"].to_numpy(np.float64)
+    fin = np.isfinite(score)
+    cond = scores["condition"].astype(str).to_numpy()
+    n_r, m_r, s2_r = _arm_moments(
+        codes[fin & (cond == reference)], score[fin & (cond == reference)], n_groups
+    )
+    n_t, m_t, s2_t = _arm_moments(
+        codes[fin & (cond == test)], score[fin & (cond == test)], n_groups
+    )
+    w = welch_arrays(n_r, m_r, s2_r, n_t, m_t, s2_t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((m_r > 0) & (m_t > 0), np.log2(m_t / m_r), np.nan)
+    # each group's first finite row names its ligand and receptor
+    first = np.full(n_groups, -1, dtype=np.int64)
+    rows_fin = np.flatnonzero(fin)
+    first[codes[rows_fin][::-1]] = rows_fin[::-1]
+    lig_col = scores["ligand"].astype(str).to_numpy()
+    rec_col = scores["receptor"].astype(str).to_numpy()
+    senders = keys.get_level_values(0).astype(str).to_numpy()
+    names = keys.get_level_values(2).astype(str).to_numpy()
+    has = first >= 0
+    ligand = np.where(has, lig_col[np.maximum(first, 0)], [n.split("-")[0] for n in names])
+    receptor = np.where(has, rec_col[np.maximum(first, 0)], "")
+    a = np.array(
+        [amb.get((lg, sg), np.nan) for lg, sg in zip(ligand, senders, strict=True)], dtype=float
+    )
+    out = pd.DataFrame(
+        {
+            "sender": senders,
+            "receiver": keys.get_level_values(1).astype(str).to_numpy(),
+            "interaction": names,
+            "ligand": ligand,
+            "receptor": receptor,
+            "n_animals_reference": n_r.astype(int),
+            "n_animals_test": n_t.astype(int),
+            "mean_reference": m_r,
+            "mean_test": m_t,
+            "effect": w["effect"],
+            "log2_ratio": ratio,
+            "ci_low": w["ci_low"],
+            "ci_high": w["ci_high"],
+            "stat": w["stat"],
+            "df": w["df"],
+            "pvalue": w["pvalue"],
+            "ligand_ambient_explained": a,
+            "ligand_mostly_soup": np.isfinite(a) & (a > MAX_AMBIENT_EXPLAINED),
+            "note": w["note"],
+        }
+    )
     out["padj"] = adjust_pvalues(out["pvalue"].to_numpy(float), "fdr_bh")
     out["_p"] = out["pvalue"].fillna(np.inf)
     out["_e"] = -out["effect"].abs().fillna(0.0)

@@ -107,18 +107,32 @@ def test_url_with_good_checksum_runs_through_qc(served, tmp_path):
     work = copy_workflow(tmp_path / "wf")
     rows = _local_rows(root, work)
     sample, digest = _url_row(root, base, rows)
+    # an mtx folder's three files by URL (issue 30): the matrix and features checksummed
+    mtx = next(r["sample"] for r in rows if not r["path"].endswith(".h5"))
+    sha = {n: hashlib.sha256((root / mtx / n).read_bytes()).hexdigest()
+           for n in ("matrix.mtx.gz", "features.tsv.gz")}  # fmt: skip
     for r in rows:
-        r["sha256"] = ""
+        r.update(sha256="", barcodes="", features="", features_sha256="")
         if r["sample"] == sample:
             r["path"], r["sha256"] = f"{base}/{sample}.h5", digest
+        if r["sample"] == mtx:
+            r["path"], r["sha256"] = f"{base}/{mtx}/matrix.mtx.gz", sha["matrix.mtx.gz"]
+            r["barcodes"] = f"{base}/{mtx}/barcodes.tsv.gz"
+            r["features"] = f"{base}/{mtx}/features.tsv.gz"
+            r["features_sha256"] = sha["features.tsv.gz"]
     cfg = _config(work, _sheet(work, rows))
     snakemake(work, "results/qc/summary.tsv", "--configfile", str(cfg))
 
     assert (work / f"resources/download/{sample}/{sample}.h5").read_bytes() == (
         root / f"{sample}.h5"
     ).read_bytes()
+    for name in ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"):
+        got = work / f"resources/download/{mtx}/{name}"
+        assert got.read_bytes() == (root / mtx / name).read_bytes(), name
     summary = pd.read_csv(work / "results/qc/summary.tsv", sep="\t")
     assert sorted(summary["sample"]) == sorted(r["sample"] for r in rows)
+    assert summary.set_index("sample").loc[mtx, "format"] == "10x_mtx"
+    assert summary.set_index("sample").loc[mtx, "n_barcodes"] == TINY["cells_per_sample"]
     row = summary.set_index("sample").loc[sample]
     assert row["format"] == "10x_h5" and not row["looks_raw"]
     assert row["n_barcodes"] == row["n_cells_in"] == TINY["cells_per_sample"]
@@ -192,7 +206,7 @@ def test_condition_without_cells_fails_before_integration(served, tmp_path):
             "http://127.0.0.1:9/GSM1_matrix.mtx.gz",
             "",
             "sample 'control_1': URL 'http://127.0.0.1:9/GSM1_matrix.mtx.gz' is a Matrix Market "
-            "input",
+            "matrix; column 'barcodes' must hold the http(s) URL of its barcodes list",
         ),
         (
             "http://127.0.0.1:9/counts.bin",

@@ -143,9 +143,15 @@ def _sheet_value(sample, column):
     return str(SAMPLES.loc[sample].get(column, "") or "").strip()
 
 
-def download_path(sample):
-    """Where the download of a sample whose sheet path is a URL is kept."""
-    return f"resources/download/{sample}/{tminputs.url_file_name(SAMPLES.loc[sample, 'path'])}"
+def download_paths(sample):
+    """Where the downloads of a sample whose sheet path is a URL are kept (the matrix first)."""
+    files = tminputs.url_downloads(SAMPLES.loc[sample])
+    return [f"resources/download/{sample}/{name}" for name in files]
+
+
+def _download(wildcards):
+    """(URL, sha256) of one download of a sample (``{filename}`` of rule download_sample)."""
+    return tminputs.url_downloads(SAMPLES.loc[wildcards.sample])[wildcards.filename]
 
 
 tminputs.check_url_rows(SAMPLES)
@@ -161,15 +167,15 @@ def ingest_input(wildcards):
 
     path = SAMPLES.loc[wildcards.sample, "path"]
     if tminputs.is_url(path):
-        return [download_path(wildcards.sample)]
+        return download_paths(wildcards.sample)
     prefix = str(Path(path)) + "/"
     inside = [p for p in DEMO_OUTPUTS if p.startswith(prefix)]
     return inside or input_files(path)
 
 
 def download_source(wildcards):
-    """The URL of a sample, through Snakemake's HTTP storage plugin."""
-    return storage.http(SAMPLES.loc[wildcards.sample, "path"])
+    """The URL of one download of a sample, through Snakemake's HTTP storage plugin."""
+    return storage.http(_download(wildcards)[0])
 
 
 def sample_conditions():

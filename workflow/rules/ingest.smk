@@ -19,8 +19,8 @@ rule download_sample:
         mem_mb=500,
         runtime=60,
     params:
-        url=lambda wc: SAMPLES.loc[wc.sample, "path"],
-        sha256=lambda wc: _sheet_value(wc.sample, "sha256"),
+        url=lambda wc: _download(wc)[0],
+        sha256=lambda wc: _download(wc)[1],
     script:
         "../scripts/download_sample.py"
 

@@ -9,6 +9,7 @@ import yaml
 
 from tmeflow.core import _config as tmc
 from tmeflow.inputs import _sample_sheet as tms
+from tmeflow.inputs._formats import mtx_triplet
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG_SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -206,19 +207,61 @@ def test_sha256_on_a_local_path_refused():
     )
 
 
+TRIPLET = {"barcodes": "https://h.org/GSM1_barcodes.tsv.gz", "features": "http://h.org/g.tsv"}
+
+
 @pytest.mark.parametrize(
     ("path", "fmt"),
     [("http://h.org/GSM1_matrix.mtx.gz", ""), ("http://h.org/m.mtx", "auto"),
      ("http://h.org/s1.h5", "10x_mtx")],
 )  # fmt: skip
-def test_matrix_market_url_refused(path, fmt):
+@pytest.mark.parametrize("missing", ["barcodes", "features"])
+def test_matrix_market_url_needs_its_lists(path, fmt, missing):
+    tms.check_url_rows(url_sheet(path, format=fmt, **TRIPLET))  # with both lists: accepted
+    cells = {**TRIPLET, missing: "lists/x.tsv"}  # a local path is not a URL
     with pytest.raises(tmc.ConfigError) as exc:
-        tms.check_url_rows(url_sheet(path, format=fmt))
+        tms.check_url_rows(url_sheet(path, format=fmt, **cells))
     assert str(exc.value) == (
-        f"sample 's1': URL {path!r} is a Matrix Market input; its barcode and feature lists "
-        "cannot come with it. Download the three files into one folder and point 'path' at "
-        "the matrix file."
+        f"sample 's1': URL {path!r} is a Matrix Market matrix; column {missing!r} must hold "
+        f"the http(s) URL of its {missing} list (e.g. ...{missing}.tsv.gz), found "
+        "'lists/x.tsv'. Add the 'barcodes' and 'features' columns (and optionally "
+        "'barcodes_sha256', 'features_sha256') to the sample sheet."
     )
+    del cells[missing]
+    with pytest.raises(tmc.ConfigError, match=f"column {missing!r} must hold"):
+        tms.check_url_rows(url_sheet(path, format=fmt, **cells))
+
+
+@pytest.mark.parametrize("path", ["http://h.org/s1.h5", "data/GSM1_matrix.mtx.gz"])
+def test_triplet_columns_refused_off_a_matrix_url(path):
+    with pytest.raises(tmc.ConfigError) as exc:
+        tms.check_url_rows(url_sheet(path, barcodes_sha256="a" * 64, **TRIPLET))
+    assert str(exc.value) == (
+        "sample 's1': column(s) barcodes, features, barcodes_sha256 are for a Matrix Market "
+        f"file given by URL (path ending in .mtx or .mtx.gz), but path {path!r} is not one. "
+        "Clear those cells (a local mtx folder brings its own lists)."
+    )
+
+
+def test_url_downloads_name_the_triplet_for_the_mtx_reader(tmp_path):
+    row = url_sheet(
+        "https://h.org/GSM1_matrix.mtx.gz", sha256="a" * 64, features_sha256="b" * 64, **TRIPLET
+    ).iloc[0]
+    assert tms.url_downloads(row) == {
+        "matrix.mtx.gz": ("https://h.org/GSM1_matrix.mtx.gz", "a" * 64),
+        "features.tsv": ("http://h.org/g.tsv", "b" * 64),
+        "barcodes.tsv.gz": ("https://h.org/GSM1_barcodes.tsv.gz", ""),
+    }
+    # the names are those the reader pairs: three files in one folder
+    for name in tms.url_downloads(row):
+        (tmp_path / name).write_text("")
+    files = mtx_triplet(tmp_path / "matrix.mtx.gz")
+    assert [f.name for f in files] == ["matrix.mtx.gz", "features.tsv", "barcodes.tsv.gz"]
+    one = url_sheet("https://h.org/d/s1.h5?dl=1", sha256="c" * 64).iloc[0]
+    assert tms.url_downloads(one) == {"s1.h5": ("https://h.org/d/s1.h5?dl=1", "c" * 64)}
+    assert tms.url_downloads(url_sheet("data/s1.h5").iloc[0]) == {}
+    # the triplet's columns describe the input: not sample metadata
+    assert tms.metadata_columns(url_sheet("x", **TRIPLET)) == ["condition"]
 
 
 @pytest.mark.parametrize("fmt", [None, "", "auto"])
@@ -241,7 +284,8 @@ def test_url_without_a_file_name_refused(monkeypatch):
         tms.check_url_rows(url_sheet("https://h.org/"))
     assert str(exc.value) == (
         "sample 's1': URL 'https://h.org/' does not end in a file name. Point it at one file "
-        "(.h5, .h5ad, .csv/.tsv[.gz], a GEO _RAW.tar); an mtx folder must be downloaded by hand."
+        "(.h5, .h5ad, .csv/.tsv[.gz], a GEO _RAW.tar, or a .mtx[.gz] matrix with 'barcodes' "
+        "and 'features' URL columns)."
     )
 
 

@@ -86,6 +86,9 @@ _NAMES = {
         "check_bundle_rows",
         "design_warnings",
         "check_url_rows",
+        "TRIPLET_URL_COLUMNS",
+        "is_mtx_url",
+        "url_downloads",
     ],
 }
 __getattr__, __dir__, __all__ = attach(__name__, _NAMES)

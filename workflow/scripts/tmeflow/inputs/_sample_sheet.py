@@ -16,7 +16,19 @@ from tmeflow.inputs._downloads import is_url, url_file_name
 from tmeflow.inputs._formats import FORMATS
 
 REQUIRED_COLUMNS = ("sample", "condition", "path")
-INPUT_COLUMNS = ("sample", "path", "sha256", "format", "obs_column", "obs_value", "member")
+#: The columns of an mtx triplet given by URL: the barcode and feature lists beside the matrix
+#: URL in ``path``, each with an optional checksum.
+TRIPLET_URL_COLUMNS = ("barcodes", "features", "barcodes_sha256", "features_sha256")
+INPUT_COLUMNS = (
+    "sample",
+    "path",
+    "sha256",
+    "format",
+    "obs_column",
+    "obs_value",
+    "member",
+    *TRIPLET_URL_COLUMNS,
+)
 """Sheet columns that describe the input; every other column is sample metadata (obs)."""
 SPLIT_COLUMNS = ("obs_column", "obs_value")
 
@@ -351,6 +363,39 @@ def design_warnings(sheet: pd.DataFrame, contrast: dict) -> list[str]:
     return warnings
 
 
+def is_mtx_url(row: Any) -> bool:
+    """Whether a sheet row's ``path`` is the URL of a Matrix Market file (an mtx triplet)."""
+    path = str(row["path"])
+    if not is_url(path):
+        return False
+    name = url_file_name(path).lower()
+    return name.endswith((".mtx", ".mtx.gz")) or _cell(row, "format") == "10x_mtx"
+
+
+def url_downloads(row: Any) -> dict[str, tuple[str, str]]:
+    """The downloads of a URL row: local file name -> (URL, expected sha256 or "").
+
+    One file, under the URL's own name; an mtx triplet (:func:`is_mtx_url`), its three files
+    under the names the mtx reader looks for (``matrix.mtx``, ``features.tsv``,
+    ``barcodes.tsv``, each with ``.gz`` where its URL has it), so they land in one folder
+    whatever the server calls them. The matrix comes first. Empty for a local path.
+    """
+    path = str(row["path"])
+    if not is_url(path):
+        return {}
+    if not is_mtx_url(row):
+        return {url_file_name(path): (path, _cell(row, "sha256"))}
+    out = {}
+    for base, url, sha in (
+        ("matrix.mtx", path, _cell(row, "sha256")),
+        ("features.tsv", _cell(row, "features"), _cell(row, "features_sha256")),
+        ("barcodes.tsv", _cell(row, "barcodes"), _cell(row, "barcodes_sha256")),
+    ):
+        gz = url_file_name(url).lower().endswith(".gz")
+        out[base + (".gz" if gz else "")] = (url, sha)
+    return out
+
+
 def check_url_rows(sheet: pd.DataFrame) -> None:
     """Parse-time checks of the sheet's URL rows: a readable file name and a fitting sha256.
 
@@ -364,8 +409,9 @@ def check_url_rows(sheet: pd.DataFrame) -> None:
     ------
     ConfigError
         A sha256 on a row whose path is not an http(s) URL; a URL without a file name; a URL
-        to a Matrix Market file (or with format ``10x_mtx``), whose barcode and feature lists
-        cannot come with it; a URL whose format neither its name nor a ``format`` cell tells.
+        to a Matrix Market file (or with format ``10x_mtx``) without http(s) URLs of its
+        barcode and feature lists in the ``barcodes`` and ``features`` columns; those columns
+        on any other row; a URL whose format neither its name nor a ``format`` cell tells.
     """
     for _, row in sheet.iterrows():
         sample, path = row["sample"], row["path"]
@@ -375,6 +421,13 @@ def check_url_rows(sheet: pd.DataFrame) -> None:
                 f"sample {sample!r}: a sha256 is given but path {path!r} is not an http(s) "
                 "URL; checksums are verified for downloads only. Clear the sha256 cell."
             )
+        triplet = [c for c in TRIPLET_URL_COLUMNS if _cell(row, c)]
+        if triplet and not is_mtx_url(row):
+            raise ConfigError(
+                f"sample {sample!r}: column(s) {', '.join(triplet)} are for a Matrix Market "
+                f"file given by URL (path ending in .mtx or .mtx.gz), but path {path!r} is "
+                "not one. Clear those cells (a local mtx folder brings its own lists)."
+            )
         if not is_url(path):
             continue
         name = url_file_name(path)
@@ -382,16 +435,22 @@ def check_url_rows(sheet: pd.DataFrame) -> None:
         if not name:
             raise ConfigError(
                 f"sample {sample!r}: URL {path!r} does not end in a file name. Point it at one "
-                f"file (.h5, .h5ad, .csv/.tsv[.gz], a GEO _RAW.tar); an mtx folder must be "
-                "downloaded by hand."
+                f"file (.h5, .h5ad, .csv/.tsv[.gz], a GEO _RAW.tar, or a .mtx[.gz] matrix with "
+                "'barcodes' and 'features' URL columns)."
             )
         lowered = name.lower()
-        if lowered.endswith((".mtx", ".mtx.gz")) or fmt == "10x_mtx":
-            raise ConfigError(
-                f"sample {sample!r}: URL {path!r} is a Matrix Market input; its barcode and "
-                "feature lists cannot come with it. Download the three files into one folder "
-                "and point 'path' at the matrix file."
-            )
+        if is_mtx_url(row):
+            for column in ("barcodes", "features"):
+                url = _cell(row, column)
+                if not (is_url(url) and url_file_name(url)):
+                    raise ConfigError(
+                        f"sample {sample!r}: URL {path!r} is a Matrix Market matrix; column "
+                        f"{column!r} must hold the http(s) URL of its {column} list "
+                        f"(e.g. ...{column}.tsv.gz), found {url!r}. Add the 'barcodes' and "
+                        "'features' columns (and optionally 'barcodes_sha256', "
+                        "'features_sha256') to the sample sheet."
+                    )
+            continue
         if fmt in ("", "auto"):
             if not lowered.removesuffix(".gz").endswith(
                 (".h5", ".hdf5", ".h5ad", ".csv", ".tsv", ".txt", ".tar")

@@ -199,3 +199,102 @@ def test_propeller_default_prior_follows_the_abundance_trend(props: pd.DataFrame
     t = eff.to_numpy() / np.sqrt(post * (1 / 3 + 1 / 3))
     df = np.minimum(4 + np.asarray(d0, float), 4 * y.shape[1])
     np.testing.assert_allclose(res.loc[y.columns, "pvalue"], 2 * stats.t.sf(np.abs(t), df))
+
+
+# --- quasi-binomial GLM (the confirmatory proportion test) -----------------------------------
+
+# TAM cells among each animal's stroma, overdispersed (Pearson dispersion ~4): 3 vs 3 animals
+QB_K = np.array([30.0, 45.0, 22.0, 80.0, 95.0, 60.0])
+QB_N = np.array([300.0, 310.0, 280.0, 290.0, 305.0, 300.0])
+QB_TEST = np.array([False, False, False, True, True, True])
+
+
+def _statsmodels_quasi(k: np.ndarray, n: np.ndarray, is_test: np.ndarray):
+    """statsmodels' GLM on the shares with the animals' cells as variance weights, scale X2.
+
+    (With a two-column endog, ``fit(scale="X2")`` computes the scale on the shares without
+    the weights: the variance-weights form is the one that matches R's quasibinomial.)
+    """
+    import statsmodels.api as sm
+
+    x = np.column_stack([np.ones(k.size), is_test.astype(float)])
+    fam = sm.families.Binomial()
+    return sm.GLM(k / n, x, family=fam, var_weights=n).fit(scale="X2")
+
+
+def test_quasi_binomial_matches_statsmodels_glm() -> None:
+    fit = _statsmodels_quasi(QB_K, QB_N, QB_TEST)
+    res = composition.quasi_binomial_test(QB_K, QB_N, QB_TEST)
+    assert res["note"] == "" and res["df"] == 4
+    assert res["effect"] == pytest.approx(fit.params[1], rel=1e-6)
+    assert res["se"] == pytest.approx(fit.bse[1], rel=1e-6)
+    assert res["dispersion"] == pytest.approx(fit.scale, rel=1e-6) and res["dispersion"] > 2
+    t = fit.params[1] / fit.bse[1]
+    assert res["stat"] == pytest.approx(t, rel=1e-6)
+    assert res["pvalue"] == pytest.approx(2 * stats.t.sf(abs(t), 4), rel=1e-6)
+    up = composition.quasi_binomial_test(QB_K, QB_N, QB_TEST, direction="up")
+    down = composition.quasi_binomial_test(QB_K, QB_N, QB_TEST, direction="down")
+    assert up["pvalue"] == pytest.approx(stats.t.sf(t, 4), rel=1e-6)
+    assert up["pvalue"] + down["pvalue"] == pytest.approx(1.0)
+    half = stats.t.ppf(0.975, 4) * fit.bse[1]
+    assert (res["ci_low"], res["ci_high"]) == pytest.approx(
+        (t * fit.bse[1] - half, t * fit.bse[1] + half)
+    )
+    # the effect is the log odds ratio of the arms' pooled shares
+    p_ref, p_test = QB_K[:3].sum() / QB_N[:3].sum(), QB_K[3:].sum() / QB_N[3:].sum()
+    assert res["effect"] == pytest.approx(np.log(p_test / (1 - p_test) / (p_ref / (1 - p_ref))))
+    # leaving each animal out: the GLM refitted on the other five
+    for i, value in enumerate(res["loo"]):
+        keep = np.arange(6) != i
+        ref = _statsmodels_quasi(QB_K[keep], QB_N[keep], QB_TEST[keep])
+        assert value == pytest.approx(ref.params[1], rel=1e-6)
+
+
+def test_quasi_binomial_uses_the_dispersion() -> None:
+    """Overdispersed animals give a larger p than the plain binomial GLM (the dispersion is
+    used), and binomial-like animals are floored at dispersion 1, never below the binomial."""
+    import statsmodels.api as sm
+
+    x = np.column_stack([np.ones(6), QB_TEST.astype(float)])
+    plain = sm.GLM(np.column_stack([QB_K, QB_N - QB_K]), x, family=sm.families.Binomial()).fit()
+    res = composition.quasi_binomial_test(QB_K, QB_N, QB_TEST)
+    assert res["se"] > 2 * plain.bse[1]
+    assert res["pvalue"] > 2 * stats.norm.sf(abs(plain.tvalues[1]))
+    # nearly identical shares within each arm: dispersion < 1, floored to the binomial SE
+    k = np.array([30.0, 31.0, 29.0, 45.0, 44.0, 46.0])
+    n = np.full(6, 300.0)
+    low = composition.quasi_binomial_test(k, n, QB_TEST)
+    raw = composition.quasi_binomial_test(k, n, QB_TEST, min_dispersion=0.0)
+    plain = sm.GLM(np.column_stack([k, n - k]), x, family=sm.families.Binomial()).fit()
+    assert low["dispersion"] < 1
+    assert low["se"] == pytest.approx(plain.bse[1], rel=1e-6)
+    assert raw["se"] == pytest.approx(plain.bse[1] * np.sqrt(raw["dispersion"]), rel=1e-6)
+
+
+def test_quasi_binomial_says_when_it_cannot_test() -> None:
+    t = QB_TEST
+    one = composition.quasi_binomial_test(
+        np.array([30.0, 0, 0, 80, 95, 60]), np.array([300.0, 0, 0, 290, 305, 300]), t
+    )
+    assert np.isnan(one["pvalue"]) and "1 vs 3 animals" in one["note"]
+    assert np.isnan(one["loo"][1]) and np.isnan(one["loo"][0])  # dropped; would empty an arm
+    zero = composition.quasi_binomial_test(np.zeros(6), QB_N, t)
+    assert (
+        np.isnan(zero["pvalue"]) and "absent from the denominator in every animal" in zero["note"]
+    )
+    arm = composition.quasi_binomial_test(np.array([0.0, 0, 0, 5, 6, 4]), QB_N, t)
+    assert np.isnan(arm["pvalue"]) and "every reference animal" in arm["note"]
+    same = composition.quasi_binomial_test(
+        np.array([30.0, 30, 30, 60, 60, 60]), np.full(6, 300.0), t
+    )
+    assert np.isnan(same["pvalue"]) and "the same share in every animal" in same["note"]
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        composition.quasi_binomial_test(QB_N + 1, QB_N, t)
+    with pytest.raises(ValueError, match="direction"):
+        composition.quasi_binomial_test(QB_K, QB_N, t, direction="greater")
+    # an animal without cells of the denominator is dropped, the rest tested
+    k = np.append(QB_K, 0.0)
+    n = np.append(QB_N, 0.0)
+    res = composition.quasi_binomial_test(k, n, np.append(t, True))
+    assert res["pvalue"] == pytest.approx(composition.quasi_binomial_test(QB_K, QB_N, t)["pvalue"])
+    assert (res["n_reference"], res["n_test"]) == (3, 3) and np.isnan(res["loo"][-1])

@@ -277,3 +277,62 @@ def test_voom_limma_matches_limma(limma_r, caf_pseudobulk, tmp_path, covariate) 
     # the planted Mmp11 increase is among the smallest p-values of both
     mmp11 = next(i for i, g in enumerate(sub.columns) if g.endswith("Mmp11"))
     assert py["coef"].iloc[mmp11] > 1 and py["pvalue"].iloc[mmp11] < 0.01
+
+
+# --- quasi-binomial GLM (confirmatory proportion hypotheses) ----------------------------------
+
+QUASI_R = """
+d <- read.csv("in.csv")
+rows <- list()
+for (name in unique(d$set)) {
+  s <- d[d$set == name, ]
+  # converged to the closed form (the default epsilon 1e-8 leaves ~1e-6 in the dispersion)
+  fit <- glm(cbind(k, n - k) ~ arm, family = quasibinomial, data = s,
+             control = glm.control(epsilon = 1e-14, maxit = 100))
+  co <- summary(fit)$coefficients
+  rows[[length(rows) + 1]] <- data.frame(
+    set = name, coef = co["arm", 1], se = co["arm", 2], t = co["arm", 3], p = co["arm", 4],
+    dispersion = summary(fit)$dispersion, df = fit$df.residual)
+}
+write.csv(do.call(rbind, rows), "out.csv", row.names = FALSE)
+"""
+
+
+def test_quasi_binomial_matches_r_glm(tmp_path) -> None:
+    """Coefficient, SE, t, p and dispersion of R's glm(family = quasibinomial) to 1e-6."""
+    reason = _r_available("stats")
+    if reason:
+        pytest.skip(reason)
+    from tmeflow.stats import _composition as composition
+
+    rng = np.random.default_rng(26)
+    sets = {}
+    for name, (per_arm, share, conc) in {
+        "tam_3v3": (3, 0.22, 60.0),
+        "rare_2v2": (2, 0.03, 40.0),
+        "subtype_6v6": (6, 0.55, 30.0),
+    }.items():
+        arm = np.repeat([0, 1], per_arm)
+        n = rng.poisson(600, arm.size).astype(float)
+        p = rng.beta(conc * share * np.where(arm, 1.5, 1), conc * (1 - share))
+        sets[name] = (rng.binomial(n.astype(int), p).astype(float), n, arm)
+    frame = pd.concat(
+        pd.DataFrame({"set": name, "k": k, "n": n, "arm": arm})
+        for name, (k, n, arm) in sets.items()
+    )
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    run_r(QUASI_R, tmp_path)
+    r = pd.read_csv(tmp_path / "out.csv").set_index("set")
+    for name, (k, n, arm) in sets.items():
+        res = composition.quasi_binomial_test(k, n, arm.astype(bool))
+        ref = r.loc[name]
+        assert ref["dispersion"] > 1, name  # overdispersed: the floor at 1 does not act
+        for ours, theirs in (
+            (res["effect"], ref["coef"]),
+            (res["se"], ref["se"]),
+            (res["stat"], ref["t"]),
+            (res["pvalue"], ref["p"]),
+            (res["dispersion"], ref["dispersion"]),
+            (res["df"], ref["df"]),
+        ):
+            assert ours == pytest.approx(theirs, rel=1e-6), name

@@ -42,6 +42,9 @@ _NAMES = {
         "propeller",
         "denominator_proportions",
         "compare_denominators",
+        "QUASI_BINOMIAL",
+        "MIN_DISPERSION",
+        "quasi_binomial_test",
     ],
     "_confirmatory": [
         "CONFIRMATORY_COLUMNS",

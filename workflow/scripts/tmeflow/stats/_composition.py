@@ -572,3 +572,140 @@ def compare_denominators(
     if not parts:
         return pd.DataFrame(columns=["denominator", *PROPELLER_COLUMNS])
     return pd.concat(parts, ignore_index=True)[["denominator", *PROPELLER_COLUMNS]]
+
+
+# --- quasi-binomial GLM: one type's share among a denominator, for a pre-specified test -------
+
+#: ``method`` of :func:`quasi_binomial_test` rows.
+QUASI_BINOMIAL = "quasi_binomial_glm"
+#: Floor of the quasi-binomial dispersion: animals are not less variable than binomial
+#: sampling of their cells, so an estimate below 1 (little spread by chance) is taken as 1.
+MIN_DISPERSION = 1.0
+
+
+def quasi_binomial_test(
+    k: np.ndarray,
+    n: np.ndarray,
+    is_test: np.ndarray,
+    *,
+    direction: str | None = None,
+    min_dispersion: float = MIN_DISPERSION,
+) -> dict[str, object]:
+    """One type's share of a denominator between two arms: a quasi-binomial GLM over animals.
+
+    ``k`` cells of the type among ``n`` cells of the denominator per animal (``is_test``
+    marks the test arm's animals): ``glm(cbind(k, n - k) ~ arm, family = quasibinomial)``
+    (R), i.e. a binomial GLM with the arm as the only factor and the variance inflated by the
+    Pearson dispersion ``phi = X2 / (n_animals - 2)`` (statsmodels' ``scale="X2"``), here at
+    least ``min_dispersion``; the arm coefficient over its standard error is referred to a t
+    distribution on ``n_animals - 2`` degrees of freedom. With one factor the fit has a closed
+    form: the fitted share of each arm is its pooled share ``sum(k) / sum(n)``.
+    Measured in ``bench/composition_null.py`` against :func:`propeller` (which the
+    exploratory tables keep): type-I error at most ~0.06 at 2 to 6 animals per arm where
+    propeller reached 0.13, for most of propeller's power.
+
+    Animals with ``n == 0`` (no cell of the denominator) are dropped.
+
+    Returns
+    -------
+    dict
+        ``effect``: log odds ratio of the pooled shares, test vs reference (the GLM's arm
+        coefficient); ``se`` (dispersion included), ``ci_low`` / ``ci_high`` (95%, t),
+        ``stat`` (t), ``df``, ``pvalue`` (one-sided in ``direction`` ``"up"``/``"down"``,
+        two-sided when None), ``dispersion`` (before the floor), ``share_reference`` /
+        ``share_test`` (pooled), ``n_reference`` / ``n_test`` (animals), ``loo``: the effect
+        refitted without each animal in input order (NaN for a dropped animal or where an
+        arm would be left empty; +-inf where the type would vanish from an arm) and
+        ``note``: empty when tested, else why not (the statistics are then NaN).
+    """
+    k, n = np.asarray(k, float), np.asarray(n, float)
+    is_test = np.asarray(is_test, bool)
+    if not (k.shape == n.shape == is_test.shape) or k.ndim != 1:
+        msg = "k, n and is_test must be 1-d arrays of one length (one entry per animal)"
+        raise ValueError(msg)
+    if ((k < 0) | (k > n)).any():
+        msg = "counts must satisfy 0 <= k <= n"
+        raise ValueError(msg)
+    if direction not in (None, "up", "down"):
+        msg = f"direction={direction!r} is not 'up', 'down' or None"
+        raise ValueError(msg)
+    keep = n > 0
+    kk, nn, tt = k[keep], n[keep], is_test[keep]
+    n_ref, n_test = int((~tt).sum()), int(tt.sum())
+    out: dict[str, object] = dict.fromkeys(
+        ("effect", "se", "ci_low", "ci_high", "stat", "df", "pvalue", "dispersion"), np.nan
+    )
+    share = [kk[arm].sum() / nn[arm].sum() if arm.any() else np.nan for arm in (~tt, tt)]
+    out.update(
+        share_reference=float(share[0]),
+        share_test=float(share[1]),
+        n_reference=n_ref,
+        n_test=n_test,
+        loo=_quasi_loo(k, n, is_test),
+        note="",
+    )
+    if min(n_ref, n_test) < 2:
+        out["note"] = (
+            f"{n_ref} vs {n_test} animals with cells of the denominator (2 per arm needed)"
+        )
+        return out
+    if kk.sum() == 0 or kk.sum() == nn.sum():
+        out["note"] = (
+            "the type is "
+            + ("absent from" if kk.sum() == 0 else "all of")
+            + (" the denominator in every animal")
+        )
+        return out
+    for name, p in (("reference", share[0]), ("test", share[1])):
+        if p in (0.0, 1.0):
+            out["note"] = (
+                f"the type is {'absent from' if p == 0 else 'all of'} the denominator in every "
+                f"{name} animal: the log odds ratio is infinite (no Wald test)"
+            )
+            return out
+    fitted = np.where(tt, share[1], share[0])
+    var1 = nn * fitted * (1 - fitted)
+    x2 = float((((kk - nn * fitted) ** 2) / var1).sum())
+    df = kk.size - 2
+    if x2 <= 1e-12 * kk.size:
+        out["note"] = "the same share in every animal of each arm: no spread to estimate"
+        return out
+    phi = x2 / df
+    effect = float(np.log(share[1] / (1 - share[1])) - np.log(share[0] / (1 - share[0])))
+    se = float(np.sqrt(max(phi, min_dispersion) * (1 / var1[tt].sum() + 1 / var1[~tt].sum())))
+    dist = stats.t(df)
+    stat = effect / se
+    if direction is None:
+        p = float(2 * dist.sf(abs(stat)))
+    else:
+        p = float(dist.sf(stat) if direction == "up" else dist.cdf(stat))
+    half = float(dist.ppf(0.975)) * se
+    out.update(
+        effect=effect,
+        se=se,
+        ci_low=effect - half,
+        ci_high=effect + half,
+        stat=float(stat),
+        df=float(df),
+        pvalue=p,
+        dispersion=float(phi),
+    )
+    return out
+
+
+def _quasi_loo(k: np.ndarray, n: np.ndarray, is_test: np.ndarray) -> np.ndarray:
+    """The log odds ratio of the pooled shares without each animal (see the caller)."""
+    loo = np.full(k.size, np.nan)
+    for i in range(k.size):
+        if n[i] <= 0:
+            continue
+        keep = (np.arange(k.size) != i) & (n > 0)
+        arms = [keep & ~is_test, keep & is_test]
+        if not all(a.any() for a in arms):
+            continue
+        p = [k[a].sum() / n[a].sum() for a in arms]
+        with np.errstate(divide="ignore"):
+            logit = [np.log(q) - np.log1p(-q) for q in p]
+        if np.isfinite(logit).all() or logit[0] != logit[1]:
+            loo[i] = logit[1] - logit[0]
+    return loo

@@ -473,6 +473,39 @@ def test_minimum_detectable_effect_shrinks_with_animals_and_is_in_the_reason():
     assert src["mde_80"] == pytest.approx(want, rel=1e-9)
 
 
+def test_proportion_rows_are_the_quasi_binomial_glm_on_the_animals_counts():
+    """A proportion row is :func:`quasi_binomial_test` on each animal's cells of the type and
+    of the denominator (not propeller, anti-conservative at few animals): its effect (log odds
+    ratio), one-sided p, interval, leave-one-out refits and mde_80 (t on n - 2 df);
+    padj_exploratory is still the exploratory propeller table's."""
+    adata = tumour_experiment(animals_per_arm=3, tam_fold=2.0, counts=False, seed=1)
+    hyps = cf.parse_hypotheses([{"proportion": "stroma", "cell_type": "TAM", "direction": "up"}])
+    table, values = cf.confirm(adata, hyps, reference=REF, test=TEST)
+    row = table.iloc[0]
+    assert row["method"] == composition.QUASI_BINOMIAL
+    assert row["effect_scale"] == "log odds ratio of the pooled proportion"
+    stroma = adata.obs[adata.obs["species"] == "mouse"]
+    k = stroma["cell_type"].eq("TAM").groupby(stroma["sample"]).sum()
+    n = stroma.groupby("sample").size()
+    arm = stroma.groupby("sample")["condition"].first()
+    samples = values["sample"].tolist()  # the table's order: reference animals first
+    fit = composition.quasi_binomial_test(
+        k[samples].to_numpy(float), n[samples].to_numpy(float),
+        (arm[samples] == TEST).to_numpy(), direction="up",
+    )  # fmt: skip
+    for col in ("effect", "effect_unshrunk", "ci_low", "ci_high", "pvalue"):
+        key = "effect" if col == "effect_unshrunk" else col
+        assert row[col] == pytest.approx(fit[key], rel=1e-12), col
+    assert row["effect"] > 0 and row["verdict"] == "supported", row.to_dict()
+    assert (row["loo_min"], row["loo_max"]) == pytest.approx((fit["loo"].min(), fit["loo"].max()))
+    assert row["loo_n_computable"] == row["loo_n_animals"] == 6
+    dist = stats.t(4)
+    assert row["mde_80"] == pytest.approx((dist.ppf(1 - 0.05) + dist.ppf(0.8)) * fit["se"])
+    props = composition.denominator_proportions(adata)["stroma"]
+    res = composition.propeller(props, reference=REF, test=TEST).set_index("cell_type")
+    assert row["padj_exploratory"] == pytest.approx(res.loc["TAM", "padj"])
+
+
 # --- proportions within a parent type --------------------------------------------------------
 
 

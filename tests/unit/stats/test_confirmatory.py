@@ -506,6 +506,24 @@ def test_proportion_rows_are_the_quasi_binomial_glm_on_the_animals_counts():
     assert row["padj_exploratory"] == pytest.approx(res.loc["TAM", "padj"])
 
 
+def test_proportion_rows_leave_no_animal_out_at_two_per_arm():
+    """At 2 vs 2 no animal can be left out of a proportion row (its arm would keep one, below
+    min_replicates), as for every other kind: no computable refit, the sign check NA, and a
+    significant rise in the stated direction is supported saying why none was left out."""
+    adata = tumour_experiment(animals_per_arm=2, tam_fold=3.0, counts=False, seed=2)
+    hyps = cf.parse_hypotheses([{"proportion": "stroma", "cell_type": "TAM", "direction": "up"}])
+    row = cf.confirm(adata, hyps, reference=REF, test=TEST)[0].iloc[0]
+    assert row["loo_n_animals"] == 4 and row["loo_n_computable"] == 0, row.to_dict()
+    assert pd.isna(row["loo_sign_stable"]) and np.isnan(row["loo_min"])
+    assert "min_replicates = 2" in row["reason"], row["reason"]
+    assert row["p_holm"] < 0.05 and row["verdict"] == "supported", row.to_dict()
+    assert "no animal could be left out" in row["reason"]
+    # at 3 vs 3 every animal can be left out
+    adata = tumour_experiment(animals_per_arm=3, tam_fold=3.0, counts=False, seed=2)
+    row = cf.confirm(adata, hyps, reference=REF, test=TEST)[0].iloc[0]
+    assert row["loo_n_computable"] == row["loo_n_animals"] == 6
+
+
 # --- proportions within a parent type --------------------------------------------------------
 
 

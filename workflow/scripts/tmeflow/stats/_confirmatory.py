@@ -1135,7 +1135,15 @@ def _proportion(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.Da
         _se=fit["se"],
         _dist=dist,
     )
-    _fill_loo(row, fit["loo"], fit["effect"])
+    # as for every kind: an animal whose arm would keep fewer than min_replicates animals
+    # cannot be left out (its refit is not applicable, not a sign)
+    loo = np.asarray(fit["loo"], dtype=float).copy()
+    is_test = (per["condition"] == d.de.test).to_numpy()
+    short_test = fit["n_test"] - 1 < d.de.min_replicates
+    short_ref = fit["n_reference"] - 1 < d.de.min_replicates
+    loo[np.where(is_test, short_test, short_ref)] = np.nan
+    _fill_loo(row, loo, fit["effect"])
+    _loo_why(row, per, d)
     return per
 
 

@@ -548,12 +548,9 @@ def split_interaction(name: str, var_names: Sequence[str]) -> tuple[str, str] | 
 def welch(ref: np.ndarray, tst: np.ndarray) -> dict:
     """Welch's t of ``tst - ref`` (two-sided p, 95% interval); NaN fields when untestable."""
     ref, tst = np.asarray(ref, dtype=np.float64), np.asarray(tst, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        arms = [
-            (np.array([x.size]), np.array([x.mean() if x.size else np.nan])) for x in (ref, tst)
-        ]
-        s2 = [np.array([x.var(ddof=1) if x.size > 1 else np.nan]) for x in (ref, tst)]
-    out = welch_arrays(arms[0][0], arms[0][1], s2[0], arms[1][0], arms[1][1], s2[1])
+    # one group each: the comparison's own per-group moments
+    moments = [_arm_moments(np.zeros(x.size, dtype=np.int64), x, 1) for x in (ref, tst)]
+    out = welch_arrays(*moments[0], *moments[1])
     return {k: (str(v[0]) if k == "note" else float(v[0])) for k, v in out.items()}
 
 

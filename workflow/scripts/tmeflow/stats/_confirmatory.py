@@ -1110,10 +1110,11 @@ def _proportion(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.Da
         ),
         d,
     )
-    per = per[per["sample"].map(totals).fillna(0).to_numpy() > 0].reset_index(drop=True)
+    denominator = per["sample"].map(totals).fillna(0).to_numpy(float)
+    per = per[denominator > 0].reset_index(drop=True)
     fit = composition.quasi_binomial_test(
         per["n_cells"].to_numpy(float),
-        per["sample"].map(totals).to_numpy(float),
+        denominator[denominator > 0],
         (per["condition"] == d.de.test).to_numpy(),
         direction=hyp.direction,
     )

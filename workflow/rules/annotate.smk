@@ -38,7 +38,7 @@ rule annotate_cells:
         refine_fraction=config["annotation"]["refine_fraction"],
         refine_resolution=config["annotation"]["refine_resolution"],
         n_neighbors=config["cluster"]["n_neighbors"],
-        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+        conditions=ARMS,
         seed=config["seed"],
     script:
         "../scripts/annotate_cells.py"

@@ -1,5 +1,6 @@
 # Validation of config and sample sheet, input functions, constraints and the final targets
 # (get_final_output). No rules here.
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -53,6 +54,12 @@ def shipped(path):
 
 
 tmcore.validate_config(config, SCHEMAS / "config.schema.yaml")
+# The comparisons: the primary `contrast` (results at their usual paths) and the further
+# `contrasts` (results/contrasts/<test>_vs_<reference>/, workflow/rules/contrasts.smk). Every
+# arm goes through QC, integration and annotation together.
+CONTRASTS = tmcore.study_contrasts(config)
+ARMS = tmcore.study_arms(CONTRASTS)
+EXTRA_CONTRASTS = {c.name: c for c in CONTRASTS[1:]}
 # Marker panels and gene sets: the shipped ones are found from any working directory.
 config["annotation"]["panel"] = shipped(config["annotation"]["panel"])
 config["annotation"]["extra_panels"] = [
@@ -67,7 +74,7 @@ DEMO_OUTPUTS = [
     f"{DEMO_DIR}/{p}"
     for p in demo_outputs(
         n_replicates=config["demo"]["n_replicates"],
-        conditions=(config["contrast"]["reference"], config["contrast"]["test"]),
+        conditions=ARMS,
     )
 ]
 
@@ -78,8 +85,11 @@ SAMPLES = tminputs.validate_sample_sheet(
     covariates=config["de"]["covariates"],
     sheet_path=config["samples"],
     producible=DEMO_OUTPUTS,
+    arms=ARMS,
 )
-for _warning in tminputs.design_warnings(SAMPLES, config["contrast"]):
+for _warning in tminputs.design_warnings(
+    SAMPLES, config["contrast"], config["contrasts"]
+):
     logger.warning(f"WARNING ({config['samples']}): {_warning}")
 SAMPLE_IDS = list(SAMPLES["sample"])
 EXTRA_COLUMNS = tminputs.metadata_columns(SAMPLES)
@@ -136,6 +146,7 @@ if config["export"]["enabled"]:
 wildcard_constraints:
     sample="|".join(SAMPLE_IDS),
     gene="|".join(GENES) if GENES else "NONE",
+    contrast="|".join(map(re.escape, EXTRA_CONTRASTS)) if EXTRA_CONTRASTS else "NONE",
 
 
 def _sheet_value(sample, column):
@@ -200,6 +211,40 @@ def sample_meta(wildcards):
 def sample_format(wildcards):
     fmt = SAMPLES.loc[wildcards.sample].get("format", "")
     return fmt or None
+
+
+# the options of each confirmatory test in the sensitivity table (primary contrast)
+CONFIRM_OPTIONS = {
+    "condition_key": config["contrast"]["column"],
+    "reference": config["contrast"]["reference"],
+    "test": config["contrast"]["test"],
+    "min_cells": config["de"]["min_cells"],
+    "min_replicates": config["de"]["min_replicates"],
+    "covariates": config["de"]["covariates"],
+    "alpha": config["de"]["alpha"],
+    "min_share": config["sources"]["min_share"],
+    "immune_types": config["composition"]["immune_types"],
+}
+
+
+def contrast_arm(role):
+    """A params function: the reference or test arm of the job's {contrast}."""
+
+    def _arm(wildcards):
+        return getattr(EXTRA_CONTRASTS[wildcards.contrast], role)
+
+    return _arm
+
+
+def contrast_arms(wildcards):
+    """[reference, test] of the job's {contrast} (the figures' order)."""
+    return list(EXTRA_CONTRASTS[wildcards.contrast].arms)
+
+
+def contrast_confirm_options(wildcards):
+    """The confirmatory options of the primary contrast with the job's arms."""
+    c = EXTRA_CONTRASTS[wildcards.contrast]
+    return {**CONFIRM_OPTIONS, "reference": c.reference, "test": c.test}
 
 
 def mem_mb_for(base_mb, per_input_mb=10):
@@ -384,6 +429,47 @@ def get_final_output(include_provenance=True):
         final_output.extend(
             expand("results/export/r/{species}", species=EXPORT_SPECIES)
         )
+    # the further contrasts (config key `contrasts`), each in results/contrasts/<name>/
+    for name in EXTRA_CONTRASTS:
+        final_output.extend(contrast_outputs(name))
     if include_provenance:
         final_output.append("results/provenance.json")
     return final_output
+
+
+def contrast_outputs(name):
+    """What contrasts.smk builds for one further contrast: the primary contrast's statistics,
+    confirmatory family, sensitivity, GSEA, communication and figures, in its own folder.
+    """
+    d = f"results/contrasts/{name}"
+    fmt = ["pdf", "png"]
+    out = [
+        f"{d}/confirmatory.tsv",
+        f"{d}/sensitivity.tsv",
+        f"{d}/de/genes_of_interest.tsv",
+        f"{d}/de/pseudobulk_values.tsv",
+        f"{d}/de/summary.tsv",
+        f"{d}/de/pseudobulk_subtypes",
+        f"{d}/composition/proportions.tsv",
+        f"{d}/composition/test.tsv",
+        f"{d}/composition/denominators.tsv",
+        f"{d}/gsea/pseudobulk",
+        f"{d}/gsea/summary.tsv",
+        f"{d}/figures/volcano",
+    ]
+    names = ["confirmatory", "sensitivity", "specification_curve", "gsea_dotplot"]
+    names += [
+        "composition",
+        *(f"goi_{g}" for g in GENES),
+        *(f"sources_{g}" for g in GENES),
+    ]
+    if config["communication"]["enabled"] in (True, "auto"):
+        out += [
+            f"{d}/communication/{t}.tsv" for t in ("scores", "comparison", "mapping")
+        ]
+        names += [f"communication_{n}" for n in ("dotplot", "summary", "hypotheses")]
+    if config["de"]["ambient_corrected"]:
+        out += [f"{d}/de/ambient_corrected/summary.tsv"]
+        out += [f"{d}/de/ambient_corrected/genes_of_interest.tsv"]
+    out += [f"{d}/figures/{n}.{ext}" for n in names for ext in fmt]
+    return out

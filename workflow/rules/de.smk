@@ -1,4 +1,5 @@
 # Condition statistics: pseudobulk DE, genes of interest, composition, expression sources.
+# These rules compare the primary contrast; contrasts.smk runs them for the others.
 
 
 rule de_pseudobulk:
@@ -214,7 +215,7 @@ rule figures_sources:
         mem_mb=2000,
         runtime=10,
     params:
-        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+        conditions=ARMS,
         seed=config["seed"],
     script:
         "../scripts/figures_sources.py"
@@ -390,17 +391,7 @@ rule confirmatory_sensitivity:
         min_fraction=config["species_calling"]["min_fraction"],
         doublets=config["qc"]["doublets"],
         species_mode=config["species"],
-        confirm_options={
-            "condition_key": config["contrast"]["column"],
-            "reference": config["contrast"]["reference"],
-            "test": config["contrast"]["test"],
-            "min_cells": config["de"]["min_cells"],
-            "min_replicates": config["de"]["min_replicates"],
-            "covariates": config["de"]["covariates"],
-            "alpha": config["de"]["alpha"],
-            "min_share": config["sources"]["min_share"],
-            "immune_types": config["composition"]["immune_types"],
-        },
+        confirm_options=CONFIRM_OPTIONS,
     script:
         "../scripts/confirmatory_sensitivity.py"
 

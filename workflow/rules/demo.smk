@@ -22,7 +22,7 @@ rule demo_simulate:
         cells_per_sample=config["demo"]["cells_per_sample"],
         n_genes_mouse=config["demo"]["n_genes_mouse"],
         n_genes_human=config["demo"]["n_genes_human"],
-        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+        conditions=ARMS,
         seed=config["seed"],
     script:
         "../scripts/demo_simulate.py"

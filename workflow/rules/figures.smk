@@ -24,7 +24,7 @@ rule figures_umap:
         runtime=20,
     params:
         umap_keys=UMAP_KEYS,
-        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+        conditions=ARMS,
     script:
         "../scripts/figures_umap.py"
 

@@ -108,7 +108,7 @@ rule qc_contamination_plot:
         mem_mb=1000,
         runtime=10,
     params:
-        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+        conditions=ARMS,
     script:
         "../scripts/qc_contamination_plot.py"
 
@@ -193,6 +193,6 @@ rule qc_removed_plot:
         mem_mb=1000,
         runtime=10,
     params:
-        conditions=[config["contrast"]["reference"], config["contrast"]["test"]],
+        conditions=ARMS,
     script:
         "../scripts/qc_removed_plot.py"

@@ -11,6 +11,7 @@ def main(smk) -> None:
     log = core.setup(smk.log[0], threads=smk.threads)
     p = smk.params
     adata = core.read_h5ad(smk.input[0], skip=("X", "layers", "obsp"))
+    adata = stats.select_arms(adata, p.condition_key, p.reference, p.test)
     props = stats.proportions(adata, group_key="cell_type", condition_key=p.condition_key)
     test = stats.compare_proportions(
         props, reference=p.reference, test=p.test, method=p.method, alpha=p.alpha

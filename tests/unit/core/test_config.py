@@ -147,6 +147,22 @@ def test_both_arms_give_no_design_warning(files):
     assert tms.design_warnings(out, CONTRAST) == []
 
 
+def test_third_arm_needs_a_contrast_that_names_it(files):
+    (files / "c.h5").write_bytes(b"x")
+    rows = [["a", "control", "a.h5"], ["b", "alectinib", "b.h5"], ["c", "combo", "c.h5"]]
+    with pytest.raises(tmc.ConfigError, match=r"c='combo'.*'contrasts'"):
+        validate(sheet(rows), files)
+    out = validate(sheet(rows), files, arms=["control", "alectinib", "combo"])
+    assert list(out["condition"]) == ["control", "alectinib", "combo"]
+    with pytest.raises(tmc.ConfigError, match="one of the compared arms 'control', 'alectinib'"):
+        validate(
+            sheet([*rows, ["d", "vehicle", "a.h5"]]), files, arms=["control", "alectinib", "combo"]
+        )
+    extra = [{"reference": "control", "test": "combo"}, {"reference": "combo", "test": "other"}]
+    (warning,) = tms.design_warnings(out, CONTRAST, extra)
+    assert "no sample has condition = 'other' ('contrasts[1]' test)" in warning
+
+
 def test_empty_sheet_refused(files):
     with pytest.raises(tmc.ConfigError, match="no samples"):
         validate(sheet([]), files)

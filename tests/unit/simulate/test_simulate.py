@@ -88,11 +88,32 @@ def test_demo_outputs_lists_every_file() -> None:
         ({"conditions": ("x", "x")}, ValueError),
         ({"conditions": ("x",)}, ValueError),
         ({"conditions": ("a b", "c")}, ValueError),
+        ({"conditions": ("a", "b", "a")}, ValueError),
     ],
 )
 def test_demo_layout_rejects_bad_input(kwargs: dict, error: type[Exception]) -> None:
     with pytest.raises(error):
         sim.demo_layout(**kwargs)
+
+
+def test_a_third_arm_is_treated_like_the_test_arm_and_leaves_the_others_unchanged() -> None:
+    kw = dict(n_replicates=1, cells_per_sample=400, seed=5, **SMALL)
+    two = sim.simulate_experiment(**kw)
+    three = sim.simulate_experiment(conditions=("control", "alectinib", "combo"), **kw)
+    assert list(three.samples) == ["control_1", "alectinib_1", "combo_1"]
+    for sample in two.samples:  # the same draws: a third arm changes nothing of the first two
+        assert (two.samples[sample].X != three.samples[sample].X).nnz == 0
+    planted = three.planted
+    assert planted["conditions"] == ["control", "alectinib", "combo"]
+    assert planted["composition"]["combo"] == planted["composition"]["alectinib"]
+    assert planted["composition"]["combo"] != planted["composition"]["control"]
+    frac = pd.crosstab(three.truth["condition"], three.truth["cell_type"], normalize="index")
+    assert frac.loc["combo", "TAM"] > frac.loc["control", "TAM"] + 0.05
+    assert sim.demo_outputs(n_replicates=1, conditions=("control", "alectinib", "combo"))[-3:] == [
+        "combo_1.h5",
+        "truth.tsv",
+        "planted.yaml",
+    ]
 
 
 def test_simulate_rejects_too_few_genes() -> None:

@@ -1,6 +1,7 @@
 """The core every stage builds on: configuration, I/O, runtime, provenance, vocabulary.
 
-Config and marker-panel validation (:mod:`._config`, :mod:`._panel`), the input error
+Config and marker-panel validation (:mod:`._config`, :mod:`._panel`), the study's contrasts
+(:mod:`._contrasts`), the input error
 (:mod:`._errors`), each adapter's set-up (:mod:`._runtime`), selective h5ad and deterministic TSV
 I/O through atomic writes (:mod:`._h5ad`, :mod:`._tables`, :mod:`._atomic`), the run record
 (:mod:`._provenance`), the label vocabulary and colours (:mod:`._vocabulary`) and gene-set files
@@ -21,6 +22,12 @@ _NAMES = {
         "describe_key",
         "schema_errors",
         "validate_config",
+    ],
+    "_contrasts": [
+        "Contrast",
+        "contrast_name",
+        "study_contrasts",
+        "study_arms",
     ],
     "_errors": [
         "InputError",

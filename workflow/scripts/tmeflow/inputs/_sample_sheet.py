@@ -55,8 +55,12 @@ def validate_sample_sheet(
     sheet_path: str = "the sample sheet",
     base_dir: str | Path = ".",
     producible: Iterable[str] = (),
+    arms: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Check the sample sheet before any job runs and return it indexed by sample.
+
+    ``arms``: every level the contrasts compare (:func:`tmeflow.core.study_arms`); ``None``:
+    the ``contrast``'s reference and test.
 
     Checks: required columns (with a spelling hint), the per-row schema (sample-id pattern),
     duplicate ids, an empty sheet, conditions outside the contrast, covariate columns, and
@@ -101,14 +105,18 @@ def validate_sample_sheet(
             f"config key 'contrast.column' is {column!r} but {sheet_path} has no such column "
             f"(columns: {list(sheet.columns)})."
         )
-    levels = {contrast["reference"], contrast["test"]}
+    levels = [contrast["reference"], contrast["test"]] if arms is None else list(arms)
     bad = sheet.loc[~sheet[column].isin(levels), ["sample", column]]
     if len(bad):
         pairs = ", ".join(f"{s}={c!r}" for s, c in bad.itertuples(index=False))
+        if len(levels) == 2:
+            allowed = f"{levels[0]!r} (reference) or {levels[1]!r} (test)"
+        else:
+            allowed = "one of the compared arms " + ", ".join(map(repr, levels))
         raise ConfigError(
             f"{sheet_path}: {column} value(s) not in the contrast ({pairs}); every sample must be "
-            f"{contrast['reference']!r} (reference) or {contrast['test']!r} (test). "
-            "Fix the sheet or the config key 'contrast'."
+            f"{allowed}. Fix the sheet, or the config key 'contrast' (the primary comparison), "
+            "or add the arm to a comparison in 'contrasts' (a list of {reference, test})."
         )
     for cov in covariates:
         if cov not in sheet.columns:
@@ -343,23 +351,30 @@ def check_bundle_rows(
         taken[(key, chosen.key)] = sample
 
 
-def design_warnings(sheet: pd.DataFrame, contrast: dict) -> list[str]:
+def design_warnings(
+    sheet: pd.DataFrame, contrast: dict, contrasts: Iterable[dict] = ()
+) -> list[str]:
     """Warnings about the design of a sheet that :func:`validate_sample_sheet` accepted.
 
-    One message per contrast level without samples: the comparison of the two arms is then not
+    One message per compared level without samples (``contrast`` and each of ``contrasts``,
+    ``{reference, test}`` on the same column): the comparison of the two arms is then not
     possible, and the DE, composition and GSEA tables say so instead of testing.
     """
     column = contrast["column"]
     values = sheet[column].astype(str) if column in sheet.columns else pd.Series(dtype=str)
     warnings = []
-    for role in ("reference", "test"):
-        level = contrast[role]
-        if not (values == level).any():
-            warnings.append(
-                f"no sample has {column} = {level!r} (the contrast {role}): the workflow runs, "
-                "but differential expression, composition and GSEA have nothing to compare "
-                "and report 'not tested'."
-            )
+    named = [("contrast", contrast)]
+    named += [(f"contrasts[{i}]", c) for i, c in enumerate(contrasts)]
+    for key, entry in named:
+        for role in ("reference", "test"):
+            level = entry[role]
+            if not (values == level).any():
+                which = "the contrast" if key == "contrast" else f"'{key}'"
+                warnings.append(
+                    f"no sample has {column} = {level!r} ({which} {role}): the workflow runs, "
+                    "but differential expression, composition and GSEA have nothing to compare "
+                    "and report 'not tested'."
+                )
     return warnings
 
 

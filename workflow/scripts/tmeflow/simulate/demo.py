@@ -44,7 +44,7 @@ def write_demo(outdir: str | PathLike[str], experiment: SimulatedExperiment) -> 
     except (KeyError, TypeError) as err:
         msg = "experiment.planted lacks sizes/conditions; build it with simulate_experiment()"
         raise ValueError(msg) from err
-    layout = demo_layout(n_replicates=n_rep, conditions=(conds[0], conds[1]))
+    layout = demo_layout(n_replicates=n_rep, conditions=conds)
     missing = sorted(set(layout["sample"]) - set(experiment.samples))
     if missing:
         msg = f"experiment lacks samples {missing} of its layout; was it modified?"

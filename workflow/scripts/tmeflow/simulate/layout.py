@@ -17,19 +17,24 @@ from tmeflow.simulate.truth import CONDITIONS_DEFAULT
 MTX_FILES = ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz")
 
 
-def _check_conditions(conditions: Sequence[str]) -> tuple[str, str]:
+def _check_conditions(conditions: Sequence[str]) -> tuple[str, ...]:
+    """Two or more distinct arm names, the reference first (usable in file names)."""
     conds = tuple(conditions)
-    if len(conds) != 2 or not all(isinstance(c, str) and c for c in conds):
-        msg = f"conditions must be two non-empty strings (reference, test); got {conditions!r}"
+    if len(conds) < 2 or not all(isinstance(c, str) and c for c in conds):
+        msg = (
+            "conditions must be two or more non-empty strings (reference first, then the "
+            f"treated arms); got {conditions!r}"
+        )
         raise ValueError(msg)
-    if conds[0] == conds[1]:
-        msg = f"conditions must differ; got {conds[0]!r} twice"
+    twice = sorted({c for c in conds if conds.count(c) > 1})
+    if twice:
+        msg = f"conditions must differ; got {twice[0]!r} twice"
         raise ValueError(msg)
     for c in conds:
         if any(ch in c for ch in "/\\\t\n ") or c.startswith("."):
             msg = f"condition {c!r} cannot be part of a file name; use letters, digits, '_' or '-'"
             raise ValueError(msg)
-    return (conds[0], conds[1])
+    return conds
 
 
 def _check_replicates(n_replicates: int) -> int:
@@ -43,7 +48,7 @@ def _check_replicates(n_replicates: int) -> int:
 
 
 def demo_layout(
-    *, n_replicates: int = 3, conditions: tuple[str, str] = CONDITIONS_DEFAULT
+    *, n_replicates: int = 3, conditions: Sequence[str] = CONDITIONS_DEFAULT
 ) -> pd.DataFrame:
     """Sample sheet of the demo data.
 
@@ -52,14 +57,15 @@ def demo_layout(
     n_replicates
         Samples per condition.
     conditions
-        ``(reference, test)`` condition names.
+        ``(reference, test)`` condition names, or more arms (reference first).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``sample``, ``condition``, ``path``, ``format``; samples ordered
-        ``{reference}_1..n`` then ``{test}_1..n``. Sample ``k`` (0-based) is written as 10x HDF5
-        (``format="10x_h5"``, ``path=f"{sample}.h5"``) when ``k`` is even and as a 10x v3
+        ``{reference}_1..n`` then ``{test}_1..n`` (then any further arm's). Sample ``k``
+        (0-based) is written as 10x HDF5 (``format="10x_h5"``, ``path=f"{sample}.h5"``) when
+        ``k`` is even and as a 10x v3
         matrix-market folder (``format="10x_mtx"``, ``path=sample``) when odd. Paths are relative
         to the demo output directory.
     """
@@ -78,7 +84,7 @@ def demo_layout(
 
 
 def demo_outputs(
-    *, n_replicates: int = 3, conditions: tuple[str, str] = CONDITIONS_DEFAULT
+    *, n_replicates: int = 3, conditions: Sequence[str] = CONDITIONS_DEFAULT
 ) -> list[str]:
     """Every file :func:`write_demo` creates, relative to the output directory.
 

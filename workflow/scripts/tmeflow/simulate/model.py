@@ -11,6 +11,7 @@ then gamma-Poisson counts and 10x-like barcodes. Every draw comes from one seed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -518,7 +519,7 @@ def simulate_experiment(
     *,
     n_replicates: int = 3,
     cells_per_sample: int = 1500,
-    conditions: tuple[str, str] = CONDITIONS_DEFAULT,
+    conditions: Sequence[str] = CONDITIONS_DEFAULT,
     n_genes_mouse: int = 2000,
     n_genes_human: int = 1000,
     gene_pool: list[str] | None = None,
@@ -533,7 +534,9 @@ def simulate_experiment(
     cells_per_sample
         Cells per sample (doublets and low-quality cells included).
     conditions
-        ``(reference, test)``; the planted effects are in ``test`` versus ``reference``.
+        ``(reference, test)``; the planted effects are in ``test`` versus ``reference``. More
+        arms may follow: each is treated like ``test`` (the same planted effects), so a
+        contrast of two treated arms has none (a three-arm design's null comparison).
     n_genes_mouse, n_genes_human
         Genes per genome, named marker, mito and pathway genes included.
     gene_pool
@@ -574,7 +577,7 @@ def simulate_experiment(
             model,
             sample=sample,
             condition=condition,
-            is_test=condition == conds[1],
+            is_test=condition != conds[0],
             n_cells=n_cells,
         )
         samples[sample] = adata

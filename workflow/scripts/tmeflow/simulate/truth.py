@@ -1,6 +1,7 @@
 """The planted biology of the simulated xenograft: what the workflow is expected to recover.
 
-Second condition versus the first (the reference):
+Second condition versus the first (the reference); a third or later arm (a three-arm demo)
+has the same effects as the second, so the treated arms do not differ from each other:
 
 - composition: the TAM fraction doubles (0.15 -> 0.30) and the tumour fraction falls
   (0.45 -> 0.30);
@@ -241,7 +242,8 @@ def planted_effects(
     seed
         Seed of the simulation.
     conditions
-        ``(reference, test)`` condition names.
+        ``(reference, test)`` condition names (more treated arms may follow, each with the
+        test's effects).
     sizes
         ``n_replicates``, ``cells_per_sample``, ``n_genes_mouse``, ``n_genes_human``.
     null_genes
@@ -255,10 +257,10 @@ def planted_effects(
     dict
         Plain (YAML-safe) mapping, keys in a fixed order.
     """
-    reference, test = conditions
+    reference, *treated = conditions
     return {
         "seed": seed,
-        "conditions": [reference, test],
+        "conditions": [reference, *treated],
         "sizes": dict(sizes),
         "de": [{"gene": DE_GENE, "cell_type": DE_CELL_TYPE, "log2fc": DE_LOG2FC}],
         "pathway": {
@@ -269,7 +271,7 @@ def planted_effects(
         },
         "composition": {
             reference: {t: float(v) for t, v in COMPOSITION_REFERENCE.items()},
-            test: {t: float(v) for t, v in COMPOSITION_TEST.items()},
+            **{arm: {t: float(v) for t, v in COMPOSITION_TEST.items()} for arm in treated},
         },
         "subtype_split": {t: dict(v) for t, v in SUBTYPE_SPLIT.items()},
         "gas6_sources": list(GAS6_SOURCES),

@@ -121,6 +121,7 @@ _NAMES = {
         "pair_indicator",
         "cp10k_log",
         "pseudobulk",
+        "select_arms",
     ],
     "_voom": ["METHOD_VOOM", "filter_by_expr", "voom", "voom_limma_test"],
     "_robustness": ["ROBUSTNESS_COLUMNS", "robustness"],

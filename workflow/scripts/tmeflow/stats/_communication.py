@@ -36,6 +36,7 @@ from scipy import stats
 
 from tmeflow._utils import adjust_pvalues, cp10k_scale, observed_levels, row_sums
 from tmeflow.cells import _ambient as ambient
+from tmeflow.stats._pseudobulk import select_arms
 
 logger = logging.getLogger(__name__)
 
@@ -725,7 +726,12 @@ def communication(
     min_cells: int = 10,
     expr_prop: float = 0.1,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The communication rule: (per-animal scores, arm comparison, mapping report)."""
+    """The communication rule: (per-animal scores, arm comparison, mapping report).
+
+    Only the cells of ``reference`` and ``test`` are scored (other arms of the study are left
+    out, :func:`~tmeflow.stats.select_arms`).
+    """
+    adata = select_arms(adata, condition_key, reference, test)
     pairs, report = map_resource(resource, o2o, directions(species), adata.var_names)
     for r in report.itertuples():
         logger.info(

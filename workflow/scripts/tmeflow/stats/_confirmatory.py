@@ -123,7 +123,7 @@ from tmeflow.stats import _composition as composition
 from tmeflow.stats import _de_methods as de_tests
 from tmeflow.stats import _voom as voom
 from tmeflow.stats._de import METHOD_PYDESEQ2, DESettings
-from tmeflow.stats._pseudobulk import pseudobulk
+from tmeflow.stats._pseudobulk import pseudobulk, select_arms
 
 __all__ = [
     "CONFIRMATORY_COLUMNS",
@@ -356,7 +356,8 @@ def confirm(
     adata
         Annotated object: raw counts in ``layers['counts']``; ``obs`` columns ``sample``,
         ``cell_type`` (``cell_subtype`` for subtype hypotheses), ``condition_key``
-        (``species`` for the ``stroma`` denominator).
+        (``species`` for the ``stroma`` denominator). Cells of other arms than ``reference``
+        and ``test`` are left out (:func:`~tmeflow.stats.select_arms`).
     hypotheses
         The family, from :func:`parse_hypotheses`.
     condition_key, reference, test, min_cells, min_replicates, covariates, threads
@@ -400,6 +401,7 @@ def confirm(
     values
         Per-animal values behind each row (columns :data:`VALUE_COLUMNS`).
     """
+    adata = select_arms(adata, condition_key, reference, test)
     de = DESettings(
         condition_key=condition_key,
         reference=reference,

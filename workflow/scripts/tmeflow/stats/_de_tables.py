@@ -20,7 +20,7 @@ from tmeflow._utils import observed_levels
 from tmeflow.core import _tables as tables
 from tmeflow.stats._de import METHOD_NOT_TESTED, METHOD_WILCOXON, DESettings, empty_table
 from tmeflow.stats._genes_of_interest import GOI_COLUMNS, GOI_SAMPLE_COLUMNS, genes_of_interest
-from tmeflow.stats._pseudobulk import check_obs
+from tmeflow.stats._pseudobulk import check_obs, select_arms
 
 __all__ = ["DE_SUMMARY_COLUMNS", "DELevels", "de_summary", "run_levels", "subtype_groups"]
 
@@ -218,7 +218,8 @@ def run_levels(
     ----------
     adata
         Annotated object with raw counts in ``layers['counts']`` and ``obs`` columns
-        ``sample``, ``cell_type``, ``condition_key`` (``cell_subtype`` for subtypes).
+        ``sample``, ``cell_type``, ``condition_key`` (``cell_subtype`` for subtypes); cells of
+        other arms than the contrast's two are left out (:func:`~tmeflow.stats.select_arms`).
     settings
         The contrast, DE settings and the layer of integer counts tested and reported
         (``counts_ambient_corrected`` for the ambient-corrected counts of
@@ -235,6 +236,7 @@ def run_levels(
     DELevels
         The tables to write; ``adata`` is not modified.
     """
+    adata = select_arms(adata, settings.condition_key, settings.reference, settings.test)
     alpha = settings.alpha
     by_type = settings.run(adata, group_key="cell_type")
     _log_tested(by_type, alpha, "cell_type")

@@ -2,9 +2,11 @@
 
 Shared by :mod:`tmeflow.stats._de` (the tests) and :mod:`tmeflow.stats._genes_of_interest` (the
 genes-of-interest report): the raw-count check, the sparse (sample, group) indicator and log1p
-CP10k.
+CP10k; and :func:`select_arms`, the cells of one contrast's two arms, with which every
+comparison of a study with more arms starts.
 """
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,9 +16,65 @@ from anndata import AnnData
 
 from tmeflow._utils import ROW_SUM_BLOCK, TARGET_SUM, cp10k, observed_levels, row_runs
 
-__all__ = ["TARGET_SUM", "check_obs", "counts_matrix", "cp10k_log", "pair_indicator", "pseudobulk"]
+__all__ = [
+    "TARGET_SUM",
+    "check_obs",
+    "counts_matrix",
+    "cp10k_log",
+    "pair_indicator",
+    "pseudobulk",
+    "select_arms",
+]
+
+logger = logging.getLogger(__name__)
 
 #: Counts per cell after normalisation (CP10k) in :func:`cp10k_log`.
+
+
+def select_arms(adata: AnnData, condition_key: str, reference: str, test: str) -> AnnData:
+    """The cells of a contrast's two arms, the others left out and logged.
+
+    A study with a third arm (``contrasts`` in the config) keeps every arm upstream; each
+    comparison (DE, composition, the confirmatory family, communication) then sees only its
+    own two, so a third arm is never pooled into the reference. Unused categories of ``obs``
+    columns are dropped.
+
+    Parameters
+    ----------
+    adata
+        The annotated object.
+    condition_key
+        ``obs`` column of the arms. Absent: ``adata`` is returned as is (the caller's own
+        check names the missing column).
+    reference, test
+        The two arms kept.
+
+    Returns
+    -------
+    AnnData
+        ``adata`` itself when every cell is in one of the two arms (no copy), else a copy of
+        the arms' cells.
+    """
+    if condition_key not in adata.obs.columns:
+        return adata
+    arm = adata.obs[condition_key].astype(str)
+    keep = arm.isin([str(reference), str(test)]).to_numpy()
+    if keep.all():
+        return adata
+    others = arm[~keep].value_counts().sort_index()
+    logger.info(
+        "contrast %s vs %s: %d of %d cells are in other arms and left out (%s)",
+        test,
+        reference,
+        int((~keep).sum()),
+        adata.n_obs,
+        ", ".join(f"{k}: {v}" for k, v in others.items()),
+    )
+    sub = adata[keep].copy()
+    for col in sub.obs.columns:
+        if isinstance(sub.obs[col].dtype, pd.CategoricalDtype):
+            sub.obs[col] = sub.obs[col].cat.remove_unused_categories()
+    return sub
 
 
 def counts_matrix(adata: AnnData, layer: str | None) -> sp.csr_matrix:

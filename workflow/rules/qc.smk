@@ -140,6 +140,8 @@ rule qc_crossspecies_plot:
 rule qc_removed_labels:
     input:
         annotated="results/annotate/annotated.h5ad",
+        # the trained scVI encoder embeds the removed cells beside the kept ones
+        model="results/integrate/scvi_model",
         species=expand("results/species/{sample}.h5ad", sample=SAMPLE_IDS),
         cells=expand("results/qc/{sample}.cells.tsv.gz", sample=SAMPLE_IDS),
     output:
@@ -159,8 +161,8 @@ rule qc_removed_labels:
     benchmark:
         "benchmarks/qc_removed_labels/qc_removed_labels.tsv"
     conda:
-        "../envs/core.yaml"
-    threads: 1
+        "../envs/scvi.yaml"
+    threads: 1  # the encoder's torch and the kNN on one core
     resources:
         mem_mb=mem_mb_for(2000, 3),
         runtime=30,

@@ -1,16 +1,17 @@
-"""Snakemake adapter: every cell removed before annotation, labelled by its nearest kept cells
-and tabulated by sample, arm and label; the logic lives in tmeflow.cells."""
+"""Snakemake adapter: every cell removed before annotation, embedded by the trained scVI encoder,
+labelled by its nearest kept cells and tabulated by sample, arm and label; the logic lives in
+tmeflow.cells and tmeflow.embed."""
 
 import anndata as ad
 import pandas as pd
 
-from tmeflow import cells, core
+from tmeflow import cells, core, embed
 
 
 def main(smk) -> None:
     log = core.setup(smk.log[0], threads=smk.threads)
     p = smk.params
-    kept = core.read_h5ad(smk.input.annotated, skip=("X", "obsm", "obsp", "uns"), layers=["counts"])
+    kept = core.read_h5ad(smk.input.annotated, skip=("X", "obsp", "uns"), layers=["counts"])
     qc_cells = pd.concat([pd.read_csv(f, sep="\t", index_col="cell") for f in smk.input.cells])
     removed_obs = cells.removed_obs(qc_cells, kept.obs_names)
     parts = []
@@ -18,7 +19,9 @@ def main(smk) -> None:
         a = core.read_h5ad(f, skip=("uns",))
         parts.append(a[a.obs_names.isin(removed_obs.index)].copy())
     removed = ad.concat(parts, join="inner")
-    per_cell, back = cells.account_removed(kept, removed, removed_obs, k=p.k, seed=p.seed)
+    latent = embed.encode_cells(smk.input.model, removed, threads=smk.threads)  # no training
+    per_cell, back = cells.account_removed(kept, removed, removed_obs, k=p.k, seed=p.seed,
+                                           embedding=(kept.obsm["X_scVI"], latent))  # fmt: skip
     kept_obs = pd.DataFrame({"sample": kept.obs["sample"], "label": kept.obs["cell_type"]})
     flags = cells.removed_flags(per_cell, kept_obs, dict(p.conditions))
     log.info("%d removed cells labelled (%d can come back); %d label(s) flagged",

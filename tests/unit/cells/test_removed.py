@@ -4,6 +4,7 @@ tabulated by sample, arm and label, and the arm flag."""
 import anndata as ad
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 
 from tmeflow.cells import _removed as removed_mod
@@ -59,6 +60,28 @@ def test_removed_cells_get_the_label_of_their_type() -> None:
     # the same inputs give the same labels
     again = removed_mod.label_removed(kept, rm, seed=0)
     pd.testing.assert_frame_equal(out, again)
+
+
+def test_a_given_embedding_decides_and_cells_without_one_fall_back_to_pca() -> None:
+    """In the scVI latent the neighbours come from the given coordinates, not from the counts:
+    a latent that puts every removed cell beside the kept TAMs makes them TAM whatever their
+    counts say; a NaN row (its sample was not in the model) is labelled through the PCA."""
+    rng = np.random.default_rng(3)
+    kept = _cells({t: 60 for t in TYPES}, sample="a1", species="mouse", rng=rng, prefix="k")
+    rm = _cells({"CAF": 12}, sample="a1", species="mouse", rng=rng, prefix="r", depth=800)
+    centre = {t: rng.normal(0, 5, 4) for t in TYPES}
+    ek = np.array([centre[t] + rng.normal(0, 0.3, 4) for t in kept.obs["cell_type"]])
+    er = np.array([centre["TAM"] + rng.normal(0, 0.3, 4) for _ in range(rm.n_obs)])
+    er[:3] = np.nan
+    out = removed_mod.label_removed(kept, rm, seed=0, embedding=(ek, er))
+    assert list(out.columns) == list(removed_mod.LABEL_COLUMNS)
+    assert list(out["space"]) == ["PCA"] * 3 + ["scVI"] * 9
+    assert (out["label"].iloc[3:] == "TAM").all()
+    assert (out["label"].iloc[:3] == "CAF").all()  # their counts: CAF
+    plain = removed_mod.label_removed(kept, rm, seed=0)
+    assert (plain["space"] == "PCA").all() and (plain["label"] == "CAF").all()
+    with pytest.raises(ValueError, match="embedding rows"):
+        removed_mod.label_removed(kept, rm, embedding=(ek[:5], er))
 
 
 def test_species_without_kept_cells_is_unassigned_with_a_note() -> None:

@@ -212,6 +212,30 @@ def test_scvi_model_is_saved_and_reloads_to_the_same_latent(tmp_path):
     np.testing.assert_allclose(latent, adata.obsm["X_scVI"], atol=1e-5)
 
 
+def test_encoder_embeds_new_cells_in_the_kept_cells_space(tmp_path, caplog):
+    """encode_cells on the training cells gives back their X_scVI (the same encoder, their own
+    batches); cells of a sample the model never saw are NaN and logged."""
+    adata = clustered_counts(n_per_group=40)
+    integrate.normalise(adata)
+    hvg.select_hvgs(adata, n_top_genes=60)
+    model_dir = tmp_path / "scvi_model"
+    integrate.train_scvi(
+        adata, n_latent=3, n_hidden=16, max_epochs=3, early_stopping=False, seed=1, threads=1,
+        model_dir=model_dir,
+    )  # fmt: skip
+    query = adata[::3].copy()
+    del query.var["highly_variable"]
+    query.X = query.layers.pop("counts")  # counts in X, as the species stage writes them
+    query.obs["sample"] = query.obs["sample"].astype(str)
+    query.obs.iloc[:4, query.obs.columns.get_loc("sample")] = "unseen"
+    with caplog.at_level("WARNING", logger="tmeflow"):
+        latent = integrate.encode_cells(model_dir, query)
+    assert latent.shape == (query.n_obs, 3)
+    assert np.isnan(latent[:4]).all() and np.isfinite(latent[4:]).all()
+    np.testing.assert_allclose(latent[4:], adata.obsm["X_scVI"][::3][4:], atol=1e-5)
+    assert "4 cell(s) of batch(es) ['unseen']" in caplog.text
+
+
 def test_scvi_logs_every_epoch_with_losses_and_time_left(caplog):
     adata = clustered_counts(n_per_group=40)
     integrate.normalise(adata)

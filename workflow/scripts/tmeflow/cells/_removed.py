@@ -4,7 +4,8 @@ QC (low counts/genes, high mitochondrial share), the species call (``mixed``) an
 callers remove cells before annotation, so a removal that hits one cell type in one arm more
 than in the other (a drug that stresses tumour cells raises their mitochondrial share) shifts
 composition and expression unseen. :func:`label_removed` gives each removed cell the majority
-label of its nearest kept cells in a space built without the removed ones;
+label of its nearest kept cells in the scVI latent (the trained encoder embeds the removed
+cells, :func:`tmeflow.embed.encode_cells`) or, without one, a PCA fitted on the kept cells;
 :func:`removed_table` tabulates the removed cells by sample, condition and label, with the
 removal reasons, and flags a label whose removal rate differs between arms more than
 :data:`FLAG_FOLD` x (with at least :data:`FLAG_MIN_REMOVED` removed cells).
@@ -34,7 +35,9 @@ FLAG_MIN_REMOVED = 10
 REMOVED_REASONS: tuple[str, ...] = (*REASONS, "not_annotated")
 """QC's reasons (:data:`tmeflow.cells.REASONS`) and ``not_annotated``: passed QC but absent
 from the annotated object (a sample left out downstream). A cell may count under several."""
-LABEL_COLUMNS: tuple[str, ...] = ("label", "vote_share", "neighbours_from", "species_space")
+LABEL_COLUMNS: tuple[str, ...] = (
+    "label", "vote_share", "neighbours_from", "species_space", "space",
+)  # fmt: skip
 """Columns of :func:`label_removed`."""
 TABLE_COLUMNS: tuple[str, ...] = (
     "sample", "condition", "label", "n_removed", *(f"removed_{r}" for r in REMOVED_REASONS),
@@ -126,8 +129,14 @@ def label_removed(
     n_top_genes: int = 2000,
     k: int = 15,
     seed: int = 0,
+    embedding: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """The label of each removed cell: the majority label of its ``k`` nearest kept cells.
+
+    With ``embedding`` (the kept cells' ``obsm["X_scVI"]`` and the removed cells' latent from
+    the same trained encoder, :func:`tmeflow.embed.encode_cells`) the neighbours are found in
+    that space, per species as below; a removed cell without a latent (NaN row: its sample
+    was not in the model) falls back to the PCA below. ``space`` says which was used.
 
     Per species (``obs[species_key]``; a ``mixed`` removed cell goes to its dominant
     species, ``obs['dominant_species']``), on the genes both objects measure of that species
@@ -152,62 +161,114 @@ def label_removed(
     pandas.DataFrame
         Indexed by ``removed.obs_names``: ``label``, ``vote_share`` (the share of the ``k``
         votes the label got; NaN when unassigned), ``neighbours_from`` (``sample``,
-        ``all samples`` or a note of why the cell is :data:`UNASSIGNED`) and
-        ``species_space``. A species without kept cells leaves its removed cells
-        :data:`UNASSIGNED` (logged).
+        ``all samples`` or a note of why the cell is :data:`UNASSIGNED`),
+        ``species_space`` and ``space`` (``scVI`` or ``PCA``; empty when unassigned). A
+        species without kept cells leaves its removed cells :data:`UNASSIGNED` (logged).
     """
-    from sklearn.decomposition import PCA
-    from sklearn.neighbors import NearestNeighbors
-
     out = pd.DataFrame(
         {
             "label": UNASSIGNED,
             "vote_share": np.nan,
             "neighbours_from": "",
             "species_space": _space_species(removed.obs, species_key),
+            "space": "",
         },
         index=removed.obs_names.copy(),
     )
     if removed.n_obs == 0:
         return out[list(LABEL_COLUMNS)]
+    if embedding is not None:
+        ek_all, er_all = (np.asarray(e, dtype=float) for e in embedding)
+        if ek_all.shape[0] != kept.n_obs or er_all.shape[0] != removed.n_obs:
+            raise ValueError(
+                f"embedding rows ({ek_all.shape[0]}, {er_all.shape[0]}) do not match the kept "
+                f"and removed cells ({kept.n_obs}, {removed.n_obs})"
+            )
+        has = np.isfinite(er_all).all(axis=1) & (er_all.shape[1] > 0)
+    else:
+        has = np.zeros(removed.n_obs, dtype=bool)
     kept_space = _space_species(kept.obs, species_key)
+    vote = _Vote(kept, removed, out, label_key=label_key, sample_key=sample_key, k=k)
     for species in pd.unique(out["species_space"]):
         rm = np.flatnonzero(out["species_space"].to_numpy() == species)
         kp = np.flatnonzero(kept_space == species)
-        genes = _species_genes(kept, removed, species)
-        if kp.size < 2 or genes.size < 2:
-            why = f"no kept {species} cells" if kp.size < 2 else f"no shared {species} genes"
+        if kp.size < 2:
+            why = f"no kept {species} cells"
             out.iloc[rm, out.columns.get_loc("neighbours_from")] = why
             logger.warning("%d removed %s cell(s) left %s: %s", rm.size, species, UNASSIGNED, why)
             continue
-        xk = _lognorm(_counts(kept[kp], layer, genes))
-        xr = _lognorm(_counts(removed[rm], layer, genes))
-        if genes.size > n_top_genes:
-            mean = np.asarray(xk.mean(axis=0)).ravel()
-            var = np.asarray(xk.multiply(xk).mean(axis=0)).ravel() - mean**2
-            top = np.sort(np.argsort(-var, kind="stable")[:n_top_genes])
-            xk, xr = xk[:, top], xr[:, top]
-        n_comp = int(max(1, min(n_pcs, kp.size - 1, xk.shape[1] - 1)))
-        pca = PCA(n_components=n_comp, svd_solver="arpack", random_state=seed)
-        ek = pca.fit_transform(xk)
-        er = pca.transform(xr)
-        labels = kept.obs[label_key].astype(str).to_numpy()[kp]
-        kept_samples = kept.obs[sample_key].astype(str).to_numpy()[kp]
-        rm_samples = removed.obs[sample_key].astype(str).to_numpy()[rm]
+        in_latent = rm[has[rm]]
+        if in_latent.size:
+            vote(kp, in_latent, ek_all[kp], er_all[in_latent], "scVI")
+        rest = rm[~has[rm]]
+        if not rest.size:
+            continue
+        genes = _species_genes(kept, removed, species)
+        if genes.size < 2:
+            why = f"no shared {species} genes"
+            out.iloc[rest, out.columns.get_loc("neighbours_from")] = why
+            logger.warning("%d removed %s cell(s) left %s: %s", rest.size, species, UNASSIGNED, why)
+            continue
+        ek, er = _pca_space(kept[kp], removed[rest], layer, genes, n_pcs, n_top_genes, seed)
+        vote(kp, rest, ek, er, "PCA")
+    return out[list(LABEL_COLUMNS)]
+
+
+def _pca_space(
+    kept: AnnData,
+    removed: AnnData,
+    layer: str | None,
+    genes: pd.Index,
+    n_pcs: int,
+    n_top_genes: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A PCA of the kept cells' log1p CP10k (most variable genes), the removed projected on it."""
+    from sklearn.decomposition import PCA
+
+    xk = _lognorm(_counts(kept, layer, genes))
+    xr = _lognorm(_counts(removed, layer, genes))
+    if genes.size > n_top_genes:
+        mean = np.asarray(xk.mean(axis=0)).ravel()
+        var = np.asarray(xk.multiply(xk).mean(axis=0)).ravel() - mean**2
+        top = np.sort(np.argsort(-var, kind="stable")[:n_top_genes])
+        xk, xr = xk[:, top], xr[:, top]
+    n_comp = int(max(1, min(n_pcs, kept.n_obs - 1, xk.shape[1] - 1)))
+    pca = PCA(n_components=n_comp, svd_solver="arpack", random_state=seed)
+    return pca.fit_transform(xk), pca.transform(xr)
+
+
+class _Vote:
+    """The majority label of each removed cell's nearest kept cells, written into ``out``."""
+
+    def __init__(self, kept, removed, out, *, label_key, sample_key, k):
+        self.labels = kept.obs[label_key].astype(str).to_numpy()
+        self.kept_samples = kept.obs[sample_key].astype(str).to_numpy()
+        self.rm_samples = removed.obs[sample_key].astype(str).to_numpy()
+        self.out, self.k = out, k
+
+    def __call__(self, kp, rm, ek, er, space: str) -> None:
+        """Kept cells ``kp`` at ``ek``, removed cells ``rm`` at ``er`` (same rows)."""
+        from sklearn.neighbors import NearestNeighbors
+
+        labels, kept_samples = self.labels[kp], self.kept_samples[kp]
+        rm_samples = self.rm_samples[rm]
         for s in pd.unique(rm_samples):
-            rows = rm[rm_samples == s]
+            sel = rm_samples == s
+            rows = rm[sel]
             pool = np.flatnonzero(kept_samples == s)
             where = "sample"
-            if pool.size < k:
+            if pool.size < self.k:
                 pool, where = np.arange(kp.size), "all samples"
-            kk = int(min(k, pool.size))
+            kk = int(min(self.k, pool.size))
             nn = NearestNeighbors(n_neighbors=kk).fit(ek[pool])
-            _, idx = nn.kneighbors(er[np.searchsorted(rm, rows)])
+            _, idx = nn.kneighbors(er[sel])
             lab, share = _majority(labels[pool][idx])
-            out.loc[out.index[rows], "label"] = lab
-            out.loc[out.index[rows], "vote_share"] = share
-            out.loc[out.index[rows], "neighbours_from"] = where
-    return out[list(LABEL_COLUMNS)]
+            index = self.out.index[rows]
+            self.out.loc[index, "label"] = lab
+            self.out.loc[index, "vote_share"] = share
+            self.out.loc[index, "neighbours_from"] = where
+            self.out.loc[index, "space"] = space
 
 
 def _majority(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -438,20 +499,28 @@ def _spread(picked: sp.spmatrix, present: np.ndarray, n_vars: int) -> sp.csr_mat
 
 
 def account_removed(
-    kept: AnnData, removed: AnnData, removed_cells: pd.DataFrame, *, k: int = 15, seed: int = 0
+    kept: AnnData,
+    removed: AnnData,
+    removed_cells: pd.DataFrame,
+    *,
+    k: int = 15,
+    seed: int = 0,
+    embedding: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, AnnData]:
     """Label every removed cell and collect those a sensitivity setting can bring back.
 
     ``removed_cells`` is :func:`removed_obs`; ``removed`` holds their droplets (a cell it
-    lacks stays :data:`UNASSIGNED`). Returns the per-cell table (reasons, ``label``,
-    ``vote_share``...) and :func:`recomputable_removed` (with ``cell_subtype`` labels when
-    the kept cells have subtypes).
+    lacks stays :data:`UNASSIGNED`); ``embedding`` as in :func:`label_removed` (the scVI
+    latent of the kept and of the removed cells). Returns the per-cell table (reasons,
+    ``label``, ``vote_share``, ``space``...) and :func:`recomputable_removed` (with
+    ``cell_subtype`` labels when the kept cells have subtypes).
     """
-    labels = label_removed(kept, removed, label_key="cell_type", k=k, seed=seed)
+    kw = dict(k=k, seed=seed, embedding=embedding)
+    labels = label_removed(kept, removed, label_key="cell_type", **kw)
     per_cell = removed_cells.join(labels)
     per_cell["label"] = per_cell["label"].fillna(UNASSIGNED)
     subtypes = None
     if "cell_subtype" in kept.obs:
-        subtypes = label_removed(kept, removed, label_key="cell_subtype", k=k, seed=seed)["label"]
+        subtypes = label_removed(kept, removed, label_key="cell_subtype", **kw)["label"]
     back = recomputable_removed(kept, removed, per_cell, subtype_labels=subtypes)
     return per_cell, back

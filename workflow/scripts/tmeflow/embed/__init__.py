@@ -55,6 +55,7 @@ _NAMES = {
         "scvi_input",
         "training_genes",
         "load_scvi",
+        "encode_cells",
     ],
     "_metrics": [
         "BATCH_METRICS",

@@ -496,6 +496,70 @@ def load_scvi(
     return scvi.model.SCVI.load(str(model_dir), adata=sub, accelerator=accelerator)
 
 
+def encode_cells(
+    model_dir: str | os.PathLike[str],
+    adata: AnnData,
+    *,
+    accelerator: str = "cpu",
+    threads: int = 1,
+) -> np.ndarray:
+    """Cells the model was not trained on, embedded by the trained scVI encoder.
+
+    The cells QC removed (doublets, mixed species) get the latent mean of the model
+    :func:`train_scvi` saved, with their own sample as the batch: the same space as the kept
+    cells' ``obsm["X_scVI"]``, no retraining (issue 28: the sensitivity's "doublets off"). The
+    input is rebuilt as :func:`load_scvi` does (raw counts of the training genes).
+
+    Parameters
+    ----------
+    model_dir
+        The saved model (``results/integrate/scvi_model``).
+    adata
+        Raw counts in ``layers["counts"]`` (else ``X``) for every training gene; the batch
+        column the model was set up with (``sample``).
+    accelerator
+        Where to run the encoder.
+    threads
+        torch's CPU threads.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_obs, n_latent)`` float32; the rows of cells whose batch the model never saw (a
+        sample none of whose cells was kept) are NaN (logged).
+    """
+    import scvi
+
+    from tmeflow.core._runtime import pin_threads
+
+    pin_threads(threads, numba=False)  # torch is imported now
+    registry = scvi.model.SCVI.load_registry(str(model_dir))
+    state = registry["field_registries"]["batch"]["state_registry"]
+    batch_key = str(state["original_key"])
+    known = np.isin(adata.obs[batch_key].astype(str).to_numpy(), state["categorical_mapping"])
+    n_latent = int(registry["setup_args"].get("n_latent", 0) or 0)
+    out = None
+    if known.any():
+        sub = adata[known].copy()
+        if "counts" not in sub.layers:  # the species stage's objects hold the counts in X
+            sub.layers["counts"] = sub.X
+        sub.obs[batch_key] = sub.obs[batch_key].astype(str)
+        sub.uns["scvi"] = {"batch_key": batch_key}
+        latent = load_scvi(model_dir, sub, accelerator=accelerator).get_latent_representation()
+        n_latent = latent.shape[1]
+        out = np.full((adata.n_obs, n_latent), np.nan, dtype=np.float32)
+        out[known] = latent
+    if (~known).any():
+        logger.warning(
+            "%d cell(s) of batch(es) %s the scVI model never saw: not embedded",
+            int((~known).sum()),
+            sorted(pd.unique(adata.obs[batch_key].astype(str).to_numpy()[~known])),
+        )
+    if out is None:
+        out = np.full((adata.n_obs, n_latent), np.nan, dtype=np.float32)
+    return out
+
+
 def _float_counts(counts, columns: np.ndarray) -> sp.csr_matrix:
     """float32 CSR of ``counts[:, columns]`` (scVI's input) with one copy of the non-zeros."""
     counts = sp.csr_matrix(counts)

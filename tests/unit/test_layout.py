@@ -158,3 +158,21 @@ def test_registry_checks_fail_on_a_mismatch(monkeypatch):
     monkeypatch.setattr(_formats, "FORMATS", tuple(_formats.FORMAT_READERS))
     with pytest.raises(AssertionError):
         test_format_registry_and_sample_sheet_schema_agree()
+
+
+def test_the_workflow_parse_step_imports_no_heavy_library():
+    """Every Snakemake start parses the workflow, and so does every job of a cluster run (a
+    SLURM job starts Snakemake again): the parse step imports only what it needs (config and
+    sheet checks, the demo's file list), not anndata, scanpy or torch (about 3 s a start)."""
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "snakemake", "-n", "--quiet", "rules"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}  # fmt: skip
+    assert "tmeflow.core" in imported  # the check sees the workflow's own imports
+    heavy = {"anndata", "scanpy", "torch", "h5py", "matplotlib", "scvi"} & imported
+    assert not heavy, heavy

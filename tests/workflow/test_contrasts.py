@@ -8,12 +8,13 @@ the end-to-end run (2 animals per arm) checks each contrast's folder.
 
 from pathlib import Path
 
+import anndata as ad
 import pandas as pd
 import pytest
 import yaml
 
 from . import background
-from .helpers import RETRAIN_PCA_ONLY, copy_workflow, dry_run_jobs, snakemake, write_config
+from .helpers import SMALL_DEMO, copy_workflow, dry_run_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -27,19 +28,31 @@ SHEET = "sample\tcondition\tpath\n" + "".join(
     f"{arm}_{i}\t{arm}\tresources/demo/{arm}_{i}{'.h5' if k % 2 == 0 else ''}\n"
     for k, (arm, i) in enumerate((a, i) for a in ARMS for i in (1, 2))
 )
+#: the small demo (tests/workflow/helpers.py) with 2 animals of 500 cells per arm, the DE on
+#: the raw counts only and fewer epochs and permutations
 THREE_ARMS = {
+    **SMALL_DEMO,
     "samples": "config/samples_three_arms.tsv",
     "contrasts": CONTRASTS,
-    "demo": {
-        "n_replicates": 2,
-        "cells_per_sample": 500,
-        "n_genes_mouse": 1500,
-        "n_genes_human": 600,
-    },
-    "scvi": {"max_epochs": 30, "threads": 1},
+    "demo": {**SMALL_DEMO["demo"], "n_replicates": 2, "cells_per_sample": 500},
+    "scvi": {**SMALL_DEMO["scvi"], "max_epochs": 30},
+    "de": {},
     "gsea": {"permutations": 200},
-    "integration_metrics": {"kbet": False},
-    "sensitivity": {"resolutions": [1.6], "retrain": RETRAIN_PCA_ONLY, "marker_out": []},
+    # the per-contrast sensitivity job with few settings (doublets off and the ambient layer
+    # are always tried): the settings themselves are tested on the small demo
+    "sensitivity": {
+        "resolutions": [],
+        "min_score": [0.3],
+        "min_margin": [],
+        "subcluster_resolution": [],
+        "min_subcluster_cells": [],
+        "marker_out": [],
+        "de_min_cells": [],
+        "de_methods": [],
+        "min_fraction": [],
+        "retrain": {"enabled": False},
+    },
+    "export": {"enabled": False},
 }
 #: the rules that run once per further contrast (workflow/rules/contrasts.smk)
 PER_CONTRAST = {
@@ -49,10 +62,15 @@ PER_CONTRAST = {
 }  # fmt: skip
 
 
-def _three_arm_copy(work: Path, config: dict) -> Path:
-    copy_workflow(work)
+def _three_arm_config(work: Path, config: dict) -> Path:
+    """The three-arm sheet and ``config`` written into a copy of the workflow."""
     (work / "config/samples_three_arms.tsv").write_text(SHEET)
     return write_config(work, config)
+
+
+def _three_arm_copy(work: Path, config: dict) -> Path:
+    copy_workflow(work)
+    return _three_arm_config(work, config)
 
 
 def test_dry_run_runs_every_contrast_once_and_every_arm_upstream(tmp_path):
@@ -89,7 +107,7 @@ def test_a_third_arm_without_a_contrast_is_refused_at_parse_time(tmp_path):
 
 @background.register("three_arms", cost_s=400)
 def _build_three_arms(work: Path) -> Path:
-    cfg = _three_arm_copy(work, THREE_ARMS)
+    cfg = _three_arm_config(work, THREE_ARMS)  # work: a fresh copy (background.py)
     snakemake(work, "--configfile", str(cfg))
     return work
 
@@ -110,6 +128,11 @@ def test_every_arm_upstream(three_arms):
     assert planted["conditions"] == list(ARMS)
     labels = pd.read_csv(three_arms / "results/annotate/labels.tsv.gz", sep="\t")
     assert labels["cell"].str.startswith("combo_").any()
+    # one palette for the three arms, in the AnnData as scanpy reads it
+    annotated = ad.read_h5ad(three_arms / "results/annotate/annotated.h5ad", backed="r")
+    arms = annotated.obs["condition"].cat.categories
+    colors = dict(zip(arms, annotated.uns["condition_colors"], strict=True))
+    assert set(colors) == set(ARMS) and len(set(colors.values())) == 3
 
 
 def test_each_contrast_compares_its_own_two_arms(three_arms):

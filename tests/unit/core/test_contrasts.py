@@ -66,6 +66,13 @@ def test_a_contrast_listed_twice_is_refused():
         cx.study_contrasts(_config(entry, dict(entry)))
 
 
+def test_two_contrasts_with_one_folder_name_are_refused():
+    first = {"reference": "x", "test": "a_vs_b"}
+    second = {"reference": "b_vs_x", "test": "a"}
+    with pytest.raises(core.ConfigError, match=r"contrasts\[1\]'.*'a_vs_b_vs_x'.*'_vs_'"):
+        cx.study_contrasts(_config(first, second))
+
+
 def test_primary_with_the_same_arm_twice_is_refused():
     with pytest.raises(core.ConfigError, match=r"'contrast'.*both 'control'"):
         cx.study_contrasts({"contrast": {**PRIMARY, "test": "control"}})

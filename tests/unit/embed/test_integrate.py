@@ -186,21 +186,21 @@ def test_scvi_latent_depends_on_its_threads_not_on_the_jobs_cpus():
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
-def test_scvi_model_is_saved_and_reloads_to_the_same_latent(tmp_path):
+def _saved_model(tmp_path):
+    """A tiny scVI model trained on 60 variable genes and saved: (the object, its folder)."""
     adata = clustered_counts(n_per_group=40)
     integrate.normalise(adata)
     hvg.select_hvgs(adata, n_top_genes=60)
     model_dir = tmp_path / "scvi_model"
     integrate.train_scvi(
-        adata,
-        n_latent=3,
-        n_hidden=16,
-        max_epochs=3,
-        early_stopping=False,
-        seed=1,
-        threads=1,
+        adata, n_latent=3, n_hidden=16, max_epochs=3, early_stopping=False, seed=1, threads=1,
         model_dir=model_dir,
-    )
+    )  # fmt: skip
+    return adata, model_dir
+
+
+def test_scvi_model_is_saved_and_reloads_to_the_same_latent(tmp_path):
+    adata, model_dir = _saved_model(tmp_path)
     assert (model_dir / "model.pt").is_file()
     assert not list(model_dir.glob("*.h5ad"))  # the AnnData is not saved with the model
     # the training input rebuilt from the integrated object: HVGs' counts, batch column
@@ -215,14 +215,7 @@ def test_scvi_model_is_saved_and_reloads_to_the_same_latent(tmp_path):
 def test_encoder_embeds_new_cells_in_the_kept_cells_space(tmp_path, caplog):
     """encode_cells on the training cells gives back their X_scVI (the same encoder, their own
     batches); cells of a sample the model never saw are NaN and logged."""
-    adata = clustered_counts(n_per_group=40)
-    integrate.normalise(adata)
-    hvg.select_hvgs(adata, n_top_genes=60)
-    model_dir = tmp_path / "scvi_model"
-    integrate.train_scvi(
-        adata, n_latent=3, n_hidden=16, max_epochs=3, early_stopping=False, seed=1, threads=1,
-        model_dir=model_dir,
-    )  # fmt: skip
+    adata, model_dir = _saved_model(tmp_path)
     query = adata[::3].copy()
     del query.var["highly_variable"]
     query.X = query.layers.pop("counts")  # counts in X, as the species stage writes them
@@ -276,14 +269,7 @@ def test_scvi_model_reloads_on_an_object_without_its_hvg_flags(tmp_path):
     names its training genes, and the input is rebuilt on them, in the training order."""
     import scvi
 
-    adata = clustered_counts(n_per_group=40)
-    integrate.normalise(adata)
-    hvg.select_hvgs(adata, n_top_genes=60)
-    model_dir = tmp_path / "scvi_model"
-    integrate.train_scvi(
-        adata, n_latent=3, n_hidden=16, max_epochs=3, early_stopping=False, seed=1, threads=1,
-        model_dir=model_dir,
-    )  # fmt: skip
+    adata, model_dir = _saved_model(tmp_path)
     trained = adata.var_names[adata.var["highly_variable"]]
     assert list(integrate.training_genes(model_dir)) == list(trained)
     later = adata[:, adata.var_names[::-1]].copy()  # other gene order, no HVG flags

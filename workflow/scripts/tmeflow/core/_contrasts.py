@@ -101,6 +101,13 @@ def study_contrasts(config: Mapping) -> list[Contrast]:
                 f"'{seen[pair]}' (a reversed contrast only flips the signs); remove the entry"
             )
         seen[pair] = key
+        named = [c for c in out if c.name == contrast_name(ref, test)]
+        if named:
+            raise ConfigError(
+                f"config key '{key}': its folder name {contrast_name(ref, test)!r} is also that "
+                f"of {named[0].test!r} vs {named[0].reference!r}; rename an arm so that no "
+                "arm contains '_vs_'"
+            )
         out.append(Contrast(column, ref, test))
     return out
 

@@ -28,14 +28,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from anndata import AnnData
 
 from tmeflow.core._panel import parent_of
+
+if TYPE_CHECKING:  # anndata at run time only where an object is built: the workflow's parse
+    from anndata import AnnData  # step imports this module for export_species (about 0.5 s)
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +294,8 @@ def to_cellxgene(
     )  # fmt: skip
     if kind == "symbol":
         var["feature_name"] = var["gene_symbol"]
+    from anndata import AnnData
+
     out = AnnData(X=read("X", cells, cols), obs=obs, var=var)
     out.raw = AnnData(X=counts, obs=obs[[]], var=pd.DataFrame(index=index))
     for key, emb in adata.obsm.items():

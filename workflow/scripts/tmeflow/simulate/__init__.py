@@ -15,40 +15,27 @@ Modules:
 - :mod:`~tmeflow.simulate.demo`: the demo folder's sample sheet, file list and writer.
 """
 
-from tmeflow.simulate.demo import write_demo
-from tmeflow.simulate.genes import read_gmt_genes
-from tmeflow.simulate.layout import MTX_FILES, demo_layout, demo_outputs
-from tmeflow.simulate.model import SimulatedExperiment, simulate_experiment
-from tmeflow.simulate.tenx import write_10x_h5, write_10x_mtx
-from tmeflow.simulate.truth import (
-    CELL_TYPES,
-    COMPOSITION_REFERENCE,
-    COMPOSITION_TEST,
-    CONDITIONS_DEFAULT,
-    IFN_ALPHA_GENES,
-    MOUSE_MITO,
-    PATHWAY_NAME,
-    T_CELL_MARKERS,
-    TRUTH_COLUMNS,
-)
+from tmeflow._lazy import attach
 
-__all__ = [
-    "CELL_TYPES",
-    "COMPOSITION_REFERENCE",
-    "COMPOSITION_TEST",
-    "CONDITIONS_DEFAULT",
-    "IFN_ALPHA_GENES",
-    "MOUSE_MITO",
-    "MTX_FILES",
-    "PATHWAY_NAME",
-    "TRUTH_COLUMNS",
-    "T_CELL_MARKERS",
-    "SimulatedExperiment",
-    "demo_layout",
-    "demo_outputs",
-    "read_gmt_genes",
-    "simulate_experiment",
-    "write_10x_h5",
-    "write_10x_mtx",
-    "write_demo",
-]
+# Lazy (tmeflow._lazy): the workflow's parse step needs only the layout (demo_layout,
+# demo_outputs), not anndata and h5py behind the writers (about 1 s of every Snakemake start,
+# and of every job of a cluster run, which parses the workflow again).
+_NAMES = {
+    "demo": ["write_demo"],
+    "genes": ["read_gmt_genes"],
+    "layout": ["MTX_FILES", "demo_layout", "demo_outputs"],
+    "model": ["SimulatedExperiment", "simulate_experiment"],
+    "tenx": ["write_10x_h5", "write_10x_mtx"],
+    "truth": [
+        "CELL_TYPES",
+        "COMPOSITION_REFERENCE",
+        "COMPOSITION_TEST",
+        "CONDITIONS_DEFAULT",
+        "IFN_ALPHA_GENES",
+        "MOUSE_MITO",
+        "PATHWAY_NAME",
+        "T_CELL_MARKERS",
+        "TRUTH_COLUMNS",
+    ],
+}
+__getattr__, __dir__, __all__ = attach(__name__, _NAMES)

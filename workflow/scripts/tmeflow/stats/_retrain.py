@@ -15,12 +15,17 @@ Each setting is a job of its own (``sensitivity_retrain``) that runs beside the 
 workflow: it needs the integrated object and the chosen resolution only.
 """
 
+from __future__ import annotations
+
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from anndata import AnnData
+
+if TYPE_CHECKING:  # the workflow's parse step imports this module for retrain_variants
+    from anndata import AnnData
 
 __all__ = ["PCA_COMPONENTS", "RETRAIN_SETTING", "retrain_labels", "retrain_variants"]
 
@@ -109,6 +114,8 @@ def retrain_labels(
     """
     # scanpy, scVI and the annotation are imported here: the workflow reads
     # retrain_variants when it parses, which must stay light
+    from anndata import AnnData
+
     from tmeflow.annotate import _cell_types as annotate_mod
     from tmeflow.embed import _cluster as cluster
     from tmeflow.embed import _graph as graph

@@ -74,10 +74,11 @@ def _three_arm_copy(work: Path, config: dict) -> Path:
 
 
 def test_dry_run_runs_every_contrast_once_and_every_arm_upstream(tmp_path):
-    cfg = _three_arm_copy(tmp_path, THREE_ARMS)
+    # with the DE on the ambient-corrected counts too (SMALL_DEMO's setting)
+    cfg = _three_arm_copy(tmp_path, {**THREE_ARMS, "de": SMALL_DEMO["de"]})
     proc = snakemake(tmp_path, "-n", "--configfile", str(cfg))
     jobs = dry_run_jobs(proc.stdout + proc.stderr)
-    for rule in PER_CONTRAST:
+    for rule in {*PER_CONTRAST, "de_pseudobulk_corrected"}:
         assert jobs.get(rule) == 1, (rule, jobs)
         assert jobs.get(f"{rule}_contrast") == 2, (rule, jobs)
     # the upstream and the shared sensitivity labels: once, every arm's samples

@@ -143,6 +143,7 @@ def test_lock_is_fully_pinned_with_known_constraints():
 def rules() -> dict[str, dict[str, str | Path]]:
     """``{rule: {"smk", "conda", "script"}}`` read from workflow/rules/*.smk."""
     out: dict[str, dict] = {}
+    derived: list[tuple[str, str]] = []
     for smk in sorted(RULES.glob("*.smk")):
         blocks = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.M)
         for name, body in zip(blocks[1::2], blocks[2::2], strict=True):
@@ -153,8 +154,15 @@ def rules() -> dict[str, dict[str, str | Path]]:
                 if m:
                     entry[key] = (smk.parent / m.group(1)).resolve()
             out[name] = entry
-        for base, name in re.findall(r"^use rule (\w+) as (\w+) with:", smk.read_text(), re.M):
+        derived += re.findall(r"^use rule (\w+) as (\w+) with:", smk.read_text(), re.M)
+    # a derived rule (use rule X as Y with:) may come from another file (contrasts.smk) or
+    # from another derived rule: resolve them in order of dependence
+    while derived:
+        ready = [(base, name) for base, name in derived if base in out]
+        assert ready, f"use rule of unknown rules: {derived}"
+        for base, name in ready:
             out[name] = {**out[base]}
+            derived.remove((base, name))
     return out
 
 

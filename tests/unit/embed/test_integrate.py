@@ -186,9 +186,11 @@ def test_scvi_latent_depends_on_its_threads_not_on_the_jobs_cpus():
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
-def _saved_model(tmp_path):
+def _saved_model(tmp_path, one_sample: bool = False):
     """A tiny scVI model trained on 60 variable genes and saved: (the object, its folder)."""
     adata = clustered_counts(n_per_group=40)
+    if one_sample:
+        adata.obs["sample"] = "only"
     integrate.normalise(adata)
     hvg.select_hvgs(adata, n_top_genes=60)
     model_dir = tmp_path / "scvi_model"
@@ -227,6 +229,13 @@ def test_encoder_embeds_new_cells_in_the_kept_cells_space(tmp_path, caplog):
     assert np.isnan(latent[:4]).all() and np.isfinite(latent[4:]).all()
     np.testing.assert_allclose(latent[4:], adata.obsm["X_scVI"][::3][4:], atol=1e-5)
     assert "4 cell(s) of batch(es) ['unseen']" in caplog.text
+
+
+def test_encoder_of_a_one_batch_model(tmp_path):
+    """One sample: scVI trains without a batch covariate; its cells still embed."""
+    adata, model_dir = _saved_model(tmp_path, one_sample=True)
+    latent = integrate.encode_cells(model_dir, adata[::4].copy())
+    np.testing.assert_allclose(latent, adata.obsm["X_scVI"][::4], atol=1e-5)
 
 
 def test_scvi_logs_every_epoch_with_losses_and_time_left(caplog):

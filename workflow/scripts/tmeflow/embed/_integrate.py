@@ -536,7 +536,19 @@ def encode_cells(
     registry = scvi.model.SCVI.load_registry(str(model_dir))
     state = registry["field_registries"]["batch"]["state_registry"]
     batch_key = str(state["original_key"])
-    known = np.isin(adata.obs[batch_key].astype(str).to_numpy(), state["categorical_mapping"])
+    if batch_key in adata.obs.columns:
+        known = np.isin(adata.obs[batch_key].astype(str).to_numpy(), state["categorical_mapping"])
+    elif len(state["categorical_mapping"]) == 1:
+        # a one-batch model (trained without a batch covariate: scVI's own constant column)
+        batch_key = "_one_batch"
+        adata = adata.copy()
+        adata.obs[batch_key] = "0"
+        known = np.ones(adata.n_obs, dtype=bool)
+    else:
+        raise ValueError(
+            f"the scVI model in {model_dir} was set up with the batch column {batch_key!r}, "
+            "which the cells to embed lack"
+        )
     n_latent = int(registry["setup_args"].get("n_latent", 0) or 0)
     out = None
     if known.any():

@@ -54,7 +54,8 @@ def contrast_name(reference: str, test: str) -> str:
 def study_contrasts(config: Mapping) -> list[Contrast]:
     """The primary contrast (first) and the further ones of ``config["contrasts"]``.
 
-    Checks, with messages that name the key and the fix: each entry's ``reference`` differs from
+    Checks, with messages that name the key and the fix (the primary's own two arms are
+    checked by :func:`~tmeflow.core.validate_config`): each entry's ``reference`` differs from
     its ``test``; no comparison is listed twice (the primary included, in either direction: the
     reverse would only flip the signs); an arm of a further contrast can be part of a folder
     name (letters, digits, ``.``, ``_``, ``+``, ``-``).
@@ -69,14 +70,8 @@ def study_contrasts(config: Mapping) -> list[Contrast]:
     list of Contrast
         The primary contrast first, then the others in the config's order.
     """
-    primary = config["contrast"]
+    primary = config["contrast"]  # its two arms differ: checked by core.validate_config
     column = str(primary["column"])
-    if str(primary["reference"]) == str(primary["test"]):
-        raise ConfigError(
-            f"config key 'contrast': reference and test are both {primary['test']!r}; "
-            "choose two different levels of the column "
-            f"{column!r}"
-        )
     out = [Contrast(column, str(primary["reference"]), str(primary["test"]))]
     seen = {frozenset(out[0].arms): "contrast"}
     for i, entry in enumerate(config.get("contrasts") or []):

@@ -526,7 +526,8 @@ def encode_cells(
     -------
     numpy.ndarray
         ``(n_obs, n_latent)`` float32; the rows of cells whose batch the model never saw (a
-        sample none of whose cells was kept) are NaN (logged).
+        sample none of whose cells was kept) are NaN (logged); no column when no cell's batch
+        is known.
     """
     import scvi
 
@@ -536,39 +537,37 @@ def encode_cells(
     registry = scvi.model.SCVI.load_registry(str(model_dir))
     state = registry["field_registries"]["batch"]["state_registry"]
     batch_key = str(state["original_key"])
-    if batch_key in adata.obs.columns:
-        known = np.isin(adata.obs[batch_key].astype(str).to_numpy(), state["categorical_mapping"])
-    elif len(state["categorical_mapping"]) == 1:
-        # a one-batch model (trained without a batch covariate: scVI's own constant column)
-        batch_key = "_one_batch"
-        adata = adata.copy()
-        adata.obs[batch_key] = "0"
-        known = np.ones(adata.n_obs, dtype=bool)
-    else:
+    # a one-batch model is trained without a batch covariate (scVI's own constant column)
+    one_batch = batch_key not in adata.obs.columns
+    if one_batch and len(state["categorical_mapping"]) != 1:
         raise ValueError(
             f"the scVI model in {model_dir} was set up with the batch column {batch_key!r}, "
             "which the cells to embed lack"
         )
-    n_latent = int(registry["setup_args"].get("n_latent", 0) or 0)
-    out = None
-    if known.any():
-        sub = adata[known].copy()
-        if "counts" not in sub.layers:  # the species stage's objects hold the counts in X
-            sub.layers["counts"] = sub.X
-        sub.obs[batch_key] = sub.obs[batch_key].astype(str)
-        sub.uns["scvi"] = {"batch_key": batch_key}
-        latent = load_scvi(model_dir, sub, accelerator=accelerator).get_latent_representation()
-        n_latent = latent.shape[1]
-        out = np.full((adata.n_obs, n_latent), np.nan, dtype=np.float32)
-        out[known] = latent
-    if (~known).any():
-        logger.warning(
-            "%d cell(s) of batch(es) %s the scVI model never saw: not embedded",
-            int((~known).sum()),
-            sorted(pd.unique(adata.obs[batch_key].astype(str).to_numpy()[~known])),
-        )
-    if out is None:
-        out = np.full((adata.n_obs, n_latent), np.nan, dtype=np.float32)
+    if one_batch:
+        known = np.ones(adata.n_obs, dtype=bool)
+    else:
+        batches = adata.obs[batch_key].astype(str).to_numpy()
+        known = np.isin(batches, state["categorical_mapping"])
+        if (~known).any():
+            logger.warning(
+                "%d cell(s) of batch(es) %s the scVI model never saw: not embedded",
+                int((~known).sum()),
+                sorted(pd.unique(batches[~known])),
+            )
+    if not known.any():
+        return np.full((adata.n_obs, 0), np.nan, dtype=np.float32)
+    sub = adata[known].copy()
+    if one_batch:
+        batch_key = "_one_batch"
+        sub.obs[batch_key] = "0"
+    if "counts" not in sub.layers:  # the species stage's objects hold the counts in X
+        sub.layers["counts"] = sub.X
+    sub.obs[batch_key] = sub.obs[batch_key].astype(str)
+    sub.uns["scvi"] = {"batch_key": batch_key}
+    latent = load_scvi(model_dir, sub, accelerator=accelerator).get_latent_representation()
+    out = np.full((adata.n_obs, latent.shape[1]), np.nan, dtype=np.float32)
+    out[known] = latent
     return out
 
 

@@ -65,9 +65,8 @@ def demo_layout(
         Columns ``sample``, ``condition``, ``path``, ``format``; samples ordered
         ``{reference}_1..n`` then ``{test}_1..n`` (then any further arm's). Sample ``k``
         (0-based) is written as 10x HDF5 (``format="10x_h5"``, ``path=f"{sample}.h5"``) when
-        ``k`` is even and as a 10x v3
-        matrix-market folder (``format="10x_mtx"``, ``path=sample``) when odd. Paths are relative
-        to the demo output directory.
+        ``k`` is even and as a 10x v3 matrix-market folder (``format="10x_mtx"``,
+        ``path=sample``) when odd. Paths are relative to the demo output directory.
     """
     n = _check_replicates(n_replicates)
     conds = _check_conditions(conditions)

@@ -751,7 +751,6 @@ def communication(
         min_cells=min_cells,
         expr_prop=expr_prop,
     )
-    scores = scores[scores["condition"].isin([reference, test])].reset_index(drop=True)
     comparison = compare_arms(scores, reference=reference, test=test)
     flags = soup_flags(adata, comparison) if len(comparison) else {}
     comparison = compare_arms(scores, reference=reference, test=test, ambient_explained=flags)

@@ -221,7 +221,7 @@ CONFIRM_OPTIONS = {
     "min_cells": config["de"]["min_cells"],
     "min_replicates": config["de"]["min_replicates"],
     "covariates": config["de"]["covariates"],
-    "alpha": config["de"]["alpha"],
+    "alpha": config["hypotheses_alpha"],
     "min_share": config["sources"]["min_share"],
     "immune_types": config["composition"]["immune_types"],
 }

@@ -63,6 +63,18 @@ def test_crossspecies_and_ambient_keys(config):
         tmc.validate_config(config, CONFIG_SCHEMA)
 
 
+def test_hypotheses_alpha_defaults_below_nominal_and_is_checked(config):
+    minimal = {k: copy.deepcopy(config[k]) for k in ("samples", "species", "contrast",
+                                                      "genes_of_interest", "seed")}  # fmt: skip
+    tmc.validate_config(minimal, CONFIG_SCHEMA)
+    assert minimal["hypotheses_alpha"] == 0.04  # the family's level, not de.alpha
+    assert minimal["de"]["alpha"] == 0.05
+    for bad in (0, 0.6, "0.05"):
+        config["hypotheses_alpha"] = bad
+        with pytest.raises(tmc.ConfigError, match="hypotheses_alpha"):
+            tmc.validate_config(config, CONFIG_SCHEMA)
+
+
 def test_unknown_key_is_named(config):
     config["qc"]["nmad_mito"] = 3
     with pytest.raises(tmc.ConfigError, match=r"unknown key\(s\) \['nmad_mito'\] under 'qc'"):

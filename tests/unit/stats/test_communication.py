@@ -309,3 +309,42 @@ def test_compare_arms_equals_scipy_welch_per_pair():
         one = cc.welch(ref, tst)
         assert one["effect"] == pytest.approx(row["effect"], rel=1e-12, nan_ok=True)
         assert one["pvalue"] == pytest.approx(row["pvalue"], rel=1e-12, nan_ok=True)
+
+
+def test_interaction_counts_cached_per_cell_set_with_the_same_verdicts(monkeypatch):
+    """With a fits cache (the sensitivity's), the ligand's and receptor's corrected counts are
+    computed once per cell set: a relabelled object with the same cells reads them back, a
+    smaller cell set computes its own, and every table equals the uncached one."""
+    adata = xenograft(gas6_fold=3.0, seed=5)
+    hyps = cf.parse_hypotheses(
+        [
+            {"interaction": "Gas6-AXL", "sender": "CAF", "receiver": "tumor", "direction": "up"},
+            {"interaction": "Gas6-AXL", "sender": "myCAF", "receiver": "tumor", "direction": "up"},
+        ]
+    )
+    relabelled = adata.copy()
+    relabelled.obs["cell_subtype"] = relabelled.obs["cell_subtype"].astype(str)
+    swap = relabelled.obs["cell_subtype"].isin(["myCAF", "iCAF"]).to_numpy() & (
+        np.arange(relabelled.n_obs) % 3 == 0
+    )
+    relabelled.obs.loc[swap, "cell_subtype"] = "iCAF"
+    fewer = adata[adata.obs_names[40:]].copy()
+    plain = [cf.confirm(a, hyps, reference=REF, test=TEST)[0] for a in (adata, relabelled, fewer)]
+    calls = []
+    real = cc.corrected_columns
+
+    def counting(data, genes, cache=None):
+        if cache is None:  # the computation itself (the cached wrapper calls it uncached)
+            calls.append(data.n_obs)
+        return real(data, genes, cache)
+
+    monkeypatch.setattr(cc, "corrected_columns", counting)
+    fits: dict = {}
+    cached = [
+        cf.confirm(a, hyps, reference=REF, test=TEST, fits=fits)[0]
+        for a in (adata, relabelled, fewer)
+    ]
+    assert calls == [adata.n_obs, fewer.n_obs], calls
+    for a, b in zip(plain, cached, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    assert not plain[0]["effect"].equals(plain[1]["effect"])  # the relabelling mattered

@@ -689,3 +689,41 @@ def test_limma_voom_reasons_for_a_filtered_gene_and_an_unknown_method(few_animal
     assert table.loc[0, "verdict"] == "not testable"
     with pytest.raises(ValueError, match="unknown DE method 'edger'"):
         cf.confirm(adata, hyps, reference=REF, test=TEST, de_method="edger")
+
+
+def test_source_counts_cached_per_gene_and_cell_set(monkeypatch):
+    """With a fits cache, a gene's ambient accounting runs once per cell set (several source
+    rows on one gene, relabelling settings), again for another cell set, and the tables equal
+    the uncached ones."""
+    adata = tumour_experiment(animals_per_arm=2, n_genes=20, seed=3)
+    hyps = cf.parse_hypotheses(
+        [
+            {"gene": "Postn", "cell_type": "CAF", "test": "source"},
+            {"gene": "Postn", "cell_type": "TAM", "test": "source"},
+            {"gene": "Gas6", "test": "main_sources", "groups": ["CAF", "TAM_Mrc1"]},
+        ]
+    )
+    relabelled = adata.copy()
+    relabelled.obs["cell_type"] = relabelled.obs["cell_type"].astype(str)
+    move = (relabelled.obs["cell_type"] == "CAF").to_numpy() & (
+        np.arange(relabelled.n_obs) % 4 == 0
+    )
+    relabelled.obs.loc[move, "cell_type"] = "TAM"
+    fewer = adata[adata.obs_names[25:]].copy()
+    kw = {"reference": REF, "test": TEST, "shrink": False}
+    plain = [cf.confirm(a, hyps, **kw)[0] for a in (adata, relabelled, fewer)]
+    calls = []
+    real = cf.ambient.gene_ambient
+
+    def counting(data, col, gene, **kwargs):
+        calls.append((data.n_obs, gene))
+        return real(data, col, gene, **kwargs)
+
+    monkeypatch.setattr(cf.ambient, "gene_ambient", counting)
+    fits: dict = {}
+    cached = [cf.confirm(a, hyps, fits=fits, **kw)[0] for a in (adata, relabelled, fewer)]
+    n, m = adata.n_obs, fewer.n_obs
+    assert calls == [(n, "Postn"), (n, "Gas6"), (m, "Postn"), (m, "Gas6")], calls
+    for a, b in zip(plain, cached, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    assert not plain[0]["effect"].equals(plain[1]["effect"])  # the relabelling mattered

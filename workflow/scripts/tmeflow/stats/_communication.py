@@ -235,13 +235,22 @@ def directions(species: str) -> list[tuple[str, str]]:
 # --- expression ------------------------------------------------------------------------------
 
 
-def corrected_columns(adata: AnnData, genes: Sequence[str]) -> tuple[sp.csc_matrix, np.ndarray]:
+def corrected_columns(
+    adata: AnnData, genes: Sequence[str], cache: dict | None = None
+) -> tuple[sp.csc_matrix, np.ndarray]:
     """Ambient-corrected counts of ``genes`` (cells x genes) and every cell's total.
 
     ``layers['counts_ambient_corrected']`` when present; else ``layers['counts']`` minus each
     gene's other-species and expected soup UMIs (:func:`tmeflow.cells.gene_ambient`), floored
-    at 0, with the raw totals.
+    at 0, with the raw totals. ``cache``: a dict the caller keeps for this one cell set (e.g.
+    the confirmatory family's interaction rows over the sensitivity's relabelling settings);
+    the result is kept there per gene list and layer.
     """
+    if cache is not None:
+        key = ("corrected_columns", tuple(genes), CORRECTED_LAYER in adata.layers)
+        if key not in cache:
+            cache[key] = corrected_columns(adata, genes)
+        return cache[key]
     if CORRECTED_LAYER in adata.layers:
         mat = adata.layers[CORRECTED_LAYER]
         mat = sp.csr_matrix(mat) if not sp.issparse(mat) else mat.tocsr()
@@ -315,9 +324,10 @@ def _unit_expression(
     genes: list[str],
     groups: dict[str, np.ndarray],
     sample_key: str,
+    cache: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """Per (sample, group): mean log1p CP10k and fraction expressing of each gene, cells."""
-    counts, totals = corrected_columns(adata, genes)
+    counts, totals = corrected_columns(adata, genes, cache)
     norm = sp.csr_matrix(counts.multiply(cp10k_scale(totals)[:, None]))
     norm.data = np.log1p(norm.data)
     expressing = sp.csr_matrix((counts > 0).astype(np.float64))
@@ -499,12 +509,14 @@ def animal_scores(
     condition_key: str = "condition",
     sample_key: str = "sample",
     min_cells: int = 10,
+    cache: dict | None = None,
 ) -> pd.DataFrame:
     """Per-animal score of one named pair from one sender to one receiver (the hypothesis).
 
     As :func:`interaction_scores` without the expression filter: rows of
     :data:`SCORE_COLUMNS` for every animal whose sender and receiver have ``min_cells``
     cells. Raises ``KeyError`` for a subunit absent from the data or an unknown group.
+    ``cache``: see :func:`corrected_columns` (one dict per cell set).
     """
     missing = [g for g in f"{ligand}_{receptor}".split("_") if g not in adata.var_names]
     if missing:
@@ -518,7 +530,7 @@ def animal_scores(
     )
     genes = sorted(set(f"{ligand}_{receptor}".split("_")))
     two = {sender: groups[sender], receiver: groups[receiver]}
-    mean, frac, n = _unit_expression(adata, genes, two, sample_key)
+    mean, frac, n = _unit_expression(adata, genes, two, sample_key, cache)
     mean, frac = _complexes(mean, [ligand, receptor]), _complexes(frac, [ligand, receptor])
     cond = adata.obs[condition_key].astype(str).groupby(adata.obs[sample_key].astype(str)).first()
     part = _pair_scores(pair, mean, frac, n, cond, sender, receiver, min_cells, -1.0)

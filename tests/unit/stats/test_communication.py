@@ -331,14 +331,13 @@ def test_interaction_counts_cached_per_cell_set_with_the_same_verdicts(monkeypat
     fewer = adata[adata.obs_names[40:]].copy()
     plain = [cf.confirm(a, hyps, reference=REF, test=TEST)[0] for a in (adata, relabelled, fewer)]
     calls = []
-    real = cc.corrected_columns
+    real = cc._corrected_columns
 
-    def counting(data, genes, cache=None):
-        if cache is None:  # the computation itself (the cached wrapper calls it uncached)
-            calls.append(data.n_obs)
+    def counting(data, genes, cache):
+        calls.append(data.n_obs)
         return real(data, genes, cache)
 
-    monkeypatch.setattr(cc, "corrected_columns", counting)
+    monkeypatch.setattr(cc, "_corrected_columns", counting)
     fits: dict = {}
     cached = [
         cf.confirm(a, hyps, reference=REF, test=TEST, fits=fits)[0]

@@ -244,13 +244,25 @@ def corrected_columns(
     gene's other-species and expected soup UMIs (:func:`tmeflow.cells.gene_ambient`), floored
     at 0, with the raw totals. ``cache``: a dict the caller keeps for this one cell set (e.g.
     the confirmatory family's interaction rows over the sensitivity's relabelling settings);
-    the result is kept there per gene list and layer.
+    the result is kept there per gene list and layer, beside the ambient accounting's
+    per-sample contamination (shared with :func:`ligand_ambient` given the same dict).
     """
-    if cache is not None:
-        key = ("corrected_columns", tuple(genes), CORRECTED_LAYER in adata.layers)
-        if key not in cache:
-            cache[key] = corrected_columns(adata, genes)
-        return cache[key]
+    if cache is None:
+        return _corrected_columns(adata, genes, {})
+    key = ("corrected_columns", tuple(genes), CORRECTED_LAYER in adata.layers)
+    if key not in cache:
+        cache[key] = _corrected_columns(adata, genes, cache)
+    return cache[key]
+
+
+def _corrected_columns(
+    adata: AnnData, genes: Sequence[str], cache: dict
+) -> tuple[sp.csc_matrix, np.ndarray]:
+    """The computation of :func:`corrected_columns`.
+
+    ``cache`` is :func:`tmeflow.cells.gene_ambient`'s: the per-sample contamination and the
+    totals once, not per gene.
+    """
     if CORRECTED_LAYER in adata.layers:
         mat = adata.layers[CORRECTED_LAYER]
         mat = sp.csr_matrix(mat) if not sp.issparse(mat) else mat.tocsr()
@@ -260,7 +272,7 @@ def corrected_columns(
     mat = sp.csr_matrix(mat) if not sp.issparse(mat) else mat.tocsr()
     totals = row_sums(mat)
     cols = sp.csc_matrix(mat[:, adata.var_names.get_indexer(list(genes))], dtype=np.float64)
-    out, cache = [], {}  # the contamination and totals once, not per gene
+    out = []
     for j, gene in enumerate(genes):
         raw = cols[:, [j]].toarray().ravel()
         other, expected = ambient.gene_ambient(adata, raw, gene, layer="counts", cache=cache)

@@ -3,14 +3,15 @@
 The genome-wide tables (:mod:`tmeflow.stats._de`, :mod:`tmeflow.stats._composition`) are
 exploratory: a gene named before the data were seen should not pay for the ~20,000 genes nobody
 asked about. Here each hypothesis of the config's ``hypotheses`` list is tested once, and the family
-is that list: Holm's step-down adjustment (Holm 1979, Scand J Statist 6:65) over the hypotheses that
-could be tested controls the family-wise error (the chance of calling any true null "supported") at
-``alpha`` whatever the dependence between the tests, as far as each test is exact. The workflow
-passes the config's ``hypotheses_alpha``, 0.04 by default: over calibrated tests under the
-complete null Holm errs at about ``1 - (1 - alpha / m) ** m`` (0.049 at 0.05), and PyDESeq2's
-Wald test rejects up to 1.3 times nominally at 4-6 animals per arm, so at 0.05 the measured
-family-wise error reaches 0.043-0.047 (upper 95% bounds 0.053-0.057); at 0.04 it is
-0.023-0.038 with every upper bound below 0.05 (``bench/confirmatory_calibration.tsv``).
+is that list: Holm's step-down adjustment (Holm 1979, Scand J Statist 6:65) over the whole list (a
+hypothesis that turns out not testable still counts, see below) controls the family-wise error (the
+chance of calling any true null "supported") at ``alpha`` whatever the dependence between the
+tests, as far as each test is exact. The workflow passes the config's ``hypotheses_alpha``, 0.04 by
+default: over calibrated tests under the complete null Holm errs at about
+``1 - (1 - alpha / m) ** m`` (0.049 at 0.05), and PyDESeq2's Wald test rejects up to 1.3 times
+nominally at 4-6 animals per arm, so at 0.05 the measured family-wise error reaches 0.043-0.047
+(upper 95% bounds 0.053-0.057); at 0.04 it is 0.023-0.038 with every upper bound below 0.05
+(``bench/confirmatory_calibration.tsv``).
 
 Five kinds of hypothesis:
 
@@ -897,6 +898,18 @@ def _cells_digest(adata: AnnData) -> str:
     return _digest(names)
 
 
+def _cells_cache(adata: AnnData, d: _Design) -> dict:
+    """The cell set's share of the fits cache: corrected counts and the ambient accounting.
+
+    Keyed by :func:`_cells_digest`, so the sensitivity's settings that only relabel cells, and
+    the family's rows on one gene, read a gene's ambient-corrected counts once (at 100k cells a
+    read was ~3.5 s). The digest is taken once per :func:`confirm` call (its cells are fixed).
+    """
+    if "cells" not in d.tables:
+        d.tables["cells"] = d.fits.setdefault(("cells", _cells_digest(adata)), {})
+    return d.tables["cells"]
+
+
 def _corrected_gene(
     adata: AnnData, gene: str, cache: dict | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -906,20 +919,17 @@ def _corrected_gene(
     (other-species UMIs and the soup UMIs the cell's own species is expected to carry, floored at 0:
     the correction of :mod:`tmeflow.stats._expression_sources`).
     ``layers['counts_ambient_corrected']`` is not read here: the ``ambient_correction`` setting of
-    :mod:`tmeflow.stats._sensitivity` tests the family on it.
-
-    ``cache`` (the fits cache of :func:`confirm`, shared by the sensitivity's settings) keeps
-    the result per gene and cell set: the settings that only relabel cells, and the family's
-    several hypotheses on one gene, read it once (at 100k cells each read was ~3.5 s).
+    :mod:`tmeflow.stats._sensitivity` tests the family on it. ``cache``: one cell set's dict
+    (:func:`_cells_cache`); the result is kept there per gene, and the ambient accounting's
+    per-sample contamination once for every gene.
     """
-    key = ("corrected_gene", gene, _cells_digest(adata)) if cache is not None else None
-    if key is not None and key in cache:
+    key = ("corrected_gene", gene)
+    if cache is not None and key in cache:
         return cache[key]
     raw, totals = _gene_counts(adata, gene, "counts")
-    ctx = None if key is None else cache.setdefault(("gene_ambient", key[2]), {})
-    other, expected = ambient.gene_ambient(adata, raw, gene, layer="counts", cache=ctx)
+    other, expected = ambient.gene_ambient(adata, raw, gene, layer="counts", cache=cache)
     out = (raw, np.maximum(raw - other - expected, 0.0), totals)
-    if key is not None:
+    if cache is not None:
         cache[key] = out
     return out
 
@@ -969,7 +979,7 @@ def _source(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.DataFr
     level = _gene_group(adata, hyp, row)
     if level is None:
         return _empty_values()
-    raw, corrected, totals = _corrected_gene(adata, hyp.gene, d.fits)
+    raw, corrected, totals = _corrected_gene(adata, hyp.gene, _cells_cache(adata, d))
     obs = adata.obs
     in_arms = obs[d.de.condition_key].astype(str).isin([d.de.reference, d.de.test]).to_numpy()
     mine = (obs[level].astype(str) == hyp.cell_type).to_numpy() & in_arms
@@ -1041,7 +1051,7 @@ def _main_sources(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.
     if len(missing) == len(hyp.groups):
         row["reason"] = f"not testable: no cell labelled {', '.join(missing)}"
         return _empty_values()
-    raw, corrected, _ = _corrected_gene(adata, hyp.gene, d.fits)
+    raw, corrected, _ = _corrected_gene(adata, hyp.gene, _cells_cache(adata, d))
     in_arms = obs[d.de.condition_key].astype(str).isin([d.de.reference, d.de.test]).to_numpy()
     mine = np.zeros(adata.n_obs, dtype=bool)
     for key in levels:
@@ -1190,9 +1200,7 @@ def _interaction(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.D
         )
         return _empty_values()
     ligand, receptor = split
-    # the ligand's and receptor's corrected counts, once per cell set (the sensitivity's
-    # relabelling settings and the family's interaction rows share them)
-    cells_cache = d.fits.setdefault(("communication", _cells_digest(adata)), {})
+    cells_cache = _cells_cache(adata, d)  # the ligand's and receptor's counts, once
     try:
         scores = communication.animal_scores(
             adata,
@@ -1224,9 +1232,7 @@ def _interaction(adata: AnnData, hyp: Hypothesis, row: dict, d: _Design) -> pd.D
     tst = per.loc[per["condition"] == d.de.test, "value"].to_numpy(float)
     row["n_animals_reference"], row["n_animals_test"] = int(ref.size), int(tst.size)
     sender = communication.groups_of(adata)[hyp.cell_type]
-    explained = communication.ligand_ambient(
-        adata, ligand, sender, cells_cache.setdefault("ligand_ambient", {})
-    )
+    explained = communication.ligand_ambient(adata, ligand, sender, cells_cache)
     if np.isfinite(explained):
         row["ambient_explained"] = explained
         if explained > MAX_AMBIENT_EXPLAINED:

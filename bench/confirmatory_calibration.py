@@ -76,13 +76,30 @@ FIGURE = REPO / "bench" / "confirmatory_calibration.png"
 #: The family's level: the config's default ``hypotheses_alpha`` (0.04); NOMINAL is plain 0.05,
 #: reported beside it. Verdicts of runs made at 0.05 are re-read at ALPHA: only the Holm
 #: threshold depends on the level, so supported at ALPHA = supported at 0.05 and Holm p < ALPHA.
-ALPHA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"][
-    "hypotheses_alpha"
-]["default"]
+_SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+ALPHA = _SCHEMA["hypotheses_alpha"]["default"]
 NOMINAL = 0.05
+#: The change rows' test: the config's default ``hypotheses_de_method`` (``--de-method``).
+DE_METHOD = _SCHEMA["hypotheses_de_method"]["default"]
+#: What identifies an experiment in the runs file (one seed may run under both DE methods).
+KEY = ["de_method", "design", "scenario", "seed"]
 
 
-def run_one(design: int, scenario: str, seed: int, *, genes: int, loo: bool, rare_change: bool):
+def experiment_seed(design: int, scenario: str, k: int) -> int:
+    """The seed of a design's ``k``-th experiment of a scenario (other benches re-make them)."""
+    return 1_000_000 * design + 10_000 * list(SCENARIOS).index(scenario) + k
+
+
+def run_one(
+    design: int,
+    scenario: str,
+    seed: int,
+    *,
+    genes: int,
+    loo: bool,
+    rare_change: bool,
+    de_method: str = DE_METHOD,
+):
     """One experiment's rows: hypothesis, kind, in_family, pvalue, p_holm, verdict."""
     extra = EXTRA + ([RARE_CHANGE] if rare_change else [])
     hyps = confirmatory.parse_hypotheses(FAMILY + extra)
@@ -90,7 +107,8 @@ def run_one(design: int, scenario: str, seed: int, *, genes: int, loo: bool, rar
         animals_per_arm=design, n_genes=genes, seed=seed, **SCENARIOS[scenario]
     )
     m = len(FAMILY)
-    kw = {"reference": REF, "test": TEST, "alpha": ALPHA, "loo": loo, "shrink": False}
+    kw = {"reference": REF, "test": TEST, "alpha": ALPHA, "loo": loo, "shrink": False,
+          "de_method": de_method}  # fmt: skip
     family, _ = confirmatory.confirm(adata, hyps[:m], **kw)  # Holm over the family, m = 5
     others, _ = confirmatory.confirm(adata, hyps[m:], **kw)  # raw p-values only
     p = np.concatenate([family["pvalue"].to_numpy(float), others["pvalue"].to_numpy(float)])
@@ -108,6 +126,7 @@ def run_one(design: int, scenario: str, seed: int, *, genes: int, loo: bool, rar
             "p_holm": p_holm,
             "supported": supported,
             "loo": loo,
+            "de_method": de_method,
         }
     )
 
@@ -115,9 +134,9 @@ def run_one(design: int, scenario: str, seed: int, *, genes: int, loo: bool, rar
 def simulate(args: argparse.Namespace) -> None:
     done = set()
     if args.runs.exists():
-        old = _read(args.runs)[["design", "scenario", "seed"]]
+        old = _read(args.runs)[KEY]
         done = set(map(tuple, old.drop_duplicates().itertuples(index=False)))
-    start, n_run = time.time(), 0
+    start, n_run, n_printed = time.time(), 0, 0
     logging.disable(logging.WARNING)
     warnings.simplefilter("ignore")
     for k in range(max(args.null, args.power)):
@@ -125,8 +144,10 @@ def simulate(args: argparse.Namespace) -> None:
             for scenario in SCENARIOS:
                 if k >= (args.null if scenario == "null" else args.power):
                     continue
-                seed = 1_000_000 * design + 10_000 * list(SCENARIOS).index(scenario) + k
-                if (design, scenario, seed) in done:
+                if scenario == "null" and k < args.from_k:  # fresh null seeds from K
+                    continue
+                seed = experiment_seed(design, scenario, k)
+                if (args.de_method, design, scenario, seed) in done:
                     continue
                 if args.budget_s and time.time() - start > args.budget_s:
                     print(
@@ -141,12 +162,14 @@ def simulate(args: argparse.Namespace) -> None:
                     genes=args.genes,
                     loo=not args.no_loo,
                     rare_change=args.rare_change,
+                    de_method=args.de_method,
                 )
                 rows.to_csv(
                     args.runs, sep="\t", index=False, mode="a", header=not args.runs.exists()
                 )
                 n_run += 1
-        if (k + 1) % 10 == 0:
+        if (k + 1) % 10 == 0 and n_run > n_printed:
+            n_printed = n_run
             print(
                 f"round {k + 1}: {n_run} experiments, {time.time() - start:.0f} s, "
                 f"{time.process_time():.0f} CPU s",
@@ -163,7 +186,14 @@ def _read(path: Path) -> pd.DataFrame:
         runs["loo"] = False
     runs["loo"] = runs["loo"].fillna(False).astype(str).eq("True")
     runs["supported"] = runs["supported"].astype(str).eq("True")
-    return runs
+    return _with_method(runs)
+
+
+def _with_method(runs: pd.DataFrame) -> pd.DataFrame:
+    """Rows written before the ``de_method`` column ran PyDESeq2's change rows."""
+    if "de_method" not in runs:
+        runs = runs.assign(de_method="pydeseq2")
+    return runs.assign(de_method=runs["de_method"].fillna("pydeseq2"))
 
 
 def unjudged(runs: pd.DataFrame) -> pd.DataFrame:
@@ -173,9 +203,10 @@ def unjudged(runs: pd.DataFrame) -> pd.DataFrame:
     inconclusive; with it, it may read supported. Any other row's verdict is final: supported
     needs Holm p < alpha, and the other kinds' left-out estimates are always computed.
     """
+    runs = _with_method(runs)
     fam = runs[runs["in_family"] & runs["kind"].eq("change") & ~runs["loo"]]
     hit = fam[fam["p_holm"] < max(ALPHA, NOMINAL)]
-    return hit[["design", "scenario", "seed"]].drop_duplicates()
+    return hit[KEY].drop_duplicates()
 
 
 def recheck_loo(args: argparse.Namespace) -> None:
@@ -189,17 +220,17 @@ def recheck_loo(args: argparse.Namespace) -> None:
     logging.disable(logging.WARNING)
     warnings.simplefilter("ignore")
     new = []
-    for design, scenario, seed in todo.itertuples(index=False):
+    for method, design, scenario, seed in todo.itertuples(index=False):
         rows = run_one(int(design), scenario, int(seed), genes=args.genes, loo=True,
-                       rare_change=args.rare_change)  # fmt: skip
+                       rare_change=args.rare_change, de_method=method)  # fmt: skip
         old = runs[(runs["design"] == design) & (runs["scenario"] == scenario)
-                   & (runs["seed"] == seed)]  # fmt: skip
+                   & (runs["seed"] == seed) & (runs["de_method"] == method)]  # fmt: skip
         if not np.allclose(old["pvalue"], rows["pvalue"], rtol=1e-6, equal_nan=True):
             raise RuntimeError(f"{design}v{design} {scenario} seed {seed}: p-values differ")
         new.append(rows)
     if not new:
         return
-    key = ["design", "scenario", "seed"]
+    key = KEY
     redone = pd.concat(new, ignore_index=True)
     keep = ~runs.set_index(key).index.isin(redone.set_index(key).index)
     out = pd.concat([runs[keep], redone], ignore_index=True)
@@ -215,7 +246,19 @@ def _cp(k: int, n: int) -> tuple[float, float]:
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """The table: family-wise error, type-I per hypothesis (null), power (planted)."""
+    """The table: family-wise error, type-I per hypothesis (null), power (planted), per method.
+
+    ``de_method`` (first column) is the change rows' test; the other kinds do not depend on it.
+    """
+    parts = [
+        _summarise(grp).assign(de_method=method)
+        for method, grp in _with_method(runs).groupby("de_method", sort=True)
+    ]
+    table = pd.concat(parts, ignore_index=True)
+    return table[["de_method", *table.columns.drop("de_method")]]
+
+
+def _summarise(runs: pd.DataFrame) -> pd.DataFrame:
     out = []
 
     def add(design, scenario, measure, hyp, kind, k, n, tested):
@@ -290,9 +333,13 @@ def figure(table: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if table["de_method"].eq(DE_METHOD).any():  # the configured change test's runs
+        table = table[table["de_method"] == DE_METHOD]
+    method = table["de_method"].iat[0]
     designs = list(dict.fromkeys(table["design"]))
     x = {d: i for i, d in enumerate(designs)}
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig.suptitle(f"change rows by {method}", fontsize=9)
     ax = axes[0]
     for j, measure in enumerate(("fwer_holm_nominal", "fwer_holm", "fwer_supported")):
         t = table[table["measure"] == measure]
@@ -341,6 +388,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget-s", type=float, default=0, help="stop after this (0: no limit)")
     ap.add_argument("--genes", type=int, default=150)
     ap.add_argument("--no-loo", action="store_true")
+    ap.add_argument(
+        "--de-method",
+        default=DE_METHOD,
+        choices=["limma_voom", "pydeseq2"],
+        help="the change rows' test (default: the config's hypotheses_de_method)",
+    )
     ap.add_argument("--rare-change", action="store_true", help="add Mmp11 in pericytes")
     ap.add_argument("--runs", type=Path, default=RUNS)
     ap.add_argument(
@@ -356,8 +409,8 @@ def main(argv: list[str] | None = None) -> None:
         "--from-k",
         type=int,
         default=0,
-        help="with --summarise: print (not write) the summary of experiments k >= K only, "
-        "e.g. the fresh experiments run after the level was chosen",
+        help="simulating: start the null experiments at k = K (fresh seeds); with --summarise: "
+        "print (not write) the summary of experiments k >= K only",
     )
     args = ap.parse_args(argv)
     if args.recheck:

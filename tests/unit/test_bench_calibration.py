@@ -51,3 +51,44 @@ def test_change_rows_passing_holm_without_loo_are_unjudged_until_rechecked():
     assert list(todo["seed"]) == [7]  # 8 cannot be supported, 9 ran with leave-one-out
     label = cc.summarise(runs).set_index("measure").loc["fwer_supported", "hypothesis"]
     assert "1 experiments unjudged" in label
+
+
+_ch_spec = importlib.util.spec_from_file_location(
+    "change_calibration", REPO / "bench" / "change_calibration.py"
+)
+ch = importlib.util.module_from_spec(_ch_spec)
+_ch_spec.loader.exec_module(ch)
+
+
+def test_change_bench_puts_each_methods_change_row_into_the_familys_holm():
+    """bench/change_calibration.py: a method's change p replaces PyDESeq2's in the family of
+    the same seed (Holm over m = 5 again); power supported needs Holm, the direction (up) and
+    a leave-one-out check on every row that passed Holm."""
+    label = "Mmp11 up in CAF"
+    other = "TAM among stroma up"
+    fam = _runs([
+        # seed 1: PyDESeq2's change p 0.001 passes Holm (0.005); voom's 0.02 does not (0.1)
+        (3, "low", 1, label, "change", True, 0.001, 0.005, False, False),
+        (3, "low", 1, other, "proportion", True, 0.5, 1.0, False, False),
+        # seed 2: both pass
+        (3, "low", 2, label, "change", True, 0.001, 0.005, False, False),
+        (3, "low", 2, other, "proportion", True, 0.5, 1.0, False, False),
+    ])  # fmt: skip
+    mine = pd.DataFrame({
+        "design": 3, "scenario": "low", "seed": [1, 2], "method": "limma_voom",
+        "pvalue": [0.02, 0.004], "effect": [0.9, 1.1], "loo": [False, True],
+        "loo_unstable": [pd.NA, False], "cpu_s": 0.1,
+    })  # fmt: skip
+    table = ch.summarise(mine, cc._with_method(fam)).set_index(["method", "measure"])
+    assert table.loc[("limma_voom", "power_raw"), "events"] == 2
+    assert table.loc[("limma_voom", "power_holm"), "events"] == 1  # 0.004 x 5 < 0.04
+    assert table.loc[("pydeseq2", "power_holm"), "events"] == 2
+    assert table.loc[("limma_voom", "power_supported"), "events"] == 1
+    # a row that passed Holm without leave-one-animal-out leaves supported unjudged
+    mine.loc[1, "loo"] = False
+    table = ch.summarise(mine, cc._with_method(fam)).set_index(["method", "measure"])
+    assert ("limma_voom", "power_supported") not in table.index
+    # a sign flipped leaving one animal out is not supported
+    mine.loc[1, ["loo", "loo_unstable"]] = [True, True]
+    table = ch.summarise(mine, cc._with_method(fam)).set_index(["method", "measure"])
+    assert table.loc[("limma_voom", "power_supported"), "events"] == 0

@@ -296,7 +296,7 @@ def test_sensitivity_grid_keeps_the_planted_answers(demo_run):
     assert all(v.split(":")[0].split("/")[0] == "TAM" for v in out), out
     # the retraining settings (SMALL_DEMO: the PCA baseline) and the subtype mix
     for setting, value in (("retrain", "pca"), ("subtype_mix", "adjusted"),
-                           ("within_subtype", "myCAF"), ("de_method", "limma_voom")):  # fmt: skip
+                           ("within_subtype", "myCAF"), ("de_method", "pydeseq2")):  # fmt: skip
         rows = table[(table["setting"] == setting) & (table["value"] == value)]
         assert len(rows) == len(hyps), (setting, value)
     for ext in ("pdf", "png"):

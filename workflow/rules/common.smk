@@ -222,6 +222,7 @@ CONFIRM_OPTIONS = {
     "min_replicates": config["de"]["min_replicates"],
     "covariates": config["de"]["covariates"],
     "alpha": config["hypotheses_alpha"],
+    "de_method": config["hypotheses_de_method"],
     "min_share": config["sources"]["min_share"],
     "immune_types": config["composition"]["immune_types"],
 }

@@ -249,6 +249,7 @@ rule confirmatory_test:
         alpha=config["hypotheses_alpha"],
         min_share=config["sources"]["min_share"],
         immune_types=config["composition"]["immune_types"],
+        de_method=config["hypotheses_de_method"],
     script:
         "../scripts/confirmatory_test.py"
 

@@ -23,6 +23,7 @@ def main(smk) -> None:
         alpha=p.alpha,
         min_share=p.min_share,
         immune_types=p.immune_types,
+        de_method=p.de_method,
     )
     log.info("confirmatory table:\n%s", table.drop(columns="per_animal").to_string())
     core.write_tsv(table, smk.output.table)

@@ -75,6 +75,21 @@ def test_hypotheses_alpha_defaults_below_nominal_and_is_checked(config):
             tmc.validate_config(config, CONFIG_SCHEMA)
 
 
+def test_hypotheses_de_method_defaults_to_limma_voom_and_is_checked(config):
+    """The change hypotheses' test: limma-voom unless the config says pydeseq2 (issue 26)."""
+    minimal = {k: copy.deepcopy(config[k]) for k in ("samples", "species", "contrast",
+                                                      "genes_of_interest", "seed")}  # fmt: skip
+    tmc.validate_config(minimal, CONFIG_SCHEMA)
+    assert minimal["hypotheses_de_method"] == "limma_voom"
+    # the sensitivity re-tests with the other one (the configured one is skipped there)
+    assert set(minimal["sensitivity"]["de_methods"]) == {"limma_voom", "pydeseq2"}
+    config["hypotheses_de_method"] = "pydeseq2"
+    tmc.validate_config(config, CONFIG_SCHEMA)
+    config["hypotheses_de_method"] = "edger"
+    with pytest.raises(tmc.ConfigError, match="hypotheses_de_method"):
+        tmc.validate_config(config, CONFIG_SCHEMA)
+
+
 def test_unknown_key_is_named(config):
     config["qc"]["nmad_mito"] = 3
     with pytest.raises(tmc.ConfigError, match=r"unknown key\(s\) \['nmad_mito'\] under 'qc'"):

@@ -8,19 +8,24 @@ hypothesis that turns out not testable still counts, see below) controls the fam
 chance of calling any true null "supported") at ``alpha`` whatever the dependence between the
 tests, as far as each test is exact. The workflow passes the config's ``hypotheses_alpha``, 0.04 by
 default: over calibrated tests under the complete null Holm errs at about
-``1 - (1 - alpha / m) ** m`` (0.049 at 0.05), and PyDESeq2's Wald test rejects up to 1.3 times
-nominally at 4-6 animals per arm, so at 0.05 the measured family-wise error reaches 0.043-0.047
-(upper 95% bounds 0.053-0.057); at 0.04 it is 0.023-0.038 with every upper bound below 0.05
-(``bench/confirmatory_calibration.tsv``).
+``1 - (1 - alpha / m) ** m`` (0.049 at 0.05), so at 0.05 the measured family-wise error reached
+0.043-0.047 (upper 95% bounds 0.053-0.057, change rows by PyDESeq2); at 0.04 every upper bound
+is below 0.05 (``bench/confirmatory_calibration.tsv``).
 
 Five kinds of hypothesis:
 
 ``change`` (``gene`` + ``test: change``)
-    The gene's expression in the cell type (or subtype) differs between the arms:
-    PyDESeq2 on that group's per-animal pseudobulk (:func:`tmeflow.stats.run_de`, the same test
-    as the exploratory tables), ``effect`` = apeGLM-shrunk log2 fold change with its 95%
-    interval (shrunk estimate +- 1.96 shrunk SE), ``pvalue`` = the Wald test, one-sided in
-    the stated ``direction`` (two-sided without one). ``padj_exploratory`` is the same gene's
+    The gene's expression in the cell type (or subtype) differs between the arms, tested on
+    that group's per-animal pseudobulk by ``de_method``. ``pydeseq2`` (this function's default;
+    :func:`tmeflow.stats.run_de`, the same test as the exploratory tables): ``effect`` =
+    apeGLM-shrunk log2 fold change with its 95% interval (shrunk estimate +- 1.96 shrunk SE),
+    ``pvalue`` = the Wald test. ``limma_voom`` (the workflow's default, config
+    ``hypotheses_de_method``; :mod:`tmeflow.stats._voom`): the unshrunk log2 fold change and the
+    moderated t. PyDESeq2's Wald test rejects up to 1.3x nominally at 4-6 animals per arm
+    (its dispersion's own error is not carried into the test; genome-wide over the simulated
+    nulls 0.054-0.056 at 0.05, 0.013 at 0.01), limma-voom's moderated t does not (0.047-0.052,
+    ``bench/change_calibration.tsv``). Either is one-sided in the stated ``direction``
+    (two-sided without one). ``padj_exploratory`` is the same gene's
     BH ``padj`` among all genes of the group (the exploratory table's), for comparison.
 ``source`` (``gene`` + ``test: source``)
     The cell type is an *enriched* source of the gene: it makes a larger share of the gene's UMIs

@@ -46,7 +46,8 @@ Settings (one choice changed, everything else as configured):
 ``de_method``
     ``change`` hypotheses tested by another pseudobulk method on the same cells and labels
     (``sensitivity.de_methods``; ``limma_voom``: :mod:`tmeflow.stats._voom`, checked against
-    limma in R), so no verdict rests on PyDESeq2 alone.
+    limma in R; ``pydeseq2``: PyDESeq2's Wald test; the configured one, ``de_method`` of the
+    confirm options, is skipped), so no verdict rests on one test alone.
 ``ambient_correction``
     "on": gene hypotheses on ``layers['counts_ambient_corrected']`` (values rounded to
     integers for the pseudobulk test) instead of the raw counts; ``not available`` when the

@@ -317,16 +317,19 @@ def _short_of_cafs(adata, sample, keep=5):
     return adata[~adata.obs_names.isin(drop)].copy()
 
 
-def test_three_vs_three_with_an_animal_short_of_cells_supports_a_real_effect():
+@pytest.mark.parametrize("method", ["pydeseq2", "limma_voom"])
+def test_three_vs_three_with_an_animal_short_of_cells_supports_a_real_effect(method):
     """3 vs 3, a planted x4 change, one control animal short of CAFs: the test runs on 2 vs 3,
     no control animal can be left out (1 would remain, below min_replicates), every
     computable left-out estimate is positive. Supported, and the reason says 3 of 5 animals
-    could be left out (the old code counted the NaN left-out estimates as instability)."""
+    could be left out (the old code counted the NaN left-out estimates as instability).
+    The same under both change tests (limma-voom: the workflow's default)."""
     adata = stromal_counts(n_genes=300, cells_per_animal=280, fold=4.0, gene_mean=0.2, seed=0)
     adata = _short_of_cafs(adata, f"{REF}_0")
     hyps = cf.parse_hypotheses([{"gene": "G0000", "cell_type": "CAF", "direction": "up"}])
-    table, _ = cf.confirm(adata, hyps, reference=REF, test=TEST, shrink=False)
+    table, _ = cf.confirm(adata, hyps, reference=REF, test=TEST, shrink=False, de_method=method)
     row = table.iloc[0]
+    assert row["method"] == method
     assert (row["n_animals_reference"], row["n_animals_test"]) == (2, 3), row.to_dict()
     assert row["p_holm"] < 1e-3 and row["loo_min"] > 0, row.to_dict()
     assert (row["loo_n_computable"], row["loo_n_animals"]) == (3, 5)
@@ -335,9 +338,11 @@ def test_three_vs_three_with_an_animal_short_of_cells_supports_a_real_effect():
     assert "min_replicates" in row["reason"]
 
 
-def test_two_vs_two_rests_on_the_test_and_says_no_animal_could_be_left_out():
+@pytest.mark.parametrize("method", ["pydeseq2", "limma_voom"])
+def test_two_vs_two_rests_on_the_test_and_says_no_animal_could_be_left_out(method):
     """2 vs 2 with a planted x4 change: no animal can be left out, which is a limit of the
-    design, not evidence against the hypothesis: supported on the test and the direction."""
+    design, not evidence against the hypothesis: supported on the test and the direction
+    (under both change tests)."""
     adata = stromal_counts(
         n_genes=300, cells_per_animal=280, fold=4.0, gene_mean=0.2, seed=0, animals_per_arm=2
     )
@@ -347,8 +352,9 @@ def test_two_vs_two_rests_on_the_test_and_says_no_animal_could_be_left_out():
             {"gene": "G0000", "cell_type": "CAF"},
         ]
     )
-    table, _ = cf.confirm(adata, hyps, reference=REF, test=TEST, shrink=False)
+    table, _ = cf.confirm(adata, hyps, reference=REF, test=TEST, shrink=False, de_method=method)
     for _, row in table.iterrows():
+        assert row["method"] == method
         assert row["p_holm"] < 0.05, row.to_dict()
         assert row["loo_n_computable"] == 0 and row["loo_n_animals"] == 4
         assert pd.isna(row["loo_sign_stable"]) and np.isnan(row["loo_min"])

@@ -174,9 +174,11 @@ def summarise(runs: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
     label = confirmatory.parse_hypotheses([CHANGE])[0].label
     fam = family[family["in_family"]]
     others = fam[fam["hypothesis"] != label]
-    theirs = fam[fam["hypothesis"] == label].assign(method=confirmatory.METHOD_PYDESEQ2)
+    # the confirmatory runs' own change rows, under the method they ran with
+    theirs = cal._with_method(fam[fam["hypothesis"] == label])
+    theirs = theirs.assign(method=theirs["de_method"])
     key = ["design", "scenario", "seed"]
-    # the confirmatory runs' own change rows are PyDESeq2's; this bench's rows take precedence
+    # this bench's rows take precedence (they carry the leave-one-out check)
     runs = pd.concat([runs, theirs[[*key, "method", "pvalue"]]], ignore_index=True)
     runs = runs.drop_duplicates([*key, "method"], keep="first")
     out = []
@@ -210,6 +212,11 @@ def summarise(runs: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
                "events": k, "rate": k / n if n else np.nan}  # fmt: skip
         row["ci_low"], row["ci_high"] = cal._cp(k, n)
         out.append(row)
+        if scenario == "null":  # near the first step of Holm's ladder (alpha / m = 0.008)
+            k = int((p < 0.01).sum())
+            row = {**row, "measure": "type1_raw_0.01", "events": k, "rate": k / n if n else np.nan}
+            row["ci_low"], row["ci_high"] = cal._cp(k, n)
+            out.append(row)
         if not seeds:
             continue
         measure, hits = (

@@ -113,9 +113,8 @@ def recheck(args: argparse.Namespace) -> None:
     p-value must come back equal (checked); the rows are replaced.
     """
     runs = _read(args.runs)
-    runs["loo"] = runs.get("loo", False)
-    runs["loo"] = runs["loo"].fillna(False).astype(str).eq("True")
-    todo = runs[~runs["loo"] & (runs["pvalue"] < cal.NOMINAL)]
+    done = cal.flag(runs["loo"]) if "loo" in runs else pd.Series(False, index=runs.index)
+    todo = runs[~done & (runs["pvalue"] < cal.NOMINAL)]
     print(f"re-running {len(todo)} rows with leave-one-animal-out", flush=True)
     logging.disable(logging.WARNING)
     warnings.simplefilter("ignore")
@@ -170,68 +169,65 @@ def genome_wide(designs: list[int], n: int, methods: list[str], genes: int) -> p
 
 
 def summarise(runs: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
-    """Per design, scenario and method: raw type-I or power; Holm power and FWER in the family."""
+    """Per design, scenario and method: raw type-I or power; Holm power and FWER in the family.
+
+    ``family``: the confirmatory runs as :func:`bench.confirmatory_calibration._read` gives
+    them (a ``de_method`` column).
+    """
     label = confirmatory.parse_hypotheses([CHANGE])[0].label
     fam = family[family["in_family"]]
     others = fam[fam["hypothesis"] != label]
     # the confirmatory runs' own change rows, under the method they ran with
-    theirs = cal._with_method(fam[fam["hypothesis"] == label])
-    theirs = theirs.assign(method=theirs["de_method"])
+    theirs = fam[fam["hypothesis"] == label].rename(columns={"de_method": "method"})
     key = ["design", "scenario", "seed"]
     # this bench's rows take precedence (they carry the leave-one-out check)
     runs = pd.concat([runs, theirs[[*key, "method", "pvalue"]]], ignore_index=True)
     runs = runs.drop_duplicates([*key, "method"], keep="first")
+    runs = runs.assign(loo=cal.flag(runs["loo"]), loo_unstable=cal.flag(runs["loo_unstable"]))
     out = []
+
+    def add(base: dict, measure: str, k: int, n: int, n_experiments: int | None = None) -> None:
+        lo, hi = cal._cp(k, n)
+        out.append({**base, "n_experiments": n if n_experiments is None else n_experiments,
+                    "n_tested": n, "measure": measure, "events": k,
+                    "rate": k / n if n else np.nan, "ci_low": lo, "ci_high": hi})  # fmt: skip
+
     for (design, scenario, method), grp in runs.groupby(["design", "scenario", "method"]):
+        base = {"design": f"{design}v{design}", "scenario": scenario, "method": method}
+        mine = grp.set_index("seed")
+        p = mine["pvalue"]
+        n = int(p.notna().sum())
+        raw = "type1_raw" if scenario == "null" else "power_raw"
+        add(base, raw, int((p < cal.NOMINAL).sum()), n, len(p))
+        if scenario == "null":  # near the first step of Holm's ladder (alpha / m = 0.008)
+            add(base, "type1_raw_0.01", int((p < 0.01).sum()), n, len(p))
         # the four other kinds' p-values of the same experiments (m = 5 with this change row)
         rest = others[(others["design"] == design) & (others["scenario"] == scenario)]
-        rest = rest[rest["seed"].isin(grp["seed"])]
-        p = grp.set_index("seed")["pvalue"]
-        seeds = sorted(set(p.index) & set(rest["seed"]))
+        rest = rest[rest["seed"].isin(p.index)]
         holm_change, any_holm, supported = [], [], []
-        mine = grp.set_index("seed")
-        for seed, r in rest[rest["seed"].isin(seeds)].groupby("seed"):
-            ps = np.concatenate([[p[seed]], r["pvalue"].to_numpy(float)])
-            adj = confirmatory.holm(ps, m=len(cal.FAMILY))
+        for seed, r in rest.groupby("seed"):
+            adj = confirmatory.holm(
+                np.concatenate([[p[seed]], r["pvalue"].to_numpy(float)]), m=len(cal.FAMILY)
+            )
             holm_change.append(adj[0] < cal.ALPHA)
             any_holm.append(bool(np.nanmin(adj) < cal.ALPHA))
             # supported: Holm, the stated direction (up) and no left-out estimate flipping the
             # sign; None where leave-one-animal-out was not run on a row that passed Holm
             rec = mine.loc[seed]
-            judged = str(rec.get("loo", False)) == "True"
-            if holm_change[-1] and not judged:
+            if holm_change[-1] and not rec["loo"]:
                 supported.append(None)
             else:
-                stable = str(rec.get("loo_unstable", "")) != "True"
-                supported.append(bool(holm_change[-1] and rec["effect"] > 0 and stable))
-        n = int(p.notna().sum())
-        k = int((p < cal.NOMINAL).sum())
-        row = {"design": f"{design}v{design}", "scenario": scenario, "method": method,
-               "n_experiments": len(p), "n_tested": n,
-               "measure": "type1_raw" if scenario == "null" else "power_raw",
-               "events": k, "rate": k / n if n else np.nan}  # fmt: skip
-        row["ci_low"], row["ci_high"] = cal._cp(k, n)
-        out.append(row)
-        if scenario == "null":  # near the first step of Holm's ladder (alpha / m = 0.008)
-            k = int((p < 0.01).sum())
-            row = {**row, "measure": "type1_raw_0.01", "events": k, "rate": k / n if n else np.nan}
-            row["ci_low"], row["ci_high"] = cal._cp(k, n)
-            out.append(row)
-        if not seeds:
+                supported.append(
+                    bool(holm_change[-1] and rec["effect"] > 0 and not rec["loo_unstable"])
+                )
+        if not holm_change:
             continue
-        measure, hits = (
-            ("fwer_holm", any_holm) if scenario == "null" else ("power_holm", holm_change)
-        )
-        k = int(np.sum(hits))
-        row = {**row, "measure": measure, "n_experiments": len(seeds), "n_tested": len(seeds),
-               "events": k, "rate": k / len(seeds)}  # fmt: skip
-        row["ci_low"], row["ci_high"] = cal._cp(k, len(seeds))
-        out.append(row)
-        if scenario != "null" and None not in supported:  # every verdict judged
-            k = int(np.sum(supported))
-            row = {**row, "measure": "power_supported", "events": k, "rate": k / len(seeds)}
-            row["ci_low"], row["ci_high"] = cal._cp(k, len(seeds))
-            out.append(row)
+        if scenario == "null":
+            add(base, "fwer_holm", int(np.sum(any_holm)), len(any_holm))
+            continue
+        add(base, "power_holm", int(np.sum(holm_change)), len(holm_change))
+        if None not in supported:  # every verdict judged
+            add(base, "power_supported", int(np.sum(supported)), len(supported))
     return pd.DataFrame(out).sort_values(["measure", "scenario", "design", "method"])
 
 

@@ -184,9 +184,13 @@ def _read(path: Path) -> pd.DataFrame:
     runs = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], low_memory=False)
     if "loo" not in runs:  # rows written before the column: all of them ran with --no-loo
         runs["loo"] = False
-    runs["loo"] = runs["loo"].fillna(False).astype(str).eq("True")
-    runs["supported"] = runs["supported"].astype(str).eq("True")
+    runs["loo"], runs["supported"] = flag(runs["loo"]), flag(runs["supported"])
     return _with_method(runs)
+
+
+def flag(col: pd.Series) -> pd.Series:
+    """A True/False column as read back from a runs file (blank, NA: False)."""
+    return col.astype(str).eq("True")
 
 
 def _with_method(runs: pd.DataFrame) -> pd.DataFrame:

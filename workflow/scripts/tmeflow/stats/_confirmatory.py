@@ -21,9 +21,9 @@ Five kinds of hypothesis:
     apeGLM-shrunk log2 fold change with its 95% interval (shrunk estimate +- 1.96 shrunk SE),
     ``pvalue`` = the Wald test. ``limma_voom`` (the workflow's default, config
     ``hypotheses_de_method``; :mod:`tmeflow.stats._voom`): the unshrunk log2 fold change and the
-    moderated t. PyDESeq2's Wald test rejects up to 1.3x nominally at 4-6 animals per arm
+    moderated t. PyDESeq2's Wald test rejects 1.2-1.4x nominally at 0.01 at 3-6 animals per arm
     (its dispersion's own error is not carried into the test; over every null gene of 200
-    simulated experiments 0.055-0.057 at 0.05 and 0.013-0.014 at 0.01), limma-voom's moderated
+    simulated experiments 0.012-0.014 at 0.01, 0.051-0.057 at 0.05), limma-voom's moderated
     t does not (0.048-0.053 and 0.0097-0.0104 at 2-6 animals per arm;
     ``bench/change_calibration_genomewide.tsv``, the one-gene rates in
     ``bench/change_calibration.tsv``). Either is one-sided in the stated ``direction``
